@@ -1,0 +1,193 @@
+"""Configuration (SPEC section 3): ``nb2prod.toml``, ``--config PATH`` or ``[tool.nb2prod]``.
+
+Every key is optional; an unknown key is an error naming the key and the file. Validation is
+pydantic with ``extra="forbid"``, so the schema below is the documentation of what is accepted.
+"""
+
+from __future__ import annotations
+
+import operator
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from toolkit.errors import ConfigError
+
+_SEMVER = re.compile(
+    r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?$"
+)
+_NAME = re.compile(r"^[a-z0-9]([a-z0-9._-]*[a-z0-9])?$")
+_GATE = re.compile(r"^\s*(>=|<=|==|>|<)\s*(-?\d+(?:\.\d*)?(?:[eE][-+]?\d+)?)\s*$")
+_OPERATORS: Mapping[str, Callable[[float, float], bool]] = {
+    ">=": operator.ge,
+    ">": operator.gt,
+    "<=": operator.le,
+    "<": operator.lt,
+    "==": operator.eq,
+}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+@dataclass(frozen=True)
+class Gate:
+    """A quality gate such as ``accuracy >= 0.9``."""
+
+    metric: str
+    op: str
+    threshold: float
+
+    def passes(self, value: float) -> bool:
+        return _OPERATORS[self.op](value, self.threshold)
+
+    def __str__(self) -> str:
+        return f"{self.op} {self.threshold:g}"
+
+
+class CircuitBreaker(_Strict):
+    failures: int = Field(5, ge=1)
+    reset_s: float = Field(30.0, gt=0)
+
+
+class FallbackConfig(_Strict):
+    timeout_ms: int | None = Field(None, gt=0)
+    min_confidence: float | None = Field(None, ge=0, le=1)
+    circuit_breaker: CircuitBreaker = CircuitBreaker()
+
+
+class ServiceConfig(_Strict):
+    auth: Literal["token", "none"] = "token"
+    workers: int = Field(1, ge=1)
+
+
+class Config(_Strict):
+    """The validated configuration of one notebook."""
+
+    name: str | None = None
+    version: str = "0.1.0"
+    owner: str | None = None
+    gates: dict[str, str] = Field(default_factory=dict)
+    fallback: FallbackConfig = FallbackConfig()
+    service: ServiceConfig = ServiceConfig()
+
+    @field_validator("name")
+    @classmethod
+    def _check_name(cls, value: str | None) -> str | None:
+        if value is not None and not _NAME.match(value):
+            raise ValueError(
+                "must be lowercase letters, digits, '.', '_' or '-', starting and ending "
+                "with a letter or digit (it becomes the bento name)"
+            )
+        return value
+
+    @field_validator("version")
+    @classmethod
+    def _check_version(cls, value: str) -> str:
+        if not _SEMVER.match(value):
+            raise ValueError("must be a semantic version such as 1.2.0")
+        return value
+
+    @field_validator("gates")
+    @classmethod
+    def _check_gates(cls, value: dict[str, str]) -> dict[str, str]:
+        for metric, spec in value.items():
+            if not isinstance(spec, str) or not _GATE.match(spec):
+                raise ValueError(
+                    f"gate for '{metric}' is {spec!r}; write an operator and a number, "
+                    "such as \">= 0.9\" (operators: >=, >, <=, <, ==)"
+                )
+        return value
+
+    def parsed_gates(self) -> tuple[Gate, ...]:
+        gates = []
+        for metric, spec in sorted(self.gates.items()):
+            match = _GATE.match(spec)
+            assert match is not None  # checked by the validator
+            gates.append(Gate(metric, match.group(1), float(match.group(2))))
+        return tuple(gates)
+
+    def service_name(self, notebook: Path) -> str:
+        """The configured name, or one derived from the notebook's file stem."""
+        if self.name:
+            return self.name
+        derived = re.sub(r"[^a-z0-9._-]+", "-", notebook.stem.lower()).strip("-._")
+        return derived or "service"
+
+
+@dataclass(frozen=True)
+class LoadedConfig:
+    """A config together with where it came from (for messages and provenance)."""
+
+    config: Config
+    source: str  # "nb2prod.toml", "pyproject.toml [tool.nb2prod]", or "defaults"
+    path: Path | None
+
+
+def load_config(notebook: Path, explicit: Path | None = None) -> LoadedConfig:
+    """Find and validate the configuration for ``notebook``.
+
+    Order: ``explicit`` (``--config``), then ``nb2prod.toml`` beside the notebook, then the nearest
+    enclosing ``pyproject.toml`` with a ``[tool.nb2prod]`` table, else the defaults.
+    """
+    if explicit is not None:
+        if not explicit.is_file():
+            raise ConfigError(f"{explicit}: no such config file")
+        return _from_file(explicit, table=_tool_table if explicit.name == "pyproject.toml" else None)
+    beside = notebook.resolve().parent / "nb2prod.toml"
+    if beside.is_file():
+        return _from_file(beside, table=None)
+    for directory in notebook.resolve().parents:
+        pyproject = directory / "pyproject.toml"
+        if pyproject.is_file() and _tool_table(_read_toml(pyproject)) is not None:
+            return _from_file(pyproject, table=_tool_table)
+    return LoadedConfig(Config(), "defaults", None)
+
+
+def _tool_table(data: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    table = data.get("tool", {}).get("nb2prod")
+    return table if isinstance(table, Mapping) else None
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot be read ({exc.strerror})") from None
+
+
+def _from_file(
+    path: Path, table: Callable[[Mapping[str, Any]], Mapping[str, Any] | None] | None
+) -> LoadedConfig:
+    data: Mapping[str, Any] | None = _read_toml(path)
+    where = str(path)
+    if table is not None:
+        data = table(data or {})
+        where = f"{path} [tool.nb2prod]"
+        if data is None:
+            raise ConfigError(f"{path}: has no [tool.nb2prod] table")
+    try:
+        config = Config.model_validate(dict(data or {}))
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, where)) from None
+    return LoadedConfig(config, where, path)
+
+
+def _describe(exc: ValidationError, where: str) -> str:
+    problems = []
+    for error in exc.errors():
+        key = ".".join(str(part) for part in error["loc"])
+        if error["type"] == "extra_forbidden":
+            problems.append(f"unknown key '{key}'")
+        else:
+            message = error["msg"].removeprefix("Value error, ")
+            problems.append(f"'{key}': {message}")
+    return f"{where}: " + "; ".join(problems)

@@ -1,0 +1,74 @@
+"""Every failure nb2prod reports to a user.
+
+One root exception carries a message and an optional hint; each kind of failure is a documented
+subclass so callers (and tests) can tell them apart. The CLI prints ``error: <message>`` and
+``hint: <hint>`` and exits non-zero; nothing else should reach the user as a traceback.
+"""
+
+from __future__ import annotations
+
+
+class Nb2ProdError(Exception):
+    """Root of every error nb2prod raises on purpose."""
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class NotebookError(Nb2ProdError):
+    """The notebook cannot be read, or its annotations are wrong (unknown role, two roles, ...)."""
+
+
+class ConfigError(Nb2ProdError):
+    """nb2prod.toml / [tool.nb2prod] is unreadable or has an unknown or invalid key."""
+
+
+class ExecutionError(Nb2ProdError):
+    """A cell raised while the notebook ran; carries the cell index, role and exception."""
+
+    def __init__(
+        self,
+        message: str,
+        hint: str | None = None,
+        *,
+        cell_index: int | None = None,
+        ename: str | None = None,
+        evalue: str | None = None,
+    ) -> None:
+        super().__init__(message, hint)
+        self.cell_index = cell_index
+        self.ename = ename
+        self.evalue = evalue
+
+
+class CaptureError(Nb2ProdError):
+    """The notebook ran, but what the service needs (model, examples, outputs) is missing or wrong."""
+
+
+class LockError(Nb2ProdError):
+    """The environment could not be locked (resolver failure, missing distribution)."""
+
+
+class BuildError(Nb2ProdError):
+    """``bentoml build`` failed."""
+
+
+class ServeError(Nb2ProdError):
+    """The service could not be started or did not become ready."""
+
+
+class ParityError(Nb2ProdError):
+    """The served bento answered differently from the notebook."""
+
+
+class TargetError(Nb2ProdError):
+    """A TARGET (release directory, contract.json or bento tag) cannot be resolved."""
+
+
+class MissingToolError(Nb2ProdError):
+    """An optional tool nb2prod needs is not installed; the hint says how to get it."""

@@ -1,0 +1,101 @@
+"""Stage 4, execute: run the notebook (papermill) and capture what the release needs.
+
+The notebook that runs is the user's notebook with ``skip`` cells left out and nb2prod's capture
+cell appended. Every cell keeps its original index in ``metadata.nb2prod.index`` so an error
+names the cell the user sees.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import nbformat
+
+from toolkit.adapters.kernel import run_notebook
+from toolkit.capture import CAPTURE_TAG, Capture, CapturePlan, capture_cell_source, read_capture
+from toolkit.errors import ExecutionError
+from toolkit.notebook import AnnotatedNotebook, Role
+
+
+@dataclass(frozen=True)
+class Execution:
+    """The executed notebook (capture cell removed) and what was captured in the kernel."""
+
+    executed: nbformat.NotebookNode
+    capture: Capture
+
+
+def execute(
+    notebook: AnnotatedNotebook,
+    *,
+    plan: CapturePlan,
+    parameters: Mapping[str, Any],
+    scratch: Path,
+    keep_failed_at: Path,
+) -> Execution:
+    """Run the notebook; on a failing cell raise :class:`ExecutionError` naming it.
+
+    The executed notebook of a failed run is saved at ``keep_failed_at`` (outside any release).
+    """
+    node = _runnable(notebook, capture_cell_source(plan))
+    output_path = scratch / "executed.ipynb"
+    failure = run_notebook(
+        node,
+        output_path=output_path,
+        cwd=notebook.path.resolve().parent,
+        parameters=parameters,
+        scratch=scratch,
+    )
+    executed = nbformat.read(output_path, as_version=4)
+    if failure is not None:
+        keep_failed_at.parent.mkdir(parents=True, exist_ok=True)
+        nbformat.write(executed, keep_failed_at)
+        index, label = _failing_cell(notebook, executed, failure.cell_index)
+        raise ExecutionError(
+            f"{notebook.path}: {label} raised {failure.ename}: {failure.evalue}",
+            hint=f"The executed notebook, with the failing cell marked, is at {keep_failed_at}",
+            cell_index=index,
+            ename=failure.ename,
+            evalue=failure.evalue,
+        )
+    capture = read_capture(plan.out_dir)
+    executed.cells = [c for c in executed.cells if CAPTURE_TAG not in c.metadata.get("tags", [])]
+    return Execution(executed=executed, capture=capture)
+
+
+def _runnable(notebook: AnnotatedNotebook, capture_source: str) -> nbformat.NotebookNode:
+    node = copy.deepcopy(notebook.node)
+    roles = {c.index: c.role for c in notebook.cells}
+    kept = []
+    for index, cell in enumerate(node.cells):
+        if roles.get(index) is Role.SKIP:
+            continue
+        cell.metadata.setdefault("nb2prod", {})["index"] = index
+        kept.append(cell)
+    capture = nbformat.v4.new_code_cell(capture_source)
+    capture.metadata["tags"] = [CAPTURE_TAG]
+    kept.append(capture)
+    node.cells = kept
+    return node
+
+
+def _failing_cell(
+    notebook: AnnotatedNotebook, executed: nbformat.NotebookNode, executed_index: int
+) -> tuple[int | None, str]:
+    """The original index of the cell that raised, and how to name it."""
+    cell = executed.cells[executed_index]
+    tags = cell.metadata.get("tags", [])
+    if CAPTURE_TAG in tags:
+        return None, "nb2prod's capture step"
+    if "injected-parameters" in tags:
+        return None, "the parameters papermill injected"
+    index = cell.metadata.get("nb2prod", {}).get("index", executed_index)
+    by_index = {c.index: c for c in notebook.cells}
+    label = by_index[index].label if index in by_index else f"cell {index}"
+    if index in by_index and by_index[index].role is None:
+        label = label.replace(f"cell {index} ", f"cell {index} (untagged) ", 1)
+    return index, label

@@ -1,0 +1,107 @@
+"""Stage 3, render: the generated service project, as an in-memory tree of files.
+
+The template in ``templates/service`` is rendered by cookiecutter in strict mode (an undefined
+variable is an error). Its context is :class:`ServiceContext`, a typed object dumped to JSON, never
+strings glued together. Cookiecutter writes into a private scratch directory that is read back and
+removed; the release writer is what puts files into a release.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from cookiecutter.generate import generate_files
+
+from toolkit import __version__
+from toolkit.config import Config
+from toolkit.extract import Extraction
+
+TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+SERVICE_TEMPLATE = TEMPLATES / "service"
+SERVICE_DIR = "service"
+
+
+@dataclass(frozen=True)
+class CellContext:
+    index: int
+    role: str
+    source: str
+
+
+@dataclass(frozen=True)
+class ServiceContext:
+    """Everything the service template may use; nothing else is defined while rendering."""
+
+    nb2prod_version: str
+    notebook: str
+    notebook_sha256: str
+    name: str
+    version: str
+    class_name: str
+    auth: str
+    workers: int
+    timeout_ms: int | None
+    min_confidence: float | None
+    circuit_failures: int
+    circuit_reset_s: float
+    cells: tuple[CellContext, ...]
+    default_predict: bool
+    default_output_field: str | None
+    has_fallback: bool
+
+
+def service_context(
+    *, extraction: Extraction, config: Config, name: str, notebook: str, notebook_sha256: str
+) -> ServiceContext:
+    fallback = config.fallback
+    return ServiceContext(
+        nb2prod_version=__version__,
+        notebook=notebook,
+        notebook_sha256=notebook_sha256,
+        name=name,
+        version=config.version,
+        class_name=class_name(name),
+        auth=config.service.auth,
+        workers=config.service.workers,
+        timeout_ms=fallback.timeout_ms,
+        min_confidence=fallback.min_confidence,
+        circuit_failures=fallback.circuit_breaker.failures,
+        circuit_reset_s=fallback.circuit_breaker.reset_s,
+        cells=tuple(
+            CellContext(c.index, str(c.role), c.source.rstrip() + "\n") for c in extraction.cells
+        ),
+        default_predict=extraction.default_predict,
+        default_output_field=extraction.default_output_field,
+        has_fallback=extraction.has_fallback,
+    )
+
+
+def class_name(name: str) -> str:
+    """`iris-classifier` -> `IrisClassifier` (the BentoML service class)."""
+    words = [w for w in re.split(r"[^A-Za-z0-9]+", name) if w]
+    joined = "".join(w[:1].upper() + w[1:] for w in words) or "Service"
+    return joined if joined[0].isalpha() else "Service" + joined
+
+
+def render_service(context: ServiceContext) -> dict[str, bytes]:
+    """Render the service project; keys are paths relative to the release root."""
+    cookiecutter_context = {
+        "cookiecutter": {"project_slug": SERVICE_DIR, "_ctx": dataclasses.asdict(context)}
+    }
+    with tempfile.TemporaryDirectory(prefix="nb2prod-render-") as scratch:
+        generate_files(
+            repo_dir=str(SERVICE_TEMPLATE),
+            context=cookiecutter_context,
+            output_dir=scratch,
+            accept_hooks=False,
+        )
+        root = Path(scratch)
+        return {
+            path.relative_to(root).as_posix(): path.read_bytes()
+            for path in sorted(root.rglob("*"))
+            if path.is_file() and "__pycache__" not in path.parts
+        }
