@@ -72,3 +72,11 @@ class TargetError(Nb2ProdError):
 
 class MissingToolError(Nb2ProdError):
     """An optional tool nb2prod needs is not installed; the hint says how to get it."""
+
+
+class GateError(Nb2ProdError):
+    """A quality gate failed, or names a metric the notebook did not produce."""
+
+
+class ParameterError(Nb2ProdError):
+    """A ``-p NAME VALUE`` names no parameter of the notebook."""

@@ -71,7 +71,11 @@ def _private_kernelspec(root: Path) -> Iterator[None]:
     spec_dir = root / "kernels" / KERNEL_NAME
     spec_dir.mkdir(parents=True, exist_ok=True)
     spec = {
-        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "argv": [
+            sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}",
+            # the kernel listens on loopback only; its TCP warning would only be noise
+            "--IPKernelApp.log_level=ERROR",
+        ],  # fmt: skip
         "display_name": f"nb2prod ({sys.executable})",
         "language": "python",
         "metadata": {"debugger": False},

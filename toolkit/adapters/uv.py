@@ -60,7 +60,8 @@ def compile_lock(
             hint="The resolver's full message is above; pins come from the versions the "
             "notebook's kernel has installed.",
         )
-    body = proc.stdout.replace(str(req), "requirements.in")
+    # the scratch paths uv names in its "# via" notes would make every lock differ
+    body = proc.stdout.replace(str(req), "requirements.in").replace(str(con), "kernel-constraints")
     return Resolution(text=body)
 
 

@@ -1,0 +1,299 @@
+"""``nb2prod package``: one annotated notebook in, one verified release out (SPEC section 1).
+
+:func:`package` reads like the job: parse, extract, render, execute, evaluate, contract, lock,
+write, build, verify, commit. Stages pass frozen data to each other; only
+:class:`toolkit.release.Staging` writes the release, and it moves it into place only at the end.
+"""
+
+from __future__ import annotations
+
+import ast
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import nbformat
+
+from toolkit import __version__
+from toolkit.adapters import bento
+from toolkit.adapters.git import git_state
+from toolkit.capture import CapturePlan
+from toolkit.config import load_config
+from toolkit.contract import build_contract
+from toolkit.errors import ParameterError
+from toolkit.evaluate import evaluate
+from toolkit.execute import execute
+from toolkit.extract import extract
+from toolkit.lock import lock_environment
+from toolkit.notebook import AnnotatedNotebook, Role, read_notebook
+from toolkit.progress import Progress, Silent, stage
+from toolkit.release import RELEASE_JSON, Staging, sha256_file
+from toolkit.render import SERVICE_DIR, class_name, render_service, service_context
+from toolkit.target import Target
+from toolkit.verify import raise_for_differences, verify_target
+
+MODEL_FILE = "model.joblib"
+
+
+@dataclass(frozen=True)
+class PackageRequest:
+    notebook: Path
+    config: Path | None = None
+    out: Path | None = None
+    parameters: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    enforce_gates: bool = True
+
+
+@dataclass(frozen=True)
+class PackageResult:
+    release_dir: Path
+    bento_tag: str
+    name: str
+    version: str
+    examples_verified: int
+    cold_start_s: float
+
+
+def package(request: PackageRequest, progress: Progress | None = None) -> PackageResult:
+    progress = progress or Silent()
+    with stage(progress, "parse", str(request.notebook)) as s:
+        notebook = read_notebook(request.notebook)
+        loaded = load_config(request.notebook, request.config)
+        config = loaded.config
+        check_parameters(notebook, request.parameters)
+        extraction = extract(notebook)
+        name = config.service_name(request.notebook)
+        s.detail = f"{len(notebook.cells)} code cells, {len(extraction.cells)} go into the service"
+    destination = request.out or Path("dist") / f"{name}-{config.version}"
+    notebook_sha256 = sha256_file(request.notebook)
+    with Staging(destination) as staging, tempfile.TemporaryDirectory(prefix="nb2prod-") as tmp:
+        scratch = Path(tmp)
+        with stage(progress, "render", "service project from templates/service") as s:
+            staging.write_tree(
+                render_service(
+                    service_context(
+                        extraction=extraction,
+                        config=config,
+                        name=name,
+                        notebook=request.notebook.name,
+                        notebook_sha256=notebook_sha256,
+                    )
+                )
+            )
+        with stage(progress, "execute", "papermill, top to bottom") as s:
+            capture_dir = scratch / "capture"
+            capture_dir.mkdir()
+            model_cell = notebook.with_role(Role.MODEL)[0]
+            execution = execute(
+                notebook,
+                plan=CapturePlan(
+                    out_dir=capture_dir,
+                    pipeline_file=staging.path(f"{SERVICE_DIR}/pipeline.py"),
+                    runtime_file=staging.path(f"{SERVICE_DIR}/runtime.py"),
+                    model_variable=notebook.model_variable,
+                    model_cell=model_cell.label,
+                    has_fallback=extraction.has_fallback,
+                    modules=extraction.imports,
+                ),
+                parameters=request.parameters,
+                scratch=scratch,
+                keep_failed_at=Path(tempfile.mkdtemp(prefix="nb2prod-failed-"))
+                / f"{request.notebook.stem}.executed.ipynb",
+            )
+            capture = execution.capture
+            s.detail = f"{len(capture.examples)} examples, model {capture.model_class}"
+        with stage(progress, "evaluate", "quality gates") as s:
+            evaluation = evaluate(
+                capture.metrics, config.parsed_gates(), enforce=request.enforce_gates
+            )
+            s.detail = ", ".join(
+                f"{r.gate.metric} {r.value:.4g} {r.gate} {'ok' if r.passed else 'FAILED'}"
+                for r in evaluation.results
+            ) or "no gates configured"
+        with stage(progress, "contract", "JSON Schema of Input and Output") as s:
+            contract = build_contract(capture, config.version)
+            s.detail = f"sha256 {contract.sha256[:12]}"
+        with stage(progress, "lock", "uv pip compile --generate-hashes") as s:
+            lock = lock_environment(capture, notebook=request.notebook.name)
+            s.detail = f"{len(lock.pins)} packages pinned ({len(lock.direct)} direct)"
+        git = git_state(request.notebook)
+        with stage(progress, "write", str(destination)):
+            model_sha256 = sha256_file(capture.model_file)
+            staging.copy(f"model/{MODEL_FILE}", capture.model_file)
+            staging.write_json(
+                "model/model.json",
+                {
+                    "file": MODEL_FILE,
+                    "format": "joblib",
+                    "sha256": model_sha256,
+                    "class": capture.model_class,
+                    "variable": notebook.model_variable,
+                },
+            )
+            staging.write_json("contract.json", contract.to_json())
+            staging.write_json(
+                "examples.json",
+                {
+                    "generated_by": f"nb2prod {__version__} from {request.notebook.name}",
+                    "examples": [
+                        {
+                            "index": e.index,
+                            "input": dict(e.input),
+                            "output": dict(e.output),
+                            "fallback_output": e.fallback_output,
+                        }
+                        for e in capture.examples
+                    ],
+                },
+            )
+            staging.write_json("evaluation/report.json", evaluation.to_json())
+            staging.write_bytes("requirements.lock", lock.text.encode())
+            staging.write_bytes(
+                "notebook.executed.ipynb", nbformat.writes(execution.executed).encode()
+            )
+            staging.write_json(
+                f"{SERVICE_DIR}/metadata.json",
+                {
+                    "name": name,
+                    "version": config.version,
+                    "owner": config.owner,
+                    "git_commit": git.commit,
+                    "notebook_sha256": notebook_sha256,
+                    "contract_sha256": contract.sha256,
+                    "model_sha256": model_sha256,
+                    "evaluation": evaluation.to_json(),
+                    "auth": config.service.auth,
+                    "fallback": {
+                        "available": extraction.has_fallback,
+                        **config.fallback.model_dump(),
+                    },
+                },
+            )
+            labels = {
+                "nb2prod.name": name,
+                "nb2prod.version": config.version,
+                "nb2prod.owner": config.owner or "",
+                "nb2prod.git-commit": git.commit or "",
+                "nb2prod.notebook-sha256": notebook_sha256,
+                "nb2prod.contract-sha256": contract.sha256,
+            }
+            staging.write_yaml(
+                f"{SERVICE_DIR}/bentofile.yaml",
+                bentofile(name, config.version, labels),
+                header=f"# bentofile: generated by nb2prod {__version__}; build context is the "
+                "release directory\n",
+            )
+        with stage(progress, "build", "bentoml build") as s:
+            tag = bento.build(staging.path(f"{SERVICE_DIR}/bentofile.yaml"), staging.root)
+            s.detail = tag
+        try:
+            with stage(progress, "verify", "serve on loopback, send every example") as s:
+                report = verify_target(Target(tag, staging.root, None), check_files=False)
+                raise_for_differences(report)
+                s.detail = (
+                    f"{report.examples} examples match the notebook, invalid input -> "
+                    f"HTTP {report.invalid_status}, ready in {report.cold_start_s:.1f} s"
+                )
+            staging.write_json("openapi.json", report.openapi)
+            staging.write_json(
+                RELEASE_JSON,
+                {
+                    "name": name,
+                    "version": config.version,
+                    "bento_tag": tag,
+                    "created_at": datetime.now(UTC).replace(microsecond=0).isoformat(),
+                    "git_commit": git.commit,
+                    "git_dirty": git.dirty,
+                    "notebook": request.notebook.name,
+                    "notebook_sha256": notebook_sha256,
+                    "parameters": dict(request.parameters),
+                    "config": loaded.source,
+                    "gates_enforced": request.enforce_gates,
+                    "python_version": capture.python_version,
+                    "nb2prod_version": __version__,
+                    "bentoml_version": capture.installed.get("bentoml"),
+                    "files": staging.hashes(),
+                },
+            )
+            release_dir = staging.commit()
+        except BaseException:
+            bento.delete(tag)  # no bento without its release
+            raise
+    return PackageResult(
+        release_dir=release_dir,
+        bento_tag=tag,
+        name=name,
+        version=config.version,
+        examples_verified=report.examples,
+        cold_start_s=report.cold_start_s,
+    )
+
+
+def bentofile(name: str, version: str, labels: Mapping[str, str]) -> dict[str, Any]:
+    return {
+        "service": f"{SERVICE_DIR}.service:{class_name(name)}",
+        "name": name,
+        "description": f"{name} {version}, packaged by nb2prod {__version__}",
+        "labels": dict(labels),
+        "include": [
+            f"{SERVICE_DIR}/*.py",
+            f"{SERVICE_DIR}/metadata.json",
+            "model/*",
+            "contract.json",
+            "examples.json",
+            "evaluation/*",
+        ],
+        "python": {"requirements_txt": "requirements.lock", "lock_packages": False},
+        "docker": {"python_version": "3.11"},
+    }
+
+
+def parse_parameter(value: str) -> Any:
+    """``-p NAME VALUE`` typing as papermill's CLI does: bool, None, int, float, else string."""
+    lowered = value.strip()
+    if lowered in ("True", "true"):
+        return True
+    if lowered in ("False", "false"):
+        return False
+    if lowered in ("None", "null"):
+        return None
+    for kind in (int, float):
+        try:
+            return kind(lowered)
+        except ValueError:
+            pass
+    return value
+
+
+def check_parameters(notebook: AnnotatedNotebook, parameters: Mapping[str, Any]) -> None:
+    if not parameters:
+        return
+    cells = [c for c in notebook.cells if c.is_parameters]
+    if not cells:
+        raise ParameterError(
+            f"{notebook.path}: -p given, but no cell is tagged 'parameters'",
+            hint="Tag the cell that sets the defaults with `parameters` (papermill's tag).",
+        )
+    known: set[str] = set()
+    for cell in cells:
+        try:
+            tree = ast.parse(cell.source)
+        except SyntaxError:
+            continue
+        for node in tree.body:
+            targets = node.targets if isinstance(node, ast.Assign) else (
+                [node.target] if isinstance(node, ast.AnnAssign) else []
+            )  # fmt: skip
+            known |= {t.id for t in targets if isinstance(t, ast.Name)}
+    unknown = sorted(set(parameters) - known)
+    if unknown:
+        raise ParameterError(
+            f"{notebook.path}: -p {unknown[0]}: the parameters cell ({cells[0].label}) "
+            "defines no such name",
+            hint=f"Parameters: {', '.join(sorted(known)) or 'none'}.",
+        )
+

@@ -1,0 +1,45 @@
+"""How stages report progress: a small protocol the CLI renders; the core never prints."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Protocol
+
+
+class Progress(Protocol):
+    def started(self, stage: str, detail: str) -> None: ...
+
+    def finished(self, stage: str, seconds: float, detail: str) -> None: ...
+
+    def note(self, message: str) -> None: ...
+
+
+class Silent:
+    """A Progress that reports nothing (library use, tests)."""
+
+    def started(self, stage: str, detail: str) -> None:
+        pass
+
+    def finished(self, stage: str, seconds: float, detail: str) -> None:
+        pass
+
+    def note(self, message: str) -> None:
+        pass
+
+
+class StageTimer:
+    """Times one stage; ``detail`` may be set inside the block to report what it produced."""
+
+    def __init__(self) -> None:
+        self.detail = ""
+
+
+@contextmanager
+def stage(progress: Progress, name: str, detail: str = "") -> Iterator[StageTimer]:
+    progress.started(name, detail)
+    timer = StageTimer()
+    start = time.perf_counter()
+    yield timer
+    progress.finished(name, time.perf_counter() - start, timer.detail)

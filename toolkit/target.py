@@ -1,0 +1,51 @@
+"""Resolve a TARGET (SPEC section 4): a release directory, a file in it, or a bento tag."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from toolkit.adapters import bento
+from toolkit.errors import TargetError
+from toolkit.release import RELEASE_JSON
+
+
+@dataclass(frozen=True)
+class Target:
+    bento_tag: str
+    root: Path  # where examples.json and service/metadata.json are
+    release_dir: Path | None  # None when the target was a bento tag
+
+    def read_json(self, relative: str) -> Any:
+        path = self.root / relative
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise TargetError(f"{path}: missing; is {self.root} an nb2prod release?") from None
+        except json.JSONDecodeError as exc:
+            raise TargetError(f"{path}: not valid JSON ({exc})") from None
+
+
+def resolve(target: str) -> Target:
+    path = Path(target)
+    if path.exists():
+        release_dir = path if path.is_dir() else path.parent
+        manifest = release_dir / RELEASE_JSON
+        if not manifest.is_file():
+            raise TargetError(f"{release_dir}: not an nb2prod release (no {RELEASE_JSON})")
+        data = json.loads(manifest.read_text(encoding="utf-8"))
+        return Target(bento_tag=data["bento_tag"], root=release_dir, release_dir=release_dir)
+    if ":" not in target and "/" not in target and "." not in target:
+        raise TargetError(
+            f"{target}: no such release directory, and not a bento tag (name:version)",
+            hint="Give a release directory such as dist/iris-classifier-1.0.0 or a tag from "
+            "`bentoml list`.",
+        )
+    if "/" in target or bento.info(target) is None:
+        raise TargetError(
+            f"{target}: no such release directory or bento",
+            hint="`bentoml list` shows the bentos in the store (BENTOML_HOME).",
+        )
+    return Target(bento_tag=target, root=bento.path_of(target) / "src", release_dir=None)
