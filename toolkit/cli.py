@@ -19,8 +19,8 @@ from rich.console import Console
 from toolkit import __version__
 from toolkit.errors import Nb2ProdError
 
-console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
+console = Console(highlight=False, soft_wrap=True)
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 class ConsoleProgress:

@@ -54,7 +54,7 @@ def execute(
     if failure is not None:
         keep_failed_at.parent.mkdir(parents=True, exist_ok=True)
         nbformat.write(executed, keep_failed_at)
-        index, label = _failing_cell(notebook, executed, failure.cell_index)
+        index, label = _failing_cell(notebook, executed)
         raise ExecutionError(
             f"{notebook.path}: {label} raised {failure.ename}: {failure.evalue}",
             hint=f"The executed notebook, with the failing cell marked, is at {keep_failed_at}",
@@ -83,19 +83,37 @@ def _runnable(notebook: AnnotatedNotebook, capture_source: str) -> nbformat.Note
     return node
 
 
-def _failing_cell(
-    notebook: AnnotatedNotebook, executed: nbformat.NotebookNode, executed_index: int
-) -> tuple[int | None, str]:
-    """The original index of the cell that raised, and how to name it."""
-    cell = executed.cells[executed_index]
-    tags = cell.metadata.get("tags", [])
+def _failing_cell(notebook: AnnotatedNotebook, executed: nbformat.NotebookNode) -> tuple[int | None, str]:
+    """The original index of the cell that raised, and how to name it.
+
+    Found by its error output: papermill's own index does not count the error banner it inserts
+    at the top of the saved notebook.
+    """
+    failed = next(
+        (
+            cell
+            for cell in executed.cells
+            if cell.cell_type == "code"
+            and (
+                any(o.get("output_type") == "error" for o in cell.get("outputs", []))
+                or cell.metadata.get("papermill", {}).get("exception")
+            )
+        ),
+        None,
+    )
+    if failed is None:
+        return None, "a cell"
+    tags = failed.metadata.get("tags", [])
     if CAPTURE_TAG in tags:
         return None, "nb2prod's capture step"
     if "injected-parameters" in tags:
         return None, "the parameters papermill injected"
-    index = cell.metadata.get("nb2prod", {}).get("index", executed_index)
+    index = failed.metadata.get("nb2prod", {}).get("index")
     by_index = {c.index: c for c in notebook.cells}
-    label = by_index[index].label if index in by_index else f"cell {index}"
-    if index in by_index and by_index[index].role is None:
+    if index not in by_index:
+        return index, f"cell {index}"
+    cell = by_index[index]
+    label = cell.label
+    if cell.role is None:
         label = label.replace(f"cell {index} ", f"cell {index} (untagged) ", 1)
     return index, label

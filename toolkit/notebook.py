@@ -60,10 +60,11 @@ class Cell:
 
     @property
     def first_line(self) -> str:
-        for line in self.source.splitlines():
-            if line.strip():
-                return line.strip()
-        return ""
+        """The first line with code; a role directive is skipped when the role is known."""
+        lines = [line.strip() for line in self.source.splitlines() if line.strip()]
+        if self.role is not None and lines and _DIRECTIVE.match(lines[0]):
+            lines = lines[1:]
+        return lines[0] if lines else ""
 
     @property
     def label(self) -> str:

@@ -1,0 +1,104 @@
+"""Shared test fixtures: isolation from the user's real state, and in-memory notebooks."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import nbformat
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+IRIS = ROOT / "notebooks" / "iris.ipynb"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--update-goldens",
+        action="store_true",
+        help="rewrite tests/golden from the current output (review the diff before committing)",
+    )
+
+
+@pytest.fixture(scope="session", autouse=True)
+def isolated_state(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """BentoML's store, uv's cache and Jupyter's runtime files live in a temporary directory."""
+    home = tmp_path_factory.mktemp("state")
+    saved = {k: os.environ.get(k) for k in _ISOLATED}
+    os.environ.update(
+        {
+            "BENTOML_HOME": str(home / "bentoml"),
+            "BENTOML_DO_NOT_TRACK": "true",
+            "UV_CACHE_DIR": os.environ.get("NB2PROD_TEST_UV_CACHE", str(home / "uv-cache")),
+            "JUPYTER_RUNTIME_DIR": str(home / "jupyter-runtime"),
+        }
+    )
+    yield home
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+_ISOLATED = ("BENTOML_HOME", "BENTOML_DO_NOT_TRACK", "UV_CACHE_DIR", "JUPYTER_RUNTIME_DIR")
+
+
+def code(source: str, *tags: str) -> nbformat.NotebookNode:
+    cell = nbformat.v4.new_code_cell(source)
+    if tags:
+        cell.metadata["tags"] = list(tags)
+    return cell
+
+
+def notebook(*cells: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    node = nbformat.v4.new_notebook()
+    node.cells = list(cells)
+    node.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    return node
+
+
+# The smallest complete notebook: y = 2x with a "model" that is a plain class.
+SETUP = "#| nb2prod: setup\nfrom pydantic import BaseModel"
+CONTRACT = (
+    "#| nb2prod: contract\n"
+    "class Input(BaseModel):\n    x: float\n\n"
+    "class Output(BaseModel):\n    y: float\n"
+)
+PREPROCESS = "#| nb2prod: preprocess\ndef preprocess(inputs):\n    return [i.x for i in inputs]"
+MODEL = (
+    "#| nb2prod: model\n"
+    "from sklearn.dummy import DummyRegressor\n"
+    "model = DummyRegressor(strategy='constant', constant=2.0).fit([[0.0]], [2.0])"
+)
+EXAMPLES = '#| nb2prod: examples\nexamples = [{"x": 1.0}, {"x": 3.0}]'
+
+
+def minimal_cells() -> list[nbformat.NotebookNode]:
+    return [code(SETUP), code(CONTRACT), code(PREPROCESS), code(MODEL), code(EXAMPLES)]
+
+
+def write_notebook(directory: Path, name: str, node: nbformat.NotebookNode) -> Path:
+    path = directory / name
+    nbformat.write(node, path)
+    return path
+
+
+def copy_iris(directory: Path, config: str | None = None) -> Path:
+    """The iris example in ``directory``, with its own config (default: the shipped one)."""
+    target = directory / "iris.ipynb"
+    shutil.copy(IRIS, target)
+    config_text = config if config is not None else (IRIS.parent / "nb2prod.toml").read_text()
+    (directory / "nb2prod.toml").write_text(config_text)
+    return target
+
+
+def tree_snapshot(root: Path) -> dict[str, bytes]:
+    """Every file below ``root`` with its bytes, for "nothing changed" assertions."""
+    if not root.exists():
+        return {}
+    return {
+        p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
+    }

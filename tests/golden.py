@@ -1,0 +1,54 @@
+"""Golden-file comparison: a whole generated tree against a checked-in expected tree.
+
+Missing and extra files both fail. Volatile values (hashes, git commits, nb2prod's version) are
+masked before comparing. ``pytest --update-goldens`` rewrites the expected tree; review its diff.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+from toolkit import __version__
+
+GOLDEN = Path(__file__).resolve().parent / "golden"
+
+_MASKS = [
+    (re.compile(r"\b[0-9a-f]{64}\b"), "<sha256>"),
+    (re.compile(r"\b[0-9a-f]{40}\b"), "<git-commit>"),
+    (re.compile(r"\b[0-9a-f]{12}\b(?=\))"), "<sha256-prefix>"),
+    (re.compile(r"\b[a-z0-9-]+:[a-z0-9]{16}\b"), "<bento-tag>"),
+]
+
+
+def mask(text: str) -> str:
+    text = text.replace(f"nb2prod {__version__}", "nb2prod <version>")
+    for pattern, replacement in _MASKS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+def compare_tree(actual: dict[str, bytes], name: str, update: bool) -> None:
+    expected_root = GOLDEN / name
+    masked = {path: mask(data.decode()) for path, data in actual.items()}
+    if update:
+        shutil.rmtree(expected_root, ignore_errors=True)
+        for path, text in masked.items():
+            target = expected_root / path
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(text)
+        return
+    expected = {
+        p.relative_to(expected_root).as_posix(): p.read_text()
+        for p in sorted(expected_root.rglob("*"))
+        if p.is_file()
+    }
+    missing = sorted(set(expected) - set(masked))
+    extra = sorted(set(masked) - set(expected))
+    assert not missing, f"generated tree lacks {missing} (golden {expected_root})"
+    assert not extra, f"generated tree has unexpected {extra}; run pytest --update-goldens"
+    for path in sorted(expected):
+        assert masked[path] == expected[path], (
+            f"{path} differs from {expected_root / path}; if intended, run pytest --update-goldens"
+        )

@@ -1,0 +1,189 @@
+"""Serving-time helpers shared by the generated service and nb2prod's capture in the kernel.
+
+Copied into every release by nb2prod so that the service needs nothing from nb2prod at run time.
+Nothing here knows the notebook: the service passes its pipeline module in.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+TOKEN_ENV = "NB2PROD_API_TOKEN"
+TOKEN_FILE_ENV = "NB2PROD_API_TOKEN_FILE"
+DISABLED_ENV = "NB2PROD_MODEL_DISABLED"
+
+
+class PipelineError(RuntimeError):
+    """The pipeline returned something the contract does not allow."""
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def check_sha256(path: Path, sha256: str) -> None:
+    actual = sha256_file(path)
+    if actual != sha256:
+        raise RuntimeError(
+            f"{path}: sha256 is {actual} but the release recorded {sha256}; "
+            "refusing to load a model file that is not the packaged one"
+        )
+
+
+def load_model(path: Path, sha256: str) -> Any:
+    """Load the packaged model, refusing a file whose bytes are not the ones nb2prod packaged."""
+    check_sha256(path, sha256)
+    import joblib  # a pickle: load only files whose hash matches the release (checked above)
+
+    return joblib.load(path)
+
+
+def run(pipeline: ModuleType, model: Any, inputs: list[Any]) -> list[Any]:
+    """preprocess -> predict -> postprocess for one batch; every item validated as Output."""
+    features = pipeline.preprocess(inputs)
+    raw = pipeline.predict(model, features)
+    outputs = list(pipeline.postprocess(raw, inputs))
+    if len(outputs) != len(inputs):
+        raise PipelineError(f"postprocess returned {len(outputs)} outputs for {len(inputs)} inputs")
+    return [validate_output(pipeline, out) for out in outputs]
+
+
+def validate_output(pipeline: ModuleType, value: Any) -> Any:
+    """Re-validate so an Output mutated or built with model_construct cannot break the contract."""
+    data = value.model_dump() if isinstance(value, pipeline.Output) else value
+    return pipeline.Output.model_validate(data)
+
+
+def fallback(pipeline: ModuleType, inp: Any) -> Any:
+    """The notebook's fallback for one input, validated as Output."""
+    return validate_output(pipeline, pipeline.fallback(inp))
+
+
+def api_token(auth: str) -> bytes | None:
+    """The bearer token the service requires, or None with auth = "none".
+
+    Raises at import of the service, so `bentoml serve` refuses to start without a token.
+    """
+    if auth == "none":
+        return None
+    token = os.environ.get(TOKEN_ENV, "").strip()
+    token_file = os.environ.get(TOKEN_FILE_ENV, "").strip()
+    if not token and token_file:
+        try:
+            token = Path(token_file).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise RuntimeError(f"{TOKEN_FILE_ENV}={token_file}: cannot read it ({exc})") from None
+    if not token:
+        raise RuntimeError(
+            f'this service is configured with auth = "token" but neither {TOKEN_ENV} nor '
+            f"{TOKEN_FILE_ENV} is set; refusing to start without a token"
+        )
+    return token.encode()
+
+
+class BearerAuth:
+    """ASGI middleware: every /v1/* route needs `Authorization: Bearer <token>`."""
+
+    def __init__(self, app: Any, auth: str) -> None:
+        self.app = app
+        token = api_token(auth)
+        assert token is not None, "BearerAuth is only installed with auth = token"
+        self.expected = b"Bearer " + token
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["path"].startswith("/v1/"):
+            given = dict(scope["headers"]).get(b"authorization", b"")
+            # constant-time comparison, so response timing does not leak the token
+            if not hmac.compare_digest(given, self.expected):
+                body = json.dumps({"error": "missing or wrong bearer token"}).encode()
+                await send(
+                    {
+                        "type": "http.response.start",
+                        "status": 401,
+                        "headers": [
+                            (b"content-type", b"application/json"),
+                            (b"www-authenticate", b'Bearer realm="nb2prod"'),
+                        ],
+                    }
+                )
+                await send({"type": "http.response.body", "body": body})
+                return
+        await self.app(scope, receive, send)
+
+
+class Guard:
+    """Decides when the model answers and when the fallback does (SPEC section 6 reasons)."""
+
+    def __init__(
+        self,
+        *,
+        timeout_ms: int | None,
+        min_confidence: float | None,
+        failures: int,
+        reset_s: float,
+    ) -> None:
+        self.timeout_s = timeout_ms / 1000 if timeout_ms else None
+        self.min_confidence = min_confidence
+        self.failures = failures
+        self.reset_s = reset_s
+        self.disabled = os.environ.get(DISABLED_ENV, "") not in ("", "0", "false")
+        self._lock = threading.Lock()
+        self._consecutive = 0
+        self._opened_at: float | None = None
+        self._trial = False
+        # a stuck model call keeps its thread; the pool bounds how many can pile up
+        self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="nb2prod-model")
+
+    def admit(self) -> str | None:
+        """None when the model may be tried, else the reason the fallback must answer."""
+        if self.disabled:
+            return "disabled"
+        with self._lock:
+            if self._opened_at is None:
+                return None
+            if time.monotonic() - self._opened_at < self.reset_s or self._trial:
+                return "circuit_open"
+            self._trial = True  # one trial request decides whether the circuit closes
+            return None
+
+    def call(self, fn: Any, *args: Any) -> Any:
+        """Run the model path, within the time budget when one is set."""
+        if self.timeout_s is None:
+            return fn(*args)
+        return self._pool.submit(fn, *args).result(timeout=self.timeout_s)
+
+    def record(self, ok: bool) -> None:
+        with self._lock:
+            self._trial = False
+            if ok:
+                self._consecutive = 0
+                self._opened_at = None
+                return
+            self._consecutive += 1
+            if self._consecutive >= self.failures:
+                self._opened_at = time.monotonic()
+
+    def low_confidence(self, output: Any) -> bool:
+        confidence = getattr(output, "confidence", None)
+        return (
+            self.min_confidence is not None
+            and isinstance(confidence, (int, float))
+            and confidence < self.min_confidence
+        )
+
+
+TIMEOUT_ERRORS = (FutureTimeout,)

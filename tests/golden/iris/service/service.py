@@ -1,0 +1,121 @@
+"""iris-classifier 1.0.0: the BentoML service nb2prod <version> generated from iris.ipynb.
+
+Routes (nb2prod SPEC section 6):
+  POST /v1/predict        one Input as flat JSON -> {"output", "model_version", "degraded", "reason"}
+  POST /v1/predict_batch  {"inputs": [Input, ...]} -> {"results": [envelope, ...]}
+  GET  /v1/metadata       release metadata and evaluation summary
+  GET  /livez /readyz /metrics  (BentoML's own)
+The notebook's code lives in pipeline.py; this file only wires it to HTTP. Do not edit by hand.
+"""
+
+import json
+import logging
+from pathlib import Path
+from typing import Literal, Optional
+
+import bentoml
+from bentoml.exceptions import ServiceUnavailable
+from pydantic import BaseModel
+from starlette.applications import Starlette
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from . import pipeline, runtime
+
+logger = logging.getLogger("nb2prod.service")
+
+HERE = Path(__file__).resolve().parent
+MODEL = json.loads((HERE.parent / "model" / "model.json").read_text(encoding="utf-8"))
+MODEL_PATH = HERE.parent / "model" / MODEL["file"]
+METADATA = json.loads((HERE / "metadata.json").read_text(encoding="utf-8"))
+MODEL_VERSION = "1.0.0"
+AUTH = "token"
+
+Input = pipeline.Input
+Output = pipeline.Output
+Reason = Literal["error", "timeout", "low_confidence", "circuit_open", "disabled"]
+
+
+class Prediction(BaseModel):
+    """One answer: the model's Output, or the fallback's with degraded=true and a reason."""
+
+    output: Output
+    model_version: str
+    degraded: bool
+    reason: Optional[Reason]
+
+
+class BatchResult(BaseModel):
+    results: list[Prediction]
+
+
+async def metadata(request):
+    return JSONResponse(
+        {**METADATA, "bento_tag": f"{bentoml.server_context.bento_name}:{bentoml.server_context.bento_version}"}
+    )
+
+
+v1 = Starlette(routes=[Route("/metadata", metadata, methods=["GET"])])
+
+
+@bentoml.asgi_app(v1, path="/v1")
+@bentoml.service(name="iris-classifier", workers=1)
+class IrisClassifier:
+    @bentoml.on_deployment
+    def check_release() -> None:
+        # Runs once in the serving process before any worker starts, so a missing token or a
+        # tampered model stops `bentoml serve` with this message instead of a respawn loop.
+        runtime.api_token(AUTH)
+        runtime.check_sha256(MODEL_PATH, MODEL["sha256"])
+
+    def __init__(self) -> None:
+        self.model = runtime.load_model(MODEL_PATH, MODEL["sha256"])
+        self.guard = runtime.Guard(
+            timeout_ms=250,
+            min_confidence=0.3,
+            failures=5,
+            reset_s=30.0,
+        )
+
+    @bentoml.api(route="/v1/predict", input_spec=Input, output_spec=Prediction)
+    def predict(self, **fields) -> Prediction:
+        # BentoML has validated the body against Input (400 naming the fields otherwise)
+        return self.answer([Input.model_construct(**fields)])[0]
+
+    @bentoml.api(route="/v1/predict_batch", output_spec=BatchResult)
+    def predict_batch(self, inputs: list[Input]) -> BatchResult:
+        return BatchResult(results=self.answer(inputs))
+
+    def answer(self, inputs: list) -> list[Prediction]:
+        reason = self.guard.admit()
+        if reason is not None:
+            return [self.fallback(inp, reason) for inp in inputs]
+        try:
+            outputs = self.guard.call(runtime.run, pipeline, self.model, inputs)
+        except runtime.TIMEOUT_ERRORS:
+            self.guard.record(ok=False)
+            return [self.fallback(inp, "timeout") for inp in inputs]
+        except Exception:
+            if len(inputs) > 1:
+                # one bad item must not degrade the others: retry the batch item by item
+                return [self.answer([inp])[0] for inp in inputs]
+            logger.exception("model path failed; the fallback answers")
+            self.guard.record(ok=False)
+            return [self.fallback(inputs[0], "error")]
+        self.guard.record(ok=True)
+        return [
+            self.fallback(inp, "low_confidence") if self.guard.low_confidence(out)
+            else Prediction(output=out, model_version=MODEL_VERSION, degraded=False, reason=None)
+            for inp, out in zip(inputs, outputs)
+        ]
+
+    def fallback(self, inp, reason: str) -> Prediction:
+        try:
+            output = runtime.fallback(pipeline, inp)
+        except Exception:
+            logger.exception("the fallback failed too (reason %s)", reason)
+            raise ServiceUnavailable(f"the model could not answer ({reason}) and the fallback failed") from None
+        return Prediction(output=output, model_version=MODEL_VERSION, degraded=True, reason=reason)
+
+
+IrisClassifier.add_asgi_middleware(runtime.BearerAuth, auth=AUTH)

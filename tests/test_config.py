@@ -1,0 +1,96 @@
+"""Configuration discovery and validation (SPEC section 3)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from toolkit.config import Config, load_config
+from toolkit.errors import ConfigError
+
+
+def test_defaults_when_there_is_no_config(tmp_path: Path) -> None:
+    loaded = load_config(tmp_path / "My Model.ipynb")
+    assert loaded.source == "defaults"
+    assert loaded.config.version == "0.1.0"
+    assert loaded.config.service.auth == "token"
+    assert loaded.config.service_name(Path("My Model.ipynb")) == "my-model"
+
+
+def test_nb2prod_toml_beside_the_notebook(tmp_path: Path) -> None:
+    (tmp_path / "nb2prod.toml").write_text(
+        'name = "iris"\nversion = "1.2.0"\n[gates]\naccuracy = ">= 0.9"\n'
+        "[fallback]\ntimeout_ms = 100\ncircuit_breaker = { failures = 3, reset_s = 5 }\n"
+    )
+    loaded = load_config(tmp_path / "nb.ipynb")
+    config = loaded.config
+    assert (config.name, config.version) == ("iris", "1.2.0")
+    assert config.fallback.circuit_breaker.failures == 3
+    (gate,) = config.parsed_gates()
+    assert (gate.metric, gate.op, gate.threshold) == ("accuracy", ">=", 0.9)
+
+
+def test_tool_table_in_the_enclosing_pyproject(tmp_path: Path) -> None:
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "x"\n[tool.nb2prod]\nversion = "2.0.0"\n')
+    (tmp_path / "notebooks").mkdir()
+    loaded = load_config(tmp_path / "notebooks" / "nb.ipynb")
+    assert loaded.config.version == "2.0.0"
+    assert "[tool.nb2prod]" in loaded.source
+
+
+def test_explicit_config_wins(tmp_path: Path) -> None:
+    (tmp_path / "nb2prod.toml").write_text('version = "1.0.0"\n')
+    other = tmp_path / "release.toml"
+    other.write_text('version = "3.0.0"\n')
+    assert load_config(tmp_path / "nb.ipynb", other).config.version == "3.0.0"
+
+
+def test_unknown_key_names_the_key_and_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "nb2prod.toml"
+    path.write_text('version = "1.0.0"\n[fallback]\ntimeout = 5\n')
+    with pytest.raises(ConfigError) as err:
+        load_config(tmp_path / "nb.ipynb")
+    assert "unknown key 'fallback.timeout'" in err.value.message
+    assert str(path) in err.value.message
+
+
+def test_unknown_key_in_pyproject_names_the_table(tmp_path: Path) -> None:
+    (tmp_path / "pyproject.toml").write_text("[tool.nb2prod]\nnme = 'x'\n")
+    with pytest.raises(ConfigError, match=r"pyproject.toml \[tool.nb2prod\]: unknown key 'nme'"):
+        load_config(tmp_path / "nb.ipynb")
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ('version = "1.0"', "'version': must be a semantic version"),
+        ('name = "Iris Model"', "'name': must be lowercase"),
+        ('[gates]\naccuracy = "at least 0.9"', "gate for 'accuracy'"),
+        ('[service]\nauth = "basic"', "'service.auth'"),
+        ("[fallback]\nmin_confidence = 2", "'fallback.min_confidence'"),
+        ("version = ", "not valid TOML"),
+    ],
+)
+def test_invalid_values_are_named(tmp_path: Path, text: str, fragment: str) -> None:
+    (tmp_path / "nb2prod.toml").write_text(text + "\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(tmp_path / "nb.ipynb")
+    assert fragment in err.value.message
+
+
+def test_missing_explicit_config(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="no such config file"):
+        load_config(tmp_path / "nb.ipynb", tmp_path / "nope.toml")
+
+
+def test_every_operator() -> None:
+    gates = Config(gates={"a": ">= 1", "b": "> 1", "c": "<= 1", "d": "< 1", "e": "== 1"})
+    verdicts = {g.metric: (g.passes(1.0), g.passes(2.0), g.passes(0.0)) for g in gates.parsed_gates()}
+    assert verdicts == {
+        "a": (True, True, False),
+        "b": (False, True, False),
+        "c": (True, False, True),
+        "d": (False, False, True),
+        "e": (True, False, False),
+    }

@@ -1,0 +1,75 @@
+"""What goes into the service, decided without a kernel."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import code, minimal_cells, notebook
+from toolkit.errors import NotebookError
+from toolkit.extract import extract
+from toolkit.notebook import Role, annotate
+
+PATH = Path("nb.ipynb")
+
+
+def test_setup_cells_come_first_and_train_cells_stay_out() -> None:
+    cells = [code("#| nb2prod: train\nimport pandas")] + minimal_cells()
+    cells.append(code("#| nb2prod: setup\nimport numpy as np"))
+    result = extract(annotate(notebook(*cells), PATH))
+    assert [c.role for c in result.cells] == [
+        Role.SETUP, Role.SETUP, Role.CONTRACT, Role.PREPROCESS
+    ]  # fmt: skip
+    assert result.imports == ("numpy", "pydantic")  # pandas is only imported by a train cell
+
+
+def test_defaults_when_predict_and_postprocess_are_absent() -> None:
+    result = extract(annotate(notebook(*minimal_cells()), PATH))
+    assert result.default_predict is True
+    assert result.default_output_field == "y"
+    assert result.has_fallback is False
+
+
+def test_no_default_when_the_cells_exist() -> None:
+    cells = minimal_cells() + [
+        code("#| nb2prod: predict\ndef predict(model, f):\n    return f"),
+        code("#| nb2prod: postprocess\ndef postprocess(raw, inputs):\n    return raw"),
+        code("#| nb2prod: fallback\ndef fallback(inp):\n    return Output(y=0)"),
+    ]
+    result = extract(annotate(notebook(*cells), PATH))
+    assert (result.default_predict, result.default_output_field, result.has_fallback) == (
+        False, None, True
+    )  # fmt: skip
+
+
+def test_output_with_two_fields_needs_a_postprocess_cell() -> None:
+    cells = minimal_cells()
+    cells[1] = code(
+        "#| nb2prod: contract\nclass Input(BaseModel):\n    x: float\n"
+        "class Output(BaseModel):\n    y: float\n    z: float\n"
+    )
+    with pytest.raises(NotebookError) as err:
+        extract(annotate(notebook(*cells), PATH))
+    assert "cell 1 (contract)" in err.value.message and "it has 2 (y, z)" in err.value.message
+
+
+@pytest.mark.parametrize("line", ["!pip install scikit-learn", "%pip install numpy", "%%time"])
+def test_shell_escapes_and_magics_in_service_cells_are_errors(line: str) -> None:
+    cells = minimal_cells()
+    cells[2] = code(f"#| nb2prod: preprocess\n{line}\ndef preprocess(inputs):\n    return inputs")
+    with pytest.raises(NotebookError) as err:
+        extract(annotate(notebook(*cells), PATH))
+    assert "cell 2 (preprocess)" in err.value.message and "line 2" in err.value.message
+
+
+def test_magics_outside_the_service_are_left_alone() -> None:
+    cells = minimal_cells() + [code("!pip list\n%matplotlib inline")]
+    assert extract(annotate(notebook(*cells), PATH)).cells
+
+
+def test_syntax_error_names_the_cell_and_line() -> None:
+    cells = minimal_cells()
+    cells[2] = code("#| nb2prod: preprocess\ndef preprocess(inputs)\n    return inputs")
+    with pytest.raises(NotebookError, match=r"cell 2 \(preprocess\).*line 2: syntax error"):
+        extract(annotate(notebook(*cells), PATH))
