@@ -22,8 +22,8 @@ test: venv
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: venv
-	$(BIN)/ruff check toolkit tests benchmarks
-	$(BIN)/ruff format --check toolkit tests benchmarks
+	$(BIN)/ruff check toolkit tests benchmarks scripts
+	$(BIN)/ruff format --check toolkit tests benchmarks scripts
 	$(BIN)/mypy
 
 clean:

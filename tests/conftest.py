@@ -56,7 +56,11 @@ def code(source: str, *tags: str) -> nbformat.NotebookNode:
 def notebook(*cells: nbformat.NotebookNode) -> nbformat.NotebookNode:
     node = nbformat.v4.new_notebook()
     node.cells = list(cells)
-    node.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    node.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
     return node
 
 
@@ -100,5 +104,7 @@ def tree_snapshot(root: Path) -> dict[str, bytes]:
     if not root.exists():
         return {}
     return {
-        p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
+        p.relative_to(root).as_posix(): p.read_bytes()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
     }

@@ -14,7 +14,9 @@ from toolkit.cli import main
 from toolkit.package import PackageResult
 
 
-def test_package_passes_parameters_config_and_flags(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_package_passes_parameters_config_and_flags(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     seen: dict[str, Any] = {}
 
     def fake_package(request, progress):  # type: ignore[no-untyped-def]
@@ -47,7 +49,9 @@ def test_errors_are_one_line_with_a_hint_and_exit_1(tmp_path: Path) -> None:
 
 
 def test_unknown_parameter_is_refused_before_running(tmp_path: Path) -> None:
-    path = write_notebook(tmp_path, "nb.ipynb", notebook(code("C = 1", "parameters"), *minimal_cells()))
+    path = write_notebook(
+        tmp_path, "nb.ipynb", notebook(code("C = 1", "parameters"), *minimal_cells())
+    )
     result = CliRunner().invoke(main, ["package", str(path), "-p", "D", "2"])
     assert result.exit_code == 1
     assert "-p D: the parameters cell" in result.output and "Parameters: C." in result.output

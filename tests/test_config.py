@@ -32,7 +32,9 @@ def test_nb2prod_toml_beside_the_notebook(tmp_path: Path) -> None:
 
 
 def test_tool_table_in_the_enclosing_pyproject(tmp_path: Path) -> None:
-    (tmp_path / "pyproject.toml").write_text('[project]\nname = "x"\n[tool.nb2prod]\nversion = "2.0.0"\n')
+    (tmp_path / "pyproject.toml").write_text(
+        '[project]\nname = "x"\n[tool.nb2prod]\nversion = "2.0.0"\n'
+    )
     (tmp_path / "notebooks").mkdir()
     loaded = load_config(tmp_path / "notebooks" / "nb.ipynb")
     assert loaded.config.version == "2.0.0"
@@ -86,7 +88,9 @@ def test_missing_explicit_config(tmp_path: Path) -> None:
 
 def test_every_operator() -> None:
     gates = Config(gates={"a": ">= 1", "b": "> 1", "c": "<= 1", "d": "< 1", "e": "== 1"})
-    verdicts = {g.metric: (g.passes(1.0), g.passes(2.0), g.passes(0.0)) for g in gates.parsed_gates()}
+    verdicts = {
+        g.metric: (g.passes(1.0), g.passes(2.0), g.passes(0.0)) for g in gates.parsed_gates()
+    }
     assert verdicts == {
         "a": (True, True, False),
         "b": (False, True, False),

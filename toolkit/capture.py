@@ -101,7 +101,7 @@ def read_capture(out_dir: Path) -> Capture:
 
 # Runs in the user's kernel: standard library and pydantic only; every name is local to the
 # function so nothing leaks into the notebook's namespace.
-_CAPTURE_CODE = r'''
+_CAPTURE_CODE = r"""
 def _nb2prod_capture(spec):
     import importlib.util, io, json, math, numbers, pickle, platform, sys, traceback
     from importlib import metadata
@@ -238,4 +238,4 @@ def _nb2prod_capture(spec):
 
 _nb2prod_capture(__SPEC__)
 del _nb2prod_capture
-'''
+"""

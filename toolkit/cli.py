@@ -68,9 +68,25 @@ def main() -> None:
 
 @main.command()
 @click.argument("notebook", type=click.Path(path_type=Path))
-@click.option("--config", type=click.Path(path_type=Path), help="Config file (default: nb2prod.toml beside the notebook, or [tool.nb2prod]).")
-@click.option("--out", type=click.Path(path_type=Path), help="Release directory (default: dist/<name>-<version>).")
-@click.option("-p", "--parameter", "parameters", nargs=2, multiple=True, metavar="NAME VALUE", help="Override a papermill parameter (repeatable).")
+@click.option(
+    "--config",
+    type=click.Path(path_type=Path),
+    help="Config file (default: nb2prod.toml beside the notebook, or [tool.nb2prod]).",
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    help="Release directory (default: dist/<name>-<version>).",
+)
+@click.option(
+    "-p",
+    "--parameter",
+    "parameters",
+    nargs=2,
+    multiple=True,
+    metavar="NAME VALUE",
+    help="Override a papermill parameter (repeatable).",
+)
 @click.option("--no-gates", is_flag=True, help="Record failing quality gates instead of stopping.")
 @_handled
 def package(
@@ -81,7 +97,8 @@ def package(
     no_gates: bool,
 ) -> None:
     """Execute NOTEBOOK and turn it into a verified release."""  # fmt: skip
-    from toolkit.package import PackageRequest, package as run_package, parse_parameter
+    from toolkit.package import PackageRequest, parse_parameter
+    from toolkit.package import package as run_package
 
     request = PackageRequest(
         notebook=notebook,

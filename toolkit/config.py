@@ -101,7 +101,7 @@ class Config(_Strict):
             if not isinstance(spec, str) or not _GATE.match(spec):
                 raise ValueError(
                     f"gate for '{metric}' is {spec!r}; write an operator and a number, "
-                    "such as \">= 0.9\" (operators: >=, >, <=, <, ==)"
+                    'such as ">= 0.9" (operators: >=, >, <=, <, ==)'
                 )
         return value
 
@@ -139,7 +139,9 @@ def load_config(notebook: Path, explicit: Path | None = None) -> LoadedConfig:
     if explicit is not None:
         if not explicit.is_file():
             raise ConfigError(f"{explicit}: no such config file")
-        return _from_file(explicit, table=_tool_table if explicit.name == "pyproject.toml" else None)
+        return _from_file(
+            explicit, table=_tool_table if explicit.name == "pyproject.toml" else None
+        )
     beside = notebook.resolve().parent / "nb2prod.toml"
     if beside.is_file():
         return _from_file(beside, table=None)

@@ -83,7 +83,9 @@ def _runnable(notebook: AnnotatedNotebook, capture_source: str) -> nbformat.Note
     return node
 
 
-def _failing_cell(notebook: AnnotatedNotebook, executed: nbformat.NotebookNode) -> tuple[int | None, str]:
+def _failing_cell(
+    notebook: AnnotatedNotebook, executed: nbformat.NotebookNode
+) -> tuple[int | None, str]:
     """The original index of the cell that raised, and how to name it.
 
     Found by its error output: papermill's own index does not count the error banner it inserts

@@ -110,10 +110,13 @@ def package(request: PackageRequest, progress: Progress | None = None) -> Packag
             evaluation = evaluate(
                 capture.metrics, config.parsed_gates(), enforce=request.enforce_gates
             )
-            s.detail = ", ".join(
-                f"{r.gate.metric} {r.value:.4g} {r.gate} {'ok' if r.passed else 'FAILED'}"
-                for r in evaluation.results
-            ) or "no gates configured"
+            s.detail = (
+                ", ".join(
+                    f"{r.gate.metric} {r.value:.4g} {r.gate} {'ok' if r.passed else 'FAILED'}"
+                    for r in evaluation.results
+                )
+                or "no gates configured"
+            )
         with stage(progress, "contract", "JSON Schema of Input and Output") as s:
             contract = build_contract(capture, config.version)
             s.detail = f"sha256 {contract.sha256[:12]}"
@@ -296,4 +299,3 @@ def check_parameters(notebook: AnnotatedNotebook, parameters: Mapping[str, Any])
             "defines no such name",
             hint=f"Parameters: {', '.join(sorted(known)) or 'none'}.",
         )
-

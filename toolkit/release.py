@@ -105,7 +105,9 @@ class Staging:
         previous = None
         if self.destination.exists():
             previous = Path(
-                tempfile.mkdtemp(prefix=f"{self.destination.name}.old-", dir=self.destination.parent)
+                tempfile.mkdtemp(
+                    prefix=f"{self.destination.name}.old-", dir=self.destination.parent
+                )
             )
             self.destination.rename(previous / "release")
         self.root.rename(self.destination)

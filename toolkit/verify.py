@@ -125,7 +125,7 @@ def check_served(
             differences.append(
                 Difference(-1, "/v1/predict_batch", "results", len(expected), len(results))
             )
-        for item, result in zip(expected, results):
+        for item, result in zip(expected, results, strict=False):
             differences += _compare_envelope(item, result, "/v1/predict_batch")
         invalid = client.post("/v1/predict", json={"__nb2prod_not_a_field__": 1})
         openapi = client.get("/docs.json").json()
@@ -133,7 +133,9 @@ def check_served(
         raise ParityError(
             f"input that breaks the contract got HTTP {invalid.status_code}, expected a 4xx"
         )
-    return VerifyReport(len(expected), tuple(differences), invalid.status_code, cold_start_s, openapi)
+    return VerifyReport(
+        len(expected), tuple(differences), invalid.status_code, cold_start_s, openapi
+    )
 
 
 def raise_for_differences(report: VerifyReport) -> None:
@@ -174,9 +176,11 @@ def _diff(expected: Any, got: Any, path: str) -> Iterator[tuple[str, Any, Any]]:
         for key in sorted(set(expected) | set(got)):
             yield from _diff(expected.get(key), got.get(key), f"{path}.{key}")
     elif isinstance(expected, list) and isinstance(got, list) and len(expected) == len(got):
-        for i, (e, g) in enumerate(zip(expected, got)):
+        for i, (e, g) in enumerate(zip(expected, got, strict=True)):
             yield from _diff(e, g, f"{path}[{i}]")
-    elif isinstance(expected, float) and isinstance(got, (int, float)) and not isinstance(got, bool):
+    elif (
+        isinstance(expected, float) and isinstance(got, (int, float)) and not isinstance(got, bool)
+    ):
         if not math.isclose(expected, got, rel_tol=REL_TOL, abs_tol=0.0):
             yield path, expected, got
     elif expected != got:

@@ -8,7 +8,15 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from tests.conftest import IRIS, code, copy_iris, minimal_cells, notebook, tree_snapshot, write_notebook
+from tests.conftest import (
+    IRIS,
+    code,
+    copy_iris,
+    minimal_cells,
+    notebook,
+    tree_snapshot,
+    write_notebook,
+)
 from tests.e2e.conftest import bento_tags, nb2prod
 
 pytestmark = pytest.mark.e2e
@@ -42,8 +50,10 @@ def test_a_raising_cell_names_the_cell_and_leaves_dist_unchanged(tmp_path: Path)
 
 
 def test_a_failing_gate_stops_before_anything_is_built(tmp_path: Path) -> None:
-    config = (IRIS.parent / "nb2prod.toml").read_text().replace(
-        'accuracy = ">= 0.90"', 'accuracy = ">= 0.999"'
+    config = (
+        (IRIS.parent / "nb2prod.toml")
+        .read_text()
+        .replace('accuracy = ">= 0.90"', 'accuracy = ">= 0.999"')
     )
     path = copy_iris(tmp_path, config)
     dist = tmp_path / "dist"

@@ -32,7 +32,9 @@ def load(release: Path, name: str) -> dict:  # type: ignore[type-arg]
     return json.loads((release / name).read_text())
 
 
-def test_prints_each_stage_with_its_duration_and_the_bento_tag(iris_release: tuple[Path, Run]) -> None:
+def test_prints_each_stage_with_its_duration_and_the_bento_tag(
+    iris_release: tuple[Path, Run],
+) -> None:
     release, run = iris_release
     for stage in ("parse", "render", "execute", "evaluate", "contract", "lock", "build", "verify"):
         assert re.search(rf"✓ {stage}\s+\d+\.\d\d s", run.stdout), f"no finished line for {stage}"
@@ -56,9 +58,9 @@ def test_release_json_records_provenance_and_true_hashes_of_every_file(
     for key in ("name", "version", "bento_tag", "created_at", "git_commit", "notebook_sha256",
                 "parameters", "python_version"):  # fmt: skip
         assert key in manifest
-    on_disk = {
-        p.relative_to(release).as_posix() for p in release.rglob("*") if p.is_file()
-    } - {"release.json"}
+    on_disk = {p.relative_to(release).as_posix() for p in release.rglob("*") if p.is_file()} - {
+        "release.json"
+    }
     assert set(manifest["files"]) == on_disk
     for name, recorded in manifest["files"].items():
         assert hashlib.sha256((release / name).read_bytes()).hexdigest() == recorded, name

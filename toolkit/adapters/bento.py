@@ -8,6 +8,7 @@ so that stopping it stops every worker it spawned.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -46,7 +47,11 @@ def build(bentofile: Path, build_ctx: Path) -> str:
         check=False,
     )
     tag = next(
-        (line.removeprefix("__tag__:") for line in proc.stdout.splitlines() if line.startswith("__tag__:")),
+        (
+            line.removeprefix("__tag__:")
+            for line in proc.stdout.splitlines()
+            if line.startswith("__tag__:")
+        ),
         None,
     )
     if proc.returncode != 0 or tag is None:
@@ -60,7 +65,11 @@ def build(bentofile: Path, build_ctx: Path) -> str:
 def info(tag: str) -> dict[str, object] | None:
     """The bento's description (``bentoml get -o json``), or None when the store has no such tag."""
     proc = subprocess.run(
-        [*_BENTOML, "get", tag, "-o", "json"], capture_output=True, text=True, env=_env(), check=False
+        [*_BENTOML, "get", tag, "-o", "json"],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        check=False,
     )
     if proc.returncode != 0:
         return None
@@ -70,7 +79,11 @@ def info(tag: str) -> dict[str, object] | None:
 
 def path_of(tag: str) -> Path:
     proc = subprocess.run(
-        [*_BENTOML, "get", tag, "-o", "path"], capture_output=True, text=True, env=_env(), check=False
+        [*_BENTOML, "get", tag, "-o", "path"],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        check=False,
     )
     if proc.returncode != 0:
         raise TargetError(f"bento {tag} is not in the BentoML store ({_store()})")
@@ -179,10 +192,8 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
         proc.wait()
     except ProcessLookupError:
         pass
-    try:  # workers that outlived the arbiter
+    with contextlib.suppress(ProcessLookupError):  # workers that outlived the arbiter
         os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
 
 
 def _tail(text: str, lines: int = 25) -> str:

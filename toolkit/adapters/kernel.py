@@ -72,7 +72,11 @@ def _private_kernelspec(root: Path) -> Iterator[None]:
     spec_dir.mkdir(parents=True, exist_ok=True)
     spec = {
         "argv": [
-            sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}",
+            sys.executable,
+            "-m",
+            "ipykernel_launcher",
+            "-f",
+            "{connection_file}",
             # the kernel listens on loopback only; its TCP warning would only be noise
             "--IPKernelApp.log_level=ERROR",
         ],  # fmt: skip

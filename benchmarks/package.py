@@ -1,0 +1,78 @@
+"""Time each `nb2prod package` stage against doing the unavoidable work by hand.
+
+Baseline ("by hand"): `papermill` executing the same notebook, plus `bentoml build` of the same
+service project, the two steps nb2prod cannot avoid. Everything else nb2prod does (parse, render,
+capture, contract, lock, verify by serving) is its overhead, shown as a ratio.
+
+Run: .venv/bin/python benchmarks/package.py [NOTEBOOK]   (uses a temporary BENTOML_HOME)
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.stages: list[tuple[str, float]] = []
+
+    def started(self, stage: str, detail: str) -> None:
+        pass
+
+    def finished(self, stage: str, seconds: float, detail: str) -> None:
+        self.stages.append((stage, seconds))
+
+    def note(self, message: str) -> None:
+        pass
+
+
+def main() -> None:
+    notebook = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "notebooks" / "iris.ipynb"
+    scratch = Path(tempfile.mkdtemp(prefix="nb2prod-bench-"))
+    os.environ["BENTOML_HOME"] = str(scratch / "bentoml")
+    os.environ["BENTOML_DO_NOT_TRACK"] = "true"
+    from toolkit.adapters import bento
+    from toolkit.package import PackageRequest, package
+
+    recorder = Recorder()
+    start = time.perf_counter()
+    result = package(PackageRequest(notebook=notebook, out=scratch / "release"), recorder)
+    total = time.perf_counter() - start
+
+    import papermill
+
+    start = time.perf_counter()
+    papermill.execute_notebook(
+        str(notebook), str(scratch / "by-hand.ipynb"), kernel_name="python3",
+        cwd=str(notebook.parent), progress_bar=False,
+    )  # fmt: skip
+    papermill_s = time.perf_counter() - start
+    start = time.perf_counter()
+    subprocess.run(
+        [sys.executable, "-m", "bentoml", "build", str(result.release_dir), "-f",
+         str(result.release_dir / "service" / "bentofile.yaml")],
+        cwd=result.release_dir, check=True, capture_output=True,
+    )  # fmt: skip
+    build_s = time.perf_counter() - start
+    bento.delete(result.bento_tag)
+
+    print(f"nb2prod package {notebook.name}")
+    for stage, seconds in recorder.stages:
+        print(f"  {stage:<10} {seconds:7.2f} s")
+    print(f"  {'total':<10} {total:7.2f} s")
+    print("by hand (the unavoidable part)")
+    print(f"  {'papermill':<10} {papermill_s:7.2f} s")
+    print(f"  {'build':<10} {build_s:7.2f} s")
+    print(f"  {'total':<10} {papermill_s + build_s:7.2f} s")
+    print(f"ratio nb2prod / by hand: {total / (papermill_s + build_s):.2f}x")
+
+
+if __name__ == "__main__":
+    main()
