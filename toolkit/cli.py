@@ -34,7 +34,7 @@ class ConsoleProgress:
         console.print(f"[green]✓ {stage:<9}[/] {seconds:6.2f} s{suffix}", markup=True)
 
     def note(self, message: str) -> None:
-        console.print(f"  {message}")
+        console.print(f"[yellow]  {message}[/]", markup=True)
 
 
 @contextmanager

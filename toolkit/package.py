@@ -32,8 +32,8 @@ from toolkit.lock import lock_environment
 from toolkit.notebook import AnnotatedNotebook, Role, read_notebook
 from toolkit.progress import Progress, Silent, stage
 from toolkit.release import RELEASE_JSON, Staging, sha256_file
-from toolkit.render import SERVICE_DIR, class_name, render_service, service_context
-from toolkit.target import Target
+from toolkit.render import SERVICE_DIR, class_name, render_release, service_context
+from toolkit.target import Target, previous_release
 from toolkit.verify import raise_for_differences, verify_target
 
 MODEL_FILE = "model.joblib"
@@ -68,22 +68,25 @@ def package(request: PackageRequest, progress: Progress | None = None) -> Packag
         extraction = extract(notebook)
         name = config.service_name(request.notebook)
         s.detail = f"{len(notebook.cells)} code cells, {len(extraction.cells)} go into the service"
+    if not extraction.has_fallback:
+        progress.note(
+            "warning: no `fallback` cell; when the model cannot answer, the service returns 503"
+        )
     destination = request.out or Path("dist") / f"{name}-{config.version}"
     notebook_sha256 = sha256_file(request.notebook)
     with Staging(destination) as staging, tempfile.TemporaryDirectory(prefix="nb2prod-") as tmp:
         scratch = Path(tmp)
-        with stage(progress, "render", "service project from templates/service") as s:
-            staging.write_tree(
-                render_service(
-                    service_context(
-                        extraction=extraction,
-                        config=config,
-                        name=name,
-                        notebook=request.notebook.name,
-                        notebook_sha256=notebook_sha256,
-                    )
-                )
+        with stage(progress, "render", "service project and runbook from templates/release"):
+            context = service_context(
+                extraction=extraction,
+                config=config,
+                name=name,
+                notebook=request.notebook.name,
+                notebook_sha256=notebook_sha256,
+                release_dir=str(destination),
+                previous=previous_release(destination.parent, name, config.version),
             )
+            staging.write_tree(render_release(context))
         with stage(progress, "execute", "papermill, top to bottom") as s:
             capture_dir = scratch / "capture"
             capture_dir.mkdir()

@@ -1,6 +1,6 @@
-"""Stage 3, render: the generated service project, as an in-memory tree of files.
+"""Stage 3, render: the generated text files of a release (service project, RUNBOOK.md).
 
-The template in ``templates/service`` is rendered by cookiecutter in strict mode (an undefined
+The template in ``templates/release`` is rendered by cookiecutter in strict mode (an undefined
 variable is an error). Its context is :class:`ServiceContext`, a typed object dumped to JSON, never
 strings glued together. Cookiecutter writes into a private scratch directory that is read back and
 removed; the release writer is what puts files into a release.
@@ -19,9 +19,10 @@ from cookiecutter.generate import generate_files
 from toolkit import __version__
 from toolkit.config import Config
 from toolkit.extract import Extraction
+from toolkit.target import PreviousRelease
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
-SERVICE_TEMPLATE = TEMPLATES / "service"
+RELEASE_TEMPLATE = TEMPLATES / "release"
 SERVICE_DIR = "service"
 
 
@@ -52,10 +53,20 @@ class ServiceContext:
     default_predict: bool
     default_output_field: str | None
     has_fallback: bool
+    release_dir: str
+    disable_file: str
+    previous: PreviousRelease | None
 
 
 def service_context(
-    *, extraction: Extraction, config: Config, name: str, notebook: str, notebook_sha256: str
+    *,
+    extraction: Extraction,
+    config: Config,
+    name: str,
+    notebook: str,
+    notebook_sha256: str,
+    release_dir: str,
+    previous: PreviousRelease | None,
 ) -> ServiceContext:
     fallback = config.fallback
     return ServiceContext(
@@ -77,7 +88,15 @@ def service_context(
         default_predict=extraction.default_predict,
         default_output_field=extraction.default_output_field,
         has_fallback=extraction.has_fallback,
+        release_dir=release_dir,
+        disable_file=disable_file(name),
+        previous=previous,
     )
+
+
+def disable_file(name: str) -> str:
+    """Where the service looks for its kill-switch file unless NB2PROD_DISABLE_FILE says."""
+    return f"/tmp/nb2prod-{name}.disabled"
 
 
 def class_name(name: str) -> str:
@@ -87,19 +106,19 @@ def class_name(name: str) -> str:
     return joined if joined[0].isalpha() else "Service" + joined
 
 
-def render_service(context: ServiceContext) -> dict[str, bytes]:
-    """Render the service project; keys are paths relative to the release root."""
+def render_release(context: ServiceContext) -> dict[str, bytes]:
+    """Render the templates; keys are paths relative to the release root."""
     cookiecutter_context = {
-        "cookiecutter": {"project_slug": SERVICE_DIR, "_ctx": dataclasses.asdict(context)}
+        "cookiecutter": {"project_slug": "release", "_ctx": dataclasses.asdict(context)}
     }
     with tempfile.TemporaryDirectory(prefix="nb2prod-render-") as scratch:
         generate_files(
-            repo_dir=str(SERVICE_TEMPLATE),
+            repo_dir=str(RELEASE_TEMPLATE),
             context=cookiecutter_context,
             output_dir=scratch,
             accept_hooks=False,
         )
-        root = Path(scratch)
+        root = Path(scratch) / "release"
         return {
             path.relative_to(root).as_posix(): path.read_bytes()
             for path in sorted(root.rglob("*"))

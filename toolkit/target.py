@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from packaging.version import InvalidVersion, Version
+
 from toolkit.adapters import bento
 from toolkit.errors import TargetError
 from toolkit.release import RELEASE_JSON
@@ -49,3 +51,34 @@ def resolve(target: str) -> Target:
             hint="`bentoml list` shows the bentos in the store (BENTOML_HOME).",
         )
     return Target(bento_tag=target, root=bento.path_of(target) / "src", release_dir=None)
+
+
+@dataclass(frozen=True)
+class PreviousRelease:
+    """The newest earlier release of the same service, the target of a rollback."""
+
+    version: str
+    directory: str
+    bento_tag: str
+
+
+def previous_release(root: Path, name: str, version: str) -> PreviousRelease | None:
+    """The release of ``name`` in ``root`` with the highest version below ``version``."""
+    if not root.is_dir():
+        return None
+    current = Version(version)
+    found: list[tuple[Version, PreviousRelease]] = []
+    for manifest in root.glob("*/" + RELEASE_JSON):
+        try:
+            data = json.loads(manifest.read_text(encoding="utf-8"))
+            candidate = Version(data["version"])
+        except (OSError, ValueError, KeyError, InvalidVersion):
+            continue  # not a release nb2prod can read; never a rollback target
+        if data.get("name") == name and candidate < current and data.get("bento_tag"):
+            found.append(
+                (
+                    candidate,
+                    PreviousRelease(data["version"], str(manifest.parent), data["bento_tag"]),
+                )
+            )
+    return max(found, key=lambda pair: pair[0])[1] if found else None

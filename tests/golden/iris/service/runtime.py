@@ -6,6 +6,7 @@ Nothing here knows the notebook: the service passes its pipeline module in.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -21,10 +22,25 @@ from typing import Any
 TOKEN_ENV = "NB2PROD_API_TOKEN"
 TOKEN_FILE_ENV = "NB2PROD_API_TOKEN_FILE"
 DISABLED_ENV = "NB2PROD_MODEL_DISABLED"
+DISABLE_FILE_ENV = "NB2PROD_DISABLE_FILE"
 
 
 class PipelineError(RuntimeError):
     """The pipeline returned something the contract does not allow."""
+
+
+class NoAnswer(Exception):
+    """Neither the model nor a fallback could answer: HTTP 503 with the reason, no traceback."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+    def response(self) -> Any:
+        from starlette.responses import JSONResponse
+
+        return JSONResponse({"error": self.message, "reason": self.reason}, status_code=503)
 
 
 def sha256_file(path: Path) -> str:
@@ -135,12 +151,16 @@ class Guard:
         min_confidence: float | None,
         failures: int,
         reset_s: float,
+        disable_file: str,
     ) -> None:
         self.timeout_s = timeout_ms / 1000 if timeout_ms else None
         self.min_confidence = min_confidence
         self.failures = failures
         self.reset_s = reset_s
         self.disabled = os.environ.get(DISABLED_ENV, "") not in ("", "0", "false")
+        # The kill switch on a running service: while this file exists the fallback answers.
+        # A file reaches every worker at once and adds no route an attacker could call.
+        self.disable_file = Path(os.environ.get(DISABLE_FILE_ENV) or disable_file)
         self._lock = threading.Lock()
         self._consecutive = 0
         self._opened_at: float | None = None
@@ -150,7 +170,7 @@ class Guard:
 
     def admit(self) -> str | None:
         """None when the model may be tried, else the reason the fallback must answer."""
-        if self.disabled:
+        if self.disabled or self.disable_file.exists():  # one stat() per request
             return "disabled"
         with self._lock:
             if self._opened_at is None:
@@ -160,11 +180,15 @@ class Guard:
             self._trial = True  # one trial request decides whether the circuit closes
             return None
 
-    def call(self, fn: Any, *args: Any) -> Any:
-        """Run the model path, within the time budget when one is set."""
+    async def call(self, fn: Any, *args: Any) -> Any:
+        """Run the model path in the pool, within the time budget when one is set.
+
+        The event loop only awaits, so a stuck call holds one pool thread, never the server.
+        """
+        future = asyncio.wrap_future(self._pool.submit(fn, *args))
         if self.timeout_s is None:
-            return fn(*args)
-        return self._pool.submit(fn, *args).result(timeout=self.timeout_s)
+            return await future
+        return await asyncio.wait_for(future, self.timeout_s)
 
     def record(self, ok: bool) -> None:
         with self._lock:
@@ -186,4 +210,19 @@ class Guard:
         )
 
 
-TIMEOUT_ERRORS = (FutureTimeout,)
+TIMEOUT_ERRORS = (asyncio.TimeoutError, FutureTimeout)
+
+
+class Metrics:
+    """The service's own Prometheus series, next to BentoML's on /metrics.
+
+    Created in the worker, not at import: BentoML switches prometheus_client to multiprocess mode
+    only after the service module has been imported.
+    """
+
+    def __init__(self) -> None:
+        from prometheus_client import Counter
+
+        self.fallbacks = Counter(
+            "nb2prod_fallback", "Requests answered by the fallback, by reason", ["reason"]
+        )

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Literal, Optional
 
 import bentoml
-from bentoml.exceptions import ServiceUnavailable
 from pydantic import BaseModel
 from starlette.applications import Starlette
 from starlette.responses import JSONResponse
@@ -75,30 +74,39 @@ class IrisClassifier:
             min_confidence=0.3,
             failures=5,
             reset_s=30.0,
+            disable_file="/tmp/nb2prod-iris-classifier.disabled",
         )
+        self.metrics = runtime.Metrics()
 
     @bentoml.api(route="/v1/predict", input_spec=Input, output_spec=Prediction)
-    def predict(self, **fields) -> Prediction:
+    async def predict(self, **fields) -> Prediction:
         # BentoML has validated the body against Input (400 naming the fields otherwise)
-        return self.answer([Input.model_construct(**fields)])[0]
+        try:
+            return (await self.answer([Input.model_construct(**fields)]))[0]
+        except runtime.NoAnswer as exc:
+            return exc.response()
 
     @bentoml.api(route="/v1/predict_batch", output_spec=BatchResult)
-    def predict_batch(self, inputs: list[Input]) -> BatchResult:
-        return BatchResult(results=self.answer(inputs))
+    async def predict_batch(self, inputs: list[Input]) -> BatchResult:
+        try:
+            return BatchResult(results=await self.answer(inputs))
+        except runtime.NoAnswer as exc:
+            return exc.response()
 
-    def answer(self, inputs: list) -> list[Prediction]:
+    async def answer(self, inputs: list) -> list[Prediction]:
         reason = self.guard.admit()
         if reason is not None:
             return [self.fallback(inp, reason) for inp in inputs]
         try:
-            outputs = self.guard.call(runtime.run, pipeline, self.model, inputs)
+            # the model runs in the guard's thread pool; this coroutine only waits for it
+            outputs = await self.guard.call(runtime.run, pipeline, self.model, inputs)
         except runtime.TIMEOUT_ERRORS:
             self.guard.record(ok=False)
             return [self.fallback(inp, "timeout") for inp in inputs]
         except Exception:
             if len(inputs) > 1:
                 # one bad item must not degrade the others: retry the batch item by item
-                return [self.answer([inp])[0] for inp in inputs]
+                return [(await self.answer([inp]))[0] for inp in inputs]
             logger.exception("model path failed; the fallback answers")
             self.guard.record(ok=False)
             return [self.fallback(inputs[0], "error")]
@@ -110,11 +118,13 @@ class IrisClassifier:
         ]
 
     def fallback(self, inp, reason: str) -> Prediction:
+        self.metrics.fallbacks.labels(reason=reason).inc()
+        logger.warning("the fallback answers (reason: %s)", reason)
         try:
             output = runtime.fallback(pipeline, inp)
         except Exception:
             logger.exception("the fallback failed too (reason %s)", reason)
-            raise ServiceUnavailable(f"the model could not answer ({reason}) and the fallback failed") from None
+            raise runtime.NoAnswer(reason, "the model could not answer and the fallback failed") from None
         return Prediction(output=output, model_version=MODEL_VERSION, degraded=True, reason=reason)
 
 
