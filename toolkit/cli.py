@@ -15,26 +15,29 @@ from typing import Any
 
 import click
 from rich.console import Console
+from rich.markup import escape
 
 from toolkit import __version__
 from toolkit.errors import Nb2ProdError
 
-console = Console(highlight=False, soft_wrap=True)
-err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+# No emoji codes (":notebook:" is part of a finding's location) and no wrapping (one error, one line);
+# every dynamic text goes through escape() so "[...]" in a message is printed, not parsed.
+console = Console(highlight=False, soft_wrap=True, emoji=False)
+err_console = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
 
 
 class ConsoleProgress:
     """Prints each stage as it starts and, with its duration, as it ends."""
 
     def started(self, stage: str, detail: str) -> None:
-        console.print(f"[bold cyan]▸ {stage:<9}[/] {detail}", markup=True)
+        console.print(f"[bold cyan]▸ {stage:<9}[/] {escape(detail)}", markup=True)
 
     def finished(self, stage: str, seconds: float, detail: str) -> None:
-        suffix = f"  {detail}" if detail else ""
+        suffix = f"  {escape(detail)}" if detail else ""
         console.print(f"[green]✓ {stage:<9}[/] {seconds:6.2f} s{suffix}", markup=True)
 
     def note(self, message: str) -> None:
-        console.print(f"[yellow]  {message}[/]", markup=True)
+        console.print(f"[yellow]  {escape(message)}[/]", markup=True)
 
 
 @contextmanager
@@ -44,9 +47,9 @@ def _errors() -> Iterator[None]:
     except Nb2ProdError as exc:
         if os.environ.get("NB2PROD_DEBUG"):
             raise
-        err_console.print(f"[bold red]error:[/] {exc.message}", markup=True)
+        err_console.print(f"[bold red]error:[/] {escape(exc.message)}", markup=True)
         if exc.hint:
-            err_console.print(f"[yellow]hint:[/] {exc.hint}", markup=True)
+            err_console.print(f"[yellow]hint:[/] {escape(exc.hint)}", markup=True)
         sys.exit(1)
 
 
@@ -115,6 +118,36 @@ def package(
     console.print(f"  serve      nb2prod serve {result.release_dir}")
     console.print(f"  verify     nb2prod verify {result.release_dir}")
     console.print(f"  image      bentoml containerize {result.bento_tag} --backend podman")
+
+
+@main.command()
+@click.argument("notebooks", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option(
+    "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True
+)
+@click.option("--strict", is_flag=True, help="Fail on warnings too.")
+@_handled
+def check(notebooks: tuple[Path, ...], fmt: str, strict: bool) -> None:
+    """Static checks of NOTEBOOK(S), no execution: exit 0 clean, 1 when errors are found."""
+    import json
+
+    from toolkit.adapters.secrets import SecretScanner
+    from toolkit.check import check_path
+
+    with SecretScanner() as scanner:
+        reports = [check_path(path, scanner) for path in notebooks]
+    if fmt == "json":
+        click.echo(json.dumps([r.to_json() for r in reports], indent=2))
+    else:
+        for report in reports:
+            for finding in report.findings:
+                colour = "red" if finding.severity == "error" else "yellow"
+                console.print(f"[{colour}]{escape(finding.render(report.path))}[/]", markup=True)
+        errors = sum(len(r.errors) for r in reports)
+        warnings = sum(len(r.warnings) for r in reports)
+        console.print(f"{len(reports)} notebook(s): {errors} error(s), {warnings} warning(s)")
+    failed = any(r.errors or (strict and r.warnings) for r in reports)
+    sys.exit(1 if failed else 0)
 
 
 @main.command()

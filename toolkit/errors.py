@@ -23,6 +23,10 @@ class Nb2ProdError(Exception):
 class NotebookError(Nb2ProdError):
     """The notebook cannot be read, or its annotations are wrong (unknown role, two roles, ...)."""
 
+    def __init__(self, message: str, hint: str | None = None, *, cell: int | None = None) -> None:
+        super().__init__(message, hint)
+        self.cell = cell
+
 
 class ConfigError(Nb2ProdError):
     """nb2prod.toml / [tool.nb2prod] is unreadable or has an unknown or invalid key."""

@@ -36,11 +36,11 @@ def extract(notebook: AnnotatedNotebook) -> Extraction:
     imports: set[str] = set()
     trees = {}
     for cell in cells:
-        trees[cell.index] = tree = _parse(cell, notebook)
+        trees[cell.index] = tree = parse_cell(cell, notebook)
         imports |= _imported_modules(tree)
     default_output_field = None
     if not notebook.has_role(Role.POSTPROCESS):
-        default_output_field = _single_output_field(notebook, trees)
+        default_output_field = single_output_field(notebook, trees)
     stdlib = set(sys.stdlib_module_names) | {"__future__"}
     return Extraction(
         cells=cells,
@@ -51,7 +51,8 @@ def extract(notebook: AnnotatedNotebook) -> Extraction:
     )
 
 
-def _parse(cell: Cell, notebook: AnnotatedNotebook) -> ast.Module:
+def parse_cell(cell: Cell, notebook: AnnotatedNotebook) -> ast.Module:
+    """A service cell's syntax tree; magics and syntax errors raise naming the cell."""
     for number, line in enumerate(cell.source.splitlines(), start=1):
         if line.lstrip().startswith(_MAGIC_PREFIXES):
             raise NotebookError(
@@ -59,12 +60,14 @@ def _parse(cell: Cell, notebook: AnnotatedNotebook) -> ast.Module:
                 f"escape ({line.strip()!r}); it cannot run inside the service",
                 hint="Move it to an untagged or `train` cell, or declare the package as a "
                 "dependency of your environment instead of installing it from the notebook.",
+                cell=cell.index,
             )
     try:
         return ast.parse(cell.source, filename=f"cell {cell.index}")
     except SyntaxError as exc:
         raise NotebookError(
-            f"{notebook.path}: {cell.label}: line {exc.lineno}: syntax error: {exc.msg}"
+            f"{notebook.path}: {cell.label}: line {exc.lineno}: syntax error: {exc.msg}",
+            cell=cell.index,
         ) from None
 
 
@@ -78,7 +81,7 @@ def _imported_modules(tree: ast.Module) -> set[str]:
     return found
 
 
-def _single_output_field(notebook: AnnotatedNotebook, trees: dict[int, ast.Module]) -> str:
+def single_output_field(notebook: AnnotatedNotebook, trees: dict[int, ast.Module]) -> str:
     """The one field of Output, which the default postprocess fills from each raw item."""
     for cell in notebook.with_role(Role.CONTRACT):
         for node in trees[cell.index].body:
@@ -96,6 +99,7 @@ def _single_output_field(notebook: AnnotatedNotebook, trees: dict[int, ast.Modul
                     f"it has {len(fields)} ({', '.join(fields) or 'none'})",
                     hint="Add a cell `#| nb2prod: postprocess` defining "
                     "`def postprocess(raw, inputs) -> list[Output]`.",
+                    cell=cell.index,
                 )
     raise NotebookError(
         f"{notebook.path}: no contract cell defines `class Output`",

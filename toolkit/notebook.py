@@ -107,15 +107,19 @@ class AnnotatedNotebook:
 
 def read_notebook(path: Path) -> AnnotatedNotebook:
     """Read ``path`` and annotate it; raise :class:`NotebookError` naming the cell on any problem."""
+    return annotate(load_node(path), path)
+
+
+def load_node(path: Path) -> nbformat.NotebookNode:
+    """The notebook at ``path`` as nbformat v4, or :class:`NotebookError` saying why not."""
     try:
-        node = nbformat.read(path, as_version=4)
+        return nbformat.read(path, as_version=4)
     except FileNotFoundError:
         raise NotebookError(f"{path}: no such notebook") from None
     except Exception as exc:  # nbformat raises several unrelated types for a corrupt file
         raise NotebookError(
             f"{path}: not a readable Jupyter notebook ({type(exc).__name__}: {exc})"
         ) from None
-    return annotate(node, path)
 
 
 def annotate(node: nbformat.NotebookNode, path: Path) -> AnnotatedNotebook:
@@ -124,7 +128,7 @@ def annotate(node: nbformat.NotebookNode, path: Path) -> AnnotatedNotebook:
     for index, raw in enumerate(node.cells):
         if raw.cell_type != "code":
             continue
-        cells.append(_annotate_cell(index, raw, path))
+        cells.append(annotate_cell(index, raw, path))
     return AnnotatedNotebook(path=path, node=node, cells=tuple(cells))
 
 
@@ -157,7 +161,8 @@ _MISSING_ROLE_HINTS: Mapping[Role, str] = MappingProxyType(
 )
 
 
-def _annotate_cell(index: int, raw: nbformat.NotebookNode, path: Path) -> Cell:
+def annotate_cell(index: int, raw: nbformat.NotebookNode, path: Path) -> Cell:
+    """One code cell with its role; :class:`NotebookError` (with ``cell``) when it is wrong."""
     source = raw.source if isinstance(raw.source, str) else "".join(raw.source)
     tags = list(raw.get("metadata", {}).get("tags", []) or [])
     probe = Cell(index=index, source=source)
@@ -178,12 +183,14 @@ def _annotate_cell(index: int, raw: nbformat.NotebookNode, path: Path) -> Cell:
             raise NotebookError(
                 f"{path}: {probe.label}: two roles, '{role}' and '{parsed_role}' ({where})",
                 hint="A cell has one role; split it into two cells.",
+                cell=index,
             )
         role = parsed_role
         for key, value in parsed_options.items():
             if options.get(key, value) != value:
                 raise NotebookError(
-                    f"{path}: {probe.label}: option {key} is both '{options[key]}' and '{value}'"
+                    f"{path}: {probe.label}: option {key} is both '{options[key]}' and '{value}'",
+                    cell=index,
                 )
             options[key] = value
     return Cell(
@@ -201,6 +208,7 @@ def _parse_claim(body: str, where: str, cell: Cell, path: Path) -> tuple[Role, d
         raise NotebookError(
             f"{path}: {cell.label}: {where} names no role",
             hint=f"Roles: {', '.join(r.value for r in Role)}.",
+            cell=cell.index,
         )
     name, rest = words[0], words[1:]
     try:
@@ -209,6 +217,7 @@ def _parse_claim(body: str, where: str, cell: Cell, path: Path) -> tuple[Role, d
         raise NotebookError(
             f"{path}: {cell.label}: unknown role '{name}' in {where}",
             hint=f"Roles: {', '.join(r.value for r in Role)}.",
+            cell=cell.index,
         ) from None
     allowed = ROLE_OPTIONS.get(role, frozenset())
     options: dict[str, str] = {}
@@ -220,6 +229,7 @@ def _parse_claim(body: str, where: str, cell: Cell, path: Path) -> tuple[Role, d
                 hint=f"Write for example `#| nb2prod: {role} name=clf`."
                 if allowed
                 else f"The role '{role}' takes no options.",
+                cell=cell.index,
             )
         if key not in allowed:
             raise NotebookError(
@@ -227,8 +237,11 @@ def _parse_claim(body: str, where: str, cell: Cell, path: Path) -> tuple[Role, d
                 hint=f"Options of '{role}': {', '.join(sorted(allowed))}."
                 if allowed
                 else f"The role '{role}' takes no options.",
+                cell=cell.index,
             )
         if key == "name" and not value.isidentifier():
-            raise NotebookError(f"{path}: {cell.label}: name={value} is not a Python variable name")
+            raise NotebookError(
+                f"{path}: {cell.label}: name={value} is not a Python variable name", cell=cell.index
+            )
         options[key] = value
     return role, options

@@ -22,9 +22,10 @@ from toolkit import __version__
 from toolkit.adapters import bento
 from toolkit.adapters.git import git_state
 from toolkit.capture import CapturePlan
+from toolkit.check import check
 from toolkit.config import load_config
 from toolkit.contract import build_contract
-from toolkit.errors import ParameterError
+from toolkit.errors import NotebookError, ParameterError
 from toolkit.evaluate import evaluate
 from toolkit.execute import execute
 from toolkit.extract import extract
@@ -65,6 +66,17 @@ def package(request: PackageRequest, progress: Progress | None = None) -> Packag
         loaded = load_config(request.notebook, request.config)
         config = loaded.config
         check_parameters(notebook, request.parameters)
+        checked = check(notebook.node, notebook.path)
+        if checked.errors:
+            first, *more = checked.errors
+            rest = "".join(f"\n  {f.render(notebook.path)}" for f in more[:20])
+            raise NotebookError(
+                first.render(notebook.path) + (f" (and {len(more)} more){rest}" if more else ""),
+                hint="`nb2prod check` lists them; docs/check.md explains each code and its fix.",
+                cell=checked.errors[0].cell,
+            )
+        for warning in checked.warnings:
+            progress.note(f"warning: {warning.render(notebook.path)}")
         extraction = extract(notebook)
         name = config.service_name(request.notebook)
         s.detail = f"{len(notebook.cells)} code cells, {len(extraction.cells)} go into the service"

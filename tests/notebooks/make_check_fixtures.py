@@ -1,0 +1,232 @@
+"""Writes tests/notebooks/check/*.ipynb: one tiny notebook per `nb2prod check` finding.
+
+Each notebook carries what `check` must report in ``metadata.nb2prod_test.expect`` (cell, code,
+severity); tests/test_check.py reads them. Run this script after changing a fixture and commit the
+notebooks with it: `python tests/notebooks/make_check_fixtures.py`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nbformat
+from nbformat.v4 import new_code_cell, new_notebook, new_output
+
+HERE = Path(__file__).resolve().parent / "check"
+
+SETUP = "#| nb2prod: setup\nimport numpy as np\nfrom pydantic import BaseModel"
+CONTRACT = (
+    "#| nb2prod: contract\nclass Input(BaseModel):\n    x: float\n\n"
+    "class Output(BaseModel):\n    y: float"
+)
+PREPROCESS = (
+    "#| nb2prod: preprocess\ndef preprocess(inputs):\n    return np.array([[i.x] for i in inputs])"
+)
+MODEL = "#| nb2prod: model\nmodel = fit(data)"
+EXAMPLES = '#| nb2prod: examples\nexamples = [{"x": 1.0}]'
+TRAIN = "#| nb2prod: train\ndata = load()\ndef fit(d):\n    return d"
+
+
+def base(**replace: str) -> list[str]:
+    cells = {"setup": SETUP, "contract": CONTRACT, "train": TRAIN, "preprocess": PREPROCESS,
+             "model": MODEL, "examples": EXAMPLES}  # fmt: skip
+    cells.update(replace)
+    return [v for v in cells.values() if v]
+
+
+def expect(cell: int, code: str, severity: str = "error") -> dict[str, object]:
+    return {"cell": cell, "code": code, "severity": severity}
+
+
+# name -> (cells, expected findings); cell indices: 0 setup, 1 contract, 2 train, 3 preprocess,
+# 4 model, 5 examples, 6+ extra cells appended
+FIXTURES: dict[str, tuple[list[str], list[dict[str, object]]]] = {
+    "clean": (
+        base(
+            preprocess=(
+                "#| nb2prod: preprocess\nLIMIT = 10\n\n"
+                "def preprocess(inputs, scale=1.0):\n"
+                "    local = [min(i.x * scale, LIMIT) for i in inputs]\n"
+                "    return np.array([[v] for v in local])"
+            )
+        ),
+        [],
+    ),
+    "NB100_unknown_role": (base(train="#| nb2prod: training\ndata = 1"), [expect(2, "NB100")]),
+    "NB100_two_roles": (
+        base() + ["#| nb2prod: setup\nimport os  # TAGS nb2prod:train"],
+        [expect(6, "NB100")],
+    ),
+    "NB101_missing_preprocess": (base(preprocess=""), [expect(None, "NB101")]),  # type: ignore[arg-type]
+    "NB102_two_model_cells": (base() + ["#| nb2prod: model\nmodel = 2"], [expect(6, "NB102")]),
+    "NB110_syntax_error": (
+        base(preprocess="#| nb2prod: preprocess\ndef preprocess(inputs)\n    return inputs"),
+        [expect(3, "NB110")],
+    ),
+    "NB200_hidden_dependency": (
+        base(
+            train="#| nb2prod: train\nscaler = 2.0\nLOW = 0\ndef deco(f):\n    return f\n"
+            "data = 1\ndef fit(d):\n    return d",
+            preprocess=(
+                "#| nb2prod: preprocess\n@deco\ndef preprocess(inputs, low=LOW):\n"
+                "    return np.array([[i.x * scaler] for i in inputs])"
+            ),
+        ),
+        [expect(3, "NB200"), expect(3, "NB200"), expect(3, "NB200")],
+    ),
+    "NB200_class_body_and_comprehension": (
+        base(
+            train="#| nb2prod: train\nUNIT = 'cm'\nfactor = 3\ndata = 1\ndef fit(d):\n    return d",
+            contract=(
+                "#| nb2prod: contract\nclass Input(BaseModel):\n    x: float\n    unit: str = UNIT\n\n"
+                "class Output(BaseModel):\n    y: float"
+            ),
+            preprocess=(
+                "#| nb2prod: preprocess\ndef preprocess(inputs):\n"
+                "    return np.array([[i.x * factor] for i in inputs])"
+            ),
+        ),
+        [expect(1, "NB200"), expect(3, "NB200")],
+    ),
+    "NB200_parameter": (
+        ["scale = 2.0"]
+        + base(
+            preprocess="#| nb2prod: preprocess\ndef preprocess(inputs):\n"
+            "    return np.array([[i.x * scale] for i in inputs])"
+        ),
+        [expect(4, "NB200")],
+    ),
+    "NB201_never_defined": (
+        base(
+            preprocess="#| nb2prod: preprocess\ndef preprocess(inputs):\n    return pd.DataFrame(inputs)"
+        ),
+        [expect(3, "NB201")],
+    ),
+    "NB210_wrong_signature": (
+        base(
+            preprocess="#| nb2prod: preprocess\ndef preprocess(inputs, scale):\n    return inputs"
+        ),
+        [expect(3, "NB210")],
+    ),
+    "NB210_missing_function": (
+        base(preprocess="#| nb2prod: preprocess\ndef prepare(inputs):\n    return inputs"),
+        [expect(3, "NB210")],
+    ),
+    "NB211_not_pydantic": (
+        base(
+            contract=(
+                "#| nb2prod: contract\nfrom dataclasses import dataclass\n\n@dataclass\nclass Input:\n"
+                "    x: float\n\nclass Output(BaseModel):\n    y: float"
+            )
+        ),
+        [expect(1, "NB211")],
+    ),
+    "NB212_no_examples": (
+        base(examples="#| nb2prod: examples\nrows = [{'x': 1.0}]"),
+        [expect(5, "NB212")],
+    ),
+    "NB213_output_two_fields": (
+        base(
+            contract=(
+                "#| nb2prod: contract\nclass Input(BaseModel):\n    x: float\n\n"
+                "class Output(BaseModel):\n    y: float\n    z: float"
+            )
+        ),
+        [expect(1, "NB213")],
+    ),
+    "NB300_pip_in_service": (
+        base(
+            setup="#| nb2prod: setup\n!pip install numpy\nimport numpy as np\nfrom pydantic import BaseModel"
+        ),
+        [expect(0, "NB300")],
+    ),
+    "NB301_magic_in_train": (
+        base(train="#| nb2prod: train\n%matplotlib inline\ndata = 1\ndef fit(d):\n    return d"),
+        [expect(2, "NB301", "warning")],
+    ),
+    "NB302_star_import": (
+        base(
+            setup="#| nb2prod: setup\nfrom numpy import *\nimport numpy as np\nfrom pydantic import BaseModel"
+        ),
+        [expect(0, "NB302")],
+    ),
+    "NB311_unseeded": (
+        base(
+            train=(
+                "#| nb2prod: train\nfrom sklearn.model_selection import train_test_split\n"
+                "data = np.random.rand(10)\na, b = train_test_split(data)\ndef fit(d):\n    return d"
+            )
+        ),
+        [expect(2, "NB311", "warning"), expect(2, "NB311", "warning")],
+    ),
+    "NB400_aws_key_in_source": (
+        base(
+            train='#| nb2prod: train\nAWS_ACCESS_KEY_ID = "AKIAIOSFODNN7EXAMPLE"\ndata = 1\ndef fit(d):\n    return d'
+        ),
+        [expect(2, "NB400")],
+    ),
+    "NB400_password_in_url": (
+        base(
+            train='#| nb2prod: train\nDB = "postgresql://admin:hunter2pass@db.internal:5432/prod"\ndata = 1\ndef fit(d):\n    return d'
+        ),
+        [expect(2, "NB400")],
+    ),
+    "NB400_private_key": (
+        base()
+        + [
+            'KEY = """-----BEGIN RSA PRIVATE KEY-----\nMIIEpAIBAAKCAQEA\n-----END RSA PRIVATE KEY-----"""'
+        ],
+        [expect(6, "NB400")],
+    ),
+}
+
+
+def build(
+    name: str, sources: list[str], expected: list[dict[str, object]]
+) -> nbformat.NotebookNode:
+    cells = []
+    for src in sources:
+        cell = new_code_cell(src)
+        if "# TAGS " in src:  # fixture shorthand: the comment's words become the cell's tags
+            cell.metadata["tags"] = src.split("# TAGS ", 1)[1].split()
+        cells.append(cell)
+    if name == "NB200_parameter":
+        cells[0].metadata["tags"] = ["parameters"]
+    node = new_notebook(cells=cells)
+    node.metadata["nb2prod_test"] = {"expect": expected}
+    return node
+
+
+def extra_fixtures() -> dict[str, nbformat.NotebookNode]:
+    """Findings that live in saved execution state rather than in source."""
+    out_of_order = build("NB310_out_of_order", base(), [expect(3, "NB310", "warning")])
+    for index, count in enumerate([1, 2, 5, 3, 6, 7]):
+        out_of_order.cells[index].execution_count = count
+    big = build("NB312_big_output", base(), [expect(2, "NB312", "warning")])
+    big.cells[2].outputs = [new_output("stream", name="stdout", text="x" * (600 * 1024))]
+    token = build("NB401_token_in_output", base(), [expect(2, "NB401")])
+    token.cells[2].outputs = [
+        new_output(
+            "stream", name="stdout", text="token: ghp_1234567890abcdefghijklmnopqrstuvwxyzAB\n"
+        )
+    ]
+    return {
+        "NB310_out_of_order": out_of_order,
+        "NB312_big_output": big,
+        "NB401_token_in_output": token,
+    }
+
+
+def main() -> None:
+    HERE.mkdir(exist_ok=True)
+    for old in HERE.glob("*.ipynb"):
+        old.unlink()
+    notebooks = {name: build(name, *spec) for name, spec in FIXTURES.items()}
+    notebooks.update(extra_fixtures())
+    for name, node in notebooks.items():
+        nbformat.write(node, HERE / f"{name}.ipynb")
+    print(f"wrote {len(notebooks)} fixtures to {HERE}")
+
+
+if __name__ == "__main__":
+    main()
