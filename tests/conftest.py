@@ -33,6 +33,7 @@ def isolated_state(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
             "BENTOML_DO_NOT_TRACK": "true",
             "UV_CACHE_DIR": os.environ.get("NB2PROD_TEST_UV_CACHE", str(home / "uv-cache")),
             "JUPYTER_RUNTIME_DIR": str(home / "jupyter-runtime"),
+            "NB2PROD_CACHE_DIR": str(home / "nb2prod-cache"),
         }
     )
     yield home
@@ -43,7 +44,13 @@ def isolated_state(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
             os.environ[key] = value
 
 
-_ISOLATED = ("BENTOML_HOME", "BENTOML_DO_NOT_TRACK", "UV_CACHE_DIR", "JUPYTER_RUNTIME_DIR")
+_ISOLATED = (
+    "BENTOML_HOME",
+    "BENTOML_DO_NOT_TRACK",
+    "UV_CACHE_DIR",
+    "JUPYTER_RUNTIME_DIR",
+    "NB2PROD_CACHE_DIR",
+)
 
 
 def code(source: str, *tags: str) -> nbformat.NotebookNode:

@@ -19,7 +19,6 @@ from typing import Any
 from toolkit.errors import CaptureError
 
 CAPTURE_TAG = "nb2prod-capture"
-MODEL_FILE = "model.joblib"
 
 
 @dataclass(frozen=True)
@@ -44,10 +43,20 @@ class Example:
 
 
 @dataclass(frozen=True)
+class SerializedModel:
+    """How the model was written: the safest format that round-tripped (skops, cloudpickle, joblib)."""
+
+    file: Path
+    format: str
+    trusted: tuple[str, ...]  # skops: the non-default types loading may construct
+    why: str  # why this format, for model.json and the runbook
+
+
+@dataclass(frozen=True)
 class Capture:
     """Everything the release needs from the kernel."""
 
-    model_file: Path
+    model: SerializedModel
     model_class: str
     examples: tuple[Example, ...]
     metrics: Mapping[str, float] | None
@@ -69,7 +78,6 @@ def capture_cell_source(plan: CapturePlan) -> str:
         "model_cell": plan.model_cell,
         "has_fallback": plan.has_fallback,
         "modules": list(plan.modules),
-        "model_file": MODEL_FILE,
     }
     return _CAPTURE_CODE.replace("__SPEC__", repr(json.dumps(spec)))
 
@@ -81,8 +89,14 @@ def read_capture(out_dir: Path) -> Capture:
     data = json.loads(path.read_text(encoding="utf-8"))
     if "error" in data:
         raise CaptureError(data["error"]["message"], hint=data["error"].get("hint"))
+    serialized = data["serialized"]
     return Capture(
-        model_file=out_dir / MODEL_FILE,
+        model=SerializedModel(
+            file=out_dir / serialized["file"],
+            format=serialized["format"],
+            trusted=tuple(serialized["trusted"]),
+            why=serialized["why"],
+        ),
         model_class=data["model_class"],
         examples=tuple(
             Example(e["index"], e["input"], e["output"], e.get("fallback_output"))
@@ -143,6 +157,60 @@ def _nb2prod_capture(spec):
         Probe(io.BytesIO(), protocol=pickle.HIGHEST_PROTOCOL).dump(obj)
         return seen
 
+    def serialize(model, pipeline, runtime, inputs, outputs):
+        # The safest format that round-trips: reload it here and run the examples again.
+        expected = [o.model_dump(mode="json") for o in outputs]
+        attempts = []
+        try:
+            import skops.io as sio
+            sio.dump(model, out / "model.skops")
+            untrusted = sio.get_untrusted_types(file=out / "model.skops")
+            if any(t.startswith("__main__.") for t in untrusted):
+                attempts.append("skops: the model refers to code defined in the notebook")
+            else:
+                attempts.append(("skops", "model.skops", untrusted,
+                                 "loading constructs only scikit-learn and numpy types"
+                                 + (" and the trusted types listed" if untrusted else "")))
+        except Exception as exc:
+            attempts.append(f"skops: {type(exc).__name__}: {exc}")
+        references_notebook = "__main__" in referenced_modules(model)
+        if references_notebook:
+            import cloudpickle
+            with open(out / "model.pkl", "wb") as handle:
+                cloudpickle.dump(model, handle)
+            attempts.append(("cloudpickle", "model.pkl", [],
+                             "the model refers to code defined in the notebook, "
+                             "which only cloudpickle serializes by value; loading runs code"))
+        else:
+            import joblib
+            joblib.dump(model, out / "model.joblib")
+            attempts.append(("joblib", "model.joblib", [],
+                             "a pickle; loading runs code, so only the packaged file "
+                             "(sha256 checked) is ever loaded"))
+        notes = [a for a in attempts if isinstance(a, str)]
+        for attempt in attempts:
+            if isinstance(attempt, str):
+                continue
+            fmt, file, trusted, why = attempt
+            try:
+                loaded = runtime.load_model(out / file, runtime.sha256_file(out / file), fmt, trusted)
+                again = [o.model_dump(mode="json") for o in runtime.run(pipeline, loaded, inputs)]
+            except Exception as exc:
+                notes.append(f"{fmt}: reloading failed ({type(exc).__name__}: {exc})")
+                continue
+            if again != expected:
+                notes.append(f"{fmt}: the reloaded model answers the examples differently")
+                continue
+            for other in ("model.skops", "model.pkl", "model.joblib"):
+                if other != file and (out / other).exists():
+                    (out / other).unlink()
+            if notes:
+                why += " (" + "; ".join(notes) + ")"
+            return {"file": file, "format": fmt, "trusted": list(trusted), "why": why,
+                    "module": {"skops": "skops", "cloudpickle": "cloudpickle"}.get(fmt, "joblib")}
+        raise Fail("the model could not be serialized so that it answers the same after "
+                   "loading: " + "; ".join(notes))
+
     def capture():
         name = spec["model_variable"]
         if name not in user:
@@ -196,13 +264,13 @@ def _nb2prod_capture(spec):
                     fallback_outputs[i] = runtime.fallback(pipeline, inp).model_dump(mode="json")
                 except Exception:
                     raise Fail(f"the fallback failed on examples[{i}]: {last_error()}")
-        import joblib
-        joblib.dump(model, out / spec["model_file"])
+        serialized = serialize(model, pipeline, runtime, inputs, outputs)
         installed = {}
         for dist in metadata.distributions():
             installed.setdefault(dist.metadata["Name"], dist.version)
         providers = metadata.packages_distributions()
-        modules = set(spec["modules"]) | referenced_modules(model) | {"bentoml", "pydantic", "joblib"}
+        modules = set(spec["modules"]) | referenced_modules(model)
+        modules |= {"bentoml", "pydantic", "joblib", serialized["module"]}
         modules -= set(sys.stdlib_module_names) | {"builtins", "__main__", "__mp_main__"}
         requirements, unresolved = {}, []
         for module in sorted(modules):
@@ -214,6 +282,7 @@ def _nb2prod_capture(spec):
                 requirements[metadata.metadata(dist)["Name"]] = metadata.version(dist)
         return {
             "model_class": f"{type(model).__module__}.{type(model).__qualname__}",
+            "serialized": {k: v for k, v in serialized.items() if k != "module"},
             "examples": [
                 {"index": i, "input": inp.model_dump(mode="json"), "output": o.model_dump(mode="json"),
                  "fallback_output": f}

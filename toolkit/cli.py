@@ -91,6 +91,14 @@ def main() -> None:
     help="Override a papermill parameter (repeatable).",
 )
 @click.option("--no-gates", is_flag=True, help="Record failing quality gates instead of stopping.")
+@click.option(
+    "--allow-drift",
+    is_flag=True,
+    help="Accept a lock whose versions differ from the kernel's (recorded).",
+)
+@click.option(
+    "--no-cache", is_flag=True, help="Run the notebook and lock again even if nothing changed."
+)
 @_handled
 def package(
     notebook: Path,
@@ -98,6 +106,8 @@ def package(
     out: Path | None,
     parameters: tuple[tuple[str, str], ...],
     no_gates: bool,
+    allow_drift: bool,
+    no_cache: bool,
 ) -> None:
     """Execute NOTEBOOK and turn it into a verified release."""  # fmt: skip
     from toolkit.package import PackageRequest, parse_parameter
@@ -109,10 +119,13 @@ def package(
         out=out,
         parameters={name: parse_parameter(value) for name, value in parameters},
         enforce_gates=not no_gates,
+        allow_drift=allow_drift,
+        use_cache=not no_cache,
     )
     result = run_package(request, ConsoleProgress())
     console.print()
-    console.print(f"[bold green]released[/] {result.name} {result.version}", markup=True)
+    verdict = "up to date" if result.up_to_date else "released"
+    console.print(f"[bold green]{verdict}[/] {result.name} {result.version}", markup=True)
     console.print(f"  release    {result.release_dir}")
     console.print(f"  bento tag  [bold]{result.bento_tag}[/]", markup=True)
     console.print(f"  serve      nb2prod serve {result.release_dir}")

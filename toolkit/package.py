@@ -8,9 +8,10 @@ write, build, verify, commit. Stages pass frozen data to each other; only
 from __future__ import annotations
 
 import ast
+import json
 import tempfile
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from types import MappingProxyType
@@ -21,23 +22,29 @@ import nbformat
 from toolkit import __version__
 from toolkit.adapters import bento
 from toolkit.adapters.git import git_state
+from toolkit.cache import RunCache, installed_distributions, run_key
 from toolkit.capture import CapturePlan
 from toolkit.check import check
 from toolkit.config import load_config
 from toolkit.contract import build_contract
-from toolkit.errors import NotebookError, ParameterError
+from toolkit.errors import Nb2ProdError, NotebookError, ParameterError
 from toolkit.evaluate import evaluate
-from toolkit.execute import execute
+from toolkit.execute import Execution, execute
 from toolkit.extract import extract
 from toolkit.lock import lock_environment
 from toolkit.notebook import AnnotatedNotebook, Role, read_notebook
 from toolkit.progress import Progress, Silent, stage
 from toolkit.release import RELEASE_JSON, Staging, sha256_file
-from toolkit.render import SERVICE_DIR, class_name, render_release, service_context
+from toolkit.render import (
+    RUNBOOK,
+    SERVICE_DIR,
+    ModelContext,
+    class_name,
+    render_release,
+    service_context,
+)
 from toolkit.target import Target, previous_release
-from toolkit.verify import raise_for_differences, verify_target
-
-MODEL_FILE = "model.joblib"
+from toolkit.verify import check_release_files, raise_for_differences, verify_target
 
 
 @dataclass(frozen=True)
@@ -47,6 +54,8 @@ class PackageRequest:
     out: Path | None = None
     parameters: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     enforce_gates: bool = True
+    allow_drift: bool = False
+    use_cache: bool = True
 
 
 @dataclass(frozen=True)
@@ -57,6 +66,7 @@ class PackageResult:
     version: str
     examples_verified: int
     cold_start_s: float
+    up_to_date: bool = False  # the existing release was made from the same inputs; nothing redone
 
 
 def package(request: PackageRequest, progress: Progress | None = None) -> PackageResult:
@@ -86,6 +96,22 @@ def package(request: PackageRequest, progress: Progress | None = None) -> Packag
         )
     destination = request.out or Path("dist") / f"{name}-{config.version}"
     notebook_sha256 = sha256_file(request.notebook)
+    key = run_key(
+        notebook=request.notebook.read_bytes(),
+        parameters=request.parameters,
+        config=loaded.path.read_bytes() if loaded.path else None,
+        installed=installed_distributions(),
+        allow_drift=request.allow_drift,
+    )
+    if request.use_cache and (current := up_to_date(destination, key)) is not None:
+        progress.note(
+            f"reused: {destination} was made from the same notebook, parameters, config and "
+            "packages, its files match release.json and its bento is in the store; nothing to do "
+            "(--no-cache rebuilds it)"
+        )
+        return current
+    cache = RunCache()
+    cached = cache.load(key) if request.use_cache else None
     with Staging(destination) as staging, tempfile.TemporaryDirectory(prefix="nb2prod-") as tmp:
         scratch = Path(tmp)
         with stage(progress, "render", "service project and runbook from templates/release"):
@@ -98,29 +124,37 @@ def package(request: PackageRequest, progress: Progress | None = None) -> Packag
                 release_dir=str(destination),
                 previous=previous_release(destination.parent, name, config.version),
             )
-            staging.write_tree(render_release(context))
-        with stage(progress, "execute", "papermill, top to bottom") as s:
+            rendered = render_release(context)
+            staging.write_tree(rendered)
+        how = "reusing the cached run" if cached else "papermill, top to bottom"
+        with stage(progress, "execute", how) as s:
             capture_dir = scratch / "capture"
             capture_dir.mkdir()
             model_cell = notebook.with_role(Role.MODEL)[0]
-            execution = execute(
-                notebook,
-                plan=CapturePlan(
-                    out_dir=capture_dir,
-                    pipeline_file=staging.path(f"{SERVICE_DIR}/pipeline.py"),
-                    runtime_file=staging.path(f"{SERVICE_DIR}/runtime.py"),
-                    model_variable=notebook.model_variable,
-                    model_cell=model_cell.label,
-                    has_fallback=extraction.has_fallback,
-                    modules=extraction.imports,
-                ),
-                parameters=request.parameters,
-                scratch=scratch,
-                keep_failed_at=Path(tempfile.mkdtemp(prefix="nb2prod-failed-"))
-                / f"{request.notebook.stem}.executed.ipynb",
+            execution = (
+                Execution(cached.executed, cached.capture)
+                if cached
+                else execute(
+                    notebook,
+                    plan=CapturePlan(
+                        out_dir=capture_dir,
+                        pipeline_file=staging.path(f"{SERVICE_DIR}/pipeline.py"),
+                        runtime_file=staging.path(f"{SERVICE_DIR}/runtime.py"),
+                        model_variable=notebook.model_variable,
+                        model_cell=model_cell.label,
+                        has_fallback=extraction.has_fallback,
+                        modules=extraction.imports,
+                    ),
+                    parameters=request.parameters,
+                    scratch=scratch,
+                    keep_failed_at=Path(tempfile.mkdtemp(prefix="nb2prod-failed-"))
+                    / f"{request.notebook.stem}.executed.ipynb",
+                )
             )
             capture = execution.capture
-            s.detail = f"{len(capture.examples)} examples, model {capture.model_class}"
+            s.detail = f"{len(capture.examples)} examples, model {capture.model_class}" + (
+                f" (reused, cache key {key[:12]})" if cached else ""
+            )
         with stage(progress, "evaluate", "quality gates") as s:
             evaluation = evaluate(
                 capture.metrics, config.parsed_gates(), enforce=request.enforce_gates
@@ -135,18 +169,44 @@ def package(request: PackageRequest, progress: Progress | None = None) -> Packag
         with stage(progress, "contract", "JSON Schema of Input and Output") as s:
             contract = build_contract(capture, config.version)
             s.detail = f"sha256 {contract.sha256[:12]}"
-        with stage(progress, "lock", "uv pip compile --generate-hashes") as s:
-            lock = lock_environment(capture, notebook=request.notebook.name)
-            s.detail = f"{len(lock.pins)} packages pinned ({len(lock.direct)} direct)"
+        with stage(
+            progress, "lock", "reusing the cached lock" if cached else "uv pip compile"
+        ) as s:
+            if cached:
+                lock = cached.lock
+            else:
+                lock = lock_environment(
+                    capture, notebook=request.notebook.name, allow_drift=request.allow_drift
+                )
+                cache.store(key, capture_dir, execution.executed, lock)
+            s.detail = f"{len(lock.pins)} packages pinned ({len(lock.direct)} direct)" + (
+                " (reused)" if cached else ""
+            )
+            for drift in lock.drift:
+                progress.note(f"warning: drift accepted with --allow-drift: {drift}")
         git = git_state(request.notebook)
         with stage(progress, "write", str(destination)):
-            model_sha256 = sha256_file(capture.model_file)
-            staging.copy(f"model/{MODEL_FILE}", capture.model_file)
+            model = capture.model
+            # the runbook says how the model is loaded, known only now; nothing else may change
+            final = render_release(
+                replace(
+                    context,
+                    model=ModelContext(model.file.name, model.format, model.why, model.trusted),
+                )
+            )
+            assert {k: v for k, v in final.items() if k != RUNBOOK} == {
+                k: v for k, v in rendered.items() if k != RUNBOOK
+            }, "the model's format changed files other than the runbook"
+            staging.write_bytes(RUNBOOK, final[RUNBOOK])
+            model_sha256 = sha256_file(model.file)
+            staging.copy(f"model/{model.file.name}", model.file)
             staging.write_json(
                 "model/model.json",
                 {
-                    "file": MODEL_FILE,
-                    "format": "joblib",
+                    "file": model.file.name,
+                    "format": model.format,
+                    "trusted": list(model.trusted),
+                    "why": model.why,
                     "sha256": model_sha256,
                     "class": capture.model_class,
                     "variable": notebook.model_variable,
@@ -233,6 +293,10 @@ def package(request: PackageRequest, progress: Progress | None = None) -> Packag
                     "gates_enforced": request.enforce_gates,
                     "python_version": capture.python_version,
                     "nb2prod_version": __version__,
+                    "cache_key": key,
+                    "reused": ["execution", "lock"] if cached else [],
+                    "allow_drift": request.allow_drift,
+                    "drift": [vars(d) for d in lock.drift],
                     "bentoml_version": capture.installed.get("bentoml"),
                     "files": staging.hashes(),
                 },
@@ -248,6 +312,31 @@ def package(request: PackageRequest, progress: Progress | None = None) -> Packag
         version=config.version,
         examples_verified=report.examples,
         cold_start_s=report.cold_start_s,
+    )
+
+
+def up_to_date(destination: Path, key: str) -> PackageResult | None:
+    """The existing release at ``destination`` when it was made from the same inputs and is
+    intact (every file matches release.json, its bento is in the store)."""
+    manifest = destination / RELEASE_JSON
+    if not manifest.is_file():
+        return None
+    try:
+        data = json.loads(manifest.read_text(encoding="utf-8"))
+        if data.get("cache_key") != key or not bento.exists(data["bento_tag"]):
+            return None
+        check_release_files(Target(data["bento_tag"], destination, destination))
+        examples = json.loads((destination / "examples.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError, KeyError, Nb2ProdError):
+        return None
+    return PackageResult(
+        release_dir=destination.resolve(),
+        bento_tag=data["bento_tag"],
+        name=data["name"],
+        version=data["version"],
+        examples_verified=len(examples["examples"]),
+        cold_start_s=0.0,
+        up_to_date=True,
     )
 
 

@@ -24,6 +24,7 @@ from toolkit.target import PreviousRelease
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 RELEASE_TEMPLATE = TEMPLATES / "release"
 SERVICE_DIR = "service"
+RUNBOOK = "RUNBOOK.md"
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,16 @@ class CellContext:
     index: int
     role: str
     source: str
+
+
+@dataclass(frozen=True)
+class ModelContext:
+    """How the model was serialized; known only after the notebook ran."""
+
+    file: str
+    format: str
+    why: str
+    trusted: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -56,6 +67,7 @@ class ServiceContext:
     release_dir: str
     disable_file: str
     previous: PreviousRelease | None
+    model: ModelContext | None = None  # None while rendering the files the kernel needs
 
 
 def service_context(

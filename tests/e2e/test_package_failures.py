@@ -97,6 +97,9 @@ def test_an_invalid_example_is_named(tmp_path: Path) -> None:
 
 def test_parameters_override_changes_the_model_and_are_recorded(tmp_path: Path) -> None:
     cells = minimal_cells()
+    cells[0] = code(
+        "#| nb2prod: setup\nimport yaml  # import name differs from its distribution\nfrom pydantic import BaseModel"
+    )
     cells.insert(0, code("k = 2.0", "parameters"))
     cells[4] = code(
         "#| nb2prod: model\nfrom sklearn.dummy import DummyRegressor\n"
@@ -112,3 +115,5 @@ def test_parameters_override_changes_the_model_and_are_recorded(tmp_path: Path) 
     examples = json.loads((out / "examples.json").read_text())["examples"]
     assert [e["output"] for e in examples] == [{"y": 7.5}, {"y": 7.5}]
     assert "injected-parameters" in (out / "notebook.executed.ipynb").read_text()
+    header = (out / "requirements.lock").read_text().splitlines()[1]
+    assert "PyYAML==" in header and "scikit-learn==" in header  # yaml -> PyYAML, sklearn -> ...

@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.conftest import copy_iris, tree_snapshot
 from tests.e2e.conftest import Run, bento_tags, nb2prod
 from tests.golden import compare_tree
 from toolkit.adapters import bento
@@ -22,9 +23,9 @@ pytestmark = pytest.mark.e2e
 TOKEN = "test-token-not-secret"
 SPEC_FILES = [
     "release.json", "contract.json", "openapi.json", "requirements.lock", "examples.json",
-    "evaluation/report.json", "notebook.executed.ipynb", "model/model.joblib", "model/model.json",
+    "evaluation/report.json", "notebook.executed.ipynb", "model/model.skops", "model/model.json",
     "service/service.py", "service/pipeline.py", "service/bentofile.yaml",
-    "service/tests/test_contract.py",
+    "service/tests/test_contract.py", "RUNBOOK.md",
 ]  # fmt: skip
 
 
@@ -188,11 +189,11 @@ def test_verify_command_passes_on_the_release(iris_release: tuple[Path, Run]) ->
 def test_verify_refuses_a_modified_release(iris_release: tuple[Path, Run], tmp_path: Path) -> None:
     copy = tmp_path / "release"
     shutil.copytree(iris_release[0], copy)
-    with (copy / "model" / "model.joblib").open("ab") as handle:
+    with (copy / "model" / "model.skops").open("ab") as handle:
         handle.write(b"\0")
     run = nb2prod("verify", copy)
     assert run.code == 1
-    assert "model.joblib: sha256 differs" in run.stderr
+    assert "model.skops: sha256 differs" in run.stderr
 
 
 def test_the_service_refuses_to_start_without_a_token(iris_release: tuple[Path, Run]) -> None:
@@ -215,3 +216,62 @@ def test_disabled_model_makes_the_fallback_answer(iris_release: tuple[Path, Run]
         "output": example["fallback_output"], "model_version": "1.0.0", "degraded": True,
         "reason": "disabled",
     }  # fmt: skip
+
+
+def test_the_model_is_stored_in_the_safest_format_that_round_trips(
+    iris_release: tuple[Path, Run],
+) -> None:
+    release, _ = iris_release
+    model = load(release, "model/model.json")
+    assert (model["format"], model["file"], model["trusted"]) == ("skops", "model.skops", [])
+    assert (
+        model["sha256"]
+        == hashlib.sha256((release / "model" / "model.skops").read_bytes()).hexdigest()
+    )
+    runbook = (release / "RUNBOOK.md").read_text()
+    assert "format **skops**" in runbook and "only scikit-learn and numpy types" in runbook
+    assert "\nskops==" in (release / "requirements.lock").read_text()
+
+
+def test_the_service_refuses_a_tampered_model(iris_release: tuple[Path, Run]) -> None:
+    tag = load(iris_release[0], "release.json")["bento_tag"]
+    model = bento.path_of(tag) / "src" / "model" / "model.skops"
+    original = model.read_bytes()
+    try:
+        model.write_bytes(original + b"\0")
+        with pytest.raises(ServeError) as err, bento.serve(tag, env={"NB2PROD_API_TOKEN": TOKEN}):
+            pass
+    finally:
+        model.write_bytes(original)
+    assert "model.skops: sha256 is" in err.value.message and "refusing to load" in err.value.message
+
+
+def test_repackaging_with_nothing_changed_is_up_to_date(iris_release: tuple[Path, Run]) -> None:
+    release, _ = iris_release
+    before = tree_snapshot(release)
+    run = nb2prod("package", release.parent.parent / "iris.ipynb", "--out", release)
+    assert run.code == 0, run.stderr
+    assert "reused:" in run.stdout and "up to date iris-classifier 1.0.0" in run.stdout
+    assert "▸ execute" not in run.stdout
+    assert tree_snapshot(release) == before
+
+
+def test_one_changed_byte_invalidates_the_cache(
+    iris_release: tuple[Path, Run], tmp_path: Path
+) -> None:
+    release, first = iris_release
+    notebook = copy_iris(tmp_path)
+    notebook.write_bytes(notebook.read_bytes().replace(b"Iris classifier", b"Iris classifieR"))
+    run = nb2prod("package", notebook, "--out", tmp_path / "release")
+    assert run.code == 0, run.stderr
+    assert "papermill, top to bottom" in run.stdout and "(reused" not in run.stdout
+    assert load(tmp_path / "release", "release.json")["reused"] == []
+    # and the unchanged notebook, packaged to a new place, reuses the first run
+    again = nb2prod("package", release.parent.parent / "iris.ipynb", "--out", tmp_path / "again")
+    assert again.code == 0, again.stderr
+    assert "reusing the cached run" in again.stdout
+    assert load(tmp_path / "again", "release.json")["reused"] == ["execution", "lock"]
+    assert (tmp_path / "again" / "requirements.lock").read_bytes() == (
+        release / "requirements.lock"
+    ).read_bytes()
+    assert first.code == 0

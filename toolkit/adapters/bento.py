@@ -77,17 +77,24 @@ def info(tag: str) -> dict[str, object] | None:
     return data if isinstance(data, dict) else None
 
 
+def _store_dir(tag: str) -> Path | None:
+    name, _, version = tag.partition(":")
+    return Path(_store()) / "bentos" / name / version if name and version else None
+
+
+def exists(tag: str) -> bool:
+    """Whether the store has ``tag``, read from BentoML's store layout (bentos/NAME/VERSION/)
+    without starting the bentoml CLI, which takes a second."""
+    directory = _store_dir(tag)
+    return directory is not None and (directory / "bento.yaml").is_file()
+
+
 def path_of(tag: str) -> Path:
-    proc = subprocess.run(
-        [*_BENTOML, "get", tag, "-o", "path"],
-        capture_output=True,
-        text=True,
-        env=_env(),
-        check=False,
-    )
-    if proc.returncode != 0:
+    """The bento's directory in the store (``bentoml get -o path`` wraps long paths)."""
+    directory = _store_dir(tag)
+    if directory is None or not exists(tag):
         raise TargetError(f"bento {tag} is not in the BentoML store ({_store()})")
-    return Path(proc.stdout.strip())
+    return directory
 
 
 def delete(tag: str) -> None:

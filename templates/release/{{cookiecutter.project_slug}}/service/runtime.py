@@ -60,10 +60,19 @@ def check_sha256(path: Path, sha256: str) -> None:
         )
 
 
-def load_model(path: Path, sha256: str) -> Any:
+def load_model(path: Path, sha256: str, fmt: str, trusted: list[str]) -> Any:
     """Load the packaged model, refusing a file whose bytes are not the ones nb2prod packaged."""
     check_sha256(path, sha256)
-    import joblib  # a pickle: load only files whose hash matches the release (checked above)
+    if fmt == "skops":
+        import skops.io  # constructs only known types, plus the `trusted` ones model.json lists
+
+        return skops.io.load(path, trusted=trusted)
+    if fmt == "cloudpickle":
+        import pickle  # loading runs code: acceptable only because the hash matched above
+
+        with path.open("rb") as handle:
+            return pickle.load(handle)
+    import joblib  # a pickle as well: same trust as above
 
     return joblib.load(path)
 

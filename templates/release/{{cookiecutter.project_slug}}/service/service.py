@@ -71,7 +71,7 @@ class {{ c.class_name }}:
 {%- endif %}
 
     def __init__(self) -> None:
-        self.model = runtime.load_model(MODEL_PATH, MODEL["sha256"])
+        self.model = runtime.load_model(MODEL_PATH, MODEL["sha256"], MODEL["format"], MODEL["trusted"])
         self.guard = runtime.Guard(
             timeout_ms={{ c.timeout_ms }},
             min_confidence={{ c.min_confidence }},

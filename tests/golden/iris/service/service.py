@@ -68,7 +68,7 @@ class IrisClassifier:
         runtime.check_sha256(MODEL_PATH, MODEL["sha256"])
 
     def __init__(self) -> None:
-        self.model = runtime.load_model(MODEL_PATH, MODEL["sha256"])
+        self.model = runtime.load_model(MODEL_PATH, MODEL["sha256"], MODEL["format"], MODEL["trusted"])
         self.guard = runtime.Guard(
             timeout_ms=250,
             min_confidence=0.3,
