@@ -73,3 +73,16 @@ def test_syntax_error_names_the_cell_and_line() -> None:
     cells[2] = code("#| nb2prod: preprocess\ndef preprocess(inputs)\n    return inputs")
     with pytest.raises(NotebookError, match=r"cell 2 \(preprocess\).*line 2: syntax error"):
         extract(annotate(notebook(*cells), PATH))
+
+
+def test_without_a_contract_cell_the_contract_is_inferred() -> None:
+    cells = [c for c in minimal_cells() if "nb2prod: contract" not in c.source]
+    result = extract(annotate(notebook(*cells), PATH))
+    assert result.infer_contract is True and result.default_output_field == "prediction"
+
+
+def test_a_postprocess_cell_needs_a_contract_cell() -> None:
+    cells = [c for c in minimal_cells() if "nb2prod: contract" not in c.source]
+    cells.append(code("#| nb2prod: postprocess\ndef postprocess(raw, inputs):\n    return raw"))
+    with pytest.raises(NotebookError, match="a postprocess cell builds Output"):
+        extract(annotate(notebook(*cells), PATH))

@@ -87,20 +87,13 @@ def test_unknown_option_is_an_error() -> None:
         annotate(notebook(code("#| nb2prod: model name=1clf\nclf = 1")), PATH)
 
 
-@pytest.mark.parametrize("role", ["model", "preprocess", "examples", "contract"])
+@pytest.mark.parametrize("role", ["model", "preprocess", "examples"])
 def test_a_missing_required_role_is_an_error_naming_it(role: str) -> None:
     cells = [c for c in minimal_cells() if f"nb2prod: {role}" not in c.source]
     with pytest.raises(NotebookError) as err:
         require_roles(annotate(notebook(*cells), PATH))
     assert f"no cell has the role '{role}'" in err.value.message
     assert err.value.hint
-
-
-def test_missing_contract_says_inference_is_not_available_yet() -> None:
-    cells = [c for c in minimal_cells() if "nb2prod: contract" not in c.source]
-    with pytest.raises(NotebookError) as err:
-        require_roles(annotate(notebook(*cells), PATH))
-    assert "inference" in (err.value.hint or "")
 
 
 def test_two_model_cells_are_an_error() -> None:

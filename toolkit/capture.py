@@ -32,6 +32,9 @@ class CapturePlan:
     model_cell: str  # label of the model cell, for messages
     has_fallback: bool
     modules: tuple[str, ...]  # top-level modules whose distributions must be pinned
+    infer: Mapping[str, Any] | None = (
+        None  # no contract cell: training_data, margin, max_categories
+    )
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,8 @@ class Capture:
     unresolved_modules: tuple[str, ...]  # imported, but provided by no installed distribution
     installed: Mapping[str, str]  # every distribution in the kernel -> version
     python_version: str
+    inferred_contract: str | None = None  # pydantic source of Input and Output, when inferred
+    inferred_from: Mapping[str, Any] | None = None
 
 
 def capture_cell_source(plan: CapturePlan) -> str:
@@ -78,6 +83,7 @@ def capture_cell_source(plan: CapturePlan) -> str:
         "model_cell": plan.model_cell,
         "has_fallback": plan.has_fallback,
         "modules": list(plan.modules),
+        "infer": dict(plan.infer) if plan.infer is not None else None,
     }
     return _CAPTURE_CODE.replace("__SPEC__", repr(json.dumps(spec)))
 
@@ -110,14 +116,16 @@ def read_capture(out_dir: Path) -> Capture:
         unresolved_modules=tuple(data["unresolved_modules"]),
         installed=MappingProxyType(data["installed"]),
         python_version=data["python_version"],
+        inferred_contract=data.get("inferred_contract"),
+        inferred_from=data.get("inferred_from"),
     )
 
 
 # Runs in the user's kernel: standard library and pydantic only; every name is local to the
 # function so nothing leaks into the notebook's namespace.
-_CAPTURE_CODE = r"""
+_CAPTURE_CODE = r'''
 def _nb2prod_capture(spec):
-    import importlib.util, io, json, math, numbers, pickle, platform, sys, traceback
+    import importlib.util, io, json, keyword, math, numbers, pickle, platform, sys, traceback, types
     from importlib import metadata
     from pathlib import Path
 
@@ -140,6 +148,98 @@ def _nb2prod_capture(spec):
         module = importlib.util.module_from_spec(module_spec)
         sys.modules[name] = module
         module_spec.loader.exec_module(module)
+        return module
+
+    HEADER = (
+        '"""Contract inferred by nb2prod from {source}.\n\n'
+        "Review it, then adopt it as the notebook's `#| nb2prod: contract` cell.\n"
+        '"""\n\nfrom typing import Literal, Optional\n\n'
+        "from pydantic import BaseModel, ConfigDict, Field\n"
+    )
+
+    def plain(value):
+        return value.item() if hasattr(value, "item") else value
+
+    def annotation(field, observed):
+        kinds = {type(v) for v in observed}
+        if not observed:
+            raise Fail(f"field {field!r} never has a value; its type cannot be inferred")
+        for name, allowed in (("bool", {bool}), ("int", {int}), ("float", {int, float}), ("str", {str})):
+            if kinds <= allowed:
+                return name
+        raise Fail(f"field {field!r} mixes {', '.join(sorted(k.__name__ for k in kinds))}; "
+                   "write a contract cell")
+
+    def infer_input(examples, cfg):
+        frame, source = None, f"{len(examples)} examples"
+        if cfg["training_data"]:
+            name = cfg["training_data"]
+            if name not in user:
+                raise Fail(f"[contract] training_data = {name!r}, but the notebook left no such variable")
+            frame = user[name]
+            if not hasattr(frame, "columns") or not hasattr(frame, "isna"):
+                raise Fail(f"[contract] training_data = {name!r} is a {type(frame).__name__}, "
+                           "not a pandas DataFrame")
+            source += f" and {len(frame)} rows of `{name}`"
+        margin, lines = cfg["margin"], []
+        for field in dict.fromkeys(k for e in examples for k in e):
+            if not field.isidentifier() or keyword.iskeyword(field):
+                raise Fail(f"the examples use the key {field!r}, which cannot be a field name")
+            values = [e.get(field) for e in examples]
+            observed = [plain(v) for v in values if v is not None]
+            missing = len(observed) < len(values)
+            column = frame[field] if frame is not None and field in frame.columns else None
+            if column is not None:
+                missing = missing or bool(column.isna().any())
+                observed += [plain(v) for v in column.dropna().tolist()]
+            kind = annotation(field, observed)
+            kwargs = []
+            if kind in ("int", "float"):
+                lo, hi = min(observed), max(observed)
+                span = (hi - lo) or abs(hi) or 1.0
+                low, high = lo - margin * span, hi + margin * span
+                if lo >= 0:  # a quantity never seen negative is not invited to become one
+                    low = max(low, 0)
+                if kind == "int":
+                    low, high = math.floor(low), math.ceil(high)
+                else:  # six decimals, rounded outwards so no observed value falls outside
+                    low, high = math.floor(low * 1e6) / 1e6, math.ceil(high * 1e6) / 1e6
+                kwargs += [f"ge={low!r}", f"le={high!r}"]
+                note = f"observed {lo:g} to {hi:g}, widened by {margin:g} of the range"
+            elif kind == "str" and column is not None and len(set(observed)) <= cfg["max_categories"]:
+                kind = "Literal[" + ", ".join(repr(v) for v in sorted(set(observed))) + "]"
+                note = "the values seen in the training data"
+            else:
+                note = f"{len(observed)} values seen"
+            if missing:
+                kind, kwargs = f"Optional[{kind}]", ["default=None", *kwargs]
+            kwargs.append(f"description={'inferred: ' + note!r}")
+            lines.append(f"    {field}: {kind} = Field({', '.join(kwargs)})")
+        source_text = (HEADER.format(source=source) + "\n\nclass Input(BaseModel):\n"
+                       '    model_config = ConfigDict(extra="forbid")\n\n' + "\n".join(lines) + "\n")
+        return source_text, {"examples": len(examples), "training_data": cfg["training_data"],
+                             "rows": len(frame) if frame is not None else 0, "margin": margin}
+
+    def infer_output(raw):
+        values = [plain(v) for v in raw]
+        values = [v.tolist() if hasattr(v, "tolist") else v for v in values]
+        if values and all(isinstance(v, list) for v in values):
+            inner = annotation("prediction", [x for v in values for x in v])
+            kind = f"list[{inner}]"
+        else:
+            kind = annotation("prediction", values)
+        return ("\n\nclass Output(BaseModel):\n"
+                f"    prediction: {kind} = Field(description=\"inferred: the model's prediction\")\n")
+
+    def load_pipeline(prelude):
+        # the inferred contract runs first, exactly where the final pipeline.py puts it
+        module = types.ModuleType("_nb2prod_pipeline")
+        module.__file__ = spec["pipeline"]
+        sys.modules[module.__name__] = module
+        if prelude:
+            exec(compile(prelude, spec["pipeline"], "exec"), module.__dict__)
+        with open(spec["pipeline"], encoding="utf-8") as handle:
+            exec(compile(handle.read(), spec["pipeline"], "exec"), module.__dict__)
         return module
 
     def referenced_modules(obj):
@@ -234,12 +334,26 @@ def _nb2prod_capture(spec):
             if bad:
                 raise Fail(f"metric {bad[0]!r} is not a finite number")
         runtime = load("_nb2prod_runtime", spec["runtime"])
+        inferred, inferred_from = None, None
+        if spec["infer"] is not None:
+            inferred, inferred_from = infer_input(examples, spec["infer"])
         try:
-            pipeline = load("_nb2prod_pipeline", spec["pipeline"])
+            pipeline = load_pipeline(inferred)
+        except Fail:
+            raise
         except Exception:
             raise Fail(f"the extracted service code does not run on its own: {last_error()}",
                        "Code that goes into the service may use only names from setup, contract, "
                        "preprocess, predict, postprocess and fallback cells, imports and builtins.")
+        if inferred is not None:
+            try:
+                probe = [pipeline.Input.model_validate(e) for e in examples]
+                raw = pipeline.predict(model, pipeline.preprocess(probe))
+            except Exception:
+                raise Fail(f"the service pipeline failed on the examples: {last_error()}")
+            output_source = infer_output(raw)
+            exec(compile(output_source, spec["pipeline"], "exec"), pipeline.__dict__)
+            inferred += output_source
         from pydantic import BaseModel
         for cls in ("Input", "Output"):
             if not (isinstance(getattr(pipeline, cls, None), type) and issubclass(getattr(pipeline, cls), BaseModel)):
@@ -296,6 +410,8 @@ def _nb2prod_capture(spec):
             "unresolved_modules": unresolved,
             "installed": installed,
             "python_version": platform.python_version(),
+            "inferred_contract": inferred,
+            "inferred_from": inferred_from,
         }
 
     try:
@@ -307,4 +423,4 @@ def _nb2prod_capture(spec):
 
 _nb2prod_capture(__SPEC__)
 del _nb2prod_capture
-"""
+'''

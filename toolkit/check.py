@@ -267,6 +267,8 @@ def _dataflow(notebook: AnnotatedNotebook, trees: dict[int, ast.Module]) -> list
     service = [c for c in notebook.service_cells if c.index in trees]
     scopes = {index: _scope_names(tree) for index, tree in trees.items()}
     provided = set().union(*(scopes[c.index][0] for c in service)) if service else set()
+    if not notebook.has_role(Role.CONTRACT):
+        provided |= {"Input", "Output"}  # inferred in the kernel and put into the service
     definers: dict[str, Cell] = {}
     for cell in notebook.cells:
         if cell.index in scopes and not cell.goes_into_service:

@@ -97,6 +97,11 @@ def main() -> None:
     help="Accept a lock whose versions differ from the kernel's (recorded).",
 )
 @click.option(
+    "--allow-breaking",
+    is_flag=True,
+    help="Release a breaking contract change without a major version bump (recorded).",
+)
+@click.option(
     "--no-cache", is_flag=True, help="Run the notebook and lock again even if nothing changed."
 )
 @_handled
@@ -107,6 +112,7 @@ def package(
     parameters: tuple[tuple[str, str], ...],
     no_gates: bool,
     allow_drift: bool,
+    allow_breaking: bool,
     no_cache: bool,
 ) -> None:
     """Execute NOTEBOOK and turn it into a verified release."""  # fmt: skip
@@ -120,6 +126,7 @@ def package(
         parameters={name: parse_parameter(value) for name, value in parameters},
         enforce_gates=not no_gates,
         allow_drift=allow_drift,
+        allow_breaking=allow_breaking,
         use_cache=not no_cache,
     )
     result = run_package(request, ConsoleProgress())
@@ -161,6 +168,86 @@ def check(notebooks: tuple[Path, ...], fmt: str, strict: bool) -> None:
         console.print(f"{len(reports)} notebook(s): {errors} error(s), {warnings} warning(s)")
     failed = any(r.errors or (strict and r.warnings) for r in reports)
     sys.exit(1 if failed else 0)
+
+
+@main.group()
+def contract() -> None:
+    """Read and compare contracts (TARGET: release directory, contract.json or bento tag)."""
+
+
+@contract.command("show")
+@click.argument("target")
+@click.option(
+    "--format", "fmt", type=click.Choice(["text", "markdown"]), default="text", show_default=True
+)
+@_handled
+def contract_show(target: str, fmt: str) -> None:
+    """The contract as a table per model: field, type, required, constraints, description, example."""
+    from rich.table import Table
+
+    from toolkit.contract_review import contract_markdown, field_rows
+    from toolkit.target import load_contract
+
+    data = load_contract(target)
+    if fmt == "markdown":
+        click.echo(contract_markdown(data))
+        return
+    first = (data.get("examples") or [{}])[0]
+    inferred = " [yellow](inferred: review before relying on it)[/]" if data.get("inferred") else ""
+    console.print(
+        f"contract {escape(str(data.get('contract_version')))}  sha256 {data['sha256'][:12]}{inferred}",
+        markup=True,
+    )
+    for side in ("input", "output"):
+        table = Table(title=side.capitalize(), title_justify="left", show_lines=False)
+        for column in ("field", "type", "required", "constraints", "description", "example"):
+            table.add_column(column, overflow="fold")
+        for row in field_rows(data[side], first.get(side)):
+            table.add_row(
+                *(
+                    escape(v)
+                    for v in (
+                        row.field,
+                        row.type,
+                        row.required,
+                        row.constraints,
+                        row.description,
+                        row.example,
+                    )
+                )
+            )
+        console.print(table)
+
+
+@contract.command("diff")
+@click.argument("old")
+@click.argument("new")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json", "markdown"]),
+    default="text",
+    show_default=True,
+)
+@_handled
+def contract_diff(old: str, new: str, fmt: str) -> None:
+    """Every change from OLD to NEW, classified; exit 0 when nothing breaks, 1 otherwise."""
+    import json
+
+    from toolkit.contract_review import diff_contracts
+    from toolkit.target import load_contract
+
+    diff = diff_contracts(load_contract(old), load_contract(new))
+    if fmt == "json":
+        click.echo(json.dumps(diff.to_json(), indent=2))
+    elif fmt == "markdown":
+        click.echo(diff.to_markdown())
+    else:
+        for change in diff.changes:
+            colour = {"breaking": "red", "compatible": "green", "cosmetic": "dim"}[change.severity]
+            console.print(f"[{colour}]{escape(str(change))}[/]", markup=True)
+        console.print(f"verdict: {diff.verdict}")
+    sys.exit(1 if diff.breaking else 0)
 
 
 @main.command()

@@ -62,6 +62,14 @@ class FallbackConfig(_Strict):
     circuit_breaker: CircuitBreaker = CircuitBreaker()
 
 
+class ContractConfig(_Strict):
+    """Contract inference, used only when the notebook has no `contract` cell."""
+
+    training_data: str | None = None  # a DataFrame variable the train cells leave in the kernel
+    margin: float = Field(0.1, ge=0)  # observed range widened by this fraction on each side
+    max_categories: int = Field(10, ge=1)  # strings with at most this many values become enums
+
+
 class ServiceConfig(_Strict):
     auth: Literal["token", "none"] = "token"
     workers: int = Field(1, ge=1)
@@ -76,6 +84,7 @@ class Config(_Strict):
     gates: dict[str, str] = Field(default_factory=dict)
     fallback: FallbackConfig = FallbackConfig()
     service: ServiceConfig = ServiceConfig()
+    contract: ContractConfig = ContractConfig()
 
     @field_validator("name")
     @classmethod

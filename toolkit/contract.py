@@ -22,7 +22,8 @@ class Contract:
     version: str
     input_schema: Mapping[str, Any]
     output_schema: Mapping[str, Any]
-    examples: tuple[Mapping[str, Any], ...]
+    examples: tuple[Mapping[str, Any], ...]  # {"input": ..., "output": ...} from the notebook
+    inferred_from: Mapping[str, Any] | None = None  # set when Input/Output were inferred
 
     @property
     def sha256(self) -> str:
@@ -34,7 +35,8 @@ class Contract:
         return {
             "$schema": SCHEMA_DIALECT,
             "contract_version": self.version,
-            "inferred": False,
+            "inferred": self.inferred_from is not None,
+            **({"inferred_from": dict(self.inferred_from)} if self.inferred_from else {}),
             "input": dict(self.input_schema),
             "output": dict(self.output_schema),
             "examples": [dict(e) for e in self.examples],
@@ -47,5 +49,8 @@ def build_contract(capture: Capture, version: str) -> Contract:
         version=version,
         input_schema=capture.input_schema,
         output_schema=capture.output_schema,
-        examples=tuple(e.input for e in capture.examples),
+        examples=tuple(
+            {"input": dict(e.input), "output": dict(e.output)} for e in capture.examples
+        ),
+        inferred_from=capture.inferred_from,
     )

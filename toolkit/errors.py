@@ -84,3 +84,7 @@ class GateError(Nb2ProdError):
 
 class ParameterError(Nb2ProdError):
     """A ``-p NAME VALUE`` names no parameter of the notebook."""
+
+
+class ContractError(Nb2ProdError):
+    """The contract breaks callers of the previous release without a major version bump."""

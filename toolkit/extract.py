@@ -26,6 +26,10 @@ class Extraction:
     default_output_field: str | None  # no `postprocess` cell: the one field of Output
     has_fallback: bool
     imports: tuple[str, ...]  # top-level modules imported by service cells, stdlib excluded
+    infer_contract: bool  # no `contract` cell: Input and Output are inferred in the kernel
+
+
+INFERRED_OUTPUT_FIELD = "prediction"
 
 
 def extract(notebook: AnnotatedNotebook) -> Extraction:
@@ -38,8 +42,21 @@ def extract(notebook: AnnotatedNotebook) -> Extraction:
     for cell in cells:
         trees[cell.index] = tree = parse_cell(cell, notebook)
         imports |= _imported_modules(tree)
+    infer = not notebook.has_role(Role.CONTRACT)
+    if infer and notebook.has_role(Role.POSTPROCESS):
+        cell = notebook.with_role(Role.POSTPROCESS)[0]
+        raise NotebookError(
+            f"{notebook.path}: {cell.label}: a postprocess cell builds Output, so the notebook "
+            "needs a contract cell defining it; only notebooks without postprocess get an "
+            "inferred contract",
+            hint="Add a cell `#| nb2prod: contract` with `class Input(BaseModel)` and "
+            "`class Output(BaseModel)`.",
+            cell=cell.index,
+        )
     default_output_field = None
-    if not notebook.has_role(Role.POSTPROCESS):
+    if infer:
+        default_output_field = INFERRED_OUTPUT_FIELD
+    elif not notebook.has_role(Role.POSTPROCESS):
         default_output_field = single_output_field(notebook, trees)
     stdlib = set(sys.stdlib_module_names) | {"__future__"}
     return Extraction(
@@ -48,6 +65,7 @@ def extract(notebook: AnnotatedNotebook) -> Extraction:
         default_output_field=default_output_field,
         has_fallback=notebook.has_role(Role.FALLBACK),
         imports=tuple(sorted(imports - stdlib)),
+        infer_contract=infer,
     )
 
 

@@ -44,8 +44,8 @@ SERVICE_ROLES = frozenset(
 )
 #: Options a role accepts after its name (``#| nb2prod: model name=clf``).
 ROLE_OPTIONS: Mapping[Role, frozenset[str]] = MappingProxyType({Role.MODEL: frozenset({"name"})})
-#: Roles a notebook must have before it can become a service.
-REQUIRED_ROLES = (Role.MODEL, Role.PREPROCESS, Role.EXAMPLES, Role.CONTRACT)
+#: Roles a notebook must have before it can become a service (without `contract`, it is inferred).
+REQUIRED_ROLES = (Role.MODEL, Role.PREPROCESS, Role.EXAMPLES)
 
 
 @dataclass(frozen=True)
@@ -155,8 +155,6 @@ _MISSING_ROLE_HINTS: Mapping[Role, str] = MappingProxyType(
         "`def preprocess(inputs: list[Input]) -> features`.",
         Role.EXAMPLES: "Add a cell `#| nb2prod: examples` assigning `examples = [{...}, ...]` "
         "(dicts valid against Input).",
-        Role.CONTRACT: "Add a cell `#| nb2prod: contract` defining pydantic models `Input` and "
-        "`Output`; contract inference from examples is not available yet.",
     }
 )
 

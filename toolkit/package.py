@@ -18,6 +18,7 @@ from types import MappingProxyType
 from typing import Any
 
 import nbformat
+from packaging.version import Version
 
 from toolkit import __version__
 from toolkit.adapters import bento
@@ -26,8 +27,9 @@ from toolkit.cache import RunCache, installed_distributions, run_key
 from toolkit.capture import CapturePlan
 from toolkit.check import check
 from toolkit.config import load_config
-from toolkit.contract import build_contract
-from toolkit.errors import Nb2ProdError, NotebookError, ParameterError
+from toolkit.contract import Contract, build_contract
+from toolkit.contract_review import ContractDiff, diff_contracts
+from toolkit.errors import ContractError, Nb2ProdError, NotebookError, ParameterError
 from toolkit.evaluate import evaluate
 from toolkit.execute import Execution, execute
 from toolkit.extract import extract
@@ -43,7 +45,7 @@ from toolkit.render import (
     render_release,
     service_context,
 )
-from toolkit.target import Target, previous_release
+from toolkit.target import PreviousRelease, Target, load_contract, previous_release
 from toolkit.verify import check_release_files, raise_for_differences, verify_target
 
 
@@ -55,6 +57,7 @@ class PackageRequest:
     parameters: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     enforce_gates: bool = True
     allow_drift: bool = False
+    allow_breaking: bool = False
     use_cache: bool = True
 
 
@@ -144,6 +147,7 @@ def package(request: PackageRequest, progress: Progress | None = None) -> Packag
                         model_cell=model_cell.label,
                         has_fallback=extraction.has_fallback,
                         modules=extraction.imports,
+                        infer=config.contract.model_dump() if extraction.infer_contract else None,
                     ),
                     parameters=request.parameters,
                     scratch=scratch,
@@ -168,7 +172,11 @@ def package(request: PackageRequest, progress: Progress | None = None) -> Packag
             )
         with stage(progress, "contract", "JSON Schema of Input and Output") as s:
             contract = build_contract(capture, config.version)
-            s.detail = f"sha256 {contract.sha256[:12]}"
+            baseline = previous_release(destination.parent, name, config.version, include_same=True)
+            contract_diff = compare_with(baseline, contract, config.version, request.allow_breaking)
+            s.detail = f"sha256 {contract.sha256[:12]}" + (
+                f", {contract_diff.verdict} against {baseline.version}" if baseline else ""
+            )
         with stage(
             progress, "lock", "reusing the cached lock" if cached else "uv pip compile"
         ) as s:
@@ -187,17 +195,30 @@ def package(request: PackageRequest, progress: Progress | None = None) -> Packag
         git = git_state(request.notebook)
         with stage(progress, "write", str(destination)):
             model = capture.model
-            # the runbook says how the model is loaded, known only now; nothing else may change
+            # Known only now: how the model is stored (the runbook says) and, without a contract
+            # cell, the inferred contract (pipeline.py gets it ahead of the cells, where the
+            # kernel ran it). Nothing else may differ from what the kernel used.
             final = render_release(
                 replace(
                     context,
                     model=ModelContext(model.file.name, model.format, model.why, model.trusted),
+                    inferred_contract=capture.inferred_contract,
                 )
             )
-            assert {k: v for k, v in final.items() if k != RUNBOOK} == {
-                k: v for k, v in rendered.items() if k != RUNBOOK
-            }, "the model's format changed files other than the runbook"
-            staging.write_bytes(RUNBOOK, final[RUNBOOK])
+            late = (
+                {RUNBOOK, f"{SERVICE_DIR}/pipeline.py"} if capture.inferred_contract else {RUNBOOK}
+            )
+            assert {k: v for k, v in final.items() if k not in late} == {
+                k: v for k, v in rendered.items() if k not in late
+            }, "late facts changed files the kernel used"
+            for relative in late:
+                staging.write_bytes(relative, final[relative])
+            if capture.inferred_contract:
+                staging.write_bytes("contract.inferred.py", capture.inferred_contract.encode())
+                progress.note(
+                    "warning: no contract cell; Input and Output were inferred: review "
+                    "contract.inferred.py and adopt it as a contract cell"
+                )
             model_sha256 = sha256_file(model.file)
             staging.copy(f"model/{model.file.name}", model.file)
             staging.write_json(
@@ -213,6 +234,16 @@ def package(request: PackageRequest, progress: Progress | None = None) -> Packag
                 },
             )
             staging.write_json("contract.json", contract.to_json())
+            staging.write_json(
+                "contract.diff.json",
+                {
+                    "against": {"version": baseline.version, "release": baseline.directory}
+                    if baseline
+                    else None,
+                    "allow_breaking": request.allow_breaking,
+                    **contract_diff.to_json(),
+                },
+            )
             staging.write_json(
                 "examples.json",
                 {
@@ -296,6 +327,8 @@ def package(request: PackageRequest, progress: Progress | None = None) -> Packag
                     "cache_key": key,
                     "reused": ["execution", "lock"] if cached else [],
                     "allow_drift": request.allow_drift,
+                    "allow_breaking": request.allow_breaking,
+                    "contract_verdict": contract_diff.verdict,
                     "drift": [vars(d) for d in lock.drift],
                     "bentoml_version": capture.installed.get("bentoml"),
                     "files": staging.hashes(),
@@ -313,6 +346,30 @@ def package(request: PackageRequest, progress: Progress | None = None) -> Packag
         examples_verified=report.examples,
         cold_start_s=report.cold_start_s,
     )
+
+
+def compare_with(
+    baseline: PreviousRelease | None, contract: Contract, version: str, allow_breaking: bool
+) -> ContractDiff:
+    """The contract's changes since ``baseline``; breaking ones need a major version bump."""
+    if baseline is None:
+        return ContractDiff(())
+    diff = diff_contracts(load_contract(baseline.directory), contract.to_json())
+    if diff.breaking and not allow_breaking and not _major_bump(baseline.version, version):
+        raise ContractError(
+            f"the contract breaks callers of {baseline.version} ({baseline.directory}), and "
+            f"{version} is not a new major version:\n{diff.to_text()}",
+            hint=f"Release it as {Version(version).major + 1}.0.0 (the `version` in the config), "
+            "change the contract back, or pass --allow-breaking (recorded in the release).",
+        )
+    return diff
+
+
+def _major_bump(old: str, new: str) -> bool:
+    before, after = Version(old), Version(new)
+    if before.major == after.major == 0:  # semver: anything may change in 0.x; a minor bump will do
+        return after.minor > before.minor
+    return after.major > before.major
 
 
 def up_to_date(destination: Path, key: str) -> PackageResult | None:

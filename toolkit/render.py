@@ -68,6 +68,7 @@ class ServiceContext:
     disable_file: str
     previous: PreviousRelease | None
     model: ModelContext | None = None  # None while rendering the files the kernel needs
+    inferred_contract: str | None = None  # known after the kernel inferred it
 
 
 def service_context(

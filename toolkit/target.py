@@ -62,8 +62,11 @@ class PreviousRelease:
     bento_tag: str
 
 
-def previous_release(root: Path, name: str, version: str) -> PreviousRelease | None:
-    """The release of ``name`` in ``root`` with the highest version below ``version``."""
+def previous_release(
+    root: Path, name: str, version: str, *, include_same: bool = False
+) -> PreviousRelease | None:
+    """The release of ``name`` in ``root`` with the highest version below ``version`` (or equal
+    to it, with ``include_same``: the release a new package of that version would replace)."""
     if not root.is_dir():
         return None
     current = Version(version)
@@ -74,7 +77,8 @@ def previous_release(root: Path, name: str, version: str) -> PreviousRelease | N
             candidate = Version(data["version"])
         except (OSError, ValueError, KeyError, InvalidVersion):
             continue  # not a release nb2prod can read; never a rollback target
-        if data.get("name") == name and candidate < current and data.get("bento_tag"):
+        earlier = candidate <= current if include_same else candidate < current
+        if data.get("name") == name and earlier and data.get("bento_tag"):
             found.append(
                 (
                     candidate,
@@ -82,3 +86,26 @@ def previous_release(root: Path, name: str, version: str) -> PreviousRelease | N
                 )
             )
     return max(found, key=lambda pair: pair[0])[1] if found else None
+
+
+def load_contract(target: str) -> dict[str, Any]:
+    """contract.json of a release directory, the file itself, or a bento tag's copy."""
+    path = Path(target)
+    if path.is_dir():
+        path = path / "contract.json"
+    elif not path.exists():
+        if ":" not in target or not bento.exists(target):
+            raise TargetError(
+                f"{target}: no such contract.json, release directory or bento",
+                hint="Give a release directory, its contract.json, or a tag from `bentoml list`.",
+            )
+        path = bento.path_of(target) / "src" / "contract.json"
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise TargetError(f"{path}: missing; is {path.parent} an nb2prod release?") from None
+    except json.JSONDecodeError as exc:
+        raise TargetError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(data, dict) or not {"input", "output", "sha256"} <= set(data):
+        raise TargetError(f"{path}: not an nb2prod contract (needs input, output and sha256)")
+    return data

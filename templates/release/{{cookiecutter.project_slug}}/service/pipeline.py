@@ -4,6 +4,12 @@ Source: {{ c.notebook }} (sha256 {{ c.notebook_sha256 }}).
 Setup cells come first, then the contract, pre/postprocessing and fallback cells in notebook
 order. Each block names the cell it came from; edit the notebook, not this file.
 """
+{%- if c.inferred_contract %}
+
+
+# ---- contract inferred by nb2prod (the notebook has no contract cell; see contract.inferred.py) ----
+{{ c.inferred_contract }}
+{%- endif %}
 {% for cell in c.cells %}
 
 # ---- cell {{ cell.index }} ({{ cell.role }}) ----

@@ -1,0 +1,235 @@
+"""Every contract diff rule, on contracts made from real pydantic models."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import pytest
+from pydantic import BaseModel, ConfigDict, Field
+
+from toolkit.contract_review import diff_contracts, field_rows
+
+
+class In(BaseModel):
+    x: float = Field(ge=0, le=10, description="x in cm")
+    kind: Literal["a", "b"] = "a"
+    name: str | None = Field(None, max_length=20)
+
+
+class Out(BaseModel):
+    label: Literal["yes", "no"]
+    score: float = Field(ge=0, le=1)
+
+
+def contract(inp: type[BaseModel] = In, out: type[BaseModel] = Out) -> dict:  # type: ignore[type-arg]
+    return {
+        "input": inp.model_json_schema(),
+        "output": out.model_json_schema(),
+        "sha256": "x",
+        "examples": [],
+    }
+
+
+def only_change(old: dict, new: dict) -> tuple[str, str | None, str, str]:  # type: ignore[type-arg]
+    (change,) = diff_contracts(old, new).changes
+    return change.side, change.field, change.severity, change.what
+
+
+# Input: narrowing what callers may send breaks them ---------------------------------------------
+
+
+def test_identical_contracts() -> None:
+    assert diff_contracts(contract(), contract()).verdict == "identical"
+
+
+def test_input_field_removed_is_breaking() -> None:
+    class New(BaseModel):
+        x: float = Field(ge=0, le=10, description="x in cm")
+        kind: Literal["a", "b"] = "a"
+
+    assert only_change(contract(), contract(New))[1:3] == ("name", "breaking")
+
+
+@pytest.mark.parametrize(("required", "severity"), [(True, "breaking"), (False, "compatible")])
+def test_input_field_added(required: bool, severity: str) -> None:
+    class New(In):
+        extra: int = Field(...) if required else 0  # type: ignore[assignment]
+
+    side, field, sev, what = only_change(contract(), contract(New))
+    assert (field, sev) == ("extra", severity)
+    assert what == ("required field added" if required else "optional field added")
+
+
+def test_optional_made_required_breaks_and_the_reverse_does_not() -> None:
+    class Required(In):
+        kind: Literal["a", "b"]  # type: ignore[assignment]
+
+    changes = diff_contracts(contract(), contract(Required)).changes
+    assert {(c.field, c.severity, c.what) for c in changes} == {
+        ("kind", "breaking", "optional field made required"),
+        ("kind", "compatible", 'default "a" -> (none)'),
+    }
+    changes = diff_contracts(contract(Required), contract()).changes
+    assert {(c.severity, c.what) for c in changes} == {
+        ("compatible", "required field made optional"),
+        ("compatible", 'default (none) -> "a"'),
+    }
+
+
+@pytest.mark.parametrize(
+    ("field_def", "severity", "fragment"),
+    [
+        (
+            Field(ge=1, le=10, description="x in cm"),
+            "breaking",
+            "lower bound >= 0 -> >= 1 (narrower)",
+        ),
+        (
+            Field(ge=0, le=9, description="x in cm"),
+            "breaking",
+            "upper bound <= 10 -> <= 9 (narrower)",
+        ),
+        (
+            Field(gt=0, le=10, description="x in cm"),
+            "breaking",
+            "lower bound >= 0 -> > 0 (narrower)",
+        ),
+        (Field(ge=-5, le=10, description="x in cm"), "compatible", "(wider)"),
+        (Field(ge=0, description="x in cm"), "compatible", "upper bound <= 10 -> none (wider)"),
+    ],
+)
+def test_input_bounds(field_def: object, severity: str, fragment: str) -> None:
+    class New(In):
+        x: float = field_def  # type: ignore[assignment]
+
+    side, field, sev, what = only_change(contract(), contract(New))
+    assert (side, field, sev) == ("input", "x", severity) and fragment in what
+
+
+def test_input_type_narrowed_breaks_widened_does_not() -> None:
+    class Narrow(In):
+        x: int = Field(ge=0, le=10, description="x in cm")  # type: ignore[assignment]
+
+    assert only_change(contract(), contract(Narrow))[2:] == (
+        "breaking", "type number -> integer (narrower)"
+    )  # fmt: skip
+    assert only_change(contract(Narrow), contract())[2] == "compatible"
+
+
+def test_input_null_no_longer_accepted_is_breaking() -> None:
+    class NoNull(In):
+        name: str = Field("", max_length=20)  # type: ignore[assignment]
+
+    severities = {c.what: c.severity for c in diff_contracts(contract(), contract(NoNull)).changes}
+    assert severities["type null|string -> string (narrower)"] == "breaking"
+
+
+def test_input_enum_value_removed_breaks_added_does_not() -> None:
+    class Fewer(In):
+        kind: Literal["a"] = "a"  # type: ignore[assignment]
+
+    class More(In):
+        kind: Literal["a", "b", "c"] = "a"  # type: ignore[assignment]
+
+    assert only_change(contract(), contract(Fewer))[2:] == ("breaking", 'values "b" removed')
+    assert only_change(contract(), contract(More))[2:] == ("compatible", 'values "c" added')
+
+
+def test_input_string_restricted_to_an_enum_breaks() -> None:
+    class Free(In):
+        kind: str = "a"  # type: ignore[assignment]
+
+    assert only_change(contract(Free), contract())[2:] == (
+        "breaking", "restricted to a set of values"
+    )  # fmt: skip
+    assert only_change(contract(), contract(Free))[2] == "compatible"
+
+
+def test_input_length_and_pattern() -> None:
+    class Shorter(In):
+        name: str | None = Field(None, max_length=10)  # type: ignore[assignment]
+
+    class Patterned(In):
+        name: str | None = Field(None, max_length=20, pattern="^[a-z]+$")  # type: ignore[assignment]
+
+    assert only_change(contract(), contract(Shorter))[2:] == ("breaking", "maximum length 20 -> 10")
+    assert only_change(contract(), contract(Patterned))[2] == "breaking"
+    assert only_change(contract(Patterned), contract())[2:] == ("compatible", "pattern removed")
+
+
+def test_forbidding_extra_fields_breaks() -> None:
+    class Strict(In):
+        model_config = ConfigDict(extra="forbid")
+
+    assert only_change(contract(), contract(Strict))[1:3] == (None, "breaking")
+    assert only_change(contract(Strict), contract())[1:3] == (None, "compatible")
+
+
+# Output: letting more come back breaks callers ------------------------------------------------
+
+
+def test_output_field_removed_breaks_added_does_not() -> None:
+    class Less(BaseModel):
+        label: Literal["yes", "no"]
+
+    class More(Out):
+        reason: str = ""
+
+    assert only_change(contract(out=Out), contract(out=Less))[:3] == ("output", "score", "breaking")
+    assert only_change(contract(), contract(out=More))[:3] == ("output", "reason", "compatible")
+
+
+def test_output_new_enum_value_breaks_fewer_does_not() -> None:
+    class More(Out):
+        label: Literal["yes", "no", "maybe"]  # type: ignore[assignment]
+
+    class Fewer(Out):
+        label: Literal["yes"]  # type: ignore[assignment]
+
+    assert only_change(contract(), contract(out=More))[2] == "breaking"
+    assert only_change(contract(), contract(out=Fewer))[2] == "compatible"
+
+
+def test_output_wider_bound_or_type_or_optional_breaks() -> None:
+    class WiderBound(Out):
+        score: float = Field(ge=0, le=100)
+
+    class Nullable(Out):
+        score: float | None = Field(None, ge=0, le=1)  # type: ignore[assignment]
+
+    assert only_change(contract(), contract(out=WiderBound))[2] == "breaking"
+    severities = {
+        c.what: c.severity for c in diff_contracts(contract(), contract(out=Nullable)).changes
+    }
+    assert severities["field may now be missing"] == "breaking"
+    assert severities["type number -> null|number (wider)"] == "breaking"
+
+
+def test_output_narrower_bound_is_compatible() -> None:
+    class Narrower(Out):
+        score: float = Field(ge=0, le=0.5)
+
+    assert only_change(contract(), contract(out=Narrower))[2] == "compatible"
+
+
+def test_description_only_changes_are_cosmetic() -> None:
+    class Described(In):
+        x: float = Field(ge=0, le=10, description="x in millimetres")
+
+    assert only_change(contract(), contract(Described))[2:] == ("cosmetic", "description changed")
+    assert diff_contracts(contract(), contract(Described)).breaking == ()
+
+
+def test_show_rows_carry_type_constraints_and_example() -> None:
+    rows = {r.field: r for r in field_rows(In.model_json_schema(), {"x": 2.5})}
+    assert (rows["x"].type, rows["x"].required, rows["x"].constraints) == (
+        "number",
+        "yes",
+        ">= 0; <= 10",
+    )
+    assert rows["x"].description == "x in cm" and rows["x"].example == "2.5"
+    assert (
+        rows["kind"].constraints == 'one of "a", "b"'
+        and rows["kind"].required == 'no (default "a")'
+    )
+    assert rows["name"].type == "null|string" and rows["name"].constraints == "length <= 20"
