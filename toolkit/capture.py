@@ -32,9 +32,9 @@ class CapturePlan:
     model_cell: str  # label of the model cell, for messages
     has_fallback: bool
     modules: tuple[str, ...]  # top-level modules whose distributions must be pinned
-    infer: Mapping[str, Any] | None = (
-        None  # no contract cell: training_data, margin, max_categories
-    )
+    # no contract cell: training_data, margin, max_categories
+    infer: Mapping[str, Any] | None = None
+    evaluation: Mapping[str, Any] | None = None  # eval_x, eval_y, slices
 
 
 @dataclass(frozen=True)
@@ -72,6 +72,8 @@ class Capture:
     python_version: str
     inferred_contract: str | None = None  # pydantic source of Input and Output, when inferred
     inferred_from: Mapping[str, Any] | None = None
+    holdout: Mapping[str, Any] | None = None  # model and baseline on the held-out data, slices
+    latency: Mapping[str, Any] | None = None  # raw timings of the serving path, in ms
 
 
 def capture_cell_source(plan: CapturePlan) -> str:
@@ -84,6 +86,7 @@ def capture_cell_source(plan: CapturePlan) -> str:
         "has_fallback": plan.has_fallback,
         "modules": list(plan.modules),
         "infer": dict(plan.infer) if plan.infer is not None else None,
+        "evaluation": dict(plan.evaluation) if plan.evaluation is not None else None,
     }
     return _CAPTURE_CODE.replace("__SPEC__", repr(json.dumps(spec)))
 
@@ -118,6 +121,8 @@ def read_capture(out_dir: Path) -> Capture:
         python_version=data["python_version"],
         inferred_contract=data.get("inferred_contract"),
         inferred_from=data.get("inferred_from"),
+        holdout=data.get("holdout"),
+        latency=data.get("latency"),
     )
 
 
@@ -230,6 +235,95 @@ def _nb2prod_capture(spec):
             kind = annotation("prediction", values)
         return ("\n\nclass Output(BaseModel):\n"
                 f"    prediction: {kind} = Field(description=\"inferred: the model's prediction\")\n")
+
+    def macro_f1(y_true, y_pred, labels):
+        scores = []
+        for label in labels:
+            tp = sum(1 for t, p in zip(y_true, y_pred) if t == label and p == label)
+            fp = sum(1 for t, p in zip(y_true, y_pred) if t != label and p == label)
+            fn = sum(1 for t, p in zip(y_true, y_pred) if t == label and p != label)
+            scores.append(2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0)
+        return sum(scores) / len(scores) if scores else 0.0
+
+    def scores(task, y_true, y_pred, labels=None):
+        n = len(y_true)
+        if task == "classification":
+            return {"accuracy": sum(t == p for t, p in zip(y_true, y_pred)) / n,
+                    "f1_macro": macro_f1(y_true, y_pred, labels)}
+        mean = sum(y_true) / n
+        ss_res = sum((t - p) ** 2 for t, p in zip(y_true, y_pred))
+        ss_tot = sum((t - mean) ** 2 for t in y_true)
+        return {"mae": sum(abs(t - p) for t, p in zip(y_true, y_pred)) / n,
+                "rmse": math.sqrt(ss_res / n),
+                "r2": 1 - ss_res / ss_tot if ss_tot else 0.0}
+
+    def evaluate_holdout(model, cfg):
+        if cfg is None or cfg["eval_x"] not in user or cfg["eval_y"] not in user:
+            return None
+        X, y = user[cfg["eval_x"]], user[cfg["eval_y"]]
+        as_list = lambda values: [plain(v) for v in (values.tolist() if hasattr(values, "tolist") else list(values))]
+        y_true = as_list(y)
+        try:
+            y_pred = as_list(model.predict(X))
+        except Exception as exc:
+            raise Fail(f"model.predict({cfg['eval_x']}) failed: {type(exc).__name__}: {exc}",
+                       f"`{cfg['eval_x']}` must be what model.predict takes ([evaluation] eval_x)")
+        if len(y_pred) != len(y_true) or not y_true:
+            raise Fail(f"{cfg['eval_x']} and {cfg['eval_y']} do not have the same number of rows")
+        numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in y_true)
+        classification = hasattr(model, "classes_") or not numeric
+        task = "classification" if classification else "regression"
+        result = {"task": task, "rows": len(y_true), "eval_x": cfg["eval_x"], "eval_y": cfg["eval_y"]}
+        if classification:
+            labels = sorted(set(y_true) | set(y_pred), key=str)
+            majority = max(sorted(set(y_true), key=str), key=y_true.count)
+            index = {label: i for i, label in enumerate(labels)}
+            matrix = [[0] * len(labels) for _ in labels]
+            for t, p in zip(y_true, y_pred):
+                matrix[index[t]][index[p]] += 1
+            result.update(labels=[str(l) for l in labels], confusion=matrix,
+                          baseline_name=f"majority class ({majority})",
+                          model=scores(task, y_true, y_pred, labels),
+                          baseline=scores(task, y_true, [majority] * len(y_true), sorted(set(y_true), key=str)))
+        else:
+            mean = sum(y_true) / len(y_true)
+            step = max(1, len(y_true) // 2000)
+            result.update(baseline_name=f"mean ({mean:.4g})",
+                          model=scores(task, y_true, y_pred), baseline=scores(task, y_true, [mean] * len(y_true)),
+                          residuals=[[p, t - p] for t, p in list(zip(y_true, y_pred))[::step]])
+        result["slices"] = {}
+        for column in cfg["slices"]:
+            if not hasattr(X, "columns") or column not in X.columns:
+                raise Fail(f"[evaluation] slices names {column!r}, which is not a column of "
+                           f"{cfg['eval_x']} (slices need a DataFrame)")
+            values = as_list(X[column])
+            groups = {}
+            for value in sorted(set(values), key=str):
+                rows = [i for i, v in enumerate(values) if v == value]
+                t = [y_true[i] for i in rows]
+                p = [y_pred[i] for i in rows]
+                metric = scores(task, t, p, sorted(set(t) | set(p), key=str))
+                groups[str(value)] = {"rows": len(rows), **metric}
+            result["slices"][column] = groups
+        return result
+
+    def measure_latency(pipeline, runtime, model, inputs):
+        import time
+        timings = {}
+        for size, rounds in ((1, 50), (32, 20)):
+            batch = [inputs[i % len(inputs)] for i in range(size)]
+            features = pipeline.preprocess(batch)
+            runtime.run(pipeline, model, batch)  # warm-up
+            whole, model_only = [], []
+            for _ in range(rounds):
+                start = time.perf_counter()
+                runtime.run(pipeline, model, batch)
+                whole.append((time.perf_counter() - start) * 1000)
+                start = time.perf_counter()
+                pipeline.predict(model, features)
+                model_only.append((time.perf_counter() - start) * 1000)
+            timings[str(size)] = {"pipeline_ms": whole, "model_ms": model_only}
+        return timings
 
     def load_pipeline(prelude):
         # the inferred contract runs first, exactly where the final pipeline.py puts it
@@ -379,6 +473,8 @@ def _nb2prod_capture(spec):
                 except Exception:
                     raise Fail(f"the fallback failed on examples[{i}]: {last_error()}")
         serialized = serialize(model, pipeline, runtime, inputs, outputs)
+        holdout = evaluate_holdout(model, spec["evaluation"])
+        latency = measure_latency(pipeline, runtime, model, inputs)
         installed = {}
         for dist in metadata.distributions():
             installed.setdefault(dist.metadata["Name"], dist.version)
@@ -412,6 +508,8 @@ def _nb2prod_capture(spec):
             "python_version": platform.python_version(),
             "inferred_contract": inferred,
             "inferred_from": inferred_from,
+            "holdout": holdout,
+            "latency": latency,
         }
 
     try:

@@ -70,6 +70,23 @@ class ContractConfig(_Strict):
     max_categories: int = Field(10, ge=1)  # strings with at most this many values become enums
 
 
+class EvaluationConfig(_Strict):
+    """The held-out data the notebook leaves in the kernel, and how the report uses it."""
+
+    eval_x: str = "eval_X"  # what model.predict takes, for the held-out rows
+    eval_y: str = "eval_y"  # their true targets
+    slices: list[str] = Field(default_factory=list)  # columns of eval_X to break metrics down by
+    # how much worse than the previous release each metric may be (absolute)
+    max_regression: dict[str, float] = Field(default_factory=dict)
+
+
+class CardConfig(_Strict):
+    """Model card text that is not in the notebook."""
+
+    intended_use: str | None = None
+    limitations: str | None = None  # default: a markdown cell headed "Limitations"
+
+
 class ServiceConfig(_Strict):
     auth: Literal["token", "none"] = "token"
     workers: int = Field(1, ge=1)
@@ -85,6 +102,8 @@ class Config(_Strict):
     fallback: FallbackConfig = FallbackConfig()
     service: ServiceConfig = ServiceConfig()
     contract: ContractConfig = ContractConfig()
+    evaluation: EvaluationConfig = EvaluationConfig()
+    card: CardConfig = CardConfig()
 
     @field_validator("name")
     @classmethod

@@ -45,6 +45,7 @@ from toolkit.render import (
     render_release,
     service_context,
 )
+from toolkit.report import render_reports
 from toolkit.target import PreviousRelease, Target, load_contract, previous_release
 from toolkit.verify import check_release_files, raise_for_differences, verify_target
 
@@ -148,6 +149,7 @@ def package(request: PackageRequest, progress: Progress | None = None) -> Packag
                         has_fallback=extraction.has_fallback,
                         modules=extraction.imports,
                         infer=config.contract.model_dump() if extraction.infer_contract else None,
+                        evaluation=config.evaluation.model_dump(),
                     ),
                     parameters=request.parameters,
                     scratch=scratch,
@@ -159,9 +161,16 @@ def package(request: PackageRequest, progress: Progress | None = None) -> Packag
             s.detail = f"{len(capture.examples)} examples, model {capture.model_class}" + (
                 f" (reused, cache key {key[:12]})" if cached else ""
             )
-        with stage(progress, "evaluate", "quality gates") as s:
+        baseline = previous_release(destination.parent, name, config.version, include_same=True)
+        with stage(progress, "evaluate", "gates, baseline, previous release, latency") as s:
             evaluation = evaluate(
-                capture.metrics, config.parsed_gates(), enforce=request.enforce_gates
+                capture.metrics,
+                config.parsed_gates(),
+                enforce=request.enforce_gates,
+                holdout=capture.holdout,
+                latency=capture.latency,
+                previous=_previous_metrics(baseline),
+                max_regression=config.evaluation.max_regression,
             )
             s.detail = (
                 ", ".join(
@@ -172,7 +181,6 @@ def package(request: PackageRequest, progress: Progress | None = None) -> Packag
             )
         with stage(progress, "contract", "JSON Schema of Input and Output") as s:
             contract = build_contract(capture, config.version)
-            baseline = previous_release(destination.parent, name, config.version, include_same=True)
             contract_diff = compare_with(baseline, contract, config.version, request.allow_breaking)
             s.detail = f"sha256 {contract.sha256[:12]}" + (
                 f", {contract_diff.verdict} against {baseline.version}" if baseline else ""
@@ -259,7 +267,25 @@ def package(request: PackageRequest, progress: Progress | None = None) -> Packag
                     ],
                 },
             )
-            staging.write_json("evaluation/report.json", evaluation.to_json())
+            staging.write_tree(
+                render_reports(
+                    evaluation,
+                    name=name,
+                    version=config.version,
+                    notebook=request.notebook.name,
+                    node=notebook.node,
+                    config=config,
+                    contract=contract,
+                    model_class=capture.model_class,
+                    model_format=model.format,
+                    training_data={
+                        "name": capture.inferred_from["training_data"],
+                        "rows": capture.inferred_from["rows"],
+                    }
+                    if capture.inferred_from and capture.inferred_from.get("training_data")
+                    else None,
+                )
+            )
             staging.write_bytes("requirements.lock", lock.text.encode())
             staging.write_bytes(
                 "notebook.executed.ipynb", nbformat.writes(execution.executed).encode()
@@ -274,7 +300,7 @@ def package(request: PackageRequest, progress: Progress | None = None) -> Packag
                     "notebook_sha256": notebook_sha256,
                     "contract_sha256": contract.sha256,
                     "model_sha256": model_sha256,
-                    "evaluation": evaluation.to_json(),
+                    "evaluation": evaluation.summary(),
                     "auth": config.service.auth,
                     "fallback": {
                         "available": extraction.has_fallback,
@@ -346,6 +372,18 @@ def package(request: PackageRequest, progress: Progress | None = None) -> Packag
         examples_verified=report.examples,
         cold_start_s=report.cold_start_s,
     )
+
+
+def _previous_metrics(baseline: PreviousRelease | None) -> tuple[str, dict[str, float]] | None:
+    if baseline is None:
+        return None
+    try:
+        report = json.loads(
+            (Path(baseline.directory) / "evaluation" / "report.json").read_text(encoding="utf-8")
+        )
+        return baseline.version, dict(report["metrics"])
+    except (OSError, ValueError, KeyError):
+        return None  # an earlier release without a readable report has nothing to compare
 
 
 def compare_with(

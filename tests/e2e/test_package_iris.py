@@ -178,6 +178,8 @@ def test_metadata_describes_the_release(served: tuple[str, Path]) -> None:
     assert meta["contract_sha256"] == load(release, "contract.json")["sha256"]
     assert meta["git_commit"] == manifest["git_commit"]
     assert meta["evaluation"]["metrics"]["accuracy"] >= 0.9
+    assert meta["evaluation"]["holdout"]["baseline"]["accuracy"] < 0.5  # the summary, not raw data
+    assert "confusion" not in meta["evaluation"]["holdout"]
 
 
 def test_verify_command_passes_on_the_release(iris_release: tuple[Path, Run]) -> None:

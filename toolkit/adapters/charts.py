@@ -1,0 +1,85 @@
+"""Adapter: the report's pictures, drawn with matplotlib (the only module that imports it).
+
+Each function returns PNG bytes, embedded in report.html as data URIs so the report is one
+self-contained file.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+
+def _figure(width: float = 5.0, height: float = 3.6) -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display; also keeps a user's backend setting out of it
+    import matplotlib.pyplot as plt
+
+    return plt.subplots(figsize=(width, height), dpi=100)
+
+
+def _png(fig: Any) -> bytes:
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buffer, format="png")
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def confusion_matrix(labels: Sequence[str], matrix: Sequence[Sequence[int]]) -> bytes:
+    fig, ax = _figure(4.6, 4.0)
+    ax.imshow(matrix, cmap="Blues")
+    ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
+    ax.set_yticks(range(len(labels)), labels)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    top = max((max(row) for row in matrix), default=0)
+    for i, row in enumerate(matrix):
+        for j, count in enumerate(row):
+            colour = "white" if count > top / 2 else "black"
+            ax.text(j, i, str(count), ha="center", va="center", color=colour)
+    ax.set_title("Confusion matrix (held-out data)")
+    return _png(fig)
+
+
+def residuals(points: Sequence[Sequence[float]]) -> bytes:
+    fig, ax = _figure()
+    ax.scatter([p[0] for p in points], [p[1] for p in points], s=8, alpha=0.6)
+    ax.axhline(0, color="grey", linewidth=1)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true - predicted")
+    ax.set_title("Residuals (held-out data)")
+    return _png(fig)
+
+
+def slice_bars(column: str, groups: Mapping[str, Mapping[str, float]], metric: str) -> bytes:
+    fig, ax = _figure(5.0, 3.0)
+    names = list(groups)
+    ax.bar(names, [groups[n][metric] for n in names], color="#4c72b0")
+    for i, n in enumerate(names):
+        ax.text(
+            i,
+            groups[n][metric],
+            f"n={int(groups[n]['rows'])}",
+            ha="center",
+            va="bottom",
+            fontsize=8,
+        )
+    ax.set_ylabel(metric)
+    ax.set_title(f"{metric} by {column}")
+    return _png(fig)
+
+
+def latency_histogram(series: Mapping[str, Sequence[float]]) -> bytes:
+    fig, ax = _figure(5.6, 3.2)
+    for label, samples in series.items():
+        ax.hist(samples, bins=20, alpha=0.6, label=label)
+    ax.set_xlabel("milliseconds per request")
+    ax.set_ylabel("requests")
+    ax.set_title("Serving-path latency, in process")
+    ax.legend()
+    return _png(fig)
