@@ -2,7 +2,8 @@
 
 The key covers everything that decides what a run produces: the notebook's bytes, the ``-p``
 parameters, the configuration file's bytes, every distribution installed in the environment the
-kernel runs in (name and version), nb2prod's version and ``--allow-drift``. Any change gives a new
+kernel runs in (name and version), nb2prod's version, the code of its capture cell and
+``--allow-drift``. Any change gives a new
 key. Entries live in ``$NB2PROD_CACHE_DIR`` (default ``~/.cache/nb2prod``); each is written to a
 temporary directory and renamed into place, so a crash never leaves a half entry.
 """
@@ -22,7 +23,7 @@ from typing import Any
 import nbformat
 
 from toolkit import __version__
-from toolkit.capture import Capture, read_capture
+from toolkit.capture import CAPTURE_CODE_SHA256, Capture, read_capture
 from toolkit.lock import Drift, Lock
 from toolkit.release import canonical_json, sha256_bytes
 
@@ -49,6 +50,7 @@ def run_key(
         "config": sha256_bytes(config) if config is not None else None,
         "installed": dict(installed),
         "nb2prod": __version__,
+        "capture": CAPTURE_CODE_SHA256,  # what the kernel collects changes with this code
         "allow_drift": allow_drift,
     }
     return sha256_bytes(canonical_json(material))

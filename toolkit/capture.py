@@ -9,6 +9,7 @@ back into a typed :class:`Capture`, or raises :class:`CaptureError` saying what 
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -35,6 +36,7 @@ class CapturePlan:
     # no contract cell: training_data, margin, max_categories
     infer: Mapping[str, Any] | None = None
     evaluation: Mapping[str, Any] | None = None  # eval_x, eval_y, slices
+    monitoring: Mapping[str, Any] | None = None  # reference, explicit, bins
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,9 @@ class Capture:
     inferred_from: Mapping[str, Any] | None = None
     holdout: Mapping[str, Any] | None = None  # model and baseline on the held-out data, slices
     latency: Mapping[str, Any] | None = None  # raw timings of the serving path, in ms
+    # per Input field: reference bins or categories for drift, or {"unavailable": why}
+    reference: Mapping[str, Any] | None = None
+    batch_consistent: bool = False  # a batch answers as each item alone: batching is safe
 
 
 def capture_cell_source(plan: CapturePlan) -> str:
@@ -87,6 +92,7 @@ def capture_cell_source(plan: CapturePlan) -> str:
         "modules": list(plan.modules),
         "infer": dict(plan.infer) if plan.infer is not None else None,
         "evaluation": dict(plan.evaluation) if plan.evaluation is not None else None,
+        "monitoring": dict(plan.monitoring) if plan.monitoring is not None else None,
     }
     return _CAPTURE_CODE.replace("__SPEC__", repr(json.dumps(spec)))
 
@@ -123,6 +129,8 @@ def read_capture(out_dir: Path) -> Capture:
         inferred_from=data.get("inferred_from"),
         holdout=data.get("holdout"),
         latency=data.get("latency"),
+        reference=data.get("reference"),
+        batch_consistent=bool(data.get("batch_consistent", False)),
     )
 
 
@@ -130,7 +138,7 @@ def read_capture(out_dir: Path) -> Capture:
 # function so nothing leaks into the notebook's namespace.
 _CAPTURE_CODE = r'''
 def _nb2prod_capture(spec):
-    import importlib.util, io, json, keyword, math, numbers, pickle, platform, sys, traceback, types
+    import bisect, importlib.util, io, json, keyword, math, numbers, pickle, platform, sys, traceback, types
     from importlib import metadata
     from pathlib import Path
 
@@ -307,6 +315,84 @@ def _nb2prod_capture(spec):
             result["slices"][column] = groups
         return result
 
+    def reference_columns(pipeline, data, name, inputs):
+        """{field: [values]} from a DataFrame, a list of dicts, or a 2-D array of Input's fields."""
+        fields = list(pipeline.Input.model_fields)
+        if hasattr(data, "columns") and hasattr(data, "__getitem__"):
+            present = [f for f in fields if f in data.columns]
+            if not present:
+                raise Fail(f"[monitoring] reference = {name!r}: none of its columns is an Input field "
+                           f"({', '.join(fields)})")
+            return {f: [plain(v) for v in data[f].tolist()] for f in present}
+        if isinstance(data, list) and data and all(isinstance(r, dict) for r in data):
+            return {f: [plain(r[f]) for r in data if f in r] for f in fields if any(f in r for r in data)}
+        shape = getattr(data, "shape", None)
+        if shape is None or len(shape) != 2:
+            raise Fail(f"[monitoring] reference = {name!r} is a {type(data).__name__}; use a DataFrame "
+                       "with Input's field names as columns, a list of dicts, or a 2-D array")
+        if shape[1] != len(fields):
+            raise Fail(f"[monitoring] reference = {name!r} has {shape[1]} columns but Input has "
+                       f"{len(fields)} fields; use a DataFrame with Input's field names as columns")
+        # an array has no column names: accept it only if preprocess shows that its columns are
+        # Input's fields in declaration order (features == field values for every example)
+        try:
+            features = [[plain(v) for v in row] for row in pipeline.preprocess(inputs)]
+        except Exception:
+            features = None
+        expected = [[getattr(i, f) for f in fields] for i in inputs]
+        if features != expected:
+            raise Fail(f"[monitoring] reference = {name!r} is an array, and preprocess does not show its "
+                       "columns to be Input's fields in order; use a DataFrame with Input's field names")
+        return {f: [plain(v) for v in data[:, k].tolist()] for k, f in enumerate(fields)}
+
+    def reference_stats(pipeline, inputs, cfg):
+        """Per Input field: quantile bins (numbers) or category frequencies, for drift scores."""
+        name = cfg["reference"]
+        if name not in user:
+            if cfg["explicit"]:
+                raise Fail(f"[monitoring] reference = {name!r}, but the notebook left no such variable")
+            return {"unavailable": f"no reference data: the notebook left no variable {name!r} "
+                                   "(set [monitoring] reference)"}
+        try:
+            columns = reference_columns(pipeline, user[name], name, inputs)
+        except Fail as failure:
+            if cfg["explicit"]:
+                raise
+            return {"unavailable": failure.message}
+        fields, skipped = {}, {}
+        for field, values in columns.items():
+            values = [v for v in values if v is not None]
+            if not values:
+                skipped[field] = "no values in the reference"
+                continue
+            if all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in values):
+                values = sorted(float(v) for v in values if math.isfinite(float(v)))
+                n = len(values)
+                edges = sorted({values[min(n - 1, (n * k) // cfg["bins"])] for k in range(1, cfg["bins"])})
+                counts = [0] * (len(edges) + 1)
+                for v in values:
+                    counts[bisect.bisect_left(edges, v)] += 1
+                fields[field] = {"kind": "numeric", "edges": edges,
+                                 "expected": [c / n for c in counts]}
+            else:
+                keys = [json.dumps(v) if not isinstance(v, str) else v for v in values]
+                distinct = sorted(set(keys))
+                if len(distinct) > 50:
+                    skipped[field] = f"{len(distinct)} distinct values: free text is not binned"
+                    continue
+                fields[field] = {"kind": "categorical", "categories": distinct,
+                                 "expected": [keys.count(c) / len(keys) for c in distinct]}
+        return {"source": name, "rows": max(len(v) for v in columns.values()),
+                "fields": fields, "skipped": skipped}
+
+    def batch_consistent(pipeline, runtime, model, inputs, outputs):
+        """True when the pipeline answers a batch as it answers each item alone (batching is safe)."""
+        try:
+            alone = [runtime.run(pipeline, model, [inp])[0] for inp in inputs]
+        except Exception:
+            return False
+        return [o.model_dump() for o in alone] == [o.model_dump() for o in outputs]
+
     def measure_latency(pipeline, runtime, model, inputs):
         import time
         timings = {}
@@ -475,6 +561,8 @@ def _nb2prod_capture(spec):
         serialized = serialize(model, pipeline, runtime, inputs, outputs)
         holdout = evaluate_holdout(model, spec["evaluation"])
         latency = measure_latency(pipeline, runtime, model, inputs)
+        reference = reference_stats(pipeline, inputs, spec["monitoring"]) if spec["monitoring"] else None
+        consistent = batch_consistent(pipeline, runtime, model, inputs, outputs)
         installed = {}
         for dist in metadata.distributions():
             installed.setdefault(dist.metadata["Name"], dist.version)
@@ -510,6 +598,8 @@ def _nb2prod_capture(spec):
             "inferred_from": inferred_from,
             "holdout": holdout,
             "latency": latency,
+            "reference": reference,
+            "batch_consistent": consistent,
         }
 
     try:
@@ -522,3 +612,4 @@ def _nb2prod_capture(spec):
 _nb2prod_capture(__SPEC__)
 del _nb2prod_capture
 '''
+CAPTURE_CODE_SHA256 = hashlib.sha256(_CAPTURE_CODE.encode()).hexdigest()

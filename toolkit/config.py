@@ -90,6 +90,22 @@ class CardConfig(_Strict):
 class ServiceConfig(_Strict):
     auth: Literal["token", "none"] = "token"
     workers: int = Field(1, ge=1)
+    # adaptive batching of /v1/predict: requests that arrive while the model is busy run together
+    batching: bool = True
+    max_batch_size: int = Field(64, ge=1)  # most requests one model call may take
+    max_batch_rows: int = Field(1000, ge=1)  # largest body /v1/predict_batch accepts
+    log_bodies: bool = False  # request and response bodies in the logs (sensitive fields redacted)
+
+
+class MonitoringConfig(_Strict):
+    """Input drift: reference statistics captured at package time, compared while serving."""
+
+    # a variable the notebook leaves: a DataFrame with Input's field names as columns, a list of
+    # dicts, or a 2-D array whose columns preprocess shows to be Input's fields in order.
+    # Default: [contract] training_data, else [evaluation] eval_x.
+    reference: str | None = None
+    bins: int = Field(10, ge=2, le=100)  # quantile bins per numeric field
+    window: int = Field(1000, ge=100)  # the service compares the last `window` values per field
 
 
 class Config(_Strict):
@@ -104,6 +120,7 @@ class Config(_Strict):
     contract: ContractConfig = ContractConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
     card: CardConfig = CardConfig()
+    monitoring: MonitoringConfig = MonitoringConfig()
 
     @field_validator("name")
     @classmethod

@@ -26,7 +26,7 @@ from toolkit.adapters.git import git_state
 from toolkit.cache import RunCache, installed_distributions, run_key
 from toolkit.capture import CapturePlan
 from toolkit.check import check
-from toolkit.config import load_config
+from toolkit.config import Config, load_config
 from toolkit.contract import Contract, build_contract
 from toolkit.contract_review import ContractDiff, diff_contracts
 from toolkit.errors import ContractError, Nb2ProdError, NotebookError, ParameterError
@@ -34,6 +34,7 @@ from toolkit.evaluate import evaluate
 from toolkit.execute import Execution, execute
 from toolkit.extract import extract
 from toolkit.lock import lock_environment
+from toolkit.monitoring import monitoring_plan
 from toolkit.notebook import AnnotatedNotebook, Role, read_notebook
 from toolkit.progress import Progress, Silent, stage
 from toolkit.release import RELEASE_JSON, Staging, sha256_file
@@ -150,6 +151,7 @@ def package(request: PackageRequest, progress: Progress | None = None) -> Packag
                         modules=extraction.imports,
                         infer=config.contract.model_dump() if extraction.infer_contract else None,
                         evaluation=config.evaluation.model_dump(),
+                        monitoring=_monitoring_spec(config),
                     ),
                     parameters=request.parameters,
                     scratch=scratch,
@@ -287,6 +289,16 @@ def package(request: PackageRequest, progress: Progress | None = None) -> Packag
                 )
             )
             staging.write_bytes("requirements.lock", lock.text.encode())
+            monitoring = monitoring_plan(capture, config)
+            staging.write_json(f"{SERVICE_DIR}/monitoring.json", monitoring)
+            drift = monitoring["drift"]
+            progress.note(
+                f"monitoring: drift reference {drift['source']} ({drift['rows']} rows, "
+                f"{len(drift['fields'])} fields); batching {monitoring['batching']['why']}"
+                if "fields" in drift
+                else f"monitoring: no drift scores ({drift['unavailable']}); "
+                f"batching {monitoring['batching']['why']}"
+            )
             staging.write_bytes(
                 "notebook.executed.ipynb", nbformat.writes(execution.executed).encode()
             )
@@ -374,6 +386,17 @@ def package(request: PackageRequest, progress: Progress | None = None) -> Packag
     )
 
 
+def _monitoring_spec(config: Config) -> dict[str, Any]:
+    """Which variable holds the drift reference: [monitoring] reference, else the training or
+    evaluation data the config already names (missing or unusable then only skips drift)."""
+    explicit = config.monitoring.reference
+    return {
+        "reference": explicit or config.contract.training_data or config.evaluation.eval_x,
+        "explicit": explicit is not None,
+        "bins": config.monitoring.bins,
+    }
+
+
 def _previous_metrics(baseline: PreviousRelease | None) -> tuple[str, dict[str, float]] | None:
     if baseline is None:
         return None
@@ -444,6 +467,7 @@ def bentofile(name: str, version: str, labels: Mapping[str, str]) -> dict[str, A
         "include": [
             f"{SERVICE_DIR}/*.py",
             f"{SERVICE_DIR}/metadata.json",
+            f"{SERVICE_DIR}/monitoring.json",
             "model/*",
             "contract.json",
             "examples.json",

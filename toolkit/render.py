@@ -56,6 +56,10 @@ class ServiceContext:
     class_name: str
     auth: str
     workers: int
+    batching: bool  # wanted by the config; monitoring.json says whether the pipeline allows it
+    max_batch_size: int
+    max_batch_rows: int
+    log_bodies: bool
     timeout_ms: int | None
     min_confidence: float | None
     circuit_failures: int
@@ -91,6 +95,10 @@ def service_context(
         class_name=class_name(name),
         auth=config.service.auth,
         workers=config.service.workers,
+        batching=config.service.batching,
+        max_batch_size=config.service.max_batch_size,
+        max_batch_rows=config.service.max_batch_rows,
+        log_bodies=config.service.log_bodies,
         timeout_ms=fallback.timeout_ms,
         min_confidence=fallback.min_confidence,
         circuit_failures=fallback.circuit_breaker.failures,

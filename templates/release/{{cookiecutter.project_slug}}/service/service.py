@@ -11,15 +11,15 @@ The notebook's code lives in pipeline.py; this file only wires it to HTTP. Do no
 import json
 import logging
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Annotated, Literal, Optional
 
 import bentoml
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from starlette.applications import Starlette
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from . import pipeline, runtime
+from . import pipeline, runtime, telemetry
 
 logger = logging.getLogger("nb2prod.service")
 
@@ -27,6 +27,8 @@ HERE = Path(__file__).resolve().parent
 MODEL = json.loads((HERE.parent / "model" / "model.json").read_text(encoding="utf-8"))
 MODEL_PATH = HERE.parent / "model" / MODEL["file"]
 METADATA = json.loads((HERE / "metadata.json").read_text(encoding="utf-8"))
+MONITORING = json.loads((HERE / "monitoring.json").read_text(encoding="utf-8"))
+SENSITIVE = frozenset(MONITORING["sensitive"])
 MODEL_VERSION = {{ c.version | tojson }}
 AUTH = {{ c.auth | tojson }}
 
@@ -58,7 +60,12 @@ v1 = Starlette(routes=[Route("/metadata", metadata, methods=["GET"])])
 
 
 @bentoml.asgi_app(v1, path="/v1")
-@bentoml.service(name={{ c.name | tojson }}, workers={{ c.workers }})
+@bentoml.service(
+    name={{ c.name | tojson }},
+    workers={{ c.workers }},
+    # nb2prod's own access line (JSON, request id, outcome, redaction) replaces BentoML's
+    logging={"access": {"enabled": False}},
+)
 class {{ c.class_name }}:
     @bentoml.on_deployment
     def check_release() -> None:
@@ -67,10 +74,12 @@ class {{ c.class_name }}:
         runtime.api_token(AUTH)
         runtime.check_sha256(MODEL_PATH, MODEL["sha256"])
 {%- if c.auth == "none" %}
+        telemetry.configure_logging()
         logger.warning('AUTH IS OFF: auth = "none" in the config, every /v1/* route is open')
 {%- endif %}
 
     def __init__(self) -> None:
+        telemetry.configure_logging()
         self.model = runtime.load_model(MODEL_PATH, MODEL["sha256"], MODEL["format"], MODEL["trusted"])
         self.guard = runtime.Guard(
             timeout_ms={{ c.timeout_ms }},
@@ -79,62 +88,112 @@ class {{ c.class_name }}:
             reset_s={{ c.circuit_reset_s }},
             disable_file={{ c.disable_file | tojson }},
         )
-        self.metrics = runtime.Metrics()
+        self.metrics = telemetry.metrics(MONITORING)
+        self.metrics.release.labels(
+            name=METADATA["name"],
+            version=METADATA["version"],
+            contract_sha256=METADATA["contract_sha256"],
+            bento_tag=f"{bentoml.server_context.bento_name}:{bentoml.server_context.bento_version}",
+        ).set(1)
+        self.drift = telemetry.Drift(MONITORING["drift"], self.metrics)
+        # batching is on only if the config wants it and a batch answered as its items alone
+        self.batcher = (
+            runtime.Batcher(self.answer_detached, max_size={{ c.max_batch_size }})
+            if MONITORING["batching"]["enabled"]
+            else None
+        )
 
     @bentoml.api(route="/v1/predict", input_spec=Input, output_spec=Prediction)
     async def predict(self, **fields) -> Prediction:
         # BentoML has validated the body against Input (400 naming the fields otherwise)
-        try:
-            return (await self.answer([Input.model_construct(**fields)]))[0]
-        except runtime.NoAnswer as exc:
-            return exc.response()
+        inp = Input.model_construct(**fields)
+        self.drift.observe((inp,))
+        if self.batcher is not None:
+            result = await self.batcher.submit(inp)
+        else:
+            result = (await self.answer([inp]))[0]
+        if isinstance(result, runtime.NoAnswer):
+            telemetry.note_outcome("unavailable", result.reason)
+            return result.response()
+        if result.degraded:
+            telemetry.note_outcome("degraded", result.reason)
+        return result
 
     @bentoml.api(route="/v1/predict_batch", output_spec=BatchResult)
-    async def predict_batch(self, inputs: list[Input]) -> BatchResult:
-        try:
-            return BatchResult(results=await self.answer(inputs))
-        except runtime.NoAnswer as exc:
-            return exc.response()
+    async def predict_batch(
+        self, inputs: Annotated[list[Input], Field(max_length={{ c.max_batch_rows }})]
+    ) -> BatchResult:
+        if not inputs:
+            return BatchResult(results=[])
+        self.drift.observe(inputs)
+        results = await self.answer(inputs)
+        failed = next((r for r in results if isinstance(r, runtime.NoAnswer)), None)
+        if failed is not None:  # one item neither the model nor the fallback could answer
+            telemetry.note_outcome("unavailable", failed.reason)
+            return failed.response()
+        degraded = next((r for r in results if r.degraded), None)
+        if degraded is not None:
+            telemetry.note_outcome("degraded", degraded.reason)
+        return BatchResult(results=results)
 
-    async def answer(self, inputs: list) -> list[Prediction]:
+    async def answer_detached(self, inputs: list) -> list:
+        telemetry.detach()  # the batcher's task serves many requests: no single request id
+        return await self.answer(inputs)
+
+    async def answer(self, inputs: list) -> list:
+        """One Prediction or NoAnswer per input, in order."""
         reason = self.guard.admit()
         if reason is not None:
             return [self.fallback(inp, reason) for inp in inputs]
+        timings: dict = {}
         try:
             # the model runs in the guard's thread pool; this coroutine only waits for it
-            outputs = await self.guard.call(runtime.run, pipeline, self.model, inputs)
+            outputs = await self.guard.call(runtime.run, pipeline, self.model, inputs, timings)
         except runtime.TIMEOUT_ERRORS:
             self.guard.record(ok=False)
             return [self.fallback(inp, "timeout") for inp in inputs]
-        except Exception:
+        except Exception as exc:
             if len(inputs) > 1:
                 # one bad item must not degrade the others: retry the batch item by item
                 return [(await self.answer([inp]))[0] for inp in inputs]
-            logger.exception("model path failed; the fallback answers")
+            telemetry.log_failure(logger, "model path failed; the fallback answers", exc, inputs, SENSITIVE)
             self.guard.record(ok=False)
             return [self.fallback(inputs[0], "error")]
         self.guard.record(ok=True)
-        return [
+        self.metrics.observe_call(len(inputs), timings)
+        results = [
             self.fallback(inp, "low_confidence") if self.guard.low_confidence(out)
             else Prediction(output=out, model_version=MODEL_VERSION, degraded=False, reason=None)
             for inp, out in zip(inputs, outputs)
         ]
+        self.metrics.observe_outputs([r.output for r in results if isinstance(r, Prediction) and not r.degraded])
+        return results
 
-    def fallback(self, inp, reason: str) -> Prediction:
+    def fallback(self, inp, reason: str):
+        """The fallback's Prediction, or NoAnswer (a 503) when there is none or it failed."""
         self.metrics.fallbacks.labels(reason=reason).inc()
-        logger.warning("the fallback answers (reason: %s)", reason)
+        logger.warning("the fallback answers", extra={"fields": {"reason": reason}})
 {%- if c.has_fallback %}
         try:
             output = runtime.fallback(pipeline, inp)
-        except Exception:
-            logger.exception("the fallback failed too (reason %s)", reason)
-            raise runtime.NoAnswer(reason, "the model could not answer and the fallback failed") from None
+        except Exception as exc:
+            telemetry.log_failure(logger, "the fallback failed too", exc, [inp], SENSITIVE)
+            return runtime.NoAnswer(reason, "the model could not answer and the fallback failed")
         return Prediction(output=output, model_version=MODEL_VERSION, degraded=True, reason=reason)
 {%- else %}
         # the notebook has no `fallback` cell, so there is nothing to answer with
-        raise runtime.NoAnswer(reason, "the model could not answer and the notebook defines no fallback")
+        return runtime.NoAnswer(reason, "the model could not answer and the notebook defines no fallback")
 {%- endif %}
 
-{% if c.auth == "token" %}
+
+# the first middleware added is the outermost: every /v1/* request is measured and logged, 401s too
+{{ c.class_name }}.add_asgi_middleware(
+    telemetry.Observe,
+    monitoring=MONITORING,
+    input_fields=list(Input.model_fields),
+    model_version=MODEL_VERSION,
+    log_bodies={{ c.log_bodies }},
+)
+{%- if c.auth == "token" %}
 {{ c.class_name }}.add_asgi_middleware(runtime.BearerAuth, auth=AUTH)
 {%- endif %}
