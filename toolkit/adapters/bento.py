@@ -128,15 +128,22 @@ def serve(
     port: int | None = None,
     env: Mapping[str, str] | None = None,
     ready_timeout_s: float = 120.0,
+    working_dir: Path | None = None,
 ) -> Iterator[Server]:
-    """Start ``bentoml serve TARGET`` on loopback, wait for /readyz, and stop it on exit."""
+    """Start ``bentoml serve TARGET`` on loopback, wait for /readyz, and stop it on exit.
+
+    TARGET is a bento tag, or ``module:Service`` found in ``working_dir``.
+    """
     port = port or free_port()
     log_dir = Path(tempfile.mkdtemp(prefix="nb2prod-serve-"))
     log = log_dir / "serve.log"
     started = time.monotonic()
     with log.open("wb") as sink:
         proc = subprocess.Popen(
-            [*_BENTOML, "serve", target, "--host", "127.0.0.1", "--port", str(port)],
+            [
+                *_BENTOML, "serve", target, "--host", "127.0.0.1", "--port", str(port),
+                *(["--working-dir", str(working_dir)] if working_dir else []),
+            ],  # fmt: skip
             stdout=sink,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,

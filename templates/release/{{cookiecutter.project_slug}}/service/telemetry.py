@@ -28,6 +28,7 @@ ROUTES = frozenset({"/v1/predict", "/v1/predict_batch", "/v1/metadata"})
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 MIN_DRIFT_OBSERVATIONS = 100  # fewer values give PSI scores that are mostly sampling noise
+DRIFT_ROWS_PER_CALL = 32  # a large batch adds an evenly spaced sample of its rows to the window
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 # Per request: its id and what the service reports back to the middleware (outcome, reason).
@@ -212,19 +213,48 @@ class Metrics:
         }
 
     def observe_call(self, size: int, timings: dict[str, float]) -> None:
+        """One model call: its size, and the seconds of each stage."""
         self.batch_size.observe(size)
         for stage, seconds in timings.items():
             self.stages.labels(stage=stage).observe(seconds)
 
     def observe_outputs(self, outputs: list[Any]) -> None:
-        for out in outputs:
-            for name, known in self.known.items():
+        """Count a batch's answers: one metric update per distinct value and bucket, not per row."""
+        for name, known in self.known.items():
+            counts: dict[str, int] = {}
+            for out in outputs:
                 value = _label(getattr(out, name, None))
-                self.classes.labels(field=name, value=value if value in known else "other").inc()
-            for name, histogram in self.values.items():
-                value = getattr(out, name, None)
-                if isinstance(value, (int, float)) and not isinstance(value, bool):
-                    histogram.observe(value)
+                value = value if value in known else "other"
+                counts[value] = counts.get(value, 0) + 1
+            for value, count in counts.items():
+                self.classes.labels(field=name, value=value).inc(count)
+        for name, histogram in self.values.items():
+            values = [getattr(out, name, None) for out in outputs]
+            observe_many(
+                histogram, [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
+            )
+
+
+def observe_many(histogram: Any, values: list[float]) -> None:
+    """Histogram.observe for many values at once (in multiprocess mode each update is a file write).
+
+    Uses prometheus_client's bucket counters directly, as Histogram.observe does; falls back to
+    observe() should a future prometheus_client lay them out differently.
+    """
+    bounds = getattr(histogram, "_upper_bounds", None)
+    buckets = getattr(histogram, "_buckets", None)
+    total = getattr(histogram, "_sum", None)
+    if bounds is None or buckets is None or total is None or len(bounds) != len(buckets):
+        for value in values:
+            histogram.observe(value)
+        return
+    counts = [0] * len(bounds)
+    for value in values:
+        counts[bisect.bisect_left(bounds, value)] += 1  # the first bucket with value <= bound
+    for index, count in enumerate(counts):
+        if count:
+            buckets[index].inc(count)
+    total.inc(sum(values))
 
 
 def _label(value: Any) -> str:
@@ -266,6 +296,8 @@ class Drift:
     def observe(self, inputs: Any) -> None:
         if not self.specs:
             return
+        if len(inputs) > DRIFT_ROWS_PER_CALL:
+            inputs = inputs[:: -(-len(inputs) // DRIFT_ROWS_PER_CALL)]
         for name, spec in self.specs.items():
             window, counts = spec["window"], spec["counts"]
             for inp in inputs:
