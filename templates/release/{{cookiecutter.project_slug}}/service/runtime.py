@@ -163,6 +163,36 @@ class BearerAuth:
         await self.app(scope, receive, send)
 
 
+class JsonOnly:
+    """ASGI middleware: a /v1/* POST body must be JSON (415 otherwise).
+
+    BentoML would try other decoders, and answers a multipart body without a boundary with a 500.
+    A missing Content-Type is taken as JSON, as BentoML does.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST" and scope["path"].startswith("/v1/"):
+            given = dict(scope["headers"]).get(b"content-type", b"application/json")
+            media = given.split(b";")[0].strip().lower()
+            if media != b"application/json" and not media.endswith(b"+json"):
+                body = json.dumps(
+                    {"error": f"Content-Type {given.decode('latin-1')!r} is not supported; send application/json"}
+                ).encode()
+                await send(
+                    {
+                        "type": "http.response.start",
+                        "status": 415,
+                        "headers": [(b"content-type", b"application/json")],
+                    }
+                )
+                await send({"type": "http.response.body", "body": body})
+                return
+        await self.app(scope, receive, send)
+
+
 class Guard:
     """Decides when the model answers and when the fallback does (SPEC section 6 reasons)."""
 

@@ -19,7 +19,7 @@ from starlette.applications import Starlette
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from . import pipeline, runtime, telemetry
+from . import openapi, pipeline, runtime, telemetry
 
 logger = logging.getLogger("nb2prod.service")
 
@@ -48,6 +48,33 @@ class Prediction(BaseModel):
 
 class BatchResult(BaseModel):
     results: list[Prediction]
+
+
+class BatchRequest(BaseModel):
+    """The body of /v1/predict_batch (BentoML builds the same from predict_batch's signature)."""
+
+    inputs: Annotated[list[Input], Field(max_length={{ c.max_batch_rows }})]
+
+
+def documented(bentoml_document: dict) -> dict:
+    """/docs.json: BentoML's document with the /v1 routes described from the models above."""
+    defs: dict = {}
+    auth = AUTH == "token"
+    v1 = {
+        "/v1/predict": {"post": openapi.operation(
+            "predict", "one Input -> one answer", Input.model_json_schema(), Prediction.model_json_schema(), defs, auth
+        )},
+        "/v1/predict_batch": {"post": openapi.operation(
+            "predict_batch", "many Inputs -> one answer each, in order",
+            BatchRequest.model_json_schema(), BatchResult.model_json_schema(), defs, auth,
+        )},
+        "/v1/metadata": {"get": openapi.operation(
+            "metadata", "release metadata and evaluation summary", None, {"type": "object"}, defs, auth
+        )},
+    }
+    document = openapi.rewrite(bentoml_document, v1, auth)
+    document.setdefault("components", {}).setdefault("schemas", {}).update(defs)
+    return document
 
 
 async def metadata(request):
@@ -186,6 +213,7 @@ class {{ c.class_name }}:
 {%- endif %}
 
 
+{{ c.class_name }}.add_asgi_middleware(openapi.CorrectedDocs, build=documented)
 # the first middleware added is the outermost: every /v1/* request is measured and logged, 401s too
 {{ c.class_name }}.add_asgi_middleware(
     telemetry.Observe,
@@ -197,3 +225,4 @@ class {{ c.class_name }}:
 {%- if c.auth == "token" %}
 {{ c.class_name }}.add_asgi_middleware(runtime.BearerAuth, auth=AUTH)
 {%- endif %}
+{{ c.class_name }}.add_asgi_middleware(runtime.JsonOnly)
