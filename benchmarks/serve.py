@@ -81,7 +81,9 @@ async def drive(url: str, headers: dict[str, str], bodies: list[dict], concurren
                 async with session.post(url, json=body) as response:
                     await response.read()
                     if response.status != 200:
-                        raise RuntimeError(f"{url}: HTTP {response.status}: {await response.text()}")
+                        raise RuntimeError(
+                            f"{url}: HTTP {response.status}: {await response.text()}"
+                        )
                 latencies.append((time.perf_counter() - start) * 1000)
 
         start = time.perf_counter()
@@ -114,7 +116,9 @@ def best(rounds: list[Figures]) -> Figures:
         p50_ms={c: min(r.p50_ms[c] for r in rounds) for c in SINGLE},
         p99_ms={c: min(r.p99_ms[c] for r in rounds) for c in SINGLE},
         rps={c: max(r.rps[c] for r in rounds) for c in SINGLE},
-        batch_rows_per_s=max(r.batch_rows_per_s for r in rounds) if rounds else top.batch_rows_per_s,
+        batch_rows_per_s=max(r.batch_rows_per_s for r in rounds)
+        if rounds
+        else top.batch_rows_per_s,
     )
 
 

@@ -72,6 +72,10 @@ def test_unknown_key_in_pyproject_names_the_table(tmp_path: Path) -> None:
         ('[service]\nauth = "basic"', "'service.auth'"),
         ("[fallback]\nmin_confidence = 2", "'fallback.min_confidence'"),
         ("version = ", "not valid TOML"),
+        ("[service]\nmax_batch_size = 0", "'service.max_batch_size'"),
+        ("[monitoring]\nbins = 1", "'monitoring.bins'"),
+        ("[monitoring]\nwindow = 10", "'monitoring.window'"),
+        ("[monitoring]\nreferenc = 'x'", "unknown key 'monitoring.referenc'"),
     ],
 )
 def test_invalid_values_are_named(tmp_path: Path, text: str, fragment: str) -> None:
@@ -98,3 +102,17 @@ def test_every_operator() -> None:
         "d": (False, False, True),
         "e": (True, False, False),
     }
+
+
+def test_service_and_monitoring_keys(tmp_path: Path) -> None:
+    (tmp_path / "nb2prod.toml").write_text(
+        "[service]\nbatching = false\nmax_batch_rows = 50\nlog_bodies = true\n"
+        "[monitoring]\nreference = 'train_df'\nbins = 5\nwindow = 500\n"
+    )
+    config = load_config(tmp_path / "nb.ipynb").config
+    assert (config.service.batching, config.service.max_batch_rows, config.service.log_bodies) == (
+        False, 50, True,
+    )  # fmt: skip
+    assert (config.monitoring.reference, config.monitoring.bins, config.monitoring.window) == (
+        "train_df", 5, 500,
+    )  # fmt: skip

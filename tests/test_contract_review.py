@@ -233,3 +233,19 @@ def test_show_rows_carry_type_constraints_and_example() -> None:
         and rows["kind"].required == 'no (default "a")'
     )
     assert rows["name"].type == "null|string" and rows["name"].constraints == "length <= 20"
+
+
+class Private(In):
+    name: str | None = Field(None, max_length=20, json_schema_extra={"sensitive": True})
+
+
+def test_marking_a_field_sensitive_shows_in_diff_and_table() -> None:
+    assert only_change(contract(), contract(Private))[1:] == (
+        "name", "compatible", "marked sensitive: its values are now redacted in logs",
+    )  # fmt: skip
+    assert only_change(contract(Private), contract())[3] == (
+        "no longer marked sensitive: its values may now appear in logs"
+    )
+    rows = {r.field: r for r in field_rows(Private.model_json_schema(), {"name": "Ann"})}
+    assert rows["name"].constraints == "length <= 20; SENSITIVE: redacted in logs"
+    assert rows["name"].example == "[REDACTED]"

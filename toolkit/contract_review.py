@@ -89,6 +89,7 @@ class FieldSpec:
     default: str | None  # JSON-encoded
     description: str | None
     structure: str | None  # canonical JSON of nested object/array schemas
+    sensitive: bool = False  # Field(json_schema_extra={"sensitive": True}): redacted in logs
 
 
 def diff_contracts(old: Mapping[str, Any], new: Mapping[str, Any]) -> ContractDiff:
@@ -201,6 +202,13 @@ def _diff_field(
         yield change(f"default {a.default or '(none)'} -> {b.default or '(none)'}", "compatible")
     if a.description != b.description:
         yield change("description changed", "cosmetic")
+    if a.sensitive != b.sensitive:
+        yield change(
+            "marked sensitive: its values are now redacted in logs"
+            if b.sensitive
+            else "no longer marked sensitive: its values may now appear in logs",
+            "compatible",
+        )
 
 
 def _tighter(old: tuple[float, bool] | None, new: tuple[float, bool] | None, lower: bool) -> bool:
@@ -285,6 +293,7 @@ def _spec(prop: Mapping[str, Any], defs: Mapping[str, Any], required: bool) -> F
         default=json.dumps(prop["default"], sort_keys=True) if "default" in prop else None,
         description=prop.get("description"),
         structure="|".join(sorted(structure)) or None,
+        sensitive=any(v.get("sensitive") is True for v in [prop, *variants]),
     )
 
 
@@ -343,6 +352,8 @@ def field_rows(schema: Mapping[str, Any], example: Mapping[str, Any] | None) -> 
             constraints.append("one of " + ", ".join(sorted(spec.enum)))
         if spec.structure:
             constraints.append("nested")
+        if spec.sensitive:
+            constraints.append("SENSITIVE: redacted in logs")
         required = (
             "yes" if spec.required else f"no (default {spec.default})" if spec.default else "no"
         )
@@ -354,7 +365,13 @@ def field_rows(schema: Mapping[str, Any], example: Mapping[str, Any] | None) -> 
                 required=required,
                 constraints="; ".join(constraints),
                 description=spec.description or "",
-                example=json.dumps(value) if example and name in example else "",
+                example=(
+                    "[REDACTED]"
+                    if spec.sensitive and example and name in example
+                    else json.dumps(value)
+                    if example and name in example
+                    else ""
+                ),  # fmt: skip
             )
         )
     return rows

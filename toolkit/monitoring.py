@@ -21,7 +21,10 @@ def _resolve(schema: Mapping[str, Any], prop: Mapping[str, Any]) -> Mapping[str,
     """Follow a local $ref and drop `null` from Optional[...] (anyOf with a null branch)."""
     if "$ref" in prop:
         name = str(prop["$ref"]).rsplit("/", 1)[-1]
-        return {**schema.get("$defs", {}).get(name, {}), **{k: v for k, v in prop.items() if k != "$ref"}}
+        return {
+            **schema.get("$defs", {}).get(name, {}),
+            **{k: v for k, v in prop.items() if k != "$ref"},
+        }
     branches = [b for b in prop.get("anyOf", []) if b.get("type") != "null"]
     if len(branches) == 1:
         return {**_resolve(schema, branches[0]), **{k: v for k, v in prop.items() if k != "anyOf"}}

@@ -194,6 +194,8 @@ def test_packaging_without_a_fallback_warns_and_the_service_answers_503(tmp_path
     tag = json.loads((tmp_path / "release" / "release.json").read_text())["bento_tag"]
     with bento.serve(tag, env={"NB2PROD_MODEL_DISABLED": "1"}) as running:
         response = httpx.post(f"{running.url}/v1/predict", json={"x": 1.0}, timeout=10)
+        log = running.log.read_text(errors="replace")
+    assert 'AUTH IS OFF: auth = \\"none\\" in the config' in log  # loud, as a JSON line
     assert response.status_code == 503
     assert response.json() == {
         "error": "the model could not answer and the notebook defines no fallback",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,7 +17,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import code, notebook, write_notebook
-from tests.e2e.conftest import nb2prod
+from tests.e2e.conftest import Run, nb2prod
 from toolkit.adapters import bento
 
 pytestmark = pytest.mark.e2e
@@ -59,7 +60,9 @@ CELLS = [
         "model = LogisticRegression().fit(preprocess([Input(amount=a, country=c, email='x@y') "
         "for a, c in zip(train.amount, train.country)]), target)"
     ),
-    code("#| nb2prod: predict\ndef predict(model, features):\n    return model.predict_proba(features)"),
+    code(
+        "#| nb2prod: predict\ndef predict(model, features):\n    return model.predict_proba(features)"
+    ),
     code(
         "#| nb2prod: postprocess\ndef postprocess(raw, inputs):\n"
         "    return [Output(approved=bool(p[1] >= 0.5), confidence=round(float(max(p)), 6)) for p in raw]"
@@ -121,6 +124,19 @@ def log_lines(server: bento.Server) -> list[dict]:  # type: ignore[type-arg]
     ]
 
 
+def logged(server: bento.Server, *request_ids: str) -> dict[str, dict]:  # type: ignore[type-arg]
+    """The access lines of these requests: written just after the response, so poll briefly."""
+    deadline = time.monotonic() + 5
+    while True:
+        lines = {
+            line.get("request_id"): line
+            for line in log_lines(server)
+            if line.get("logger") == "nb2prod.access"
+        }
+        if all(r in lines for r in request_ids) or time.monotonic() > deadline:
+            return lines
+
+
 def body(amount: float, country: str = "de", email: str = "c@example.org") -> dict:  # type: ignore[type-arg]
     return {"amount": amount, "country": country, "email": email}
 
@@ -149,7 +165,7 @@ def test_auth_and_request_ids(server: tuple[httpx.Client, bento.Server]) -> None
     assert answered.status_code == 200
     assert answered.headers["x-request-id"] == "trace-42"
     assert answered.json()["output"]["approved"] is True
-    lines = {line.get("request_id"): line for line in log_lines(running)}
+    lines = logged(running, "trace-42", anonymous.headers["x-request-id"])
     assert lines["trace-42"]["status"] == 200
     assert lines["trace-42"]["route"] == "/v1/predict"
     assert lines["trace-42"]["model_version"] == "1.0.0"
@@ -164,7 +180,9 @@ def test_metrics_are_there_and_move_with_traffic(
     before = client.get("/metrics").text
     for amount in (10, 20, 500):
         assert client.post("/v1/predict", json=body(amount)).status_code == 200
-    assert client.post("/v1/predict_batch", json={"inputs": [body(5), body(900)]}).status_code == 200
+    assert (
+        client.post("/v1/predict_batch", json={"inputs": [body(5), body(900)]}).status_code == 200
+    )
     assert client.post("/v1/predict", json=body(-1)).status_code == 400
     after = client.get("/metrics").text
 
@@ -173,7 +191,9 @@ def test_metrics_are_there_and_move_with_traffic(
 
     assert moved("nb2prod_requests_total", route="/v1/predict", status="200", outcome="ok") == 3
     assert moved("nb2prod_requests_total", route="/v1/predict_batch", status="200") == 1
-    assert moved("nb2prod_requests_total", route="/v1/predict", status="400", outcome="invalid") == 1
+    assert (
+        moved("nb2prod_requests_total", route="/v1/predict", status="400", outcome="invalid") == 1
+    )
     assert moved("nb2prod_validation_failures_total", route="/v1/predict", field="amount") == 1
     for stage in ("preprocess", "predict", "postprocess"):
         assert moved("nb2prod_stage_duration_seconds_count", stage=stage) >= 2, stage
@@ -185,7 +205,9 @@ def test_metrics_are_there_and_move_with_traffic(
     assert sample("nb2prod_release_info", after, name="loans", contract_sha256=contract_sha) == 1
 
 
-def test_a_sensitive_value_never_reaches_the_logs(server: tuple[httpx.Client, bento.Server]) -> None:
+def test_a_sensitive_value_never_reaches_the_logs(
+    server: tuple[httpx.Client, bento.Server],
+) -> None:
     client, running = server
     accepted = client.post("/v1/predict", json=body(10, email=SECRET_VALID))
     assert accepted.status_code == 200
@@ -194,26 +216,31 @@ def test_a_sensitive_value_never_reaches_the_logs(server: tuple[httpx.Client, be
     assert "email" in rejected.text and SECRET_INVALID not in rejected.text
     batch = client.post("/v1/predict_batch", json={"inputs": [body(1, email=SECRET_INVALID)]})
     assert batch.status_code == 400
+    lines = logged(running, accepted.headers["x-request-id"], rejected.headers["x-request-id"])
     log = running.log.read_text(errors="replace")
     assert SECRET_VALID not in log
     assert SECRET_INVALID not in log
-    lines = {line.get("request_id"): line for line in log_lines(running)}
-    logged = lines[accepted.headers["x-request-id"]]
-    assert logged["request_body"] == {"amount": 10, "country": "de", "email": "[REDACTED]"}
-    assert logged["response_body"]["output"]["approved"] is True  # bodies are on in this config
+    entry = lines[accepted.headers["x-request-id"]]
+    assert entry["request_body"] == {"amount": 10, "country": "de", "email": "[REDACTED]"}
+    assert entry["response_body"]["output"]["approved"] is True  # bodies are on in this config
     refused = lines[rejected.headers["x-request-id"]]
     assert refused["outcome"] == "invalid" and refused["invalid_fields"] == ["email"]
     assert refused["request_body"]["email"] == "[REDACTED]"
 
 
-def test_the_drift_gauge_rises_with_skewed_inputs(server: tuple[httpx.Client, bento.Server]) -> None:
+def test_the_drift_gauge_rises_with_skewed_inputs(
+    server: tuple[httpx.Client, bento.Server],
+) -> None:
     client, _ = server
     rng = np.random.default_rng(7)  # the training distribution, fresh draws
     amounts = rng.gamma(2.0, 25.0, 200).round(2)
     countries = rng.choice(["de", "fr", "it"], 200, p=[0.5, 0.3, 0.2])
-    rows = [body(float(a), str(c)) for a, c in zip(amounts, countries)]
+    rows = [body(float(a), str(c)) for a, c in zip(amounts, countries, strict=True)]
     for start in range(0, 200, 20):
-        assert client.post("/v1/predict_batch", json={"inputs": rows[start : start + 20]}).status_code == 200
+        assert (
+            client.post("/v1/predict_batch", json={"inputs": rows[start : start + 20]}).status_code
+            == 200
+        )
     calm = client.get("/metrics").text
     for _ in range(25):
         skewed = [body(5000.0 + 10 * k, "it") for k in range(8)]
@@ -224,3 +251,60 @@ def test_the_drift_gauge_rises_with_skewed_inputs(server: tuple[httpx.Client, be
     assert sample("nb2prod_input_drift_psi", calm, field="country") < 0.1
     assert sample("nb2prod_input_drift_psi", drifted, field="amount") > 1.0
     assert sample("nb2prod_input_drift_psi", drifted, field="country") > 0.25
+
+
+def test_iris_drift_reference_comes_from_its_evaluation_array(
+    iris_release: tuple[Path, Run],
+) -> None:
+    release, run = iris_release
+    monitoring = json.loads((release / "service" / "monitoring.json").read_text())
+    assert monitoring["drift"]["source"] == "eval_X" and monitoring["drift"]["rows"] == 45
+    assert set(monitoring["drift"]["fields"]) == {
+        "sepal_length", "sepal_width", "petal_length", "petal_width",
+    }  # fmt: skip
+    assert monitoring["batching"]["enabled"] is True
+    assert "drift reference eval_X (45 rows, 4 fields)" in run.stdout
+
+
+BATCH_SIZE_NOISE = [
+    code("#| nb2prod: setup\nfrom pydantic import BaseModel"),
+    code(
+        "#| nb2prod: contract\nclass Input(BaseModel):\n    x: float\n\n"
+        "class Output(BaseModel):\n    y: float\n"
+    ),
+    code("#| nb2prod: preprocess\ndef preprocess(inputs):\n    return [i.x for i in inputs]"),
+    code("#| nb2prod: model\nmodel = None"),
+    # like BLAS kernels that block differently by batch size: the last bits depend on the batch
+    code(
+        "#| nb2prod: predict\ndef predict(model, features):\n"
+        "    return [f + 1e-12 * len(features) for f in features]"
+    ),
+    code(
+        "#| nb2prod: postprocess\ndef postprocess(raw, inputs):\n"
+        "    return [Output(y=r) for r in raw]"
+    ),
+    code('#| nb2prod: examples\nexamples = [{"x": 1.0}, {"x": 3.0}]'),
+]
+
+
+def test_batching_stays_off_when_a_batch_answers_differently(tmp_path: Path) -> None:
+    # verify passes (1e-9 relative tolerance), but batching could change answers: it stays off
+    (tmp_path / "nb2prod.toml").write_text('name = "noisy"\n[service]\nauth = "none"\n')
+    path = write_notebook(tmp_path, "noisy.ipynb", notebook(*BATCH_SIZE_NOISE))
+    run = nb2prod("package", path, "--out", tmp_path / "release")
+    assert run.code == 0, run.stdout + run.stderr
+    monitoring = json.loads((tmp_path / "release" / "service" / "monitoring.json").read_text())
+    assert monitoring["batching"] == {
+        "enabled": False,
+        "why": "off: the pipeline answers a batch differently from its items alone",
+    }
+    assert "no drift scores" in run.stdout  # no eval_X in this notebook: drift is skipped
+
+
+def test_a_named_reference_that_does_not_exist_is_an_error(tmp_path: Path) -> None:
+    (tmp_path / "nb2prod.toml").write_text('[monitoring]\nreference = "nope"\n')
+    path = write_notebook(tmp_path, "noisy.ipynb", notebook(*BATCH_SIZE_NOISE))
+    run = nb2prod("package", path, "--out", tmp_path / "release")
+    assert run.code == 1
+    assert "[monitoring] reference = 'nope', but the notebook left no such variable" in run.stderr
+    assert not (tmp_path / "release").exists()

@@ -141,7 +141,13 @@ def serve(
     with log.open("wb") as sink:
         proc = subprocess.Popen(
             [
-                *_BENTOML, "serve", target, "--host", "127.0.0.1", "--port", str(port),
+                *_BENTOML,
+                "serve",
+                target,
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
                 *(["--working-dir", str(working_dir)] if working_dir else []),
             ],  # fmt: skip
             stdout=sink,

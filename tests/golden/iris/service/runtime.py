@@ -77,14 +77,27 @@ def load_model(path: Path, sha256: str, fmt: str, trusted: list[str]) -> Any:
     return joblib.load(path)
 
 
-def run(pipeline: ModuleType, model: Any, inputs: list[Any]) -> list[Any]:
-    """preprocess -> predict -> postprocess for one batch; every item validated as Output."""
+def run(
+    pipeline: ModuleType, model: Any, inputs: list[Any], timings: dict[str, float] | None = None
+) -> list[Any]:
+    """preprocess -> predict -> postprocess for one batch; every item validated as Output.
+
+    With ``timings``, the seconds each stage took are stored in it (for the stage histograms).
+    """
+    start = time.perf_counter()
     features = pipeline.preprocess(inputs)
+    preprocessed = time.perf_counter()
     raw = pipeline.predict(model, features)
+    predicted = time.perf_counter()
     outputs = list(pipeline.postprocess(raw, inputs))
     if len(outputs) != len(inputs):
         raise PipelineError(f"postprocess returned {len(outputs)} outputs for {len(inputs)} inputs")
-    return [validate_output(pipeline, out) for out in outputs]
+    validated = [validate_output(pipeline, out) for out in outputs]
+    if timings is not None:
+        timings["preprocess"] = preprocessed - start
+        timings["predict"] = predicted - preprocessed
+        timings["postprocess"] = time.perf_counter() - predicted
+    return validated
 
 
 def validate_output(pipeline: ModuleType, value: Any) -> Any:
@@ -143,6 +156,36 @@ class BearerAuth:
                             (b"content-type", b"application/json"),
                             (b"www-authenticate", b'Bearer realm="nb2prod"'),
                         ],
+                    }
+                )
+                await send({"type": "http.response.body", "body": body})
+                return
+        await self.app(scope, receive, send)
+
+
+class JsonOnly:
+    """ASGI middleware: a /v1/* POST body must be JSON (415 otherwise).
+
+    BentoML would try other decoders, and answers a multipart body without a boundary with a 500.
+    A missing Content-Type is taken as JSON, as BentoML does.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST" and scope["path"].startswith("/v1/"):
+            given = dict(scope["headers"]).get(b"content-type", b"application/json")
+            media = given.split(b";")[0].strip().lower()
+            if media != b"application/json" and not media.endswith(b"+json"):
+                body = json.dumps(
+                    {"error": f"Content-Type {given.decode('latin-1')!r} is not supported; send application/json"}
+                ).encode()
+                await send(
+                    {
+                        "type": "http.response.start",
+                        "status": 415,
+                        "headers": [(b"content-type", b"application/json")],
                     }
                 )
                 await send({"type": "http.response.body", "body": body})
@@ -222,16 +265,41 @@ class Guard:
 TIMEOUT_ERRORS = (asyncio.TimeoutError, FutureTimeout)
 
 
-class Metrics:
-    """The service's own Prometheus series, next to BentoML's on /metrics.
+class Batcher:
+    """Adaptive batching of single requests, without a fixed wait.
 
-    Created in the worker, not at import: BentoML switches prometheus_client to multiprocess mode
-    only after the service module has been imported.
+    An idle service runs a request at once. While a batch is in the model, requests that arrive
+    queue up and go together in the next call (at most ``max_size``), so under load the model
+    runs fewer, larger batches, and at concurrency 1 nothing waits.
     """
 
-    def __init__(self) -> None:
-        from prometheus_client import Counter
+    def __init__(self, run_batch: Any, max_size: int) -> None:
+        self.run_batch = run_batch  # async: list of inputs -> list of per-item results
+        self.max_size = max_size
+        self._queue: list[tuple[Any, asyncio.Future[Any]]] = []
+        self._draining = False
 
-        self.fallbacks = Counter(
-            "nb2prod_fallback", "Requests answered by the fallback, by reason", ["reason"]
-        )
+    async def submit(self, item: Any) -> Any:
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._queue.append((item, future))
+        if not self._draining:
+            self._draining = True
+            asyncio.get_running_loop().create_task(self._drain())
+        return await future
+
+    async def _drain(self) -> None:
+        try:
+            while self._queue:
+                batch, self._queue = self._queue[: self.max_size], self._queue[self.max_size :]
+                try:
+                    results = await self.run_batch([item for item, _ in batch])
+                except Exception as exc:  # every waiter hears of it; the drain goes on
+                    for _, future in batch:
+                        if not future.done():
+                            future.set_exception(exc)
+                    continue
+                for (_, future), result in zip(batch, results):
+                    if not future.done():  # a client that went away cancelled its future
+                        future.set_result(result)
+        finally:
+            self._draining = False

@@ -1,0 +1,479 @@
+"""What ops teams see of the service: JSON log lines, Prometheus series, input drift scores.
+
+Copied into every release by nb2prod; needs nothing from nb2prod at run time. Everything here is
+configured from monitoring.json (written at package time) and stays out of the model's path:
+the middleware measures and logs around a request, the service reports what the model did.
+Fields marked sensitive in the contract (``Field(json_schema_extra={"sensitive": True})``) are
+redacted from every log line, error messages included, and never become metric labels.
+"""
+
+from __future__ import annotations
+
+import bisect
+import contextvars
+import enum
+import json
+import logging
+import math
+import re
+import sys
+import time
+import traceback
+import uuid
+from collections import deque
+from typing import Any
+
+REDACTED = "[REDACTED]"
+ROUTES = frozenset({"/v1/predict", "/v1/predict_batch", "/v1/metadata"})
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+MIN_DRIFT_OBSERVATIONS = 100  # fewer values give PSI scores that are mostly sampling noise
+DRIFT_ROWS_PER_CALL = 32  # a large batch adds an evenly spaced sample of its rows to the window
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+# Per request: its id and what the service reports back to the middleware (outcome, reason).
+# A dict in a context variable: the handler runs in the middleware's context and mutates it.
+_REQUEST: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
+    "nb2prod_request", default=None
+)
+
+
+def note_outcome(outcome: str, reason: str | None = None) -> None:
+    """Called by the handler: `degraded` or `unavailable` instead of the status's default."""
+    state = _REQUEST.get()
+    if state is not None:
+        state["outcome"], state["reason"] = outcome, reason
+
+
+def detach() -> None:
+    """In a task that serves many requests (the batcher): log lines carry no single request id."""
+    _REQUEST.set(None)
+
+
+# ---------------------------------------------------------------- redaction
+
+
+def redact(value: Any, sensitive: frozenset[str]) -> Any:
+    """JSON-like data with every value under a sensitive key replaced, at any depth."""
+    if isinstance(value, dict):
+        return {k: REDACTED if k in sensitive else redact(v, sensitive) for k, v in value.items()}
+    if isinstance(value, list):
+        return [redact(v, sensitive) for v in value]
+    return value
+
+
+def secret_values(inputs: list[Any], sensitive: frozenset[str]) -> list[str]:
+    """The sensitive values of these inputs as text, longest first, for scrubbing free text."""
+    found = {
+        str(getattr(inp, name))
+        for inp in inputs
+        for name in sensitive
+        if getattr(inp, name, None) is not None
+    }
+    return sorted((s for s in found if len(s) >= 3), key=len, reverse=True)
+
+
+def scrub(text: str, secrets: list[str]) -> str:
+    for secret in secrets:
+        text = text.replace(secret, REDACTED)
+    return text
+
+
+def log_failure(
+    logger: logging.Logger, message: str, exc: BaseException, inputs: list[Any], sensitive: frozenset[str]
+) -> None:
+    """logger.exception, with the inputs' sensitive values scrubbed from message and traceback."""
+    secrets = secret_values(inputs, sensitive)
+    details = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    logger.error(
+        message,
+        extra={"fields": {"error": scrub(f"{type(exc).__name__}: {exc}", secrets),
+                          "traceback": scrub(details, secrets)}},
+    )  # fmt: skip
+
+
+# ---------------------------------------------------------------- logs
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: ts, level, logger, message, request_id, then the record's fields."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        state = _REQUEST.get()
+        if state is not None:
+            entry["request_id"] = state["id"]
+        entry.update(getattr(record, "fields", {}))
+        if record.exc_info:
+            # only nb2prod's own code logs here, and it passes no exception text (log_failure)
+            entry["error"] = record.exc_info[0].__name__ if record.exc_info[0] else "error"
+        return json.dumps(entry, default=str)
+
+
+class _DropValidationTracebacks(logging.Filter):
+    """BentoML logs every rejected body with pydantic's traceback, whose text holds the rejected
+    values (sensitive ones too). The access line already names the failing fields: drop it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        return not (exc is not None and type(exc).__name__ == "ValidationError")
+
+
+def configure_logging() -> None:
+    """nb2prod's loggers write JSON lines to stdout; BentoML's validation tracebacks are dropped."""
+    logger = logging.getLogger("nb2prod")
+    if not any(isinstance(h.formatter, JsonFormatter) for h in logger.handlers):
+        handler = logging.StreamHandler(sys.stdout)
+        handler.setFormatter(JsonFormatter())
+        logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    bentoml_http = logging.getLogger("bentoml._internal.server.http_app")
+    if not any(isinstance(f, _DropValidationTracebacks) for f in bentoml_http.filters):
+        bentoml_http.addFilter(_DropValidationTracebacks())
+
+
+# ---------------------------------------------------------------- metrics
+
+_METRICS: Metrics | None = None
+
+
+def metrics(monitoring: dict[str, Any]) -> Metrics:
+    """The process's metrics, created on first use.
+
+    Not at import: BentoML switches prometheus_client to multiprocess mode only after the service
+    module has been imported, and series created before that would never reach /metrics.
+    """
+    global _METRICS
+    if _METRICS is None:
+        _METRICS = Metrics(monitoring)
+    return _METRICS
+
+
+class Metrics:
+    def __init__(self, monitoring: dict[str, Any]) -> None:
+        from prometheus_client import Counter, Gauge, Histogram
+
+        self.requests = Counter(
+            "nb2prod_requests", "Requests by route, status and outcome", ["route", "status", "outcome"]
+        )
+        self.latency = Histogram(
+            "nb2prod_request_duration_seconds", "End-to-end latency by route", ["route"],
+            buckets=LATENCY_BUCKETS,
+        )  # fmt: skip
+        self.stages = Histogram(
+            "nb2prod_stage_duration_seconds", "Seconds per model call, by pipeline stage", ["stage"],
+            buckets=LATENCY_BUCKETS,
+        )  # fmt: skip
+        self.batch_size = Histogram(
+            "nb2prod_batch_size", "Inputs per model call", buckets=BATCH_BUCKETS
+        )
+        self.validation = Counter(
+            "nb2prod_validation_failures", "Rejected inputs by route and field", ["route", "field"]
+        )
+        self.fallbacks = Counter(
+            "nb2prod_fallback", "Requests answered by the fallback, by reason", ["reason"]
+        )
+        self.release = Gauge(
+            "nb2prod_release_info", "The release this service runs (always 1)",
+            ["name", "version", "contract_sha256", "bento_tag"], multiprocess_mode="livemax",
+        )  # fmt: skip
+        self.drift = Gauge(
+            "nb2prod_input_drift_psi",
+            "Population stability index of each Input field: recent values against the reference",
+            ["field"], multiprocess_mode="livemax",
+        )  # fmt: skip
+        self.drift_observations = Gauge(
+            "nb2prod_input_drift_observations", "Values in the drift window, per Input field",
+            ["field"], multiprocess_mode="livemax",
+        )  # fmt: skip
+        self.outputs = monitoring["outputs"]
+        self.classes = Counter(
+            "nb2prod_predictions", "Model answers by Output field and value", ["field", "value"]
+        )
+        self.values = {
+            name: Histogram(
+                f"nb2prod_prediction_{re.sub(r'[^a-zA-Z0-9_]', '_', name)}",
+                f"Distribution of Output.{name} in model answers",
+                **({"buckets": spec["buckets"]} if spec["buckets"] else {}),
+            )
+            for name, spec in self.outputs.items()
+            if spec["kind"] == "numeric"
+        }
+        self.known = {
+            name: frozenset(spec["values"])
+            for name, spec in self.outputs.items()
+            if spec["kind"] == "categorical"
+        }
+
+    def observe_call(self, size: int, timings: dict[str, float]) -> None:
+        """One model call: its size, and the seconds of each stage."""
+        self.batch_size.observe(size)
+        for stage, seconds in timings.items():
+            self.stages.labels(stage=stage).observe(seconds)
+
+    def observe_outputs(self, outputs: list[Any]) -> None:
+        """Count a batch's answers: one metric update per distinct value and bucket, not per row."""
+        for name, known in self.known.items():
+            counts: dict[str, int] = {}
+            for out in outputs:
+                value = _label(getattr(out, name, None))
+                value = value if value in known else "other"
+                counts[value] = counts.get(value, 0) + 1
+            for value, count in counts.items():
+                self.classes.labels(field=name, value=value).inc(count)
+        for name, histogram in self.values.items():
+            values = [getattr(out, name, None) for out in outputs]
+            observe_many(
+                histogram, [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
+            )
+
+
+def observe_many(histogram: Any, values: list[float]) -> None:
+    """Histogram.observe for many values at once (in multiprocess mode each update is a file write).
+
+    Uses prometheus_client's bucket counters directly, as Histogram.observe does; falls back to
+    observe() should a future prometheus_client lay them out differently.
+    """
+    bounds = getattr(histogram, "_upper_bounds", None)
+    buckets = getattr(histogram, "_buckets", None)
+    total = getattr(histogram, "_sum", None)
+    if bounds is None or buckets is None or total is None or len(bounds) != len(buckets):
+        for value in values:
+            histogram.observe(value)
+        return
+    counts = [0] * len(bounds)
+    for value in values:
+        counts[bisect.bisect_left(bounds, value)] += 1  # the first bucket with value <= bound
+    for index, count in enumerate(counts):
+        if count:
+            buckets[index].inc(count)
+    total.inc(sum(values))
+
+
+def _label(value: Any) -> str:
+    if isinstance(value, enum.Enum):
+        value = value.value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+# ---------------------------------------------------------------- drift
+
+
+class Drift:
+    """Running distribution of each Input field over the last `window` values, scored with PSI.
+
+    PSI = sum over bins of (actual - expected) * ln(actual / expected), bins from the reference
+    (quantile bins for numbers, one per category plus "other"), shares floored at 1e-4.
+    """
+
+    def __init__(self, reference: dict[str, Any], metrics: Metrics, every: int = 50) -> None:
+        self.metrics = metrics
+        self.every = every
+        self.pending = 0
+        window = int(reference.get("window", 1000))
+        self.specs: dict[str, dict[str, Any]] = {}
+        for name, spec in reference.get("fields", {}).items():
+            expected = list(spec["expected"])
+            if spec["kind"] == "categorical":
+                expected.append(0.0)  # "other": a category the reference never had
+                spec = {**spec, "index": {c: i for i, c in enumerate(spec["categories"])}}
+            self.specs[name] = {
+                **spec,
+                "expected": expected,
+                "window": deque(maxlen=window),
+                "counts": [0] * len(expected),
+            }
+
+    def observe(self, inputs: Any) -> None:
+        if not self.specs:
+            return
+        if len(inputs) > DRIFT_ROWS_PER_CALL:
+            inputs = inputs[:: -(-len(inputs) // DRIFT_ROWS_PER_CALL)]
+        for name, spec in self.specs.items():
+            window, counts = spec["window"], spec["counts"]
+            for inp in inputs:
+                value = getattr(inp, name, None)
+                if value is None:
+                    continue
+                if spec["kind"] == "numeric":
+                    index = bisect.bisect_left(spec["edges"], float(value))
+                else:
+                    key = value.value if isinstance(value, enum.Enum) else value
+                    key = key if isinstance(key, str) else json.dumps(key)
+                    index = spec["index"].get(key, len(counts) - 1)
+                if len(window) == window.maxlen:
+                    counts[window[0]] -= 1  # the oldest value leaves the window
+                window.append(index)
+                counts[index] += 1
+        self.pending += len(inputs)
+        if self.pending >= self.every:
+            self.publish()
+
+    def publish(self) -> None:
+        self.pending = 0
+        for name, spec in self.specs.items():
+            n = len(spec["window"])
+            self.metrics.drift_observations.labels(field=name).set(n)
+            if n >= min(MIN_DRIFT_OBSERVATIONS, spec["window"].maxlen):
+                self.metrics.drift.labels(field=name).set(psi(spec["expected"], spec["counts"], n))
+
+
+def psi(expected: list[float], counts: list[int], n: int) -> float:
+    total = 0.0
+    for share, count in zip(expected, counts):
+        e = max(share, 1e-4)
+        a = max(count / n, 1e-4)
+        total += (a - e) * math.log(a / e)
+    return total
+
+
+# ---------------------------------------------------------------- the middleware
+
+
+class Observe:
+    """ASGI middleware around /v1/*: request id, latency, status and outcome, one JSON log line.
+
+    Outermost, so 401s and rejected bodies are counted and logged like everything else.
+    """
+
+    def __init__(
+        self,
+        app: Any,
+        *,
+        monitoring: dict[str, Any],
+        input_fields: list[str],
+        model_version: str,
+        log_bodies: bool,
+    ) -> None:
+        self.app = app
+        self.monitoring = monitoring
+        self.sensitive = frozenset(monitoring["sensitive"])
+        self.input_fields = frozenset(input_fields)
+        self.model_version = model_version
+        self.log_bodies = log_bodies
+        self.log = logging.getLogger("nb2prod.access")
+        configure_logging()
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith("/v1/"):
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        given = _header(scope, b"x-request-id")
+        request_id = given if given and _REQUEST_ID.match(given) else uuid.uuid4().hex
+        state: dict[str, Any] = {"id": request_id, "outcome": None, "reason": None, "status": 500}
+        token = _REQUEST.set(state)
+        request_body = bytearray() if self.log_bodies else None
+        response_body = bytearray()
+
+        async def receive_body() -> Any:
+            message = await receive()
+            if request_body is not None and message["type"] == "http.request":
+                request_body.extend(message.get("body", b""))
+            return message
+
+        async def send_with_id(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                state["status"] = message["status"]
+                message = {
+                    **message,
+                    "headers": [*message.get("headers", []), (b"x-request-id", request_id.encode())],
+                }
+            elif message["type"] == "http.response.body" and (
+                self.log_bodies or 400 <= state["status"] < 500
+            ):
+                response_body.extend(message.get("body", b""))
+            await send(message)
+
+        try:
+            await self.app(scope, receive_body if request_body is not None else receive, send_with_id)
+        finally:
+            _REQUEST.reset(token)
+            self.record(scope, state, time.perf_counter() - start, request_body, response_body)
+
+    def record(
+        self,
+        scope: dict[str, Any],
+        state: dict[str, Any],
+        seconds: float,
+        request_body: bytearray | None,
+        response_body: bytearray,
+    ) -> None:
+        route = scope["path"] if scope["path"] in ROUTES else "/v1/other"
+        status = state["status"]
+        outcome = state["outcome"] or _outcome(status)
+        m = metrics(self.monitoring)
+        m.requests.labels(route=route, status=str(status), outcome=outcome).inc()
+        m.latency.labels(route=route).observe(seconds)
+        fields: dict[str, Any] = {
+            "method": scope.get("method"),
+            "route": route,
+            "status": status,
+            "latency_ms": round(seconds * 1000, 3),
+            "model_version": self.model_version,
+            "outcome": outcome,
+        }
+        if state["reason"]:
+            fields["reason"] = state["reason"]
+        if outcome == "invalid":
+            invalid = self.invalid_fields(response_body)
+            fields["invalid_fields"] = invalid
+            for field in invalid or ["(body)"]:
+                m.validation.labels(route=route, field=field).inc()
+        if self.log_bodies:
+            fields["request_body"] = self.redacted_json(request_body or b"")
+            fields["response_body"] = self.redacted_json(response_body)
+        state_token = _REQUEST.set(state)  # the line carries the request id
+        try:
+            self.log.info("request", extra={"fields": fields})
+        finally:
+            _REQUEST.reset(state_token)
+
+    def invalid_fields(self, body: bytes) -> list[str]:
+        """The Input fields a 400 names (never their values: BentoML leaves inputs out)."""
+        try:
+            detail = json.loads(body).get("detail", [])
+        except (ValueError, AttributeError):
+            return []
+        found: list[str] = []
+        for error in detail if isinstance(detail, list) else []:
+            names = [p for p in error.get("loc", []) if isinstance(p, str)]
+            known = [p for p in names if p in self.input_fields]
+            field = known[-1] if known else "(other)"
+            if field not in found:
+                found.append(field)
+        return found
+
+    def redacted_json(self, body: bytes) -> Any:
+        try:
+            return redact(json.loads(body), self.sensitive)
+        except ValueError:
+            return f"<{len(body)} bytes, not JSON>"
+
+
+def _outcome(status: int) -> str:
+    if status < 400:
+        return "ok"
+    if status == 401:
+        return "unauthorized"
+    if status in (400, 422):
+        return "invalid"
+    if status == 503:
+        return "unavailable"
+    return "rejected" if status < 500 else "error"
+
+
+def _header(scope: dict[str, Any], name: bytes) -> str | None:
+    for key, value in scope.get("headers", ()):
+        if key == name:
+            return value.decode("latin-1")
+    return None

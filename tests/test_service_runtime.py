@@ -1,0 +1,367 @@
+"""Unit tests of the serving-time modules copied into every release (telemetry, openapi, runtime).
+
+telemetry.py and openapi.py contain no template markup, so they are imported straight from
+templates/; runtime.py is imported the same way (its only Jinja-free parts are tested here).
+Fakes stand in for the ASGI app; the served behaviour is tested end to end in tests/e2e.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import json
+import logging
+import sys
+from pathlib import Path
+from types import ModuleType, SimpleNamespace
+from typing import Any
+
+import pytest
+from prometheus_client import CollectorRegistry, Histogram
+
+SERVICE = Path(__file__).resolve().parent.parent / "templates" / "release" / "{{cookiecutter.project_slug}}" / "service"  # fmt: skip
+
+
+def load(name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(
+        f"nb2prod_template_{name}", SERVICE / f"{name}.py"
+    )
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+telemetry = load("telemetry")
+openapi = load("openapi")
+runtime = load("runtime")
+
+MONITORING: dict[str, Any] = {
+    "sensitive": ["email"],
+    "outputs": {
+        "label": {"kind": "categorical", "values": ["a", "b"]},
+        "score": {"kind": "numeric", "buckets": [0.25, 0.5, 0.75, 1.0]},
+    },
+    "drift": {
+        "window": 100,
+        "fields": {
+            "x": {
+                "kind": "numeric",
+                "edges": [1.0, 2.0, 3.0],
+                "expected": [0.25, 0.25, 0.25, 0.25],
+            },
+            "c": {"kind": "categorical", "categories": ["de", "fr"], "expected": [0.5, 0.5]},
+        },
+    },
+    "batching": {"enabled": True, "why": ""},
+}
+
+
+def test_redact_replaces_sensitive_values_at_any_depth() -> None:
+    body = {"inputs": [{"email": "a@b", "x": 1}, {"email": "c@d", "x": 2}], "email": "e@f"}
+    assert telemetry.redact(body, frozenset({"email"})) == {
+        "inputs": [{"email": "[REDACTED]", "x": 1}, {"email": "[REDACTED]", "x": 2}],
+        "email": "[REDACTED]",
+    }
+
+
+def test_log_failure_scrubs_sensitive_values_from_the_error_and_traceback(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    logger = logging.getLogger("test.nb2prod.failure")
+    inp = SimpleNamespace(email="bob.secret@example.org", x=1.0)
+    try:
+        raise ValueError(f"cannot parse {inp.email}")
+    except ValueError as exc:
+        with caplog.at_level(logging.ERROR, logger=logger.name):
+            telemetry.log_failure(logger, "model path failed", exc, [inp], frozenset({"email"}))
+    record = caplog.records[-1]
+    assert record.fields["error"] == "ValueError: cannot parse [REDACTED]"  # type: ignore[attr-defined]
+    assert "bob.secret" not in json.dumps(record.fields)  # type: ignore[attr-defined]
+
+
+def test_psi_is_zero_for_the_reference_and_large_for_a_shifted_distribution() -> None:
+    assert telemetry.psi([0.25] * 4, [25, 25, 25, 25], 100) == pytest.approx(0.0)
+    assert telemetry.psi([0.25] * 4, [0, 0, 0, 100], 100) > 2.0
+
+
+class FakeGauge:
+    def __init__(self) -> None:
+        self.values: dict[str, float] = {}
+
+    def labels(self, field: str) -> Any:
+        return SimpleNamespace(set=lambda value: self.values.__setitem__(field, value))
+
+
+def drift() -> tuple[Any, FakeGauge, FakeGauge]:
+    psi, observations = FakeGauge(), FakeGauge()
+    metrics = SimpleNamespace(drift=psi, drift_observations=observations)
+    return telemetry.Drift(MONITORING["drift"], metrics, every=10), psi, observations
+
+
+def test_drift_window_slides_and_scores_skew() -> None:
+    monitor, psi, observations = drift()
+    calm = [
+        SimpleNamespace(x=v, c=c)
+        for v, c in zip([0.5, 1.5, 2.5, 3.5] * 25, ["de", "fr"] * 50, strict=True)
+    ]
+    for start in range(0, 100, 4):
+        monitor.observe(calm[start : start + 4])
+    monitor.publish()
+    assert observations.values == {"x": 100, "c": 100}
+    assert psi.values["x"] == pytest.approx(0.0) and psi.values["c"] == pytest.approx(0.0)
+    for _ in range(25):  # the window is 100: these push every calm value out
+        monitor.observe([SimpleNamespace(x=9.0, c="it")] * 4)
+    monitor.publish()
+    spec = monitor.specs["x"]
+    assert sum(spec["counts"]) == len(spec["window"]) == 100
+    assert spec["counts"] == [0, 0, 0, 100]
+    assert psi.values["x"] > 2.0
+    assert monitor.specs["c"]["counts"] == [0, 0, 100]  # an unseen category counts as "other"
+    assert psi.values["c"] > 2.0
+
+
+def test_drift_samples_large_batches_and_waits_for_enough_values() -> None:
+    monitor, psi, observations = drift()
+    monitor.observe([SimpleNamespace(x=1.0, c="de")] * 320)
+    monitor.publish()
+    assert observations.values["x"] == telemetry.DRIFT_ROWS_PER_CALL
+    assert psi.values == {}  # fewer than MIN_DRIFT_OBSERVATIONS values: no score yet
+
+
+def test_observe_many_matches_observe_one_by_one() -> None:
+    values = [0.1, 0.25, 0.3, 0.5, 0.99, 1.0, 7.0]
+    one, many = CollectorRegistry(), CollectorRegistry()
+    single = Histogram("h", "h", buckets=[0.25, 0.5, 1.0], registry=one)
+    for value in values:
+        single.observe(value)
+    telemetry.observe_many(Histogram("h", "h", buckets=[0.25, 0.5, 1.0], registry=many), values)
+
+    def samples(registry: CollectorRegistry) -> list[tuple[str, dict[str, str], float]]:
+        return [
+            (s.name, s.labels, s.value)
+            for metric in registry.collect()
+            for s in metric.samples
+            if not s.name.endswith("_created")
+        ]
+
+    assert samples(many) == samples(one)
+
+
+def run_observe(
+    scope_extra: dict[str, Any], status: int, response: bytes, request: bytes = b"{}", **kwargs: Any
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Drive Observe around a fake app; (messages sent, JSON log lines)."""
+    sent: list[dict[str, Any]] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await receive()
+        telemetry.note_outcome("degraded", "timeout") if status == 299 else None
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200 if status == 299 else status,
+                "headers": [],
+            }
+        )
+        await send({"type": "http.response.body", "body": response})
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": request, "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    observe = telemetry.Observe(
+        app,
+        monitoring=MONITORING,
+        input_fields=["x", "c", "email"],
+        model_version="1.2.3",
+        log_bodies=kwargs.get("log_bodies", False),
+    )
+    lines: list[dict[str, Any]] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: lines.append(json.loads(telemetry.JsonFormatter().format(record)))  # type: ignore[method-assign]
+    access = logging.getLogger("nb2prod.access")
+    access.addHandler(handler)
+    try:
+        scope = {
+            "type": "http",
+            "method": "POST",
+            "path": "/v1/predict",
+            "headers": [],
+            **scope_extra,
+        }
+        asyncio.run(observe(scope, receive, send))
+    finally:
+        access.removeHandler(handler)
+    return sent, lines
+
+
+def test_observe_returns_a_given_request_id_and_logs_one_line() -> None:
+    sent, lines = run_observe({"headers": [(b"x-request-id", b"abc-1")]}, 200, b"{}")
+    assert (b"x-request-id", b"abc-1") in sent[0]["headers"]
+    (line,) = lines
+    assert line["request_id"] == "abc-1"
+    assert {k: line[k] for k in ("route", "status", "model_version", "outcome")} == {
+        "route": "/v1/predict", "status": 200, "model_version": "1.2.3", "outcome": "ok",
+    }  # fmt: skip
+    assert "request_body" not in line  # bodies are off by default
+
+
+def test_observe_replaces_an_unusable_request_id() -> None:
+    sent, lines = run_observe({"headers": [(b"x-request-id", b"bad id\n" * 40)]}, 200, b"{}")
+    given = dict(sent[0]["headers"])[b"x-request-id"].decode()
+    assert len(given) == 32 and lines[0]["request_id"] == given
+
+
+def test_observe_records_the_outcome_the_handler_notes() -> None:
+    _, lines = run_observe({}, 299, b"{}")
+    assert lines[0]["outcome"] == "degraded" and lines[0]["reason"] == "timeout"
+
+
+def test_observe_names_invalid_fields_and_redacts_bodies() -> None:
+    error = {
+        "error": "1 validation error",
+        "detail": [{"loc": ["email"], "msg": "bad", "type": "x"}],
+    }
+    _, lines = run_observe(
+        {}, 400, json.dumps(error).encode(),
+        request=json.dumps({"x": 1, "c": "de", "email": "s3cret@x"}).encode(), log_bodies=True,
+    )  # fmt: skip
+    (line,) = lines
+    assert line["outcome"] == "invalid" and line["invalid_fields"] == ["email"]
+    assert line["request_body"] == {"x": 1, "c": "de", "email": "[REDACTED]"}
+    assert "s3cret" not in json.dumps(line)
+
+
+def test_routes_outside_v1_pass_through_untouched() -> None:
+    sent, lines = run_observe({"path": "/readyz"}, 200, b"ok")
+    assert sent[0]["headers"] == [] and lines == []
+
+
+def test_the_batcher_groups_only_what_waits_for_a_busy_model() -> None:
+    calls: list[list[int]] = []
+
+    async def run_batch(items: list[int]) -> list[int]:
+        calls.append(items)
+        await asyncio.sleep(0.05)
+        return [i * 10 for i in items]
+
+    async def scenario() -> list[int]:
+        batcher = runtime.Batcher(run_batch, max_size=3, max_in_flight=1)
+        first = asyncio.create_task(batcher.submit(1))
+        await asyncio.sleep(0.01)  # the first call is in the model now
+        rest = [asyncio.create_task(batcher.submit(i)) for i in (2, 3, 4, 5)]
+        return [await first] + [await task for task in rest]
+
+    assert asyncio.run(scenario()) == [10, 20, 30, 40, 50]
+    assert calls == [[1], [2, 3, 4], [5]]
+
+
+def test_a_stuck_call_does_not_hold_up_requests_while_slots_are_free() -> None:
+    async def run_batch(items: list[float]) -> list[float]:
+        await asyncio.sleep(max(items))
+        return items
+
+    async def scenario() -> float:
+        batcher = runtime.Batcher(run_batch, max_size=8, max_in_flight=2)
+        stuck = asyncio.create_task(batcher.submit(5.0))
+        await asyncio.sleep(0.01)
+        start = asyncio.get_running_loop().time()
+        assert await batcher.submit(0.01) == 0.01
+        elapsed = asyncio.get_running_loop().time() - start
+        stuck.cancel()
+        return elapsed
+
+    assert asyncio.run(scenario()) < 1.0
+
+
+def test_a_failing_batch_fails_only_its_own_waiters() -> None:
+    async def run_batch(items: list[int]) -> list[int]:
+        await asyncio.sleep(0.01)
+        if 2 in items:
+            raise RuntimeError("boom")
+        return items
+
+    async def scenario() -> tuple[Any, ...]:
+        batcher = runtime.Batcher(run_batch, max_size=1, max_in_flight=1)
+        tasks = [asyncio.create_task(batcher.submit(i)) for i in (1, 2, 3)]
+        return tuple(await asyncio.gather(*tasks, return_exceptions=True))
+
+    one, two, three = asyncio.run(scenario())
+    assert (one, three) == (1, 3) and isinstance(two, RuntimeError)
+
+
+def test_oas30_converts_json_schema_2020_constructs() -> None:
+    defs: dict[str, Any] = {}
+    schema = {
+        "type": "object",
+        "properties": {
+            "x": {"type": "number", "exclusiveMinimum": 0, "maximum": 10},
+            "c": {"anyOf": [{"type": "number", "minimum": 0}, {"type": "null"}], "default": None},
+            "k": {"const": "fixed"},
+            "o": {"$ref": "#/$defs/Other"},
+        },
+        "$defs": {
+            "Other": {
+                "type": "object",
+                "properties": {"y": {"type": "integer", "exclusiveMaximum": 5}},
+            }
+        },
+    }
+    converted = openapi.oas30(schema, defs)
+    props = converted["properties"]
+    assert props["x"] == {"type": "number", "minimum": 0, "exclusiveMinimum": True, "maximum": 10}
+    assert props["c"] == {"type": "number", "minimum": 0, "nullable": True, "default": None}
+    assert props["k"] == {"enum": ["fixed"]}
+    assert props["o"] == {"$ref": "#/components/schemas/Other"}
+    assert "$defs" not in converted
+    assert defs["Other"]["properties"]["y"] == {
+        "type": "integer",
+        "maximum": 5,
+        "exclusiveMaximum": True,
+    }
+
+
+def test_rewrite_replaces_only_v1_paths_and_adds_the_bearer_scheme() -> None:
+    document = {
+        "openapi": "3.0.2",
+        "paths": {"/readyz": {"get": {}}, "/v1/predict": {"post": {"old": 1}}},
+    }
+    ops = {
+        "/v1/predict": {
+            "post": openapi.operation(
+                "predict", "s", {"type": "object"}, {"type": "object"}, {}, True
+            )
+        }
+    }
+    rewritten = openapi.rewrite(document, ops, auth=True)
+    assert set(rewritten["paths"]) == {"/readyz", "/v1/predict"}
+    post = rewritten["paths"]["/v1/predict"]["post"]
+    assert set(post["responses"]) == {"200", "400", "401", "415", "503"}
+    assert post["security"] == [{"bearer": []}]
+    assert rewritten["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
+
+
+def test_json_only_refuses_other_media_types() -> None:
+    sent: list[dict[str, Any]] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    guard = runtime.JsonOnly(app)
+    for content_type, status in (
+        (b"multipart/form-data", 415),
+        (b"application/json; charset=utf-8", 200),
+        (None, 200),
+    ):
+        sent.clear()
+        headers = [(b"content-type", content_type)] if content_type else []
+        scope = {"type": "http", "method": "POST", "path": "/v1/predict", "headers": headers}
+        asyncio.run(guard(scope, None, send))
+        assert sent[0]["status"] == status, content_type
