@@ -133,6 +133,18 @@ def api_token(auth: str) -> bytes | None:
     return token.encode()
 
 
+async def send_json(send: Any, status: int, payload: dict, *headers: tuple[bytes, bytes]) -> None:
+    """Answer an ASGI request from a middleware with a small JSON body."""
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"application/json"), *headers],
+        }
+    )
+    await send({"type": "http.response.body", "body": json.dumps(payload).encode()})
+
+
 class BearerAuth:
     """ASGI middleware: every /v1/* route needs `Authorization: Bearer <token>`."""
 
@@ -147,18 +159,10 @@ class BearerAuth:
             given = dict(scope["headers"]).get(b"authorization", b"")
             # constant-time comparison, so response timing does not leak the token
             if not hmac.compare_digest(given, self.expected):
-                body = json.dumps({"error": "missing or wrong bearer token"}).encode()
-                await send(
-                    {
-                        "type": "http.response.start",
-                        "status": 401,
-                        "headers": [
-                            (b"content-type", b"application/json"),
-                            (b"www-authenticate", b'Bearer realm="nb2prod"'),
-                        ],
-                    }
-                )
-                await send({"type": "http.response.body", "body": body})
+                await send_json(
+                    send, 401, {"error": "missing or wrong bearer token"},
+                    (b"www-authenticate", b'Bearer realm="nb2prod"'),
+                )  # fmt: skip
                 return
         await self.app(scope, receive, send)
 
@@ -178,17 +182,8 @@ class JsonOnly:
             given = dict(scope["headers"]).get(b"content-type", b"application/json")
             media = given.split(b";")[0].strip().lower()
             if media != b"application/json" and not media.endswith(b"+json"):
-                body = json.dumps(
-                    {"error": f"Content-Type {given.decode('latin-1')!r} is not supported; send application/json"}
-                ).encode()
-                await send(
-                    {
-                        "type": "http.response.start",
-                        "status": 415,
-                        "headers": [(b"content-type", b"application/json")],
-                    }
-                )
-                await send({"type": "http.response.body", "body": body})
+                message = f"Content-Type {given.decode('latin-1')!r} is not supported; send application/json"
+                await send_json(send, 415, {"error": message})
                 return
         await self.app(scope, receive, send)
 

@@ -133,6 +133,18 @@ def api_token(auth: str) -> bytes | None:
     return token.encode()
 
 
+async def send_json(send: Any, status: int, payload: dict, *headers: tuple[bytes, bytes]) -> None:
+    """Answer an ASGI request from a middleware with a small JSON body."""
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"application/json"), *headers],
+        }
+    )
+    await send({"type": "http.response.body", "body": json.dumps(payload).encode()})
+
+
 class BearerAuth:
     """ASGI middleware: every /v1/* route needs `Authorization: Bearer <token>`."""
 
@@ -147,18 +159,10 @@ class BearerAuth:
             given = dict(scope["headers"]).get(b"authorization", b"")
             # constant-time comparison, so response timing does not leak the token
             if not hmac.compare_digest(given, self.expected):
-                body = json.dumps({"error": "missing or wrong bearer token"}).encode()
-                await send(
-                    {
-                        "type": "http.response.start",
-                        "status": 401,
-                        "headers": [
-                            (b"content-type", b"application/json"),
-                            (b"www-authenticate", b'Bearer realm="nb2prod"'),
-                        ],
-                    }
-                )
-                await send({"type": "http.response.body", "body": body})
+                await send_json(
+                    send, 401, {"error": "missing or wrong bearer token"},
+                    (b"www-authenticate", b'Bearer realm="nb2prod"'),
+                )  # fmt: skip
                 return
         await self.app(scope, receive, send)
 
@@ -178,17 +182,8 @@ class JsonOnly:
             given = dict(scope["headers"]).get(b"content-type", b"application/json")
             media = given.split(b";")[0].strip().lower()
             if media != b"application/json" and not media.endswith(b"+json"):
-                body = json.dumps(
-                    {"error": f"Content-Type {given.decode('latin-1')!r} is not supported; send application/json"}
-                ).encode()
-                await send(
-                    {
-                        "type": "http.response.start",
-                        "status": 415,
-                        "headers": [(b"content-type", b"application/json")],
-                    }
-                )
-                await send({"type": "http.response.body", "body": body})
+                message = f"Content-Type {given.decode('latin-1')!r} is not supported; send application/json"
+                await send_json(send, 415, {"error": message})
                 return
         await self.app(scope, receive, send)
 
@@ -268,38 +263,46 @@ TIMEOUT_ERRORS = (asyncio.TimeoutError, FutureTimeout)
 class Batcher:
     """Adaptive batching of single requests, without a fixed wait.
 
-    An idle service runs a request at once. While a batch is in the model, requests that arrive
-    queue up and go together in the next call (at most ``max_size``), so under load the model
-    runs fewer, larger batches, and at concurrency 1 nothing waits.
+    A request starts a model call at once while fewer than ``max_in_flight`` calls are running;
+    only when all are busy do requests queue, and the queue goes together into the next free call
+    (at most ``max_size``). So at low load nothing waits, under load the model runs fewer, larger
+    batches, and one stuck call holds up only its own batch, not every request behind it.
     """
 
-    def __init__(self, run_batch: Any, max_size: int) -> None:
+    def __init__(self, run_batch: Any, max_size: int, max_in_flight: int = 4) -> None:
         self.run_batch = run_batch  # async: list of inputs -> list of per-item results
         self.max_size = max_size
+        self.max_in_flight = max_in_flight
         self._queue: list[tuple[Any, asyncio.Future[Any]]] = []
-        self._draining = False
+        self._in_flight = 0
 
-    async def submit(self, item: Any) -> Any:
+    def enqueue(self, item: Any) -> asyncio.Future[Any]:
+        """The future of this item's result (await it, or shield it to apply a deadline)."""
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._queue.append((item, future))
-        if not self._draining:
-            self._draining = True
-            asyncio.get_running_loop().create_task(self._drain())
-        return await future
+        self._start()
+        return future
 
-    async def _drain(self) -> None:
+    async def submit(self, item: Any) -> Any:
+        return await self.enqueue(item)
+
+    def _start(self) -> None:
+        while self._queue and self._in_flight < self.max_in_flight:
+            batch, self._queue = self._queue[: self.max_size], self._queue[self.max_size :]
+            self._in_flight += 1
+            asyncio.get_running_loop().create_task(self._run(batch))
+
+    async def _run(self, batch: list[tuple[Any, asyncio.Future[Any]]]) -> None:
         try:
-            while self._queue:
-                batch, self._queue = self._queue[: self.max_size], self._queue[self.max_size :]
-                try:
-                    results = await self.run_batch([item for item, _ in batch])
-                except Exception as exc:  # every waiter hears of it; the drain goes on
-                    for _, future in batch:
-                        if not future.done():
-                            future.set_exception(exc)
-                    continue
-                for (_, future), result in zip(batch, results):
-                    if not future.done():  # a client that went away cancelled its future
-                        future.set_result(result)
+            results = await self.run_batch([item for item, _ in batch])
+        except Exception as exc:  # every waiter of this batch hears of it
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+        else:
+            for (_, future), result in zip(batch, results):
+                if not future.done():  # a waiter past its deadline or gone has cancelled it
+                    future.set_result(result)
         finally:
-            self._draining = False
+            self._in_flight -= 1
+            self._start()

@@ -8,6 +8,7 @@ Routes (nb2prod SPEC section 6):
 The notebook's code lives in pipeline.py; this file only wires it to HTTP. Do not edit by hand.
 """
 
+import asyncio
 import json
 import logging
 from pathlib import Path
@@ -131,16 +132,17 @@ class IrisClassifier:
         # BentoML has validated the body against Input (400 naming the fields otherwise)
         inp = Input.model_construct(**fields)
         self.drift.observe((inp,))
-        if self.batcher is not None:
-            result = await self.batcher.submit(inp)
-        else:
-            result = (await self.answer([inp]))[0]
-        if isinstance(result, runtime.NoAnswer):
-            telemetry.note_outcome("unavailable", result.reason)
-            return result.response()
-        if result.degraded:
-            telemetry.note_outcome("degraded", result.reason)
-        return result
+        if self.batcher is None:
+            return self.deliver((await self.answer([inp]))[0])
+        future = self.batcher.enqueue(inp)
+        if self.guard.timeout_s is None:
+            return self.deliver(await future)
+        try:  # the budget counts from arrival: time waiting for a batch is part of it
+            result = await asyncio.wait_for(asyncio.shield(future), self.guard.timeout_s)
+        except runtime.TIMEOUT_ERRORS:
+            future.cancel()
+            result = self.fallback(inp, "timeout")
+        return self.deliver(result)
 
     @bentoml.api(route="/v1/predict_batch", output_spec=BatchResult)
     async def predict_batch(
@@ -149,15 +151,28 @@ class IrisClassifier:
         if not inputs:
             return BatchResult(results=[])
         self.drift.observe(inputs)
-        results = await self.answer(inputs)
-        failed = next((r for r in results if isinstance(r, runtime.NoAnswer)), None)
-        if failed is not None:  # one item neither the model nor the fallback could answer
+        raw = await self.answer(inputs)
+        results = [self.deliver(r) for r in raw]
+        failed = next((r for r in raw if isinstance(r, runtime.NoAnswer)), None)
+        if failed is not None:  # one item neither the model nor the fallback could answer: 503
             telemetry.note_outcome("unavailable", failed.reason)
             return failed.response()
         degraded = next((r for r in results if r.degraded), None)
         if degraded is not None:
             telemetry.note_outcome("degraded", degraded.reason)
         return BatchResult(results=results)
+
+    def deliver(self, result):
+        """Count, log and report (to the access line) what a request gets: answer, fallback or 503."""
+        if isinstance(result, runtime.NoAnswer):
+            self.metrics.fallbacks.labels(reason=result.reason).inc()
+            telemetry.note_outcome("unavailable", result.reason)
+            return result.response()
+        if result.degraded:
+            self.metrics.fallbacks.labels(reason=result.reason).inc()
+            logger.warning("the fallback answers", extra={"fields": {"reason": result.reason}})
+            telemetry.note_outcome("degraded", result.reason)
+        return result
 
     async def answer_detached(self, inputs: list) -> list:
         telemetry.detach()  # the batcher's task serves many requests: no single request id
@@ -193,9 +208,10 @@ class IrisClassifier:
         return results
 
     def fallback(self, inp, reason: str):
-        """The fallback's Prediction, or NoAnswer (a 503) when there is none or it failed."""
-        self.metrics.fallbacks.labels(reason=reason).inc()
-        logger.warning("the fallback answers", extra={"fields": {"reason": reason}})
+        """The fallback's Prediction, or NoAnswer (a 503) when there is none or it failed.
+
+        Counted where it is delivered (deliver), so an answer computed but not sent is not counted.
+        """
         try:
             output = runtime.fallback(pipeline, inp)
         except Exception as exc:
