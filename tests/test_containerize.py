@@ -353,3 +353,46 @@ def test_package_containerize_passes_image_options(monkeypatch: pytest.MonkeyPat
     assert seen["request"].image == ImageOptions(backend="buildah")
     CliRunner().invoke(main, ["package", "nb.ipynb"])
     assert seen["request"].image is None
+
+
+def test_verify_image_refuses_an_image_of_another_bento(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from toolkit.target import Target
+    from toolkit.verify import verify_image
+
+    info = container.ImageInfo(
+        "img", "id", 1, {"nb2prod.bento-tag": "iris-classifier:old"}, "1", ()
+    )
+    monkeypatch.setattr(container, "inspect_image", lambda engine, ref: info)
+    engine = container.Engine("podman", "/usr/bin/podman", "test")
+    target = Target("iris-classifier:new", tmp_path, None)
+    with pytest.raises(
+        TargetError, match="built from bento iris-classifier:old, not iris-classifier:new"
+    ):
+        verify_image(target, "img", engine)
+
+
+def test_package_says_the_release_stands_when_only_its_image_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from toolkit import package as package_module
+
+    release = tmp_path / "dist" / "svc-1.0.0"
+    monkeypatch.setattr(
+        package_module,
+        "_release",
+        lambda request, progress: package_module.PackageResult(
+            release, "svc:a", "svc", "1.0.0", 1, 1.0
+        ),
+    )
+
+    def failing(target: str, options: ImageOptions, progress: Any) -> Any:
+        raise ContainerError("podman build of localhost/svc:1.0.0 failed", hint="Full log: x.")
+
+    monkeypatch.setattr(package_module, "containerize", failing)
+    request = package_module.PackageRequest(notebook=tmp_path / "nb.ipynb", image=ImageOptions())
+    with pytest.raises(ContainerError) as caught:
+        package_module.package(request)
+    assert f"the release {release} is complete and verified" in caught.value.message
+    assert caught.value.hint == f"Full log: x. Retry with: nb2prod containerize {release}"

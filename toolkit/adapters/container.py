@@ -110,7 +110,8 @@ def choose(
         if need_run and requested == "buildah":
             raise ContainerError(
                 "--backend buildah cannot run containers; verifying an image needs podman or docker",
-                hint=_install_hint(),
+                hint="podman runs the images buildah builds (they share local storage): "
+                "use --backend podman, or apt-get install podman.",
             )
         return _engine(requested, binary, "asked for with --backend")
     skipped: list[str] = []
