@@ -396,3 +396,16 @@ def test_package_says_the_release_stands_when_only_its_image_fails(
         package_module.package(request)
     assert f"the release {release} is complete and verified" in caught.value.message
     assert caught.value.hint == f"Full log: x. Retry with: nb2prod containerize {release}"
+
+
+def test_a_release_whose_bento_is_not_in_the_store_is_named_before_any_build(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    release = fake_release(tmp_path)
+
+    def no_engine(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("no engine may be chosen for a release without its bento")
+
+    monkeypatch.setattr(container, "choose", no_engine)
+    with pytest.raises(TargetError, match=r"bento iris-classifier:abc is not in the BentoML store"):
+        containerize(str(release), ImageOptions(ca_bundle=None, index_url="https://x.invalid/"))

@@ -28,7 +28,7 @@ import yaml
 
 from toolkit import __version__
 from toolkit.adapters import bento, container
-from toolkit.adapters.pip_config import host_pip_settings
+from toolkit.adapters.pip_config import PipSettings, host_pip_settings
 from toolkit.base_image import DEFAULT_BASE, BaseImageRequest, ensure_base_image
 from toolkit.errors import ContainerError
 from toolkit.progress import Progress, Silent, stage
@@ -92,9 +92,11 @@ def containerize(
     if resolved.release_dir is not None:
         check_release_files(resolved)
     metadata = resolved.read_json("service/metadata.json")
-    ca_bundle, ca_source = _ca_bundle(options.ca_bundle)
-    index_url = options.index_url or host_pip_settings().index_url
+    pip = host_pip_settings() if not (options.ca_bundle and options.index_url) else None
+    ca_bundle, ca_source = _ca_bundle(options.ca_bundle, pip)
+    index_url = options.index_url or (pip.index_url if pip else None)
     context_dir = _context_dir(options.context_dir)
+    bento_dir = bento.path_of(resolved.bento_tag)  # before the engine: a base build takes 40 s
     engine = container.choose(options.backend)
     progress.note(f"backend: {engine.name} ({engine.why})")
     if ca_bundle:
@@ -108,7 +110,6 @@ def containerize(
             s.detail = f"not in {engine.name}'s local storage: the build will try to pull it"
         else:
             s.detail = "in local storage"
-    bento_dir = bento.path_of(resolved.bento_tag)
     name, version = metadata["name"], metadata["version"]
     reference = options.reference or f"localhost/{name}:{version}"
     labels = image_labels(metadata, bento_tag=resolved.bento_tag, base_image=base, created=_now())
@@ -210,7 +211,7 @@ def render_containerfile(context: ContainerfileContext) -> bytes:
     return environment.get_template("Containerfile.j2").render(**asdict(context)).encode()
 
 
-def _ca_bundle(given: Path | None) -> tuple[Path | None, str]:
+def _ca_bundle(given: Path | None, pip: PipSettings | None) -> tuple[Path | None, str]:
     if given is not None:
         if not given.is_file():
             raise ContainerError(
@@ -219,9 +220,8 @@ def _ca_bundle(given: Path | None) -> tuple[Path | None, str]:
                 "e.g. /etc/ssl/certs/ca-certificates.crt on Debian.",
             )
         return given.resolve(), "--ca-bundle"
-    settings = host_pip_settings()
-    if settings.cert is not None and settings.cert.is_file():
-        return settings.cert.resolve(), settings.cert_source
+    if pip is not None and pip.cert is not None and pip.cert.is_file():
+        return pip.cert.resolve(), pip.cert_source
     return None, ""
 
 
