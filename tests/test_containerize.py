@@ -409,3 +409,15 @@ def test_a_release_whose_bento_is_not_in_the_store_is_named_before_any_build(
     monkeypatch.setattr(container, "choose", no_engine)
     with pytest.raises(TargetError, match=r"bento iris-classifier:abc is not in the BentoML store"):
         containerize(str(release), ImageOptions(ca_bundle=None, index_url="https://x.invalid/"))
+
+
+def test_image_options_need_containerize_and_backend_needs_image() -> None:
+    result = CliRunner().invoke(main, ["package", "nb.ipynb", "--ca-bundle", "ca.pem"])
+    assert (
+        result.exit_code == 2
+        and "--ca-bundle is an image option: add --containerize" in result.output
+    )
+    result = CliRunner().invoke(main, ["package", "nb.ipynb", "--tag", "x:1"])
+    assert result.exit_code == 2 and "--tag is an image option" in result.output
+    result = CliRunner().invoke(main, ["verify", "dist/x", "--backend", "podman"])
+    assert result.exit_code == 2 and "add --image" in result.output

@@ -199,6 +199,11 @@ def package(
     from toolkit.package import PackageRequest, parse_parameter
     from toolkit.package import package as run_package
 
+    given = sorted(k for k, v in image.items() if v is not None)
+    if given and not containerize:
+        option = "--" + given[0].replace("image_tag", "tag").replace("context_dir", "context")
+        raise click.UsageError(f"{option.replace('_', '-')} is an image option: add --containerize")
+
     request = PackageRequest(
         notebook=notebook,
         config=config,
@@ -350,6 +355,8 @@ def verify(target: str, image: str | None, backend: str | None) -> None:
     from toolkit.target import resolve
     from toolkit.verify import raise_for_differences, verify_image, verify_target
 
+    if backend and image is None:
+        raise click.UsageError("--backend chooses the engine that runs --image IMG; add --image")
     resolved = resolve(target)
     if image is None:
         console.print(f"▸ verifying {resolved.bento_tag}")
