@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import stat
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -281,6 +282,7 @@ def test_a_failed_build_leaves_the_release_untouched_and_keeps_the_context(
         raise ContainerError("podman build of localhost/iris-classifier:1.0.0 failed")
 
     engine = container.Engine("podman", "/usr/bin/podman", "test")
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # the kept context stays in tmp_path
     monkeypatch.setattr(container, "choose", lambda *a, **k: engine)
     monkeypatch.setattr(container, "image_exists", lambda *a: True)
     monkeypatch.setattr(container, "build", failing_build)
@@ -295,6 +297,7 @@ def test_a_failed_build_leaves_the_release_untouched_and_keeps_the_context(
         )
     assert tree_snapshot(release) == before
     context = seen["context"]
+    assert context.is_relative_to(tmp_path)
     assert (context / "Containerfile").is_file() and (context / "bento" / "bento.yaml").is_file()
     assert (context / "requirements.lock").read_bytes() == (
         release / "requirements.lock"

@@ -237,10 +237,11 @@ def test_the_layer_scan_finds_a_bundle_that_was_copied_in(
 
 
 def test_a_failed_build_says_why_and_leaves_the_release_untouched(
-    iris_release: tuple[Path, Run], image: Run
+    iris_release: tuple[Path, Run], image: Run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     release, _ = iris_release
     before = tree_snapshot(release)
+    monkeypatch.setenv("TMPDIR", str(tmp_path))  # where the failed build's context and log stay
     run = nb2prod(
         "containerize", release, "--base-image", "localhost/nb2prod-no-such-base:1",
         "--tag", "localhost/never:1",
@@ -249,6 +250,9 @@ def test_a_failed_build_says_why_and_leaves_the_release_untouched(
     (line,) = [li for li in run.stderr.splitlines() if li.startswith("error: ")]
     assert "build of localhost/never:1 failed" in line
     assert "hint: Full log:" in run.stderr and "Traceback" not in run.stderr
+    (log,) = tmp_path.glob("nb2prod-image-*/build.log")
+    assert f"Full log: {log}" in run.stderr
+    assert (log.parent / "context" / "Containerfile").is_file()
     assert tree_snapshot(release) == before
     assert podman("image", "exists", "localhost/never:1", check=False).returncode != 0
 
