@@ -63,6 +63,78 @@ def _handled(func: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+def _backend_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "--backend",
+        type=click.Choice(["docker", "podman", "buildah"]),
+        help="Container engine (default: docker if its daemon answers, else podman, else buildah).",
+    )(func)
+
+
+def _image_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """The options of `containerize`, also taken by `package --containerize`."""
+    for option in reversed(
+        [
+            click.option(
+                "--base-image",
+                metavar="IMG",
+                help="Base image (default: localhost/nb2prod-base:py311-bookworm, built by "
+                "`nb2prod base-image` when missing).",
+            ),
+            click.option(
+                "--ca-bundle",
+                type=click.Path(path_type=Path),
+                help="CA bundle for TLS inside the build, passed as a secret "
+                "(default: the one the host's pip uses, if any).",
+            ),
+            click.option(
+                "--index-url",
+                metavar="URL",
+                help="Package index for the build, passed as a secret (default: the host "
+                "pip's index-url, else pip's default).",
+            ),
+            click.option(
+                "--tag",
+                "image_tag",
+                metavar="REF",
+                help="Image reference (default: localhost/<name>:<version>).",
+            ),
+            click.option(
+                "--context",
+                "context_dir",
+                type=click.Path(path_type=Path),
+                help="Keep the build context (Containerfile, requirements.lock, bento/) here.",
+            ),
+        ]
+    ):
+        func = option(func)
+    return _backend_option(func)
+
+
+def _options(**given: Any) -> Any:
+    from toolkit.containerize import ImageOptions
+
+    return ImageOptions(
+        backend=given["backend"],
+        base_image=given["base_image"],
+        ca_bundle=given["ca_bundle"],
+        index_url=given["index_url"],
+        reference=given["image_tag"],
+        context_dir=given["context_dir"],
+    )
+
+
+def _print_image(image: Any) -> None:
+    console.print(f"[bold green]image[/] {escape(image.reference)}", markup=True)
+    console.print(f"  id         {image.image_id[:12]}")
+    console.print(f"  size       {image.size_bytes / 1e6:.0f} MB")
+    console.print(f"  backend    {image.backend} ({escape(image.backend_why)})")
+    console.print(f"  base       {escape(image.base_image)}")
+    console.print(f"  built in   {image.seconds:.1f} s")
+    if image.context_dir:
+        console.print(f"  context    {image.context_dir}")
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="nb2prod")
 def main() -> None:
@@ -104,6 +176,12 @@ def main() -> None:
 @click.option(
     "--no-cache", is_flag=True, help="Run the notebook and lock again even if nothing changed."
 )
+@click.option(
+    "--containerize",
+    is_flag=True,
+    help="Also build an OCI image of the release (see containerize).",
+)
+@_image_options
 @_handled
 def package(
     notebook: Path,
@@ -114,10 +192,17 @@ def package(
     allow_drift: bool,
     allow_breaking: bool,
     no_cache: bool,
+    containerize: bool,
+    **image: Any,
 ) -> None:
     """Execute NOTEBOOK and turn it into a verified release."""  # fmt: skip
     from toolkit.package import PackageRequest, parse_parameter
     from toolkit.package import package as run_package
+
+    given = sorted(k for k, v in image.items() if v is not None)
+    if given and not containerize:
+        option = "--" + given[0].replace("image_tag", "tag").replace("context_dir", "context")
+        raise click.UsageError(f"{option.replace('_', '-')} is an image option: add --containerize")
 
     request = PackageRequest(
         notebook=notebook,
@@ -128,6 +213,7 @@ def package(
         allow_drift=allow_drift,
         allow_breaking=allow_breaking,
         use_cache=not no_cache,
+        image=_options(**image) if containerize else None,
     )
     result = run_package(request, ConsoleProgress())
     console.print()
@@ -137,7 +223,13 @@ def package(
     console.print(f"  bento tag  [bold]{result.bento_tag}[/]", markup=True)
     console.print(f"  serve      nb2prod serve {result.release_dir}")
     console.print(f"  verify     nb2prod verify {result.release_dir}")
-    console.print(f"  image      bentoml containerize {result.bento_tag} --backend podman")
+    if result.image is None:
+        console.print(f"  image      nb2prod containerize {result.release_dir}")
+        return
+    _print_image(result.image)
+    console.print(
+        f"  verify     nb2prod verify {result.release_dir} --image {escape(result.image.reference)}"
+    )
 
 
 @main.command()
@@ -252,22 +344,91 @@ def contract_diff(old: str, new: str, fmt: str) -> None:
 
 @main.command()
 @click.argument("target")
+@click.option(
+    "--image", metavar="IMG", help="Run this image (podman or docker) instead of bentoml serve."
+)
+@_backend_option
 @_handled
-def verify(target: str) -> None:
-    """Serve TARGET, send its examples, and compare with the notebook's outputs."""
+def verify(target: str, image: str | None, backend: str | None) -> None:
+    """Serve TARGET (or run its IMAGE), send its examples, and compare with the notebook's outputs."""
+    from toolkit.adapters import container
     from toolkit.target import resolve
-    from toolkit.verify import raise_for_differences, verify_target
+    from toolkit.verify import raise_for_differences, verify_image, verify_target
 
+    if backend and image is None:
+        raise click.UsageError("--backend chooses the engine that runs --image IMG; add --image")
     resolved = resolve(target)
-    console.print(f"▸ verifying {resolved.bento_tag}")
-    report = verify_target(resolved)
+    if image is None:
+        console.print(f"▸ verifying {resolved.bento_tag}")
+        report = verify_target(resolved)
+    else:
+        engine = container.choose(backend, need_run=True)
+        console.print(f"backend: {engine.name} ({escape(engine.why)})")
+        console.print(f"▸ verifying image {escape(image)} against {resolved.bento_tag}")
+        report = verify_image(resolved, image, engine)
     raise_for_differences(report)
+    health = {True: "; HEALTHCHECK healthy", False: "; HEALTHCHECK FAILED", None: ""}
     console.print(
         f"[green]✓[/] {report.examples} examples answer as in the notebook "
         f"(single and batch); invalid input -> HTTP {report.invalid_status}; "
-        f"ready in {report.cold_start_s:.1f} s",
+        f"ready in {report.cold_start_s:.1f} s{health[report.healthy]}",
         markup=True,
     )
+    if report.healthy is False:
+        raise Nb2ProdError(
+            f"the image's HEALTHCHECK failed although /readyz answered ({image})",
+            hint="Inspect it with `podman inspect --format '{{json .Healthcheck}}' IMG`.",
+        )
+
+
+@main.command()
+@click.argument("target")
+@_image_options
+@_handled
+def containerize(target: str, **image: Any) -> None:
+    """Build an OCI image of TARGET (release directory or bento tag), without a Docker daemon."""
+    from toolkit.containerize import containerize as run_containerize
+
+    result = run_containerize(target, _options(**image), ConsoleProgress())
+    console.print()
+    _print_image(result)
+    console.print(f"  verify     nb2prod verify {target} --image {escape(result.reference)}")
+
+
+@main.command("base-image")
+@click.option(
+    "--tag",
+    "reference",
+    metavar="REF",
+    help="Image reference (default: localhost/nb2prod-base:py311-bookworm).",
+)
+@click.option("--rebuild", is_flag=True, help="Build it again even if it is in local storage.")
+@click.option(
+    "--mirror",
+    metavar="URL",
+    help="Debian mirror (default: the bookworm mirrors in /etc/apt/sources.list(.d)).",
+)
+@_backend_option
+@_handled
+def base_image(
+    reference: str | None, rebuild: bool, mirror: str | None, backend: str | None
+) -> None:
+    """Build a Debian 12 + Python 3.11 base image from Debian's packages (no registry needed)."""
+    from toolkit.adapters import container
+    from toolkit.base_image import DEFAULT_BASE, BaseImageRequest, ensure_base_image
+
+    engine = container.choose(backend)
+    console.print(f"backend: {engine.name} ({escape(engine.why)})")
+    made = ensure_base_image(
+        BaseImageRequest(reference=reference or DEFAULT_BASE, rebuild=rebuild, mirror=mirror),
+        ConsoleProgress(),
+        engine,
+    )
+    verdict = f"built in {made.seconds:.1f} s" if made.built else "reused"
+    console.print(f"[bold green]{verdict}[/] {escape(made.reference)}", markup=True)
+    console.print(f"  id         {made.image_id[:12]}")
+    console.print(f"  size       {made.size_bytes / 1e6:.0f} MB")
+    console.print(f"  use        nb2prod containerize TARGET --base-image {escape(made.reference)}")
 
 
 @main.command()

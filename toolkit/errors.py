@@ -88,3 +88,7 @@ class ParameterError(Nb2ProdError):
 
 class ContractError(Nb2ProdError):
     """The contract breaks callers of the previous release without a major version bump."""
+
+
+class ContainerError(Nb2ProdError):
+    """An image could not be built, inspected or run (build failure, unknown backend, no base)."""

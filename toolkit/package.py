@@ -27,6 +27,7 @@ from toolkit.cache import RunCache, installed_distributions, run_key
 from toolkit.capture import CapturePlan
 from toolkit.check import check
 from toolkit.config import Config, load_config
+from toolkit.containerize import ContainerImage, ImageOptions, containerize
 from toolkit.contract import Contract, build_contract
 from toolkit.contract_review import ContractDiff, diff_contracts
 from toolkit.errors import ContractError, Nb2ProdError, NotebookError, ParameterError
@@ -61,6 +62,7 @@ class PackageRequest:
     allow_drift: bool = False
     allow_breaking: bool = False
     use_cache: bool = True
+    image: ImageOptions | None = None  # --containerize: build an OCI image of the release too
 
 
 @dataclass(frozen=True)
@@ -72,10 +74,31 @@ class PackageResult:
     examples_verified: int
     cold_start_s: float
     up_to_date: bool = False  # the existing release was made from the same inputs; nothing redone
+    image: ContainerImage | None = None  # with --containerize
 
 
 def package(request: PackageRequest, progress: Progress | None = None) -> PackageResult:
+    """The release of ``request.notebook`` and, with ``request.image``, its OCI image.
+
+    The image is built from the committed release, exactly as ``nb2prod containerize`` would:
+    a failed image build leaves the (complete, verified) release in place and says so."""
     progress = progress or Silent()
+    result = _release(request, progress)
+    if request.image is None:
+        return result
+    try:
+        image = containerize(str(result.release_dir), request.image, progress)
+    except Nb2ProdError as exc:
+        raise type(exc)(
+            f"{exc.message}\n(the release {result.release_dir} is complete and verified; "
+            "only its image failed)",
+            hint=(exc.hint + " " if exc.hint else "")
+            + f"Retry with: nb2prod containerize {result.release_dir}",
+        ) from exc
+    return replace(result, image=image)
+
+
+def _release(request: PackageRequest, progress: Progress) -> PackageResult:
     with stage(progress, "parse", str(request.notebook)) as s:
         notebook = read_notebook(request.notebook)
         loaded = load_config(request.notebook, request.config)

@@ -1,4 +1,4 @@
-"""Stage 9, verify: the served bento must answer every example as the notebook did.
+"""Stage 9, verify: the served bento (or its image) must answer every example as the notebook did.
 
 Sends each example to ``POST /v1/predict`` (and all of them at once to ``/v1/predict_batch``),
 compares the answers with the notebook's own outputs from ``examples.json``, and checks that
@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import math
 import secrets
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass, replace
+from typing import Any, Protocol
 
 import httpx
 
-from toolkit.adapters import bento
+from toolkit.adapters import bento, container
 from toolkit.errors import ParityError, TargetError
 from toolkit.release import sha256_file
 from toolkit.target import Target
@@ -55,6 +56,7 @@ class VerifyReport:
     invalid_status: int
     cold_start_s: float
     openapi: Mapping[str, Any]
+    healthy: bool | None = None  # an image's HEALTHCHECK, when one was run
 
 
 def expectations(examples: list[Mapping[str, Any]], min_confidence: float | None) -> list[Expected]:
@@ -79,14 +81,55 @@ def expectations(examples: list[Mapping[str, Any]], min_confidence: float | None
     return expected
 
 
+class Served(Protocol):
+    """A running service: a bento served on loopback or a container with a loopback port."""
+
+    @property
+    def url(self) -> str: ...
+
+    @property
+    def cold_start_s(self) -> float: ...
+
+
 def verify_target(target: Target, *, check_files: bool = True) -> VerifyReport:
     """Serve ``target`` on a free loopback port with a fresh token and check it."""
+    return _verify(target, check_files, lambda env: bento.serve(target.bento_tag, env=env))
+
+
+def verify_image(target: Target, image: str, engine: container.Engine) -> VerifyReport:
+    """Run ``image`` on a free loopback port with a fresh token and check it against
+    ``target``'s examples; the container is removed whatever happens. ``healthy`` is the
+    image's own HEALTHCHECK run once after the checks (podman; None with docker)."""
+    info = container.inspect_image(engine, image)
+    built_from = info.labels.get("nb2prod.bento-tag")
+    if built_from and built_from != target.bento_tag:
+        raise TargetError(
+            f"image {image} was built from bento {built_from}, not {target.bento_tag}",
+            hint="Verify it against the release it was made from, or containerize this one.",
+        )
+    health: list[bool | None] = []
+
+    @contextmanager
+    def start(env: Mapping[str, str]) -> Iterator[Served]:
+        with container.run_service(engine, image, env=env) as running:
+            yield running
+            health.append(container.healthcheck(engine, running.name))
+
+    report = _verify(target, True, start)
+    return replace(report, healthy=health[0] if health else None)
+
+
+def _verify(
+    target: Target,
+    check_files: bool,
+    start: Callable[[Mapping[str, str]], AbstractContextManager[Served, Any]],
+) -> VerifyReport:
     if check_files and target.release_dir is not None:
         check_release_files(target)
     examples = target.read_json("examples.json")["examples"]
     metadata = target.read_json("service/metadata.json")
     token = secrets.token_urlsafe(24)
-    with bento.serve(target.bento_tag, env={"NB2PROD_API_TOKEN": token}) as server:
+    with start({"NB2PROD_API_TOKEN": token}) as server:
         return check_served(
             server.url,
             token,

@@ -1,0 +1,274 @@
+"""The iris release as an OCI image with a real podman, on a base built by `nb2prod base-image`.
+
+Everything runs in a private container store (CONTAINERS_STORAGE_CONF in a temporary
+directory) that is emptied afterwards; every container a test starts is removed. Skipped where
+podman or mmdebstrap is missing; `.ci/run` installs them, so it runs in CI.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import shutil
+import ssl
+import subprocess
+import tarfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import copy_iris, tree_snapshot
+from tests.e2e.conftest import Run, nb2prod
+from toolkit.adapters import container
+from toolkit.adapters.pip_config import host_pip_settings
+from toolkit.base_image import DEFAULT_BASE
+
+_MISSING = [tool for tool in ("podman", "mmdebstrap", "openssl") if shutil.which(tool) is None]
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.skipif(
+        bool(_MISSING),
+        reason=f"{', '.join(_MISSING)} not installed (.ci/run installs them from Debian's "
+        f"packages: apt-get install {container.DEBIAN_PACKAGES})",
+    ),
+]
+IMAGE = "localhost/iris-classifier:e2e"
+
+
+def podman(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    engine = container.choose("podman")
+    return subprocess.run(
+        engine.command(*args), capture_output=True, text=True, env=engine.environment(),
+        check=check, timeout=600,
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module", autouse=True)
+def private_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A container store of this module's own, emptied and removed afterwards."""
+    root = tmp_path_factory.mktemp("containers")
+    conf = root / "storage.conf"
+    conf.write_text(
+        f'[storage]\ndriver = "overlay"\ngraphroot = "{root}/graph"\nrunroot = "{root}/run"\n'
+    )
+    saved = os.environ.get("CONTAINERS_STORAGE_CONF")
+    os.environ["CONTAINERS_STORAGE_CONF"] = str(conf)
+    try:
+        yield root
+    finally:
+        podman("rm", "--all", "--force", check=False)
+        podman("rmi", "--all", "--force", check=False)
+        if saved is None:
+            os.environ.pop("CONTAINERS_STORAGE_CONF", None)
+        else:
+            os.environ["CONTAINERS_STORAGE_CONF"] = saved
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@dataclass(frozen=True)
+class MarkedBundle:
+    path: Path
+    marker: str  # a line of a certificate that exists only in this bundle
+
+
+@pytest.fixture(scope="module")
+def ca_bundle(tmp_path_factory: pytest.TempPathFactory) -> MarkedBundle:
+    """The host's CA bundle (pip must work in the build) plus a certificate of our own whose
+    base64 lines can be looked for in every layer."""
+    host = host_pip_settings().cert or Path(ssl.get_default_verify_paths().cafile or "")
+    assert host.is_file(), "no CA bundle on this host"
+    work = tmp_path_factory.mktemp("ca")
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", "/CN=nb2prod test CA marker", "-keyout", str(work / "key.pem"),
+         "-out", str(work / "marker.pem")],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    marker_pem = (work / "marker.pem").read_text()
+    bundle = work / "nb2prod-test-ca-bundle.pem"
+    bundle.write_text(host.read_text() + "\n" + marker_pem)
+    body = [li for li in marker_pem.splitlines() if li and not li.startswith("-----")]
+    return MarkedBundle(bundle, body[len(body) // 2])
+
+
+@pytest.fixture(scope="module")
+def base_image() -> tuple[Run, Run]:
+    """`nb2prod base-image` twice: built, then reused."""
+    first = nb2prod("base-image", timeout=900)
+    assert first.code == 0, first.stdout + first.stderr
+    second = nb2prod("base-image")
+    assert second.code == 0, second.stdout + second.stderr
+    return first, second
+
+
+@pytest.fixture(scope="module")
+def image(
+    iris_release: tuple[Path, Run], base_image: tuple[Run, Run], ca_bundle: MarkedBundle
+) -> Run:
+    release, _ = iris_release
+    run = nb2prod(
+        "containerize", release, "--backend", "podman", "--ca-bundle", ca_bundle.path,
+        "--tag", IMAGE, timeout=1200,
+    )  # fmt: skip
+    assert run.code == 0, run.stdout + run.stderr
+    return run
+
+
+def inspect(reference: str) -> dict:  # type: ignore[type-arg]
+    return json.loads(podman("image", "inspect", reference).stdout)[0]  # type: ignore[no-any-return]
+
+
+def test_base_image_is_built_from_debian_packages_then_reused(
+    base_image: tuple[Run, Run],
+) -> None:
+    first, second = base_image
+    assert "backend: podman (docker" in first.stdout or "backend: podman (" in first.stdout
+    assert "✓ bootstrap" in first.stdout and "built in" in first.stdout
+    assert DEFAULT_BASE in first.stdout and re.search(r"size\s+\d+ MB", first.stdout)
+    assert f"reused {DEFAULT_BASE}" in second.stdout and "bootstrap" not in second.stdout
+    data = inspect(DEFAULT_BASE)
+    assert data["Config"]["Labels"]["org.opencontainers.image.title"] == "nb2prod-base"
+    version = podman("run", "--rm", DEFAULT_BASE, "python3", "--version").stdout
+    assert version.startswith("Python 3.11.")
+
+
+def test_containerize_prints_backend_base_and_size(image: Run) -> None:
+    assert "backend: podman (" in image.stdout
+    assert "passed as a build secret" in image.stdout
+    assert f"image {IMAGE}" in image.stdout
+    assert re.search(r"size\s+\d+ MB", image.stdout)
+    assert "STEP 1/" in image.stdout  # the build's steps are shown as they start
+
+
+def test_image_answers_like_the_notebook_and_the_container_is_removed(
+    iris_release: tuple[Path, Run], image: Run
+) -> None:
+    release, _ = iris_release
+    run = nb2prod("verify", release, "--image", IMAGE)
+    assert run.code == 0, run.stdout + run.stderr
+    assert "3 examples answer as in the notebook" in run.stdout
+    assert "HEALTHCHECK healthy" in run.stdout
+    assert re.search(r"ready in \d+\.\d s", run.stdout)
+    assert podman("ps", "--all", "--quiet").stdout.strip() == ""
+
+
+def test_image_runs_as_non_root_with_labels_and_a_healthcheck(
+    iris_release: tuple[Path, Run], image: Run
+) -> None:
+    release, _ = iris_release
+    manifest = json.loads((release / "release.json").read_text())
+    contract = json.loads((release / "contract.json").read_text())
+    data = inspect(IMAGE)
+    labels = data["Config"]["Labels"]
+    assert labels["org.opencontainers.image.title"] == "iris-classifier"
+    assert labels["org.opencontainers.image.version"] == "1.0.0"
+    assert labels["org.opencontainers.image.created"]
+    assert labels["nb2prod.name"] == "iris-classifier"
+    assert labels["nb2prod.bento-tag"] == manifest["bento_tag"]
+    assert labels["nb2prod.contract-sha256"] == contract["sha256"]
+    assert data["Config"]["User"] not in ("", "0", "root", "0:0")
+    assert "/readyz" in " ".join(data["Healthcheck"]["Test"])
+    uid = podman("run", "--rm", IMAGE, "id", "-u").stdout.strip()
+    assert uid != "0"
+
+
+def test_image_has_no_compiler_toolchain(image: Run) -> None:
+    found = podman(
+        "run", "--rm", IMAGE, "sh", "-c", "command -v gcc cc c++ make git || true"
+    ).stdout  # fmt: skip
+    assert found.strip() == ""
+
+
+def holding(reference: str, bundle: MarkedBundle, tmp_path: Path) -> tuple[int, list[str]]:
+    """(layers scanned, where the bundle was found): file names, file contents and image
+    metadata of every blob of the image's OCI archive."""
+    archive = tmp_path / f"{reference.rsplit(':', 1)[-1]}.tar"
+    podman("save", "--format", "oci-archive", "--output", str(archive), reference)
+    marker, name = bundle.marker.encode(), bundle.path.name
+    layers, found = 0, []
+    with tarfile.open(archive) as outer:
+        for blob in outer.getmembers():
+            if not blob.isfile():
+                continue
+            data = outer.extractfile(blob).read()  # type: ignore[union-attr]
+            try:
+                layer = tarfile.open(fileobj=io.BytesIO(data), mode="r:*")  # noqa: SIM115
+            except tarfile.TarError:
+                if marker in data or name.encode() in data:
+                    found.append(f"{blob.name} (image metadata)")
+                continue
+            layers += 1
+            with layer:
+                for member in layer.getmembers():
+                    path = member.name.lstrip("./")
+                    if path.endswith(name) or (path == "run/secrets/ca" and member.size):
+                        found.append(f"{blob.name}: {path}")
+                    elif member.isfile():
+                        content = layer.extractfile(member).read()  # type: ignore[union-attr]
+                        if marker in content:
+                            found.append(f"{blob.name}: {path} (content)")
+    archive.unlink()
+    return layers, found
+
+
+def test_no_layer_contains_the_ca_bundle(
+    image: Run, ca_bundle: MarkedBundle, tmp_path: Path
+) -> None:
+    layers, found = holding(IMAGE, ca_bundle, tmp_path)
+    assert layers >= 5 and found == []
+
+
+def test_the_layer_scan_finds_a_bundle_that_was_copied_in(
+    base_image: tuple[Run, Run], ca_bundle: MarkedBundle, tmp_path: Path
+) -> None:
+    """The check above can fail: an image that COPYs the bundle is caught."""
+    context = tmp_path / "leaky"
+    context.mkdir()
+    shutil.copy(ca_bundle.path, context / "bundle.pem")
+    (context / "Containerfile").write_text(f"FROM {DEFAULT_BASE}\nCOPY bundle.pem /etc/leak.pem\n")
+    podman("build", "--format", "docker", "-t", "localhost/leaky:1", str(context))
+    _, found = holding("localhost/leaky:1", ca_bundle, tmp_path)
+    assert any(f.endswith("etc/leak.pem (content)") for f in found), found
+    podman("rmi", "localhost/leaky:1")
+
+
+def test_a_failed_build_says_why_and_leaves_the_release_untouched(
+    iris_release: tuple[Path, Run], image: Run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    release, _ = iris_release
+    before = tree_snapshot(release)
+    monkeypatch.setenv("TMPDIR", str(tmp_path))  # where the failed build's context and log stay
+    run = nb2prod(
+        "containerize", release, "--base-image", "localhost/nb2prod-no-such-base:1",
+        "--tag", "localhost/never:1",
+    )  # fmt: skip
+    assert run.code == 1
+    (line,) = [li for li in run.stderr.splitlines() if li.startswith("error: ")]
+    assert "build of localhost/never:1 failed" in line
+    assert "hint: Full log:" in run.stderr and "Traceback" not in run.stderr
+    (log,) = tmp_path.glob("nb2prod-image-*/build.log")
+    assert f"Full log: {log}" in run.stderr
+    assert (log.parent / "context" / "Containerfile").is_file()
+    assert tree_snapshot(release) == before
+    assert podman("image", "exists", "localhost/never:1", check=False).returncode != 0
+
+
+def test_package_containerize_builds_the_image_of_the_new_release(
+    tmp_path: Path, image: Run, ca_bundle: MarkedBundle
+) -> None:
+    notebook = copy_iris(tmp_path)
+    out = tmp_path / "dist" / "iris-classifier-1.0.0"
+    run = nb2prod(
+        "package", notebook, "--out", out, "--containerize", "--ca-bundle", ca_bundle.path,
+        "--tag", "localhost/iris-classifier:packaged", timeout=1200,
+    )  # fmt: skip
+    assert run.code == 0, run.stdout + run.stderr
+    assert "image localhost/iris-classifier:packaged" in run.stdout
+    assert "--image localhost/iris-classifier:packaged" in run.stdout
+    tag = json.loads((out / "release.json").read_text())["bento_tag"]
+    labels = inspect("localhost/iris-classifier:packaged")["Config"]["Labels"]
+    assert labels["nb2prod.bento-tag"] == tag
