@@ -17,12 +17,12 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-import nbformat
 from packaging.version import Version
 
 from toolkit import __version__
 from toolkit.adapters import bento
 from toolkit.adapters.git import git_state
+from toolkit.assemble import ReleaseFacts, write_release
 from toolkit.cache import RunCache, installed_distributions, run_key
 from toolkit.capture import CapturePlan
 from toolkit.check import check
@@ -35,19 +35,14 @@ from toolkit.evaluate import evaluate
 from toolkit.execute import Execution, execute
 from toolkit.extract import extract
 from toolkit.lock import lock_environment
-from toolkit.monitoring import monitoring_plan
 from toolkit.notebook import AnnotatedNotebook, Role, read_notebook
 from toolkit.progress import Progress, Silent, stage
 from toolkit.release import RELEASE_JSON, Staging, sha256_file
 from toolkit.render import (
-    RUNBOOK,
     SERVICE_DIR,
-    ModelContext,
-    class_name,
     render_release,
     service_context,
 )
-from toolkit.report import render_reports
 from toolkit.target import PreviousRelease, Target, load_contract, previous_release
 from toolkit.verify import check_release_files, raise_for_differences, verify_target
 
@@ -227,135 +222,27 @@ def _release(request: PackageRequest, progress: Progress) -> PackageResult:
                 progress.note(f"warning: drift accepted with --allow-drift: {drift}")
         git = git_state(request.notebook)
         with stage(progress, "write", str(destination)):
-            model = capture.model
-            # Known only now: how the model is stored (the runbook says) and, without a contract
-            # cell, the inferred contract (pipeline.py gets it ahead of the cells, where the
-            # kernel ran it). Nothing else may differ from what the kernel used.
-            final = render_release(
-                replace(
-                    context,
-                    model=ModelContext(model.file.name, model.format, model.why, model.trusted),
-                    inferred_contract=capture.inferred_contract,
-                )
-            )
-            late = (
-                {RUNBOOK, f"{SERVICE_DIR}/pipeline.py"} if capture.inferred_contract else {RUNBOOK}
-            )
-            assert {k: v for k, v in final.items() if k not in late} == {
-                k: v for k, v in rendered.items() if k not in late
-            }, "late facts changed files the kernel used"
-            for relative in late:
-                staging.write_bytes(relative, final[relative])
-            if capture.inferred_contract:
-                staging.write_bytes("contract.inferred.py", capture.inferred_contract.encode())
-                progress.note(
-                    "warning: no contract cell; Input and Output were inferred: review "
-                    "contract.inferred.py and adopt it as a contract cell"
-                )
-            model_sha256 = sha256_file(model.file)
-            staging.copy(f"model/{model.file.name}", model.file)
-            staging.write_json(
-                "model/model.json",
-                {
-                    "file": model.file.name,
-                    "format": model.format,
-                    "trusted": list(model.trusted),
-                    "why": model.why,
-                    "sha256": model_sha256,
-                    "class": capture.model_class,
-                    "variable": notebook.model_variable,
-                },
-            )
-            staging.write_json("contract.json", contract.to_json())
-            staging.write_json(
-                "contract.diff.json",
-                {
-                    "against": {"version": baseline.version, "release": baseline.directory}
-                    if baseline
-                    else None,
-                    "allow_breaking": request.allow_breaking,
-                    **contract_diff.to_json(),
-                },
-            )
-            staging.write_json(
-                "examples.json",
-                {
-                    "generated_by": f"nb2prod {__version__} from {request.notebook.name}",
-                    "examples": [
-                        {
-                            "index": e.index,
-                            "input": dict(e.input),
-                            "output": dict(e.output),
-                            "fallback_output": e.fallback_output,
-                        }
-                        for e in capture.examples
-                    ],
-                },
-            )
-            staging.write_tree(
-                render_reports(
-                    evaluation,
+            write_release(
+                staging,
+                ReleaseFacts(
                     name=name,
-                    version=config.version,
-                    notebook=request.notebook.name,
-                    node=notebook.node,
                     config=config,
+                    notebook=notebook,
+                    notebook_name=request.notebook.name,
+                    notebook_sha256=notebook_sha256,
+                    context=context,
+                    rendered=rendered,
+                    extraction=extraction,
+                    execution=execution,
+                    evaluation=evaluation,
                     contract=contract,
-                    model_class=capture.model_class,
-                    model_format=model.format,
-                    training_data={
-                        "name": capture.inferred_from["training_data"],
-                        "rows": capture.inferred_from["rows"],
-                    }
-                    if capture.inferred_from and capture.inferred_from.get("training_data")
-                    else None,
-                )
-            )
-            staging.write_bytes("requirements.lock", lock.text.encode())
-            monitoring = monitoring_plan(capture, config)
-            staging.write_json(f"{SERVICE_DIR}/monitoring.json", monitoring)
-            drift = monitoring["drift"]
-            progress.note(
-                f"monitoring: drift reference {drift['source']} ({drift['rows']} rows, "
-                f"{len(drift['fields'])} fields); batching {monitoring['batching']['why']}"
-                if "fields" in drift
-                else f"monitoring: no drift scores ({drift['unavailable']}); "
-                f"batching {monitoring['batching']['why']}"
-            )
-            staging.write_bytes(
-                "notebook.executed.ipynb", nbformat.writes(execution.executed).encode()
-            )
-            staging.write_json(
-                f"{SERVICE_DIR}/metadata.json",
-                {
-                    "name": name,
-                    "version": config.version,
-                    "owner": config.owner,
-                    "git_commit": git.commit,
-                    "notebook_sha256": notebook_sha256,
-                    "contract_sha256": contract.sha256,
-                    "model_sha256": model_sha256,
-                    "evaluation": evaluation.summary(),
-                    "auth": config.service.auth,
-                    "fallback": {
-                        "available": extraction.has_fallback,
-                        **config.fallback.model_dump(),
-                    },
-                },
-            )
-            labels = {
-                "nb2prod.name": name,
-                "nb2prod.version": config.version,
-                "nb2prod.owner": config.owner or "",
-                "nb2prod.git-commit": git.commit or "",
-                "nb2prod.notebook-sha256": notebook_sha256,
-                "nb2prod.contract-sha256": contract.sha256,
-            }
-            staging.write_yaml(
-                f"{SERVICE_DIR}/bentofile.yaml",
-                bentofile(name, config.version, labels),
-                header=f"# bentofile: generated by nb2prod {__version__}; build context is the "
-                "release directory\n",
+                    contract_diff=contract_diff,
+                    baseline=baseline,
+                    allow_breaking=request.allow_breaking,
+                    lock=lock,
+                    git=git,
+                ),
+                progress,
             )
         with stage(progress, "build", "bentoml build") as s:
             tag = bento.build(staging.path(f"{SERVICE_DIR}/bentofile.yaml"), staging.root)
@@ -479,26 +366,6 @@ def up_to_date(destination: Path, key: str) -> PackageResult | None:
         cold_start_s=0.0,
         up_to_date=True,
     )
-
-
-def bentofile(name: str, version: str, labels: Mapping[str, str]) -> dict[str, Any]:
-    return {
-        "service": f"{SERVICE_DIR}.service:{class_name(name)}",
-        "name": name,
-        "description": f"{name} {version}, packaged by nb2prod {__version__}",
-        "labels": dict(labels),
-        "include": [
-            f"{SERVICE_DIR}/*.py",
-            f"{SERVICE_DIR}/metadata.json",
-            f"{SERVICE_DIR}/monitoring.json",
-            "model/*",
-            "contract.json",
-            "examples.json",
-            "evaluation/*",
-        ],
-        "python": {"requirements_txt": "requirements.lock", "lock_packages": False},
-        "docker": {"python_version": "3.11"},
-    }
 
 
 def parse_parameter(value: str) -> Any:
