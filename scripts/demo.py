@@ -16,7 +16,7 @@ from pathlib import Path
 
 import httpx
 
-from toolkit.adapters.bento import free_port
+from toolkit.adapters.loopback import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 RELEASE = ROOT / "dist" / "iris-classifier-1.0.0"

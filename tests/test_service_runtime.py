@@ -251,9 +251,9 @@ def test_the_batcher_groups_only_what_waits_for_a_busy_model() -> None:
 
     async def scenario() -> list[int]:
         batcher = runtime.Batcher(run_batch, max_size=3, max_in_flight=1)
-        first = asyncio.create_task(batcher.submit(1))
+        first = batcher.enqueue(1)
         await asyncio.sleep(0.01)  # the first call is in the model now
-        rest = [asyncio.create_task(batcher.submit(i)) for i in (2, 3, 4, 5)]
+        rest = [batcher.enqueue(i) for i in (2, 3, 4, 5)]
         return [await first] + [await task for task in rest]
 
     assert asyncio.run(scenario()) == [10, 20, 30, 40, 50]
@@ -267,10 +267,10 @@ def test_a_stuck_call_does_not_hold_up_requests_while_slots_are_free() -> None:
 
     async def scenario() -> float:
         batcher = runtime.Batcher(run_batch, max_size=8, max_in_flight=2)
-        stuck = asyncio.create_task(batcher.submit(5.0))
+        stuck = batcher.enqueue(5.0)
         await asyncio.sleep(0.01)
         start = asyncio.get_running_loop().time()
-        assert await batcher.submit(0.01) == 0.01
+        assert await batcher.enqueue(0.01) == 0.01
         elapsed = asyncio.get_running_loop().time() - start
         stuck.cancel()
         return elapsed
@@ -287,7 +287,7 @@ def test_a_failing_batch_fails_only_its_own_waiters() -> None:
 
     async def scenario() -> tuple[Any, ...]:
         batcher = runtime.Batcher(run_batch, max_size=1, max_in_flight=1)
-        tasks = [asyncio.create_task(batcher.submit(i)) for i in (1, 2, 3)]
+        tasks = [batcher.enqueue(i) for i in (1, 2, 3)]
         return tuple(await asyncio.gather(*tasks, return_exceptions=True))
 
     one, two, three = asyncio.run(scenario())

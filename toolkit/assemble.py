@@ -66,27 +66,27 @@ class ReleaseFacts:
         return self.execution.capture
 
 
-def write_release(staging: Staging, f: ReleaseFacts, progress: Progress) -> None:
+def write_release(staging: Staging, facts: ReleaseFacts, progress: Progress) -> None:
     """Model, contract, examples, reports, lock, monitoring, metadata and bentofile."""
-    model = f.capture.model
+    model = facts.capture.model
     # Known only now: how the model is stored (the runbook says) and, without a contract
     # cell, the inferred contract (pipeline.py gets it ahead of the cells, where the
     # kernel ran it). Nothing else may differ from what the kernel used.
     final = render_release(
         replace(
-            f.context,
+            facts.context,
             model=ModelContext(model.file.name, model.format, model.why, model.trusted),
-            inferred_contract=f.capture.inferred_contract,
+            inferred_contract=facts.capture.inferred_contract,
         )
     )
-    late = {RUNBOOK, f"{SERVICE_DIR}/pipeline.py"} if f.capture.inferred_contract else {RUNBOOK}
+    late = {RUNBOOK, f"{SERVICE_DIR}/pipeline.py"} if facts.capture.inferred_contract else {RUNBOOK}
     assert {k: v for k, v in final.items() if k not in late} == {
-        k: v for k, v in f.rendered.items() if k not in late
+        k: v for k, v in facts.rendered.items() if k not in late
     }, "late facts changed files the kernel used"
     for relative in late:
         staging.write_bytes(relative, final[relative])
-    if f.capture.inferred_contract:
-        staging.write_bytes("contract.inferred.py", f.capture.inferred_contract.encode())
+    if facts.capture.inferred_contract:
+        staging.write_bytes("contract.inferred.py", facts.capture.inferred_contract.encode())
         progress.note(
             "warning: no contract cell; Input and Output were inferred: review "
             "contract.inferred.py and adopt it as a contract cell"
@@ -101,25 +101,25 @@ def write_release(staging: Staging, f: ReleaseFacts, progress: Progress) -> None
             "trusted": list(model.trusted),
             "why": model.why,
             "sha256": model_sha256,
-            "class": f.capture.model_class,
-            "variable": f.notebook.model_variable,
+            "class": facts.capture.model_class,
+            "variable": facts.notebook.model_variable,
         },
     )
-    staging.write_json("contract.json", f.contract.to_json())
+    staging.write_json("contract.json", facts.contract.to_json())
     staging.write_json(
         "contract.diff.json",
         {
-            "against": {"version": f.baseline.version, "release": f.baseline.directory}
-            if f.baseline
+            "against": {"version": facts.baseline.version, "release": facts.baseline.directory}
+            if facts.baseline
             else None,
-            "allow_breaking": f.allow_breaking,
-            **f.contract_diff.to_json(),
+            "allow_breaking": facts.allow_breaking,
+            **facts.contract_diff.to_json(),
         },
     )
     staging.write_json(
         "examples.json",
         {
-            "generated_by": f"nb2prod {__version__} from {f.notebook_name}",
+            "generated_by": f"nb2prod {__version__} from {facts.notebook_name}",
             "examples": [
                 {
                     "index": e.index,
@@ -127,31 +127,31 @@ def write_release(staging: Staging, f: ReleaseFacts, progress: Progress) -> None
                     "output": dict(e.output),
                     "fallback_output": e.fallback_output,
                 }
-                for e in f.capture.examples
+                for e in facts.capture.examples
             ],
         },
     )
     staging.write_tree(
         render_reports(
-            f.evaluation,
-            name=f.name,
-            version=f.config.version,
-            notebook=f.notebook_name,
-            node=f.notebook.node,
-            config=f.config,
-            contract=f.contract,
-            model_class=f.capture.model_class,
+            facts.evaluation,
+            name=facts.name,
+            version=facts.config.version,
+            notebook=facts.notebook_name,
+            node=facts.notebook.node,
+            config=facts.config,
+            contract=facts.contract,
+            model_class=facts.capture.model_class,
             model_format=model.format,
             training_data={
-                "name": f.capture.inferred_from["training_data"],
-                "rows": f.capture.inferred_from["rows"],
+                "name": facts.capture.inferred_from["training_data"],
+                "rows": facts.capture.inferred_from["rows"],
             }
-            if f.capture.inferred_from and f.capture.inferred_from.get("training_data")
+            if facts.capture.inferred_from and facts.capture.inferred_from.get("training_data")
             else None,
         )
     )
-    staging.write_bytes("requirements.lock", f.lock.text.encode())
-    monitoring = monitoring_plan(f.capture, f.config)
+    staging.write_bytes("requirements.lock", facts.lock.text.encode())
+    monitoring = monitoring_plan(facts.capture, facts.config)
     staging.write_json(f"{SERVICE_DIR}/monitoring.json", monitoring)
     drift = monitoring["drift"]
     progress.note(
@@ -161,36 +161,38 @@ def write_release(staging: Staging, f: ReleaseFacts, progress: Progress) -> None
         else f"monitoring: no drift scores ({drift['unavailable']}); "
         f"batching {monitoring['batching']['why']}"
     )
-    staging.write_bytes("notebook.executed.ipynb", nbformat.writes(f.execution.executed).encode())
+    staging.write_bytes(
+        "notebook.executed.ipynb", nbformat.writes(facts.execution.executed).encode()
+    )
     staging.write_json(
         f"{SERVICE_DIR}/metadata.json",
         {
-            "name": f.name,
-            "version": f.config.version,
-            "owner": f.config.owner,
-            "git_commit": f.git.commit,
-            "notebook_sha256": f.notebook_sha256,
-            "contract_sha256": f.contract.sha256,
+            "name": facts.name,
+            "version": facts.config.version,
+            "owner": facts.config.owner,
+            "git_commit": facts.git.commit,
+            "notebook_sha256": facts.notebook_sha256,
+            "contract_sha256": facts.contract.sha256,
             "model_sha256": model_sha256,
-            "evaluation": f.evaluation.summary(),
-            "auth": f.config.service.auth,
+            "evaluation": facts.evaluation.summary(),
+            "auth": facts.config.service.auth,
             "fallback": {
-                "available": f.extraction.has_fallback,
-                **f.config.fallback.model_dump(),
+                "available": facts.extraction.has_fallback,
+                **facts.config.fallback.model_dump(),
             },
         },
     )
     labels = {
-        "nb2prod.name": f.name,
-        "nb2prod.version": f.config.version,
-        "nb2prod.owner": f.config.owner or "",
-        "nb2prod.git-commit": f.git.commit or "",
-        "nb2prod.notebook-sha256": f.notebook_sha256,
-        "nb2prod.contract-sha256": f.contract.sha256,
+        "nb2prod.name": facts.name,
+        "nb2prod.version": facts.config.version,
+        "nb2prod.owner": facts.config.owner or "",
+        "nb2prod.git-commit": facts.git.commit or "",
+        "nb2prod.notebook-sha256": facts.notebook_sha256,
+        "nb2prod.contract-sha256": facts.contract.sha256,
     }
     staging.write_yaml(
         f"{SERVICE_DIR}/bentofile.yaml",
-        bentofile(f.name, f.config.version, labels),
+        bentofile(facts.name, facts.config.version, labels),
         header=f"# bentofile: generated by nb2prod {__version__}; build context is the "
         "release directory\n",
     )

@@ -12,7 +12,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -22,8 +21,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
-
+from toolkit.adapters.loopback import free_port, tail, wait_ready
 from toolkit.errors import BuildError, ServeError, TargetError
 
 _BENTOML = [sys.executable, "-m", "bentoml"]
@@ -56,7 +54,7 @@ def build(bentofile: Path, build_ctx: Path) -> str:
     )
     if proc.returncode != 0 or tag is None:
         raise BuildError(
-            "bentoml build failed:\n" + _tail(proc.stderr + proc.stdout),
+            "bentoml build failed:\n" + tail(proc.stderr + proc.stdout),
             hint=f"The bentofile is {bentofile}.",
         )
     return tag.strip()
@@ -105,12 +103,6 @@ def delete(tag: str) -> None:
 
 def _store() -> str:
     return os.environ.get("BENTOML_HOME", str(Path.home() / "bentoml"))
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass(frozen=True)
@@ -179,25 +171,25 @@ def run_foreground(target: str, *, port: int, env: Mapping[str, str] | None = No
 def _wait_ready(
     proc: subprocess.Popen[bytes], url: str, log: Path, started: float, timeout_s: float
 ) -> None:
-    with httpx.Client(timeout=2.0) as client:
-        while time.monotonic() - started < timeout_s:
-            if proc.poll() is not None:
-                raise ServeError(
-                    f"bentoml serve exited with status {proc.returncode} before it was ready:\n"
-                    + _tail(log.read_text(errors="replace")),
-                    hint=f"Full log: {log}",
-                )
-            try:
-                if client.get(f"{url}/readyz").status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-    raise ServeError(
-        f"the service did not become ready within {timeout_s:.0f} s:\n"
-        + _tail(log.read_text(errors="replace")),
-        hint=f"Full log: {log}. A worker that cannot import the service is restarted forever.",
-    )
+    try:
+        exited = wait_ready(
+            url,
+            started=started,
+            timeout_s=timeout_s,
+            stopped=lambda: None if proc.poll() is None else f"status {proc.returncode}",
+        )
+    except TimeoutError:
+        raise ServeError(
+            f"the service did not become ready within {timeout_s:.0f} s:\n"
+            + tail(log.read_text(errors="replace")),
+            hint=f"Full log: {log}. A worker that cannot import the service is restarted forever.",
+        ) from None
+    if exited is not None:
+        raise ServeError(
+            f"bentoml serve exited with {exited} before it was ready:\n"
+            + tail(log.read_text(errors="replace")),
+            hint=f"Full log: {log}",
+        )
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:
@@ -214,8 +206,3 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
         pass
     with contextlib.suppress(ProcessLookupError):  # workers that outlived the arbiter
         os.killpg(proc.pid, signal.SIGKILL)
-
-
-def _tail(text: str, lines: int = 25) -> str:
-    kept = [line for line in text.splitlines() if line.strip()]
-    return "\n".join(kept[-lines:])

@@ -11,7 +11,6 @@ command, including ``CONTAINERS_STORAGE_CONF`` (tests use it for a private store
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
@@ -25,9 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
-
-from toolkit.adapters.bento import _tail, free_port
+from toolkit.adapters.loopback import free_port, tail, wait_ready
 from toolkit.errors import ContainerError, MissingToolError
 
 ENGINES = ("docker", "podman", "buildah")
@@ -206,7 +203,7 @@ def inspect_image(engine: Engine, reference: str) -> ImageInfo:
         proc = _run(engine, "image", "inspect", reference)
     if proc.returncode != 0:
         raise ContainerError(
-            f"image {reference} is not in {engine.name}'s local storage: {_tail(proc.stderr, 3)}"
+            f"image {reference} is not in {engine.name}'s local storage: {tail(proc.stderr, 3)}"
         )
     data: Any = json.loads(proc.stdout)
     if engine.name == "buildah":
@@ -279,7 +276,7 @@ def build(
     if status != 0:
         raise ContainerError(
             f"{engine.name} build of {reference} failed (exit status {status}):\n"
-            + _tail(log.read_text(encoding="utf-8", errors="replace")),
+            + tail(log.read_text(encoding="utf-8", errors="replace")),
             hint=f"Full log: {log}; the build context (Containerfile, bento/) is {context}.",
         )
 
@@ -308,7 +305,7 @@ def import_rootfs(
         args += ["--change", change]
     proc = _run(engine, *args, str(rootfs), reference, timeout=600)
     if proc.returncode != 0:
-        raise ContainerError(f"{engine.name} import of {rootfs} failed:\n{_tail(proc.stderr)}")
+        raise ContainerError(f"{engine.name} import of {rootfs} failed:\n{tail(proc.stderr)}")
 
 
 def _buildah_import(
@@ -322,7 +319,7 @@ def _buildah_import(
 ) -> None:
     proc = _run(engine, "from", "scratch")
     if proc.returncode != 0:
-        raise ContainerError(f"buildah from scratch failed:\n{_tail(proc.stderr)}")
+        raise ContainerError(f"buildah from scratch failed:\n{tail(proc.stderr)}")
     working = proc.stdout.strip()
     config = ["--cmd", json.dumps(cmd)]
     config += [a for key, value in sorted(env.items()) for a in ("--env", f"{key}={value}")]
@@ -335,7 +332,7 @@ def _buildah_import(
         ):
             done = _run(engine, *step, timeout=600)
             if done.returncode != 0:
-                raise ContainerError(f"buildah {step[0]} failed:\n{_tail(done.stderr)}")
+                raise ContainerError(f"buildah {step[0]} failed:\n{tail(done.stderr)}")
     finally:
         _run(engine, "rm", working)
 
@@ -366,7 +363,7 @@ def run_service(
         )
         if proc.returncode != 0:
             raise ContainerError(
-                f"{engine.name} run {image} failed:\n{_tail(proc.stderr)}",
+                f"{engine.name} run {image} failed:\n{tail(proc.stderr)}",
                 hint=f"Is {image} in {engine.name}'s local storage? `{engine.name} images` lists it.",
             )
         url = f"http://127.0.0.1:{port}"
@@ -377,31 +374,28 @@ def run_service(
 
 
 def _wait_ready(engine: Engine, name: str, url: str, started: float, timeout_s: float) -> None:
-    checked = 0.0
-    with httpx.Client(timeout=2.0) as client:
-        while time.monotonic() - started < timeout_s:
-            with contextlib.suppress(httpx.HTTPError):
-                if client.get(f"{url}/readyz").status_code == 200:
-                    return
-            if time.monotonic() - checked > 1.0:
-                checked = time.monotonic()
-                state = _run(engine, "inspect", "--format", "{{.State.Status}}", name).stdout
-                if state.strip() not in ("created", "running", "configured"):
-                    raise ContainerError(
-                        f"the container of {name} stopped ({state.strip() or 'gone'}) before "
-                        f"/readyz answered:\n{container_logs(engine, name)}"
-                    )
-            time.sleep(0.2)
-    raise ContainerError(
-        f"the container did not answer /readyz within {timeout_s:.0f} s:\n"
-        + container_logs(engine, name),
-        hint="A worker that cannot import the service is restarted forever; its log is above.",
-    )
+    def stopped() -> str | None:
+        state = _run(engine, "inspect", "--format", "{{.State.Status}}", name).stdout.strip()
+        return None if state in ("created", "running", "configured") else state or "gone"
+
+    try:
+        state = wait_ready(url, started=started, timeout_s=timeout_s, stopped=stopped)
+    except TimeoutError:
+        raise ContainerError(
+            f"the container did not answer /readyz within {timeout_s:.0f} s:\n"
+            + container_logs(engine, name),
+            hint="A worker that cannot import the service is restarted forever; its log is above.",
+        ) from None
+    if state is not None:
+        raise ContainerError(
+            f"the container of {name} stopped ({state}) before /readyz answered:\n"
+            f"{container_logs(engine, name)}"
+        )
 
 
 def container_logs(engine: Engine, name: str) -> str:
     proc = _run(engine, "logs", name)
-    return _tail(proc.stdout + proc.stderr)
+    return tail(proc.stdout + proc.stderr)
 
 
 def healthcheck(engine: Engine, name: str) -> bool | None:

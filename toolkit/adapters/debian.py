@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from toolkit.adapters.bento import _tail
+from toolkit.adapters.loopback import tail
 from toolkit.errors import ContainerError, MissingToolError
 
 
@@ -117,6 +117,6 @@ def bootstrap(
     proc = subprocess.run(command, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise ContainerError(
-            f"mmdebstrap could not build a {suite} root file system:\n{_tail(proc.stderr)}",
+            f"mmdebstrap could not build a {suite} root file system:\n{tail(proc.stderr)}",
             hint="The mirrors were: " + "; ".join(m.line() for m in mirrors),
         )

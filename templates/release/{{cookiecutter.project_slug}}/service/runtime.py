@@ -283,9 +283,6 @@ class Batcher:
         self._start()
         return future
 
-    async def submit(self, item: Any) -> Any:
-        return await self.enqueue(item)
-
     def _start(self) -> None:
         while self._queue and self._in_flight < self.max_in_flight:
             batch, self._queue = self._queue[: self.max_size], self._queue[self.max_size :]

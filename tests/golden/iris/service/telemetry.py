@@ -397,8 +397,10 @@ class Observe:
         try:
             await self.app(scope, receive_body if request_body is not None else receive, send_with_id)
         finally:
-            _REQUEST.reset(token)
-            self.record(scope, state, time.perf_counter() - start, request_body, response_body)
+            try:  # still in the request's context: the line carries its id
+                self.record(scope, state, time.perf_counter() - start, request_body, response_body)
+            finally:
+                _REQUEST.reset(token)
 
     def record(
         self,
@@ -432,11 +434,7 @@ class Observe:
         if self.log_bodies:
             fields["request_body"] = self.redacted_json(request_body or b"")
             fields["response_body"] = self.redacted_json(response_body)
-        state_token = _REQUEST.set(state)  # the line carries the request id
-        try:
-            self.log.info("request", extra={"fields": fields})
-        finally:
-            _REQUEST.reset(state_token)
+        self.log.info("request", extra={"fields": fields})
 
     def invalid_fields(self, body: bytes) -> list[str]:
         """The Input fields a 400 names (never their values: BentoML leaves inputs out)."""
