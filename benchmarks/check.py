@@ -38,8 +38,8 @@ def main() -> None:
     count = int(sys.argv[1]) if len(sys.argv) > 1 else 200
     path = Path(tempfile.mkdtemp()) / "big.ipynb"
     nbformat.write(generated(count), path)
-    from toolkit.adapters.secrets import SecretScanner
-    from toolkit.check import check_path
+    from nb2prod.adapters.secrets import SecretScanner
+    from nb2prod.analyse import check_path
 
     start = time.perf_counter()
     nbformat.read(path, as_version=4)

@@ -36,7 +36,7 @@ import aiohttp
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from toolkit.adapters import bento  # noqa: E402
+from nb2prod.adapters import bento  # noqa: E402
 
 TOKEN = "benchmark-token"
 FLOWERS = [
@@ -133,7 +133,7 @@ def release_dir(given: str | None) -> Iterator[Path]:
             (work / name).write_bytes((ROOT / "notebooks" / name).read_bytes())
         print("packaging the iris example ...", flush=True)
         subprocess.run(
-            [sys.executable, "-m", "toolkit", "package", str(work / "iris.ipynb"), "--out", str(work / "release")],
+            [sys.executable, "-m", "nb2prod", "package", str(work / "iris.ipynb"), "--out", str(work / "release")],
             check=True, stdout=subprocess.DEVNULL,
         )  # fmt: skip
         yield work / "release"

@@ -15,8 +15,7 @@ import time
 from pathlib import Path
 
 import httpx
-
-from toolkit.adapters.loopback import free_port
+from nb2prod.adapters.loopback import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 RELEASE = ROOT / "dist" / "iris-classifier-1.0.0"
@@ -27,7 +26,7 @@ def say(text: str) -> None:
 
 
 def main() -> int:
-    nb2prod = [sys.executable, "-m", "toolkit"]
+    nb2prod = [sys.executable, "-m", "nb2prod"]
     say("nb2prod package notebooks/iris.ipynb")
     subprocess.run([*nb2prod, "package", "notebooks/iris.ipynb"], cwd=ROOT, check=True)
 

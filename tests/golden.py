@@ -11,7 +11,7 @@ import re
 import shutil
 from pathlib import Path
 
-from toolkit import __version__
+from nb2prod import __version__
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
 

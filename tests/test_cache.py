@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import nbformat
+from nb2prod.cache import RunCache, installed_distributions, run_key
+from nb2prod.lock import Drift, Lock
 
 from tests.conftest import minimal_cells, notebook
-from toolkit.cache import RunCache, installed_distributions, run_key
-from toolkit.lock import Drift, Lock
 
 BASE = {
     "notebook": b'{"cells": []}',

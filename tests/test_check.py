@@ -9,10 +9,10 @@ from pathlib import Path
 import nbformat
 import pytest
 from click.testing import CliRunner
+from nb2prod.analyse import CODES, check_path
+from nb2prod.cli import main
 
 from tests.notebooks import make_check_fixtures
-from toolkit.check import CODES, check_path
-from toolkit.cli import main
 
 FIXTURES = sorted(make_check_fixtures.HERE.glob("*.ipynb"))
 ROOT = Path(__file__).resolve().parent.parent

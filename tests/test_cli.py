@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from nb2prod import run as package_module
+from nb2prod.cli import main
+from nb2prod.run import PackageResult
 
 from tests.conftest import code, minimal_cells, notebook, write_notebook
-from toolkit import package as package_module
-from toolkit.cli import main
-from toolkit.package import PackageResult
 
 
 def test_package_passes_parameters_config_and_flags(

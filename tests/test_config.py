@@ -5,9 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from toolkit.config import Config, load_config
-from toolkit.errors import ConfigError
+from nb2prod.config import Config, load_config
+from nb2prod.errors import ConfigError
 
 
 def test_defaults_when_there_is_no_config(tmp_path: Path) -> None:

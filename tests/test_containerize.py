@@ -12,13 +12,11 @@ from typing import Any
 import jinja2
 import pytest
 from click.testing import CliRunner
-
-from tests.conftest import tree_snapshot
-from toolkit import containerize as containerize_module
-from toolkit.adapters import container, debian
-from toolkit.adapters.pip_config import parse_config_list
-from toolkit.cli import main
-from toolkit.containerize import (
+from nb2prod import containerize as containerize_module
+from nb2prod.adapters import container, debian
+from nb2prod.adapters.pip_config import parse_config_list
+from nb2prod.cli import main
+from nb2prod.containerize import (
     ContainerfileContext,
     ImageOptions,
     containerize,
@@ -26,7 +24,9 @@ from toolkit.containerize import (
     image_labels,
     render_containerfile,
 )
-from toolkit.errors import ContainerError, MissingToolError, TargetError
+from nb2prod.errors import ContainerError, MissingToolError, TargetError
+
+from tests.conftest import tree_snapshot
 
 METADATA = {
     "name": "iris-classifier",
@@ -343,7 +343,7 @@ def test_unknown_backend_is_refused_by_the_command_line() -> None:
 
 
 def test_package_containerize_passes_image_options(monkeypatch: pytest.MonkeyPatch) -> None:
-    from toolkit import package as package_module
+    from nb2prod import run as package_module
 
     seen: dict[str, Any] = {}
 
@@ -361,8 +361,8 @@ def test_package_containerize_passes_image_options(monkeypatch: pytest.MonkeyPat
 def test_verify_image_refuses_an_image_of_another_bento(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from toolkit.target import Target
-    from toolkit.verify import verify_image
+    from nb2prod.target import Target
+    from nb2prod.verify import verify_image
 
     info = container.ImageInfo(
         "img", "id", 1, {"nb2prod.bento-tag": "iris-classifier:old"}, "1", ()
@@ -379,7 +379,7 @@ def test_verify_image_refuses_an_image_of_another_bento(
 def test_package_says_the_release_stands_when_only_its_image_fails(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from toolkit import package as package_module
+    from nb2prod import run as package_module
 
     release = tmp_path / "dist" / "svc-1.0.0"
     monkeypatch.setattr(

@@ -5,9 +5,8 @@ from __future__ import annotations
 from typing import Literal
 
 import pytest
+from nb2prod.contract_review import diff_contracts, field_rows
 from pydantic import BaseModel, ConfigDict, Field
-
-from toolkit.contract_review import diff_contracts, field_rows
 
 
 class In(BaseModel):

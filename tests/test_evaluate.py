@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import pytest
-
-from toolkit.config import Config
-from toolkit.errors import GateError
-from toolkit.evaluate import evaluate
+from nb2prod.config import Config
+from nb2prod.errors import GateError
+from nb2prod.evaluate import evaluate
 
 
 def gates(**specs: str):  # type: ignore[no-untyped-def]

@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from nb2prod.errors import NotebookError
+from nb2prod.extract import extract
+from nb2prod.notebook import Role, annotate
 
 from tests.conftest import code, minimal_cells, notebook
-from toolkit.errors import NotebookError
-from toolkit.extract import extract
-from toolkit.notebook import Role, annotate
 
 PATH = Path("nb.ipynb")
 

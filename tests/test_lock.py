@@ -7,10 +7,9 @@ from pathlib import Path
 from types import MappingProxyType
 
 import pytest
-
-from toolkit.capture import Capture, SerializedModel
-from toolkit.errors import LockError
-from toolkit.lock import lock_environment
+from nb2prod.capture import Capture, SerializedModel
+from nb2prod.errors import LockError
+from nb2prod.lock import lock_environment
 
 PYDANTIC = metadata.version("pydantic")
 PYDANTIC_CORE = metadata.version("pydantic-core")

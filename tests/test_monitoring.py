@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Literal
 
+from nb2prod.monitoring import output_metrics, sensitive_fields
 from pydantic import BaseModel, Field
-
-from toolkit.monitoring import output_metrics, sensitive_fields
 
 
 class Input(BaseModel):

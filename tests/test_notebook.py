@@ -6,10 +6,10 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from nb2prod.errors import NotebookError
+from nb2prod.notebook import Role, annotate, require_roles
 
 from tests.conftest import code, minimal_cells, notebook
-from toolkit.errors import NotebookError
-from toolkit.notebook import Role, annotate, require_roles
 
 PATH = Path("nb.ipynb")
 

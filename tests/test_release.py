@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from nb2prod.release import Staging, canonical_json
 
 from tests.conftest import tree_snapshot
-from toolkit.release import Staging, canonical_json
 
 
 def test_a_failed_run_leaves_nothing_and_keeps_the_earlier_release(tmp_path: Path) -> None:

@@ -1,5 +1,5 @@
-"""``python -m toolkit`` is ``nb2prod``."""
+"""``python -m nb2prod`` is ``nb2prod``."""
 
-from toolkit.cli import main
+from .cli import main
 
 main()

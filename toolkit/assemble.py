@@ -2,7 +2,7 @@
 
 ``package.py`` runs the stages; this module turns what they found (:class:`ReleaseFacts`) into the
 files of SPEC section 5 inside the staging directory. Every byte goes through
-:class:`~toolkit.release.Staging`, the only code that writes a release. ``release.json`` and
+:class:`~nb2prod.release.Staging`, the only code that writes a release. ``release.json`` and
 ``openapi.json`` come later, after the bento is built and verified.
 """
 
@@ -14,21 +14,21 @@ from typing import Any
 
 import nbformat
 
-from toolkit import __version__
-from toolkit.adapters.git import GitState
-from toolkit.capture import Capture
-from toolkit.config import Config
-from toolkit.contract import Contract
-from toolkit.contract_review import ContractDiff
-from toolkit.evaluate import Evaluation
-from toolkit.execute import Execution
-from toolkit.extract import Extraction
-from toolkit.lock import Lock
-from toolkit.monitoring import monitoring_plan
-from toolkit.notebook import AnnotatedNotebook
-from toolkit.progress import Progress
-from toolkit.release import Staging, sha256_file
-from toolkit.render import (
+from . import __version__
+from .adapters.git import GitState
+from .capture import Capture
+from .config import Config
+from .contract import Contract
+from .contract_review import ContractDiff
+from .evaluate import Evaluation
+from .execute import Execution
+from .extract import Extraction
+from .lock import Lock
+from .monitoring import monitoring_plan
+from .notebook import AnnotatedNotebook
+from .progress import Progress
+from .release import Staging, sha256_file
+from .render import (
     RUNBOOK,
     SERVICE_DIR,
     ModelContext,
@@ -36,8 +36,8 @@ from toolkit.render import (
     class_name,
     render_release,
 )
-from toolkit.report import render_reports
-from toolkit.target import PreviousRelease
+from .report import render_reports
+from .target import PreviousRelease
 
 
 @dataclass(frozen=True)

@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from toolkit import __version__
-from toolkit.adapters import container, debian
-from toolkit.errors import ContainerError
-from toolkit.progress import Progress, Silent, stage
+from . import __version__
+from .adapters import container, debian
+from .errors import ContainerError
+from .progress import Progress, Silent, stage
 
 SUITE = "bookworm"
 PYTHON = "3.11"

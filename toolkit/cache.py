@@ -22,10 +22,10 @@ from typing import Any
 
 import nbformat
 
-from toolkit import __version__
-from toolkit.capture import CAPTURE_CODE_SHA256, Capture, read_capture
-from toolkit.lock import Drift, Lock
-from toolkit.release import canonical_json, sha256_bytes
+from . import __version__
+from .capture import CAPTURE_CODE_SHA256, Capture, read_capture
+from .lock import Drift, Lock
+from .release import canonical_json, sha256_bytes
 
 
 def installed_distributions() -> dict[str, str]:

@@ -17,7 +17,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from toolkit.errors import CaptureError
+from .errors import CaptureError
 
 CAPTURE_TAG = "nb2prod-capture"
 

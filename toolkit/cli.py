@@ -1,6 +1,6 @@
 """The ``nb2prod`` command: parse arguments, call the library, print the result.
 
-Every :class:`~toolkit.errors.Nb2ProdError` becomes one red ``error:`` line (and a ``hint:``) and
+Every :class:`~nb2prod.errors.Nb2ProdError` becomes one red ``error:`` line (and a ``hint:``) and
 exit status 1; ``NB2PROD_DEBUG=1`` shows the traceback instead.
 """
 
@@ -17,8 +17,8 @@ import click
 from rich.console import Console
 from rich.markup import escape
 
-from toolkit import __version__
-from toolkit.errors import Nb2ProdError
+from . import __version__
+from .errors import Nb2ProdError
 
 # No emoji codes (":notebook:" is part of a finding's location) and no wrapping (one error, one line);
 # every dynamic text goes through escape() so "[...]" in a message is printed, not parsed.
@@ -112,7 +112,7 @@ def _image_options(func: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _options(**given: Any) -> Any:
-    from toolkit.containerize import ImageOptions
+    from .containerize import ImageOptions
 
     return ImageOptions(
         backend=given["backend"],
@@ -196,8 +196,8 @@ def package(
     **image: Any,
 ) -> None:
     """Execute NOTEBOOK and turn it into a verified release."""  # fmt: skip
-    from toolkit.package import PackageRequest, parse_parameter
-    from toolkit.package import package as run_package
+    from .run import PackageRequest, parse_parameter
+    from .run import package as run_package
 
     given = sorted(k for k, v in image.items() if v is not None)
     if given and not containerize:
@@ -243,8 +243,8 @@ def check(notebooks: tuple[Path, ...], fmt: str, strict: bool) -> None:
     """Static checks of NOTEBOOK(S), no execution: exit 0 clean, 1 when errors are found."""
     import json
 
-    from toolkit.adapters.secrets import SecretScanner
-    from toolkit.check import check_path
+    from .adapters.secrets import SecretScanner
+    from .analyse import check_path
 
     with SecretScanner() as scanner:
         reports = [check_path(path, scanner) for path in notebooks]
@@ -277,8 +277,8 @@ def contract_show(target: str, fmt: str) -> None:
     """The contract as a table per model: field, type, required, constraints, description, example."""
     from rich.table import Table
 
-    from toolkit.contract_review import contract_markdown, field_rows
-    from toolkit.target import load_contract
+    from .contract_review import contract_markdown, field_rows
+    from .target import load_contract
 
     data = load_contract(target)
     if fmt == "markdown":
@@ -326,8 +326,8 @@ def contract_diff(old: str, new: str, fmt: str) -> None:
     """Every change from OLD to NEW, classified; exit 0 when nothing breaks, 1 otherwise."""
     import json
 
-    from toolkit.contract_review import diff_contracts
-    from toolkit.target import load_contract
+    from .contract_review import diff_contracts
+    from .target import load_contract
 
     diff = diff_contracts(load_contract(old), load_contract(new))
     if fmt == "json":
@@ -351,9 +351,9 @@ def contract_diff(old: str, new: str, fmt: str) -> None:
 @_handled
 def verify(target: str, image: str | None, backend: str | None) -> None:
     """Serve TARGET (or run its IMAGE), send its examples, and compare with the notebook's outputs."""
-    from toolkit.adapters import container
-    from toolkit.target import resolve
-    from toolkit.verify import raise_for_differences, verify_image, verify_target
+    from .adapters import container
+    from .target import resolve
+    from .verify import raise_for_differences, verify_image, verify_target
 
     if backend and image is None:
         raise click.UsageError("--backend chooses the engine that runs --image IMG; add --image")
@@ -387,7 +387,7 @@ def verify(target: str, image: str | None, backend: str | None) -> None:
 @_handled
 def containerize(target: str, **image: Any) -> None:
     """Build an OCI image of TARGET (release directory or bento tag), without a Docker daemon."""
-    from toolkit.containerize import containerize as run_containerize
+    from .containerize import containerize as run_containerize
 
     result = run_containerize(target, _options(**image), ConsoleProgress())
     console.print()
@@ -414,8 +414,8 @@ def base_image(
     reference: str | None, rebuild: bool, mirror: str | None, backend: str | None
 ) -> None:
     """Build a Debian 12 + Python 3.11 base image from Debian's packages (no registry needed)."""
-    from toolkit.adapters import container
-    from toolkit.base_image import DEFAULT_BASE, BaseImageRequest, ensure_base_image
+    from .adapters import container
+    from .base_image import DEFAULT_BASE, BaseImageRequest, ensure_base_image
 
     engine = container.choose(backend)
     console.print(f"backend: {engine.name} ({escape(engine.why)})")
@@ -437,8 +437,8 @@ def base_image(
 @_handled
 def serve(target: str, port: int) -> None:
     """Serve TARGET (a release directory or bento tag) on 127.0.0.1."""
-    from toolkit.adapters import bento
-    from toolkit.target import resolve
+    from .adapters import bento
+    from .target import resolve
 
     resolved = resolve(target)
     metadata = resolved.read_json("service/metadata.json")

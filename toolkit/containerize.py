@@ -26,16 +26,17 @@ from typing import Any
 import jinja2
 import yaml
 
-from toolkit import __version__
-from toolkit.adapters import bento, container
-from toolkit.adapters.pip_config import PipSettings, host_pip_settings
-from toolkit.base_image import DEFAULT_BASE, BaseImageRequest, ensure_base_image
-from toolkit.errors import ContainerError
-from toolkit.progress import Progress, Silent, stage
-from toolkit.target import Target, resolve
-from toolkit.verify import check_release_files
+from . import __version__
+from .adapters import bento, container
+from .adapters.pip_config import PipSettings, host_pip_settings
+from .base_image import DEFAULT_BASE, BaseImageRequest, ensure_base_image
+from .errors import ContainerError
+from .progress import Progress, Silent, stage
+from .resources import template_dir
+from .target import Target, resolve
+from .verify import check_release_files
 
-TEMPLATES = Path(__file__).resolve().parent.parent / "templates" / "container"
+TEMPLATES = template_dir("container")
 CONTAINERFILE = "Containerfile"
 UID = 10001  # the unprivileged user the service runs as
 

@@ -11,8 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from toolkit.capture import Capture
-from toolkit.release import canonical_json, sha256_bytes
+from .capture import Capture
+from .release import canonical_json, sha256_bytes
 
 SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 

@@ -14,8 +14,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from toolkit.config import Gate
-from toolkit.errors import GateError
+from .config import Gate
+from .errors import GateError
 
 
 @dataclass(frozen=True)

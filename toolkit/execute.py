@@ -15,10 +15,10 @@ from typing import Any
 
 import nbformat
 
-from toolkit.adapters.kernel import run_notebook
-from toolkit.capture import CAPTURE_TAG, Capture, CapturePlan, capture_cell_source, read_capture
-from toolkit.errors import ExecutionError
-from toolkit.notebook import AnnotatedNotebook, Role
+from .adapters.kernel import run_notebook
+from .capture import CAPTURE_TAG, Capture, CapturePlan, capture_cell_source, read_capture
+from .errors import ExecutionError
+from .notebook import AnnotatedNotebook, Role
 
 
 @dataclass(frozen=True)

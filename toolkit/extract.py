@@ -11,8 +11,8 @@ import ast
 import sys
 from dataclasses import dataclass
 
-from toolkit.errors import NotebookError
-from toolkit.notebook import AnnotatedNotebook, Cell, Role, require_roles
+from .errors import NotebookError
+from .notebook import AnnotatedNotebook, Cell, Role, require_roles
 
 _MAGIC_PREFIXES = ("!", "%")
 

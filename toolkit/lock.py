@@ -11,10 +11,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from toolkit import __version__
-from toolkit.adapters.uv import compile_lock
-from toolkit.capture import Capture
-from toolkit.errors import LockError
+from . import __version__
+from .adapters.uv import compile_lock
+from .capture import Capture
+from .errors import LockError
 
 _OWN = {"nb2prod"}
 

@@ -12,9 +12,9 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from toolkit.capture import Capture
-from toolkit.config import Config
-from toolkit.contract_review import fields
+from .capture import Capture
+from .config import Config
+from .contract_review import fields
 
 
 def sensitive_fields(schema: Mapping[str, Any]) -> list[str]:

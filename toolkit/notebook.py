@@ -17,7 +17,7 @@ from types import MappingProxyType
 
 import nbformat
 
-from toolkit.errors import NotebookError
+from .errors import NotebookError
 
 TAG_PREFIX = "nb2prod:"
 PARAMETERS_TAG = "parameters"

@@ -16,13 +16,13 @@ from pathlib import Path
 
 from cookiecutter.generate import generate_files
 
-from toolkit import __version__
-from toolkit.config import Config
-from toolkit.extract import Extraction
-from toolkit.target import PreviousRelease
+from . import __version__
+from .config import Config
+from .extract import Extraction
+from .resources import template_dir
+from .target import PreviousRelease
 
-TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
-RELEASE_TEMPLATE = TEMPLATES / "release"
+RELEASE_TEMPLATE = template_dir("release")
 SERVICE_DIR = "service"
 RUNBOOK = "RUNBOOK.md"
 

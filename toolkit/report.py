@@ -1,7 +1,7 @@
 """Stage 8, report: evaluation/report.{json,md,html} and MODEL_CARD.md, as in-memory files.
 
 Rendered from ``templates/report`` with Jinja in strict mode (an undefined variable is an error;
-HTML is autoescaped). Pictures come from :mod:`toolkit.adapters.charts` and are embedded, so
+HTML is autoescaped). Pictures come from :mod:`nb2prod.adapters.charts` and are embedded, so
 report.html is one self-contained file.
 """
 
@@ -11,21 +11,21 @@ import base64
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import jinja2
 import nbformat
 
-from toolkit import __version__
-from toolkit.adapters import charts
-from toolkit.config import Config
-from toolkit.contract import Contract
-from toolkit.contract_review import field_rows
-from toolkit.evaluate import Evaluation
-from toolkit.release import canonical_json
+from . import __version__
+from .adapters import charts
+from .config import Config
+from .contract import Contract
+from .contract_review import field_rows
+from .evaluate import Evaluation
+from .release import canonical_json
+from .resources import template_dir
 
-TEMPLATES = Path(__file__).resolve().parent.parent / "templates" / "report"
+TEMPLATES = template_dir("report")
 MODEL_CARD = "MODEL_CARD.md"
 _LIMITATIONS = re.compile(r"^\s*(#+\s*|\*\*)limitations\b[.:]?(\*\*)?[.:]?\s*", re.IGNORECASE)
 

@@ -9,9 +9,9 @@ from typing import Any
 
 from packaging.version import InvalidVersion, Version
 
-from toolkit.adapters import bento
-from toolkit.errors import TargetError
-from toolkit.release import RELEASE_JSON
+from .adapters import bento
+from .errors import TargetError
+from .release import RELEASE_JSON
 
 
 @dataclass(frozen=True)

@@ -17,10 +17,10 @@ from typing import Any, Protocol
 
 import httpx
 
-from toolkit.adapters import bento, container
-from toolkit.errors import ParityError, TargetError
-from toolkit.release import sha256_file
-from toolkit.target import Target
+from .adapters import bento, container
+from .errors import ParityError, TargetError
+from .release import sha256_file
+from .target import Target
 
 REL_TOL = 1e-9
 

@@ -25,7 +25,7 @@ class Run:
 def nb2prod(*args: str | Path, cwd: Path | None = None, timeout: float = 600) -> Run:
     """Run the real command line in a subprocess, as a user would."""
     proc = subprocess.run(
-        [sys.executable, "-m", "toolkit", *map(str, args)],
+        [sys.executable, "-m", "nb2prod", *map(str, args)],
         capture_output=True,
         text=True,
         cwd=cwd,

@@ -20,12 +20,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from nb2prod.adapters import container
+from nb2prod.adapters.pip_config import host_pip_settings
+from nb2prod.base_image import DEFAULT_BASE
 
 from tests.conftest import copy_iris, tree_snapshot
 from tests.e2e.conftest import Run, nb2prod
-from toolkit.adapters import container
-from toolkit.adapters.pip_config import host_pip_settings
-from toolkit.base_image import DEFAULT_BASE
 
 _MISSING = [tool for tool in ("podman", "mmdebstrap", "openssl") if shutil.which(tool) is None]
 pytestmark = [

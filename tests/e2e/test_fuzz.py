@@ -12,9 +12,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from nb2prod.adapters import bento
 
 from tests.e2e.conftest import Run
-from toolkit.adapters import bento
 
 pytestmark = pytest.mark.e2e
 TOKEN = "fuzz-token"

@@ -15,10 +15,10 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+from nb2prod.adapters import bento
 
 from tests.conftest import code, notebook, write_notebook
 from tests.e2e.conftest import Run, nb2prod
-from toolkit.adapters import bento
 
 pytestmark = pytest.mark.e2e
 TOKEN = "ops-token"

@@ -11,13 +11,13 @@ from pathlib import Path
 
 import httpx
 import pytest
+from nb2prod.adapters import bento
+from nb2prod.errors import ServeError
+from nb2prod.release import canonical_json
 
 from tests.conftest import copy_iris, tree_snapshot
 from tests.e2e.conftest import Run, bento_tags, nb2prod
 from tests.golden import compare_tree
-from toolkit.adapters import bento
-from toolkit.errors import ServeError
-from toolkit.release import canonical_json
 
 pytestmark = pytest.mark.e2e
 TOKEN = "test-token-not-secret"

@@ -21,8 +21,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from toolkit.adapters.loopback import free_port, tail, wait_ready
-from toolkit.errors import BuildError, ServeError, TargetError
+from ..adapters.loopback import free_port, tail, wait_ready
+from ..errors import BuildError, ServeError, TargetError
 
 _BENTOML = [sys.executable, "-m", "bentoml"]
 

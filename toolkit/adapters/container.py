@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from toolkit.adapters.loopback import free_port, tail, wait_ready
-from toolkit.errors import ContainerError, MissingToolError
+from ..adapters.loopback import free_port, tail, wait_ready
+from ..errors import ContainerError, MissingToolError
 
 ENGINES = ("docker", "podman", "buildah")
 # What `apt-get install` needs on Debian 12 for nb2prod's container commands (docs/containers.md).

@@ -13,8 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from toolkit.adapters.loopback import tail
-from toolkit.errors import ContainerError, MissingToolError
+from ..adapters.loopback import tail
+from ..errors import ContainerError, MissingToolError
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from toolkit.errors import LockError, MissingToolError
+from ..errors import LockError, MissingToolError
 
 PLATFORM = "x86_64-unknown-linux-gnu"
 

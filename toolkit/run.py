@@ -2,7 +2,7 @@
 
 :func:`package` reads like the job: parse, extract, render, execute, evaluate, contract, lock,
 write, build, verify, commit. Stages pass frozen data to each other; only
-:class:`toolkit.release.Staging` writes the release, and it moves it into place only at the end.
+:class:`nb2prod.release.Staging` writes the release, and it moves it into place only at the end.
 """
 
 from __future__ import annotations
@@ -19,32 +19,32 @@ from typing import Any
 
 from packaging.version import Version
 
-from toolkit import __version__
-from toolkit.adapters import bento
-from toolkit.adapters.git import git_state
-from toolkit.assemble import ReleaseFacts, write_release
-from toolkit.cache import RunCache, installed_distributions, run_key
-from toolkit.capture import CapturePlan
-from toolkit.check import check
-from toolkit.config import Config, load_config
-from toolkit.containerize import ContainerImage, ImageOptions, containerize
-from toolkit.contract import Contract, build_contract
-from toolkit.contract_review import ContractDiff, diff_contracts
-from toolkit.errors import ContractError, Nb2ProdError, NotebookError, ParameterError
-from toolkit.evaluate import evaluate
-from toolkit.execute import Execution, execute
-from toolkit.extract import extract
-from toolkit.lock import lock_environment
-from toolkit.notebook import AnnotatedNotebook, Role, read_notebook
-from toolkit.progress import Progress, Silent, stage
-from toolkit.release import RELEASE_JSON, Staging, sha256_file
-from toolkit.render import (
+from . import __version__
+from .adapters import bento
+from .adapters.git import git_state
+from .analyse import check
+from .assemble import ReleaseFacts, write_release
+from .cache import RunCache, installed_distributions, run_key
+from .capture import CapturePlan
+from .config import Config, load_config
+from .containerize import ContainerImage, ImageOptions, containerize
+from .contract import Contract, build_contract
+from .contract_review import ContractDiff, diff_contracts
+from .errors import ContractError, Nb2ProdError, NotebookError, ParameterError
+from .evaluate import evaluate
+from .execute import Execution, execute
+from .extract import extract
+from .lock import lock_environment
+from .notebook import AnnotatedNotebook, Role, read_notebook
+from .progress import Progress, Silent, stage
+from .release import RELEASE_JSON, Staging, sha256_file
+from .render import (
     SERVICE_DIR,
     render_release,
     service_context,
 )
-from toolkit.target import PreviousRelease, Target, load_contract, previous_release
-from toolkit.verify import check_release_files, raise_for_differences, verify_target
+from .target import PreviousRelease, Target, load_contract, previous_release
+from .verify import check_release_files, raise_for_differences, verify_target
 
 
 @dataclass(frozen=True)

@@ -20,9 +20,9 @@ from typing import Any, Literal
 
 import nbformat
 
-from toolkit.adapters.secrets import SecretScanner
-from toolkit.errors import NotebookError
-from toolkit.notebook import (
+from .adapters.secrets import SecretScanner
+from .errors import NotebookError
+from .notebook import (
     REQUIRED_ROLES,
     AnnotatedNotebook,
     Cell,
@@ -346,7 +346,7 @@ def _shapes(notebook: AnnotatedNotebook, trees: dict[int, ast.Module]) -> list[F
                     )
                 )
         if not notebook.has_role(Role.POSTPROCESS) and "Output" in classes:
-            from toolkit.extract import single_output_field
+            from .extract import single_output_field
 
             try:
                 single_output_field(notebook, trees)

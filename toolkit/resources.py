@@ -1,0 +1,24 @@
+"""Where nb2prod's own files are, installed or in a checkout: the one place that knows.
+
+The templates live in ``templates/`` at the top of the repository and are installed as
+``nb2prod.templates``; both layouts are found through :mod:`importlib.resources`.
+"""
+
+from __future__ import annotations
+
+from importlib.resources import files
+from pathlib import Path
+
+from .errors import Nb2ProdError
+
+
+def template_dir(name: str) -> Path:
+    """The directory of one template set (``release``, ``report``, ``container``, ...)."""
+    root = files(f"{__package__}.templates")
+    path = Path(str(root)) / name
+    if not path.is_dir():
+        raise Nb2ProdError(
+            f"nb2prod's templates are missing: no {path}",
+            hint="The installation is incomplete; reinstall nb2prod (pip install --force-reinstall nb2prod).",
+        )
+    return path
