@@ -27,16 +27,27 @@ from .lock import Lock
 from .monitoring import monitoring_plan
 from .notebook import AnnotatedNotebook
 from .progress import Progress
-from .release import Staging, sha256_file
+from .release import Staging, sha256_bytes, sha256_file
 from .render import (
     RUNBOOK,
+    RUNTIME_DIR,
     SERVICE_DIR,
     ModelContext,
     ServiceContext,
     class_name,
     render_release,
+    runtime_files,
 )
 from .report import render_reports
+from .runtime.schema import (
+    FallbackSummary,
+    ModelManifest,
+    ReleaseInfo,
+    RuntimeManifest,
+    ServiceMetadata,
+    ServiceSettings,
+    dump,
+)
 from .target import PreviousRelease
 
 
@@ -95,15 +106,17 @@ def write_release(staging: Staging, facts: ReleaseFacts, progress: Progress) -> 
     staging.copy(f"model/{model.file.name}", model.file)
     staging.write_json(
         "model/model.json",
-        {
-            "file": model.file.name,
-            "format": model.format,
-            "trusted": list(model.trusted),
-            "why": model.why,
-            "sha256": model_sha256,
-            "class": facts.capture.model_class,
-            "variable": facts.notebook.model_variable,
-        },
+        dump(
+            ModelManifest(
+                file=model.file.name,
+                format=model.format,
+                trusted=model.trusted,
+                why=model.why,
+                sha256=model_sha256,
+                cls=facts.capture.model_class,
+                variable=facts.notebook.model_variable,
+            )
+        ),
     )
     staging.write_json("contract.json", facts.contract.to_json())
     staging.write_json(
@@ -152,35 +165,50 @@ def write_release(staging: Staging, facts: ReleaseFacts, progress: Progress) -> 
     )
     staging.write_bytes("requirements.lock", facts.lock.text.encode())
     monitoring = monitoring_plan(facts.capture, facts.config)
-    staging.write_json(f"{SERVICE_DIR}/monitoring.json", monitoring)
-    drift = monitoring["drift"]
+    staging.write_json(f"{SERVICE_DIR}/monitoring.json", dump(monitoring))
+    drift, batching = monitoring.drift, monitoring.batching
     progress.note(
-        f"monitoring: drift reference {drift['source']} ({drift['rows']} rows, "
-        f"{len(drift['fields'])} fields); batching {monitoring['batching']['why']}"
-        if "fields" in drift
-        else f"monitoring: no drift scores ({drift['unavailable']}); "
-        f"batching {monitoring['batching']['why']}"
+        f"monitoring: drift reference {drift.source} ({drift.rows} rows, "
+        f"{len(drift.fields)} fields); batching {batching.why}"
+        if drift.unavailable is None
+        else f"monitoring: no drift scores ({drift.unavailable}); batching {batching.why}"
     )
     staging.write_bytes(
         "notebook.executed.ipynb", nbformat.writes(facts.execution.executed).encode()
     )
+    service = facts.config.service
     staging.write_json(
         f"{SERVICE_DIR}/metadata.json",
-        {
-            "name": facts.name,
-            "version": facts.config.version,
-            "owner": facts.config.owner,
-            "git_commit": facts.git.commit,
-            "notebook_sha256": facts.notebook_sha256,
-            "contract_sha256": facts.contract.sha256,
-            "model_sha256": model_sha256,
-            "evaluation": facts.evaluation.summary(),
-            "auth": facts.config.service.auth,
-            "fallback": {
-                "available": facts.extraction.has_fallback,
-                **facts.config.fallback.model_dump(),
-            },
-        },
+        dump(
+            ServiceMetadata(
+                release=ReleaseInfo(
+                    name=facts.name,
+                    version=facts.config.version,
+                    owner=facts.config.owner,
+                    git_commit=facts.git.commit,
+                    notebook_sha256=facts.notebook_sha256,
+                    contract_sha256=facts.contract.sha256,
+                    model_sha256=model_sha256,
+                    evaluation=facts.evaluation.summary(),
+                    auth=service.auth,
+                    fallback=FallbackSummary(
+                        available=facts.extraction.has_fallback,
+                        **facts.config.fallback.model_dump(),
+                    ),
+                ),
+                service=ServiceSettings(
+                    workers=service.workers,
+                    batching_max_size=service.max_batch_size,
+                    max_batch_rows=service.max_batch_rows,
+                    log_bodies=service.log_bodies,
+                    disable_file=facts.context.disable_file,
+                ),
+                runtime=RuntimeManifest(
+                    nb2prod_version=__version__,
+                    files={name: sha256_bytes(data) for name, data in runtime_files().items()},
+                ),
+            )
+        ),
     )
     labels = {
         "nb2prod.name": facts.name,
@@ -206,6 +234,7 @@ def bentofile(name: str, version: str, labels: Mapping[str, str]) -> dict[str, A
         "labels": dict(labels),
         "include": [
             f"{SERVICE_DIR}/*.py",
+            f"{RUNTIME_DIR}/*.py",
             f"{SERVICE_DIR}/metadata.json",
             f"{SERVICE_DIR}/monitoring.json",
             "model/*",

@@ -441,8 +441,7 @@ def serve(target: str, port: int) -> None:
     from .target import resolve
 
     resolved = resolve(target)
-    metadata = resolved.read_json("service/metadata.json")
-    if metadata.get("auth") == "token" and not (
+    if resolved.metadata().release.auth == "token" and not (
         os.environ.get("NB2PROD_API_TOKEN") or os.environ.get("NB2PROD_API_TOKEN_FILE")
     ):
         raise Nb2ProdError(

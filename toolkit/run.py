@@ -162,7 +162,6 @@ def _release(request: PackageRequest, progress: Progress) -> PackageResult:
                     plan=CapturePlan(
                         out_dir=capture_dir,
                         pipeline_file=staging.path(f"{SERVICE_DIR}/pipeline.py"),
-                        runtime_file=staging.path(f"{SERVICE_DIR}/runtime.py"),
                         model_variable=notebook.model_variable,
                         model_cell=model_cell.label,
                         has_fallback=extraction.has_fallback,

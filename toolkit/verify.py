@@ -127,13 +127,13 @@ def _verify(
     if check_files and target.release_dir is not None:
         check_release_files(target)
     examples = target.read_json("examples.json")["examples"]
-    metadata = target.read_json("service/metadata.json")
+    fallback = target.metadata().release.fallback
     token = secrets.token_urlsafe(24)
     with start({"NB2PROD_API_TOKEN": token}) as server:
         return check_served(
             server.url,
             token,
-            expectations(examples, metadata["fallback"]["min_confidence"]),
+            expectations(examples, fallback.min_confidence),
             cold_start_s=server.cold_start_s,
         )
 
