@@ -16,6 +16,7 @@ from nb2prod import __version__
 GOLDEN = Path(__file__).resolve().parent / "golden"
 
 _MASKS = [
+    (re.compile(r"\S*/pytest-of-[^/\s]+/pytest-\d+/"), "<tmp>/"),  # the test's own directory
     (re.compile(r"\b[0-9a-f]{64}\b"), "<sha256>"),
     (re.compile(r"\b[0-9a-f]{40}\b"), "<git-commit>"),
     (re.compile(r"\b[0-9a-f]{12}\b(?=\))"), "<sha256-prefix>"),

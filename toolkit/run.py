@@ -117,7 +117,9 @@ def _release(request: PackageRequest, progress: Progress) -> PackageResult:
         destination.parent, parsed.name, parsed.config.version, include_same=True
     )
     with Staging(destination) as staging, tempfile.TemporaryDirectory(prefix="nb2prod-") as tmp:
-        with stage(progress, "execute", "reusing the cached run" if cached else "papermill") as s:
+        with stage(
+            progress, "execute", "reusing the cached run" if cached else "papermill, top to bottom"
+        ) as s:
             execution = (Execution(cached.executed, cached.capture) if cached
                          else execute_notebook(parsed, request.parameters, Path(tmp)))  # fmt: skip
             s.detail = execution.summary() + (f" (reused, cache key {key[:12]})" if cached else "")

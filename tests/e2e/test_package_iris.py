@@ -37,7 +37,7 @@ def test_prints_each_stage_with_its_duration_and_the_bento_tag(
     iris_release: tuple[Path, Run],
 ) -> None:
     release, run = iris_release
-    for stage in ("parse", "render", "execute", "evaluate", "contract", "lock", "build", "verify"):
+    for stage in ("parse", "execute", "evaluate", "contract", "lock", "write", "build", "verify"):
         assert re.search(rf"✓ {stage}\s+\d+\.\d\d s", run.stdout), f"no finished line for {stage}"
     tag = load(release, "release.json")["bento_tag"]
     assert f"bento tag  {tag}" in run.stdout
