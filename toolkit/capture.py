@@ -136,7 +136,7 @@ def read_capture(out_dir: Path) -> Capture:
 # function so nothing leaks into the notebook's namespace.
 _CAPTURE_CODE = r'''
 def _nb2prod_capture(spec):
-    import bisect, importlib.util, io, json, keyword, math, numbers, pickle, platform, sys, traceback, types
+    import bisect, io, json, keyword, math, numbers, pickle, platform, sys, traceback, types
     from importlib import metadata
     from pathlib import Path
 
@@ -153,13 +153,6 @@ def _nb2prod_capture(spec):
         frames = [f for f in traceback.extract_tb(tb) if f.filename.endswith(("pipeline.py",))]
         where = f" (pipeline.py line {frames[-1].lineno}: {frames[-1].line})" if frames else ""
         return f"{etype.__name__}: {value}{where}"
-
-    def load(name, path):
-        module_spec = importlib.util.spec_from_file_location(name, path)
-        module = importlib.util.module_from_spec(module_spec)
-        sys.modules[name] = module
-        module_spec.loader.exec_module(module)
-        return module
 
     HEADER = (
         '"""Contract inferred by nb2prod from {source}.\n\n'

@@ -7,7 +7,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,16 +15,11 @@ from pathlib import Path
 
 import httpx
 import pytest
+from nb2prod.adapters.loopback import free_port, wait_ready
 
 from tests.conftest import IRIS, ROOT
 
 pytestmark = pytest.mark.e2e
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -91,14 +85,13 @@ def test_installed_wheel_checks_packages_and_serves(
     )  # fmt: skip
     try:
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.5)
+        gone = wait_ready(
+            url,
+            started=time.monotonic(),
+            timeout_s=90,
+            stopped=lambda: None if server.poll() is None else f"exit {server.returncode}",
+        )
+        assert gone is None, f"nb2prod serve stopped before it was ready ({gone})"
         example = json.loads((release / "examples.json").read_text())["examples"][0]
         answer = httpx.post(
             f"{url}/v1/predict",
