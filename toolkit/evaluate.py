@@ -1,7 +1,7 @@
 """Stage 7, evaluate: the notebook's metrics against the quality gates, a trivial baseline and the
 previous release, per-slice metrics, and the latency of the serving path.
 
-The numbers are measured in the kernel (``capture.py``); this stage judges and summarises them.
+The numbers are measured in the kernel (:mod:`nb2prod.probe`); this stage judges and summarises them.
 A failing gate or a regression beyond ``[evaluation] max_regression`` stops packaging before
 anything is built or written, unless ``--no-gates`` (then the report records it).
 """
@@ -16,6 +16,7 @@ from typing import Any
 
 from .config import Gate
 from .errors import GateError
+from .runtime.schema import Holdout, LatencySamples
 
 
 @dataclass(frozen=True)
@@ -148,8 +149,8 @@ def evaluate(
     gates: tuple[Gate, ...],
     *,
     enforce: bool,
-    holdout: Mapping[str, Any] | None = None,
-    latency: Mapping[str, Any] | None = None,
+    holdout: Holdout | None = None,
+    latency: Mapping[str, LatencySamples] | None = None,
     previous: tuple[str, Mapping[str, float]] | None = None,
     max_regression: Mapping[str, float] | None = None,
 ) -> Evaluation:
@@ -184,9 +185,9 @@ def evaluate(
         metrics=dict(metrics),
         results=tuple(GateResult(g, metrics[g.metric]) for g in gates),
         gates_enforced=enforce,
-        holdout=holdout,
+        holdout=holdout.model_dump(mode="json", exclude_none=True) if holdout else None,
         latency=tuple(
-            Latency(int(size), tuple(t["pipeline_ms"]), tuple(t["model_ms"]))
+            Latency(int(size), t.pipeline_ms, t.model_ms)
             for size, t in sorted((latency or {}).items(), key=lambda item: int(item[0]))
         ),
         previous_version=previous[0] if previous else None,

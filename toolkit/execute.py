@@ -1,13 +1,14 @@
-"""Stage 4, execute: run the notebook (papermill) and capture what the release needs.
+"""Stage 4, execute: run the notebook (papermill) and probe what the release needs.
 
-The notebook that runs is the user's notebook with ``skip`` cells left out and nb2prod's capture
-cell appended. Every cell keeps its original index in ``metadata.nb2prod.index`` so an error
+The notebook that runs is the user's notebook with ``skip`` cells left out and nb2prod's probe
+cell appended (one call into :mod:`nb2prod.probe`). Every cell keeps its original index in ``metadata.nb2prod.index`` so an error
 names the cell the user sees.
 """
 
 from __future__ import annotations
 
 import copy
+import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,14 +17,22 @@ from typing import Any
 import nbformat
 
 from .adapters.kernel import run_notebook
-from .capture import CAPTURE_TAG, Capture, CapturePlan, capture_cell_source, read_capture
+from .capture import (
+    CAPTURE_TAG,
+    Capture,
+    probe_cell_source,
+    read_capture,
+    read_failure,
+    traceback_file,
+)
 from .errors import ExecutionError
 from .notebook import AnnotatedNotebook, Role
+from .runtime.schema import ProbePlan
 
 
 @dataclass(frozen=True)
 class Execution:
-    """The executed notebook (capture cell removed) and what was captured in the kernel."""
+    """The executed notebook (probe cell removed) and what the probe found in the kernel."""
 
     executed: nbformat.NotebookNode
     capture: Capture
@@ -32,7 +41,7 @@ class Execution:
 def execute(
     notebook: AnnotatedNotebook,
     *,
-    plan: CapturePlan,
+    plan: ProbePlan,
     parameters: Mapping[str, Any],
     scratch: Path,
     keep_failed_at: Path,
@@ -41,7 +50,7 @@ def execute(
 
     The executed notebook of a failed run is saved at ``keep_failed_at`` (outside any release).
     """
-    node = _runnable(notebook, capture_cell_source(plan))
+    node = _runnable(notebook, probe_cell_source(plan))
     output_path = scratch / "executed.ipynb"
     failure = run_notebook(
         node,
@@ -62,7 +71,16 @@ def execute(
             ename=failure.ename,
             evalue=failure.evalue,
         )
-    capture = read_capture(plan.out_dir)
+    problem = read_failure(Path(plan.out_dir))
+    if problem is not None:
+        bug = traceback_file(Path(plan.out_dir))
+        if bug is not None:  # nb2prod's own bug: keep its traceback for the report
+            keep_failed_at.parent.mkdir(parents=True, exist_ok=True)
+            kept = keep_failed_at.parent / bug.name
+            shutil.copy(bug, kept)
+            problem.hint = f"This is a bug in nb2prod; please report it with {kept}."
+        raise problem
+    capture = read_capture(Path(plan.out_dir))
     executed.cells = [c for c in executed.cells if CAPTURE_TAG not in c.metadata.get("tags", [])]
     return Execution(executed=executed, capture=capture)
 
@@ -107,7 +125,7 @@ def _failing_cell(
         return None, "a cell"
     tags = failed.metadata.get("tags", [])
     if CAPTURE_TAG in tags:
-        return None, "nb2prod's capture step"
+        return None, "nb2prod's probe cell"
     if "injected-parameters" in tags:
         return None, "the parameters papermill injected"
     index = failed.metadata.get("nb2prod", {}).get("index")

@@ -15,7 +15,13 @@ from typing import Any
 from .capture import Capture
 from .config import Config
 from .contract_review import fields
-from .runtime.schema import Batching, DriftReference, MonitoringPlan, OutputMetric
+from .runtime.schema import (
+    Batching,
+    DriftReference,
+    MonitoringPlan,
+    OutputMetric,
+    ReferenceStats,
+)
 
 
 def sensitive_fields(schema: Mapping[str, Any]) -> list[str]:
@@ -58,7 +64,7 @@ def _label(value: Any) -> str:
 
 
 def monitoring_plan(capture: Capture, config: Config) -> MonitoringPlan:
-    reference = dict(capture.reference or {"unavailable": "no reference data was captured"})
+    reference = capture.reference or ReferenceStats(unavailable="no reference data was captured")
     sensitive = set(sensitive_fields(capture.input_schema)) | set(
         sensitive_fields(capture.output_schema)
     )
@@ -68,7 +74,7 @@ def monitoring_plan(capture: Capture, config: Config) -> MonitoringPlan:
             k: OutputMetric.model_validate(v)
             for k, v in output_metrics(capture.output_schema).items()
         },
-        drift=DriftReference.model_validate({**reference, "window": config.monitoring.window}),
+        drift=DriftReference(window=config.monitoring.window, **dict(reference)),
         batching=Batching(
             enabled=config.service.batching and capture.batch_consistent,
             why=(

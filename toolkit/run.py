@@ -25,8 +25,8 @@ from .adapters.git import git_state
 from .analyse import check
 from .assemble import ReleaseFacts, write_release
 from .cache import RunCache, installed_distributions, run_key
-from .capture import CapturePlan
-from .config import Config, load_config
+from .capture import probe_plan
+from .config import load_config
 from .containerize import ContainerImage, ImageOptions, containerize
 from .contract import Contract, build_contract
 from .contract_review import ContractDiff, diff_contracts
@@ -35,7 +35,7 @@ from .evaluate import evaluate
 from .execute import Execution, execute
 from .extract import extract
 from .lock import lock_environment
-from .notebook import AnnotatedNotebook, Role, read_notebook
+from .notebook import AnnotatedNotebook, read_notebook
 from .progress import Progress, Silent, stage
 from .release import RELEASE_JSON, Staging, sha256_file
 from .render import (
@@ -153,22 +153,17 @@ def _release(request: PackageRequest, progress: Progress) -> PackageResult:
         with stage(progress, "execute", how) as s:
             capture_dir = scratch / "capture"
             capture_dir.mkdir()
-            model_cell = notebook.with_role(Role.MODEL)[0]
             execution = (
                 Execution(cached.executed, cached.capture)
                 if cached
                 else execute(
                     notebook,
-                    plan=CapturePlan(
+                    plan=probe_plan(
                         out_dir=capture_dir,
                         pipeline_file=staging.path(f"{SERVICE_DIR}/pipeline.py"),
-                        model_variable=notebook.model_variable,
-                        model_cell=model_cell.label,
-                        has_fallback=extraction.has_fallback,
-                        modules=extraction.imports,
-                        infer=config.contract.model_dump() if extraction.infer_contract else None,
-                        evaluation=config.evaluation.model_dump(),
-                        monitoring=_monitoring_spec(config),
+                        notebook=notebook,
+                        extraction=extraction,
+                        config=config,
                     ),
                     parameters=request.parameters,
                     scratch=scratch,
@@ -293,17 +288,6 @@ def _release(request: PackageRequest, progress: Progress) -> PackageResult:
         examples_verified=report.examples,
         cold_start_s=report.cold_start_s,
     )
-
-
-def _monitoring_spec(config: Config) -> dict[str, Any]:
-    """Which variable holds the drift reference: [monitoring] reference, else the training or
-    evaluation data the config already names (missing or unusable then only skips drift)."""
-    explicit = config.monitoring.reference
-    return {
-        "reference": explicit or config.contract.training_data or config.evaluation.eval_x,
-        "explicit": explicit is not None,
-        "bins": config.monitoring.bins,
-    }
 
 
 def _previous_metrics(baseline: PreviousRelease | None) -> tuple[str, dict[str, float]] | None:

@@ -6,7 +6,9 @@ run the same code. Nothing here knows the notebook: callers pass its pipeline mo
 
 from __future__ import annotations
 
+import enum
 import hashlib
+import json
 import time
 from pathlib import Path
 from types import ModuleType
@@ -83,3 +85,11 @@ def validate_output(pipeline: ModuleType, value: Any) -> Any:
 def fallback(pipeline: ModuleType, inp: Any) -> Any:
     """The notebook's fallback for one input, validated as Output."""
     return validate_output(pipeline, pipeline.fallback(inp))
+
+
+def category_key(value: Any) -> str:
+    """How a categorical value is counted for drift: strings as they are, enums by their value,
+    anything else as JSON (``3`` -> ``"3"``, ``True`` -> ``"true"``). The reference the probe
+    records at package time and the service's observations both use this one encoding."""
+    key = value.value if isinstance(value, enum.Enum) else value
+    return key if isinstance(key, str) else json.dumps(key)

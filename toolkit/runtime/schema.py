@@ -165,3 +165,138 @@ class ServiceMetadata(Frozen):
     release: ReleaseInfo
     service: ServiceSettings
     runtime: RuntimeManifest
+
+
+# ---------------------------------------------------------------- the kernel probe (package time)
+# nb2prod.probe runs inside the notebook's kernel after the notebook: the host hands it a
+# ProbePlan (serialised into the one injected cell) and reads back a ProbeResult (probe.json)
+# or a ProbeFailure (probe-failure.json) from the plan's out_dir. Not files of a release.
+
+
+class InferPlan(Frozen):
+    """No contract cell: Input is inferred from the examples and, if named, the training data."""
+
+    training_data: str | None  # [contract] training_data
+    margin: float
+    max_categories: int
+
+
+class EvaluationPlan(Frozen):
+    """[evaluation]: the held-out variables the notebook leaves, and how to score them."""
+
+    eval_x: str
+    eval_y: str
+    slices: tuple[str, ...] = ()
+
+
+class ReferencePlan(Frozen):
+    """Which variable holds the drift reference ([monitoring] reference or a default)."""
+
+    variable: str
+    explicit: bool  # named by [monitoring] reference: a problem with it is an error
+    bins: int
+
+
+class ProbePlan(Frozen):
+    """What the probe is told: where things are and which names to look for."""
+
+    out_dir: str
+    pipeline_file: str  # the rendered service/pipeline.py, the very file the service imports
+    model_variable: str
+    model_cell: str  # the model cell's label, for messages
+    cell_labels: dict[int, str] = Field(default_factory=dict)  # notebook index -> label
+    has_fallback: bool
+    modules: tuple[str, ...]  # top-level modules the service code imports
+    infer: InferPlan | None = None
+    evaluation: EvaluationPlan | None = None
+    reference: ReferencePlan | None = None
+
+
+class ProbeFailure(Frozen):
+    """What the user must change, when the probe could not finish."""
+
+    message: str
+    hint: str | None = None
+
+
+class StoredObject(Frozen):
+    """How an object was written: the safest format that round-tripped (skops, cloudpickle, joblib)."""
+
+    file: str  # relative to the probe's out_dir (and to the release's model/)
+    format: Literal["skops", "cloudpickle", "joblib"]
+    trusted: tuple[str, ...] = ()  # skops: the non-default types loading may construct
+    why: str  # why this format, for model.json and the runbook
+
+
+class ProbeExample(Frozen):
+    """One example: the Input, the pipeline's Output, and the fallback's Output (if any)."""
+
+    index: int
+    input: dict[str, Any]
+    output: dict[str, Any]
+    fallback_output: dict[str, Any] | None = None
+
+
+class InferredFrom(Frozen):
+    """What an inferred contract was inferred from (contract.json records it)."""
+
+    examples: int
+    training_data: str | None
+    rows: int
+    margin: float
+
+
+class Holdout(Frozen):
+    """The model and a trivial baseline scored on the held-out data ([evaluation])."""
+
+    task: Literal["classification", "regression"]
+    rows: int
+    eval_x: str
+    eval_y: str
+    baseline_name: str
+    model: dict[str, float]
+    baseline: dict[str, float]
+    labels: tuple[str, ...] | None = None  # classification: the confusion matrix's order
+    confusion: tuple[tuple[int, ...], ...] | None = None
+    residuals: tuple[tuple[float, float], ...] | None = None  # regression: (predicted, residual)
+    # column -> value -> {"rows": n, metric: value, ...}
+    slices: dict[str, dict[str, dict[str, float | int]]] = Field(default_factory=dict)
+
+
+class LatencySamples(Frozen):
+    """Raw timings of one batch size: the whole serving path and the model's predict alone."""
+
+    pipeline_ms: tuple[float, ...]
+    model_ms: tuple[float, ...]
+
+
+class ReferenceStats(Frozen):
+    """Per Input field reference statistics for drift scores, or why there are none."""
+
+    source: str | None = None
+    rows: int = 0
+    fields: dict[str, FieldReference] = Field(default_factory=dict)
+    skipped: dict[str, str] = Field(default_factory=dict)
+    unavailable: str | None = None
+
+
+class ProbeResult(Frozen):
+    """Everything the release needs from the kernel (probe.json)."""
+
+    model: StoredObject
+    model_class: str  # the fitted object's module.qualname
+    examples: tuple[ProbeExample, ...]
+    metrics: dict[str, float] | None
+    input_schema: dict[str, Any]
+    output_schema: dict[str, Any]
+    output_fields: tuple[str, ...]
+    requirements: dict[str, str]  # distribution -> version the notebook ran with
+    unresolved_modules: tuple[str, ...]  # imported, but provided by no installed distribution
+    installed: dict[str, str]  # every distribution in the kernel -> version
+    python_version: str
+    inferred_contract: str | None = None  # pydantic source of Input and Output, when inferred
+    inferred_from: InferredFrom | None = None
+    holdout: Holdout | None = None
+    latency: dict[str, LatencySamples] = Field(default_factory=dict)  # batch size -> samples
+    reference: ReferenceStats | None = None
+    batch_consistent: bool = False  # a batch answers as each item alone: batching is safe
