@@ -2,21 +2,35 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
 from nb2prod.probe import FAILURE_FILE, RESULT_FILE, run
+from nb2prod.probe.artifacts import DataShape, code_kind, collect, data_shape, human_size
 from nb2prod.probe.environment import installed_distributions, requirements
 from nb2prod.probe.failure import Fail, PipelineSource
+from nb2prod.probe.fill import fill_problem
 from nb2prod.probe.infer import Column, TrainingData, infer_input, infer_output
 from nb2prod.probe.metrics import holdout, scores
 from nb2prod.probe.reference import field_reference, reference_columns
 from nb2prod.probe.serialize import referenced_modules, store
-from nb2prod.runtime.schema import InferPlan, ProbeFailure, ProbePlan, ProbeResult, load
+from nb2prod.runtime.model import load_artifacts
+from nb2prod.runtime.schema import (
+    ArtifactPlan,
+    ArtifactRef,
+    InferPlan,
+    ProbeFailure,
+    ProbePlan,
+    ProbeResult,
+    load,
+)
+from pydantic import BaseModel
 from sklearn.dummy import DummyClassifier, DummyRegressor
 from sklearn.linear_model import LinearRegression
 from sklearn.metrics import f1_score, mean_absolute_error, mean_squared_error, r2_score
@@ -50,7 +64,8 @@ def predict(model, features):
 
 # ---- nb2prod default: no `postprocess` cell, so each item of `raw` fills Output.y ----
 def postprocess(raw, inputs):
-    return [Output(y=v.item() if hasattr(v, "item") else v) for v in raw]
+    items = raw.to_numpy() if hasattr(raw, "to_numpy") else raw
+    return [Output(y=v.tolist() if hasattr(v, "tolist") else v) for v in items]
 '''
 
 
@@ -199,6 +214,8 @@ def plan(tmp_path: Path, **changes: Any) -> ProbePlan:
         "cell_labels": {4: "cell 4 (preprocess) `def preprocess(inputs):`"},
         "has_fallback": False,
         "modules": ("numpy", "pydantic", "sklearn"),
+        "predict_cell": "nb2prod's default predict (`model.predict(features)`)",
+        "default_output_field": "y",
     }
     return ProbePlan(**{**fields, **changes})
 
@@ -285,3 +302,134 @@ def test_the_plan_and_result_are_json_the_other_side_reads_strictly(tmp_path: Pa
     with pytest.raises(ValueError, match=r"bad.json: field `model.unexpected`"):
         load(ProbeResult, tmp_path / "bad.json")
     assert isinstance(result, ProbeResult)
+
+
+# ---------------------------------------------------------------- fitted state
+
+
+def test_code_and_data_sets_are_told_apart_from_fitted_values() -> None:
+    assert code_kind(np) == "module" and code_kind(LinearRegression) == "class"
+    assert code_kind(len) == "function" and code_kind(lambda: 1) == "function"
+    assert code_kind(LinearRegression()) is None and code_kind({"a": 1}) is None
+    frame = pd.DataFrame({"a": range(5000), "b": ["x"] * 5000})
+    shape = data_shape(frame)
+    assert shape is not None and (shape.kind, shape.rows, shape.columns) == ("DataFrame", 5000, 2)
+    assert str(shape).startswith("a DataFrame of 5,000 rows x 2 columns (") and "KB)" in str(shape)
+    assert str(data_shape(np.zeros((2000, 3)))) == "an array of 2,000 rows x 3 columns (48 KB)"
+    assert data_shape([[1, 2]] * 3) == DataShape("list", 3, None, None)
+    assert data_shape({"north": 1.0}) is None and data_shape(LinearRegression()) is None
+    assert [human_size(n) for n in (812, 4100, 23_000_000, 2_500_000_000)] == [
+        "812 B", "4.1 KB", "23 MB", "2.5 GB"
+    ]  # fmt: skip
+
+
+def ref(name: str) -> ArtifactRef:
+    return ArtifactRef(
+        name=name, cell=2, label="cell 2 (train) `x = 1`", role="train",
+        read_by=("preprocess (cell 4)",),
+    )  # fmt: skip
+
+
+def test_collect_refuses_code_missing_names_and_training_data() -> None:
+    plan = ArtifactPlan(refs=(ref("scale"),), max_rows=1000)
+    assert collect({"scale": 2.0}, plan) == {"scale": 2.0}
+    with pytest.raises(Fail, match="cell 2 .* ran but left no `scale`, which preprocess"):
+        collect({}, plan)
+    with pytest.raises(Fail, match=r"`scale` .* is a function: code does not travel") as code:
+        collect({"scale": lambda v: v}, plan)
+    assert "setup" in (code.value.hint or "")
+    frame = pd.DataFrame({"x": np.arange(1500.0)})
+    with pytest.raises(Fail) as data:
+        collect({"scale": frame}, plan)
+    assert "is a DataFrame of 1,500 rows x 1 columns (12 KB), which looks like training data" in (
+        data.value.message
+    )
+    assert '[artifacts] allow = ["scale"]' in (data.value.hint or "")
+    allowed = ArtifactPlan(refs=(ref("scale"),), max_rows=1000, allow=("scale",))
+    assert collect({"scale": frame}, allowed)["scale"] is frame
+    assert collect({"scale": frame}, ArtifactPlan(refs=(ref("scale"),), max_rows=2000))
+
+
+FITTED = PIPELINE.replace(
+    "    return np.array([[i.x] for i in inputs])",
+    "    return np.array([[i.x * scale] for i in inputs])",
+)
+
+
+def test_fitted_state_is_stored_hashed_and_loaded_back_as_the_service_does(tmp_path: Path) -> None:
+    result = probe(
+        tmp_path,
+        namespace(scale=np.float64(2.0)),
+        pipeline=FITTED,
+        artifacts=ArtifactPlan(refs=(ref("scale"),)),
+    )
+    assert isinstance(result, ProbeResult), result
+    assert [e.output["y"] for e in result.examples] == pytest.approx([4.0, 12.0])
+    (artifact,) = result.artifacts
+    assert artifact.file == "artifacts/scale.skops" and artifact.format == "skops"
+    assert artifact.read_by == ("preprocess (cell 4)",) and artifact.size > 0
+    path = tmp_path / "out" / artifact.file
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == artifact.sha256
+    pipeline = ModuleType("p")
+    load_artifacts(tmp_path / "out", result.artifacts, pipeline)
+    assert pipeline.scale == 2.0
+    path.write_bytes(path.read_bytes() + b" ")
+    with pytest.raises(RuntimeError, match="sha256"):
+        load_artifacts(tmp_path / "out", result.artifacts, ModuleType("q"))
+
+
+def test_training_data_read_by_the_service_stops_the_probe(tmp_path: Path) -> None:
+    frame = pd.DataFrame({"x": np.arange(5000.0)})
+    result = probe(
+        tmp_path,
+        namespace(scale=frame),
+        pipeline=FITTED,
+        artifacts=ArtifactPlan(refs=(ref("scale"),)),
+    )
+    assert isinstance(result, ProbeFailure)
+    assert "`scale` (from cell 2 (train) `x = 1`, read by preprocess (cell 4)) is a DataFrame" in (
+        result.message
+    )
+
+
+# ---------------------------------------------------------------- Output without postprocess
+
+
+class Scores(BaseModel):
+    y: list[float]
+
+
+class Label(BaseModel):
+    y: float
+
+
+def test_fill_problems_name_the_shape_and_the_field() -> None:
+    assert fill_problem(np.array([[1.0, 2.0], [3.0, 4.0]]), 2, Scores, "y") is None
+    assert fill_problem(pd.Series([1.0, 2.0]), 2, Label, "y") is None
+    assert fill_problem(np.array([[1.0, 2.0]]), 2, Scores, "y") == (
+        "it returns an array of shape (1, 2) for 2 inputs: its first axis must have one item "
+        "per input"
+    )
+    assert fill_problem(np.array([[1.0, 2.0], [3.0, 4.0]]), 2, Label, "y") == (
+        "each item is an array of shape (2,), which cannot fill Output.y (float): Input should "
+        "be a valid number"
+    )
+    assert fill_problem(3.0, 1, Label, "y") == "it returns a float (3.0), not one item per input"
+
+
+def test_a_prediction_that_cannot_fill_output_names_the_predict_cell_and_field(
+    tmp_path: Path,
+) -> None:
+    two_columns = LinearRegression().fit([[0.0], [1.0]], [[0.0, 1.0], [2.0, 3.0]])
+    result = probe(tmp_path, namespace(model=two_columns))
+    assert isinstance(result, ProbeFailure)
+    assert result.message == (
+        "nb2prod's default predict (`model.predict(features)`) gives predictions that do not fit "
+        "Output.y: each item is an array of shape (2,), which cannot fill Output.y (float): "
+        "Input should be a valid number"
+    )
+    assert "list[float]" in (result.hint or "")
+    listed = PIPELINE.replace("    y: float", "    y: list[float]")
+    result = probe(tmp_path / "list", namespace(model=two_columns), pipeline=listed)
+    assert isinstance(result, ProbeResult), result
+    assert result.examples[0].output["y"] == pytest.approx([2.0, 3.0])

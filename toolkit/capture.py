@@ -22,11 +22,16 @@ from .errors import CaptureError
 from .extract import Extraction
 from .notebook import AnnotatedNotebook, Role
 from .probe import FAILURE_FILE, RESULT_FILE, TRACEBACK_FILE
+from .probe.artifacts import human_size
 from .runtime.schema import (
+    ArtifactManifest,
+    ArtifactPlan,
+    ArtifactRef,
     EvaluationPlan,
     Holdout,
     InferPlan,
     LatencySamples,
+    ModelManifest,
     ProbeExample,
     ProbeFailure,
     ProbePlan,
@@ -72,11 +77,29 @@ def probe_plan(
         cell_labels={c.index: c.label for c in notebook.cells},
         has_fallback=extraction.has_fallback,
         modules=extraction.imports,
+        predict_cell=notebook.with_role(Role.PREDICT)[0].label
+        if notebook.has_role(Role.PREDICT)
+        else "nb2prod's default predict (`model.predict(features)`)",
+        default_output_field=extraction.default_output_field,
         infer=InferPlan(**config.contract.model_dump()) if extraction.infer_contract else None,
         evaluation=EvaluationPlan(
             eval_x=evaluation.eval_x, eval_y=evaluation.eval_y, slices=tuple(evaluation.slices)
         ),
         reference=_reference_plan(config),
+        artifacts=ArtifactPlan(
+            refs=tuple(
+                ArtifactRef(
+                    name=value.name,
+                    cell=value.cell.index,
+                    label=value.cell.label,
+                    role=value.role,
+                    read_by=tuple(f"{c.role} (cell {c.index})" for c in value.read_by),
+                )
+                for value in extraction.artifacts
+            ),
+            max_rows=config.artifacts.max_rows,
+            allow=tuple(config.artifacts.allow),
+        ),
     )
 
 
@@ -111,6 +134,38 @@ class SerializedModel:
 
 
 @dataclass(frozen=True)
+class ExportedArtifact:
+    """A stored piece of fitted state: its manifest entry and where its file is on this machine."""
+
+    manifest: ArtifactManifest
+    path: Path
+
+    def describe(self) -> str:
+        return describe_artifact(self.manifest)
+
+
+def describe_artifact(m: ArtifactManifest) -> str:
+    """``cell 28 (train) defines `encode`, read by preprocess (cell 30): exported, 4.1 KB``."""
+    return (
+        f"cell {m.cell} ({m.role}) defines `{m.name}`, read by {' and '.join(m.read_by)}: "
+        f"exported, {human_size(m.size)} ({m.format})"
+    )
+
+
+def release_fitted_state(target: str) -> list[str]:
+    """The fitted state a release (directory, one of its files, or bento tag) carries, described;
+    empty when the target is not a release (a contract.json on its own)."""
+    from .errors import TargetError
+    from .target import resolve
+
+    try:
+        manifest = resolve(target).read(ModelManifest, "model/model.json")
+    except TargetError:
+        return []
+    return [describe_artifact(a) for a in manifest.artifacts]
+
+
+@dataclass(frozen=True)
 class Capture:
     """Everything the release needs from the kernel."""
 
@@ -131,6 +186,7 @@ class Capture:
     latency: Mapping[str, LatencySamples] | None = None  # batch size -> timings of the serving path
     reference: ReferenceStats | None = None  # per Input field: drift reference, or why none
     batch_consistent: bool = False  # a batch answers as each item alone: batching is safe
+    artifacts: tuple[ExportedArtifact, ...] = ()  # fitted state, stored beside the model
 
 
 def read_failure(out_dir: Path) -> CaptureError | None:
@@ -179,6 +235,7 @@ def read_capture(out_dir: Path) -> Capture:
         latency=MappingProxyType(result.latency),
         reference=result.reference,
         batch_consistent=result.batch_consistent,
+        artifacts=tuple(ExportedArtifact(a, out_dir / a.file) for a in result.artifacts),
     )
 
 

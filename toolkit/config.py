@@ -108,6 +108,14 @@ class MonitoringConfig(_Strict):
     window: int = Field(1000, ge=100)  # the service compares the last `window` values per field
 
 
+class ArtifactsConfig(_Strict):
+    """Fitted state: values service code reads from train, model or untagged cells."""
+
+    # a DataFrame, Series or array with more rows than this looks like training data: an error
+    max_rows: int = Field(1000, ge=1)
+    allow: list[str] = Field(default_factory=list)  # names allowed to ship whatever their size
+
+
 class Config(_Strict):
     """The validated configuration of one notebook."""
 
@@ -121,6 +129,7 @@ class Config(_Strict):
     evaluation: EvaluationConfig = EvaluationConfig()
     card: CardConfig = CardConfig()
     monitoring: MonitoringConfig = MonitoringConfig()
+    artifacts: ArtifactsConfig = ArtifactsConfig()
 
     @field_validator("name")
     @classmethod

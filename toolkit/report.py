@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import base64
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,6 +48,7 @@ def render_reports(
     model_class: str,
     model_format: str,
     training_data: Mapping[str, Any] | None,
+    artifacts: Sequence[str] = (),
 ) -> dict[str, bytes]:
     report = evaluation.to_json()
     holdout = report["holdout"]
@@ -90,6 +91,7 @@ def render_reports(
         "training_data": training_data,
         "model_class": model_class,
         "model_format": model_format,
+        "artifacts": list(artifacts),
         "contract_sha256": contract.sha256,
         "contract_sides": [
             {"name": side.capitalize(), "rows": field_rows(schema, None)}

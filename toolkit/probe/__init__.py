@@ -19,6 +19,8 @@ failing cell.
 | ``latency`` | timings of the serving path |
 | ``environment`` | installed distributions, and which ones the service needs |
 | ``failure`` | user-facing failures; pipeline.py lines mapped back to notebook cells |
+| ``artifacts`` | fitted state: refused if code or training data, stored, loaded back |
+| ``fill`` | why predictions do not fill Output without a postprocess cell |
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ from pydantic import BaseModel
 
 from ..runtime import model as runtime
 from ..runtime.schema import InferPlan, ProbeExample, ProbePlan, ProbeResult, ReferenceStats
-from . import environment, holdout, infer, latency, reference, serialize
+from . import artifacts, environment, fill, holdout, infer, latency, reference, serialize
 from .failure import Fail, PipelineSource
 from .values import as_list, is_number, plain
 
@@ -41,7 +41,10 @@ def probe(namespace: Mapping[str, Any], plan: ProbePlan) -> ProbeResult:
         inferred, inferred_from = infer.infer_input(
             examples, training_data(namespace, plan.infer, fields), plan.infer
         )
+    fitted = artifacts.collect(namespace, plan.artifacts)
     pipeline, source = load_pipeline(plan, inferred)
+    for name, value in fitted.items():  # where the service's runtime puts the stored copies
+        setattr(pipeline, name, value)
     if inferred is not None:
         output_source = infer_output(pipeline, source, model, examples)
         exec(compile(output_source, "<inferred contract>", "exec"), pipeline.__dict__)
@@ -56,7 +59,7 @@ def probe(namespace: Mapping[str, Any], plan: ProbePlan) -> ProbeResult:
     try:
         outputs = runtime.run(pipeline, model, inputs)
     except Exception as exc:
-        raise Fail(f"the service pipeline failed on the examples: {source.describe(exc)}") from None
+        raise run_failure(exc, plan, pipeline, source, model, inputs) from None
     fallback_outputs: list[dict[str, Any] | None] = [None] * len(inputs)
     if plan.has_fallback:
         for i, inp in enumerate(inputs):
@@ -68,20 +71,34 @@ def probe(namespace: Mapping[str, Any], plan: ProbePlan) -> ProbeResult:
                 ) from None
     expected = [o.model_dump(mode="json") for o in outputs]
 
-    def answers_the_same(loaded: Any) -> str | None:
-        again = [o.model_dump(mode="json") for o in runtime.run(pipeline, loaded, inputs)]
-        return None if again == expected else "the reloaded model answers the examples differently"
+    def answers_the_same(with_model: Any) -> str | None:
+        again = [o.model_dump(mode="json") for o in runtime.run(pipeline, with_model, inputs)]
+        return None if again == expected else "the reloaded copy answers the examples differently"
+
+    def artifact_answers_the_same(name: str, loaded: Any) -> str | None:
+        live = getattr(pipeline, name)
+        setattr(pipeline, name, loaded)
+        try:
+            return answers_the_same(model)
+        finally:
+            setattr(pipeline, name, live)
 
     stored = serialize.store(model, out, "model", answers_the_same)
+    exported = artifacts.store_all(fitted, plan.artifacts, out, artifact_answers_the_same)
+    runtime.load_artifacts(out, exported, pipeline)  # from here on, as the service has them
     figures = holdout.evaluate(model, namespace, plan.evaluation) if plan.evaluation else None
     timings = latency.measure(pipeline, model, inputs)
     reference_stats = drift_reference(namespace, plan, pipeline, inputs)
     consistent = batch_consistent(pipeline, model, inputs, outputs)
     modules = set(plan.modules) | serialize.referenced_modules(model)
     modules |= {"bentoml", "pydantic", "joblib", serialize.FORMAT_MODULES[stored.format]}
+    for value in fitted.values():
+        modules |= serialize.referenced_modules(value)
+    modules |= {serialize.FORMAT_MODULES[a.format] for a in exported}
     requirements, unresolved = environment.requirements(modules)
     return ProbeResult(
         model=stored,
+        artifacts=exported,
         model_class=f"{type(model).__module__}.{type(model).__qualname__}",
         examples=tuple(
             ProbeExample(index=i, input=inp.model_dump(mode="json"), output=o, fallback_output=f)
@@ -195,6 +212,36 @@ def infer_output(
     except Exception as exc:
         raise Fail(f"the service pipeline failed on the examples: {source.describe(exc)}") from None
     return infer.infer_output(as_list(raw) if hasattr(raw, "to_numpy") else list(raw))
+
+
+def run_failure(
+    exc: Exception,
+    plan: ProbePlan,
+    pipeline: types.ModuleType,
+    source: PipelineSource,
+    model: Any,
+    inputs: list[Any],
+) -> Fail:
+    """The examples failed: say where, and, when nb2prod's default postprocess could not fill
+    Output from the predictions, which cell and which field to change."""
+    field = plan.default_output_field
+    if field is not None:
+        try:
+            raw = pipeline.predict(model, pipeline.preprocess(inputs))
+        except Exception:
+            raw = None  # preprocess or predict itself failed: the general message says where
+        problem = (
+            fill.fill_problem(raw, len(inputs), pipeline.Output, field) if raw is not None else None
+        )
+        if problem is not None:
+            return Fail(
+                f"{plan.predict_cell} gives predictions that do not fit Output.{field}: {problem}",
+                f"Without a postprocess cell, each item of what predict returns fills "
+                f"Output.{field}. Make predict return one value per input that fits it, change "
+                f"the field's type in the contract (a row of numbers fits `list[float]`), or add "
+                f"a `postprocess` cell.",
+            )
+    return Fail(f"the service pipeline failed on the examples: {source.describe(exc)}")
 
 
 def check_pipeline(pipeline: types.ModuleType, plan: ProbePlan) -> None:

@@ -23,3 +23,9 @@ def as_list(values: Any) -> list[Any]:
 
 def is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def a(noun: str) -> str:
+    """``a DataFrame``, ``an array`` (numpy's ``ndarray`` is called an array)."""
+    noun = "array" if noun == "ndarray" else noun
+    return f"{'an' if noun[:1].lower() in 'aeiou' else 'a'} {noun}"

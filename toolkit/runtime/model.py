@@ -10,9 +10,13 @@ import enum
 import hashlib
 import json
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .schema import ArtifactManifest
 
 
 class PipelineError(RuntimeError):
@@ -51,6 +55,17 @@ def load_model(path: Path, sha256: str, fmt: str, trusted: list[str]) -> Any:
     import joblib  # a pickle as well: same trust as above
 
     return joblib.load(path)
+
+
+def load_artifacts(
+    directory: Path, artifacts: Iterable[ArtifactManifest], pipeline: ModuleType
+) -> None:
+    """Load the release's fitted state (each file's sha256 checked, as for the model) into the
+    pipeline module's namespace, where the notebook's service code reads it by name."""
+    for artifact in artifacts:
+        path = directory / artifact.file
+        value = load_model(path, artifact.sha256, artifact.format, list(artifact.trusted))
+        setattr(pipeline, artifact.name, value)
 
 
 def run(

@@ -65,6 +65,7 @@ class ModelManifest(Frozen):
     sha256: str
     cls: str = Field(alias="class")  # the fitted object's module.qualname
     variable: str
+    artifacts: tuple[ArtifactManifest, ...] = ()  # fitted state the service code reads
 
 
 # ---------------------------------------------------------------- service/monitoring.json
@@ -197,6 +198,24 @@ class ReferencePlan(Frozen):
     bins: int
 
 
+class ArtifactRef(Frozen):
+    """A value service code reads from a train, model or untagged cell (``nb2prod check``: NB202)."""
+
+    name: str
+    cell: int
+    label: str  # the defining cell's label, for messages
+    role: str  # train, model, untagged or parameters
+    read_by: tuple[str, ...]  # "preprocess (cell 7)", ...
+
+
+class ArtifactPlan(Frozen):
+    """[artifacts]: which values to export, and what looks like training data."""
+
+    refs: tuple[ArtifactRef, ...] = ()
+    max_rows: int = 1000
+    allow: tuple[str, ...] = ()
+
+
 class ProbePlan(Frozen):
     """What the probe is told: where things are and which names to look for."""
 
@@ -207,9 +226,12 @@ class ProbePlan(Frozen):
     cell_labels: dict[int, str] = Field(default_factory=dict)  # notebook index -> label
     has_fallback: bool
     modules: tuple[str, ...]  # top-level modules the service code imports
+    predict_cell: str  # the predict cell's label, or nb2prod's default predict
+    default_output_field: str | None = None  # no postprocess cell: each raw item fills this field
     infer: InferPlan | None = None
     evaluation: EvaluationPlan | None = None
     reference: ReferencePlan | None = None
+    artifacts: ArtifactPlan = ArtifactPlan()
 
 
 class ProbeFailure(Frozen):
@@ -226,6 +248,25 @@ class StoredObject(Frozen):
     format: Literal["skops", "cloudpickle", "joblib"]
     trusted: tuple[str, ...] = ()  # skops: the non-default types loading may construct
     why: str  # why this format, for model.json and the runbook
+
+
+class ArtifactManifest(Frozen):
+    """One stored piece of fitted state: loaded (sha256 checked) into the pipeline module's
+    namespace before the first request, under ``name``."""
+
+    name: str
+    file: str  # relative to model/
+    format: Literal["skops", "cloudpickle", "joblib"]
+    trusted: tuple[str, ...] = ()
+    why: str
+    sha256: str
+    size: int  # bytes
+    cell: int  # the notebook cell that defines it
+    role: str
+    read_by: tuple[str, ...]
+
+
+ModelManifest.model_rebuild()  # its artifacts are defined above
 
 
 class ProbeExample(Frozen):
@@ -284,6 +325,7 @@ class ProbeResult(Frozen):
     """Everything the release needs from the kernel (probe.json)."""
 
     model: StoredObject
+    artifacts: tuple[ArtifactManifest, ...] = ()
     model_class: str  # the fitted object's module.qualname
     examples: tuple[ProbeExample, ...]
     metrics: dict[str, float] | None
