@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+from enum import StrEnum
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -19,20 +21,28 @@ from nb2prod.probe.fill import fill_problem
 from nb2prod.probe.infer import Column, TrainingData, infer_input, infer_output
 from nb2prod.probe.metrics import holdout, scores
 from nb2prod.probe.reference import field_reference, reference_columns
+from nb2prod.probe.robustness import (
+    boundary_inputs,
+    first_difference,
+    random_inputs,
+)
 from nb2prod.probe.serialize import referenced_modules, store
 from nb2prod.runtime.model import load_artifacts
 from nb2prod.runtime.schema import (
     ArtifactPlan,
     ArtifactRef,
+    EvaluationPlan,
+    Holdout,
     InferPlan,
     ProbeFailure,
     ProbePlan,
     ProbeResult,
+    RobustnessPlan,
     load,
 )
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from sklearn.dummy import DummyClassifier, DummyRegressor
-from sklearn.linear_model import LinearRegression
+from sklearn.linear_model import LinearRegression, LogisticRegression
 from sklearn.metrics import f1_score, mean_absolute_error, mean_squared_error, r2_score
 
 PIPELINE = '''"""A generated pipeline.py, as render writes it."""
@@ -433,3 +443,302 @@ def test_a_prediction_that_cannot_fill_output_names_the_predict_cell_and_field(
     result = probe(tmp_path / "list", namespace(model=two_columns), pipeline=listed)
     assert isinstance(result, ProbeResult), result
     assert result.examples[0].output["y"] == pytest.approx([2.0, 3.0])
+
+
+# ---------------------------------------------------------------- [evaluation] the service's way
+
+
+def evaluation(**changes: Any) -> EvaluationPlan:
+    return EvaluationPlan(**{"eval_x": "eval_X", "eval_y": "eval_y", **changes})
+
+
+def holdout_of(result: ProbeResult | ProbeFailure) -> Holdout:
+    assert isinstance(result, ProbeResult), result
+    assert result.holdout is not None
+    return result.holdout
+
+
+def test_input_rows_are_answered_by_the_whole_pipeline(tmp_path: Path) -> None:
+    eval_X = pd.DataFrame({"x": [0.0, 1.0, 2.0, 3.0], "group": ["a", "a", "b", "b"]})
+    eval_y = pd.Series([0.5, 2.0, 4.5, 6.0])
+    figures = holdout_of(
+        probe(
+            tmp_path,
+            namespace(eval_X=eval_X, eval_y=eval_y),
+            evaluation=evaluation(slices=("group",)),
+        )
+    )
+    assert figures.path == "preprocess -> predict -> postprocess, Output.y"
+    assert figures.task == "regression" and figures.rows == 4
+    assert figures.model["mae"] == pytest.approx(0.25)  # y = 2x against 0.5, 2, 4.5, 6
+    assert figures.slices["group"]["b"]["rows"] == 2
+
+
+def test_features_go_through_the_notebooks_predict_and_probabilities_become_classes(
+    tmp_path: Path,
+) -> None:
+    X = np.array([[0.0], [1.0], [2.0], [3.0]])
+    y = np.array(["low", "low", "high", "high"])
+    classifier = LogisticRegression().fit(X, y)
+    pipeline = (
+        PIPELINE.replace(
+            "# ---- nb2prod default: the notebook has no `predict` cell ----\n"
+            "def predict(model, features):\n    return model.predict(features)",
+            "# ---- cell 5 (predict) ----\ndef predict(model, features):\n"
+            "    return model.predict_proba(features)",
+        )
+        .replace("    y: float", "    y: str")
+        .replace(
+            'return [Output(y=v.tolist() if hasattr(v, "tolist") else v) for v in items]',
+            "return [Output(y=model_labels[int(row.argmax())]) for row in items]",
+        )
+    )
+    pipeline = pipeline.replace(
+        "# ---- cell 2 (contract) ----",
+        "model_labels = ['high', 'low']\n\n\n# ---- cell 2 (contract) ----",
+    )
+    figures = holdout_of(
+        probe(
+            tmp_path,
+            namespace(model=classifier, eval_X=X, eval_y=y),
+            pipeline=pipeline,
+            default_output_field=None,
+            predict_cell="cell 5 (predict) `def predict(model, features):`",
+            evaluation=evaluation(),
+        )
+    )
+    assert figures.task == "classification"
+    assert figures.path == (
+        "predict(model, eval_X) (cell 5 (predict) `def predict(model, features):`), most likely class"
+    )
+    assert figures.model["accuracy"] == classifier.score(X, y)
+    assert figures.labels == ("high", "low")
+
+
+def test_two_dimensional_targets_are_a_multi_output_regression(tmp_path: Path) -> None:
+    X = np.array([[0.0], [1.0], [2.0], [3.0]])
+    Y = np.c_[2 * X[:, 0], -X[:, 0] + 1]
+    listed = PIPELINE.replace("    y: float", "    y: list[float]")
+    figures = holdout_of(
+        probe(
+            tmp_path,
+            namespace(
+                model=LinearRegression().fit(X, Y), eval_X=pd.DataFrame({"x": X[:, 0]}), eval_y=Y
+            ),
+            pipeline=listed,
+            evaluation=evaluation(),
+        )
+    )
+    assert figures.outputs == 2 and figures.task == "regression"
+    assert figures.model["r2"] == pytest.approx(1.0) and figures.model["mae"] == pytest.approx(0.0)
+    assert figures.baseline_name == "mean of each output" and len(figures.residuals or ()) == 8
+
+
+class ResultsLike:
+    """A statsmodels-style results object: predict gives probabilities of class 1, no classes_."""
+
+    def predict(self, exog: Any) -> pd.Series:
+        return pd.Series(1 / (1 + np.exp(-(np.asarray(exog)[:, 0] - 1.5))))
+
+
+class Vectorizer:
+    def transform(self, texts: list[str]) -> np.ndarray:
+        return np.array([[len(t)] for t in texts], dtype=float)
+
+
+def test_statsmodels_style_probabilities_and_dict_of_parts(tmp_path: Path) -> None:
+    X = np.array([[0.0], [1.0], [2.0], [3.0]])
+    figures = holdout_of(
+        probe(
+            tmp_path / "sm",
+            namespace(model=ResultsLike(), eval_X=X, eval_y=np.array([0, 0, 1, 0])),
+            pipeline=PIPELINE.replace("    y: float", "    y: float"),
+            evaluation=evaluation(),
+        )
+    )
+    assert figures.task == "classification" and figures.path.endswith("class 1 above 0.5")
+    assert figures.model["accuracy"] == 0.75
+
+    parts = {
+        "vectorizer": Vectorizer(),
+        "clf": LogisticRegression().fit([[1.0], [5.0]], ["ham", "spam"]),
+    }
+    text_pipeline = (
+        PIPELINE.replace(
+            "def predict(model, features):\n    return model.predict(features)",
+            "def predict(model, features):\n"
+            "    return model['clf'].predict(model['vectorizer'].transform(features))",
+        )
+        .replace("    y: float", "    y: str")
+        .replace(
+            "    return np.array([[i.x] for i in inputs])",
+            "    return ['x' * int(i.x) for i in inputs]",
+        )
+    )
+    figures = holdout_of(
+        probe(
+            tmp_path / "parts",
+            namespace(model=parts, eval_X=["hi", "a very long text"], eval_y=["ham", "spam"]),
+            pipeline=text_pipeline,
+            evaluation=evaluation(),
+        )
+    )
+    assert figures.task == "classification" and figures.model["accuracy"] == 1.0
+
+
+@pytest.mark.parametrize(
+    ("names", "changes", "message", "hint"),
+    [
+        (
+            {"eval_X": {"not": "rows"}, "eval_y": [1.0]},
+            {},
+            "[evaluation] eval_x = 'eval_X' is neither rows of Input nor what nb2prod's default "
+            "predict (`model.predict(features)`) takes: ",
+            "[evaluation] eval_x must name either held-out rows of Input",
+        ),
+        (
+            {"eval_X": pd.DataFrame({"x": [1.0, 2.0]}), "eval_y": ["a", "b"]},
+            {"task": "regression"},
+            "[evaluation] a regression needs numbers, but eval_y holds 'a'",
+            'task = "classification"',
+        ),
+        (
+            {"eval_X": pd.DataFrame({"x": [1.0, "wide"]}), "eval_y": [1.0, 2.0]},
+            {},
+            "[evaluation] eval_x = 'eval_X': row 1 is not a valid Input",
+            "widen the contract",
+        ),
+        (
+            {"eval_X": pd.DataFrame({"x": [1.0]}), "eval_y": [1.0]},
+            {"output_field": "z"},
+            "[evaluation] output_field = 'z', but Output has no such field",
+            "Output's fields: y",
+        ),
+        (
+            {"eval_X": pd.DataFrame({"x": [1.0, 2.0]}), "eval_y": [1.0]},
+            {},
+            "[evaluation] eval_X gives 2 predictions but eval_y has 1 rows",
+            "row for row",
+        ),
+    ],
+)
+def test_evaluation_failures_name_the_config_key_and_the_fix(
+    tmp_path: Path, names: dict[str, Any], changes: dict[str, Any], message: str, hint: str
+) -> None:
+    result = probe(tmp_path, namespace(**names), evaluation=evaluation(**changes))
+    assert isinstance(result, ProbeFailure)
+    assert result.message.startswith(message), result.message
+    assert hint in (result.hint or "")
+    assert "capture step" not in result.message
+
+
+# ---------------------------------------------------------------- the contract probe
+
+
+class Kind(StrEnum):
+    A = "a"
+    B = "b"
+
+
+class Rich(BaseModel):
+    x: float = Field(gt=0, le=10)
+    n: int = Field(ge=1)
+    tag: Literal["red", "blue"]
+    kind: Kind
+    note: str | None = Field(default=None, max_length=5)
+    flag: bool = False
+
+
+def test_boundary_inputs_cover_every_edge_the_contract_admits() -> None:
+    schema = Rich.model_json_schema()
+    base = {"x": 1.0, "n": 2, "tag": "red", "kind": "a"}
+    found = boundary_inputs(schema, base)
+    values = {(k, json.dumps(v)) for d in found for k, v in d.items() if d.get(k) != base.get(k)}
+    assert ("x", "10") in values and ("x", json.dumps(math.nextafter(0, 1))) in values
+    assert ("n", "1") in values and ("tag", '"blue"') in values and ("kind", '"b"') in values
+    assert ("flag", "true") in values and any("note" in d and d["note"] is None for d in found)
+    assert {len(d["note"]) for d in found if isinstance(d.get("note"), str)} == {0, 1, 3, 5}
+    assert any("flag" not in d for d in found) and all("x" in d for d in found)
+    for value in found:  # every one is a valid Input
+        Rich.model_validate_json(json.dumps(value))
+
+
+def test_random_inputs_are_the_same_for_the_same_seed() -> None:
+    schema = Rich.model_json_schema()
+    first = random_inputs(schema, 30, seed=0)
+    assert isinstance(first, list) and len(first) == 30
+    assert random_inputs(schema, 30, seed=0) == first
+    assert random_inputs(schema, 30, seed=1) != first
+
+
+def test_first_difference_names_the_field_and_the_amount() -> None:
+    assert first_difference({"y": 1.0}, {"y": 1.0 + 4.4e-16}, 0.0) == (
+        "y",
+        1.0,
+        1.0 + 4.4e-16,
+        4.440892098500626e-16,
+    )
+    assert first_difference({"y": 1.0}, {"y": 1.0 + 4.4e-16}, 1e-9) is None
+    assert first_difference({"s": [1, 2]}, {"s": [1, 3]}, 0.0) == ("s[1]", 2, 3, 1)
+    assert first_difference({"c": "a"}, {"c": "b"}, 0.5) == ("c", "a", "b", None)
+    assert first_difference({"c": "a", "d": True}, {"c": "a", "d": True}, 0.0) is None
+
+
+FRAGILE = (
+    PIPELINE.replace(
+        "class Input(BaseModel):\n    x: float\n",
+        "class Input(BaseModel):\n    x: float = Field(ge=0, le=100)\n    region: Optional[Literal['north', 'south']] = None\n",
+    )
+    .replace(
+        "from pydantic import BaseModel\n",
+        "from typing import Literal, Optional\nfrom pydantic import BaseModel, Field\n",
+    )
+    .replace(
+        "    return np.array([[i.x] for i in inputs])",
+        "    offsets = {'north': 0.0, 'south': 1.0}\n"
+        "    return np.array([[i.x + offsets[i.region]] for i in inputs])",
+    )
+)
+
+
+def test_inputs_the_contract_admits_but_the_pipeline_cannot_answer_are_reported(
+    tmp_path: Path,
+) -> None:
+    names = namespace(examples=[{"x": 1.0, "region": "north"}])
+    result = probe(tmp_path, names, pipeline=FRAGILE, robustness=RobustnessPlan(inputs=50))
+    assert isinstance(result, ProbeResult), result
+    report = result.robustness
+    assert report is not None and 0 < report.share < 1
+    assert report.answered < report.tested <= report.admitted <= report.generated
+    failure = report.smallest_failure
+    assert failure is not None and set(failure.input) == {"x"}  # region omitted: the smallest
+    assert failure.error.startswith("KeyError: None (in cell 4 (preprocess)")
+    assert failure.cell == "cell 4 (preprocess) `def preprocess(inputs):`"
+    assert report.exceptions == {"KeyError": report.tested - report.answered}
+    assert report.batch_agrees  # a batch with a failing item raises: answered one by one
+
+
+BATCH_DEPENDENT = PIPELINE.replace(
+    "    return np.array([[i.x] for i in inputs])",
+    "    xs = np.array([[i.x] for i in inputs])\n    return xs + 1e-12 * (len(inputs) > 1)",
+)
+
+
+def test_a_batch_answering_differently_from_its_items_switches_batching_off(
+    tmp_path: Path,
+) -> None:
+    result = probe(
+        tmp_path, namespace(), pipeline=BATCH_DEPENDENT, robustness=RobustnessPlan(inputs=20)
+    )
+    assert isinstance(result, ProbeResult) and result.robustness is not None
+    assert not result.batch_consistent and not result.robustness.batch_agrees
+    first = result.robustness.first_difference
+    assert first is not None and first.index == 0 and first.input == {"x": 1.0}
+    assert first.field == "y" and first.difference == pytest.approx(2e-12, rel=0.1)
+    tolerant = probe(
+        tmp_path / "t",
+        namespace(),
+        pipeline=BATCH_DEPENDENT,
+        robustness=RobustnessPlan(inputs=20, tolerance=1e-9),
+    )
+    assert isinstance(tolerant, ProbeResult) and tolerant.batch_consistent

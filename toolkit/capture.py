@@ -38,6 +38,8 @@ from .runtime.schema import (
     ProbeResult,
     ReferencePlan,
     ReferenceStats,
+    Robustness,
+    RobustnessPlan,
     SchemaMismatch,
     load,
 )
@@ -83,7 +85,11 @@ def probe_plan(
         default_output_field=extraction.default_output_field,
         infer=InferPlan(**config.contract.model_dump()) if extraction.infer_contract else None,
         evaluation=EvaluationPlan(
-            eval_x=evaluation.eval_x, eval_y=evaluation.eval_y, slices=tuple(evaluation.slices)
+            eval_x=evaluation.eval_x,
+            eval_y=evaluation.eval_y,
+            slices=tuple(evaluation.slices),
+            task=evaluation.task,
+            output_field=evaluation.output_field,
         ),
         reference=_reference_plan(config),
         artifacts=ArtifactPlan(
@@ -100,6 +106,7 @@ def probe_plan(
             max_rows=config.artifacts.max_rows,
             allow=tuple(config.artifacts.allow),
         ),
+        robustness=RobustnessPlan(tolerance=config.service.batching_tolerance),
     )
 
 
@@ -185,6 +192,7 @@ class Capture:
     holdout: Holdout | None = None  # model and baseline on the held-out data, slices
     latency: Mapping[str, LatencySamples] | None = None  # batch size -> timings of the serving path
     reference: ReferenceStats | None = None  # per Input field: drift reference, or why none
+    robustness: Robustness | None = None  # the contract probe: inputs it admits, answered?
     batch_consistent: bool = False  # a batch answers as each item alone: batching is safe
     artifacts: tuple[ExportedArtifact, ...] = ()  # fitted state, stored beside the model
 
@@ -235,6 +243,7 @@ def read_capture(out_dir: Path) -> Capture:
         latency=MappingProxyType(result.latency),
         reference=result.reference,
         batch_consistent=result.batch_consistent,
+        robustness=result.robustness,
         artifacts=tuple(ExportedArtifact(a, out_dir / a.file) for a in result.artifacts),
     )
 

@@ -186,6 +186,7 @@ def _release(request: PackageRequest, progress: Progress) -> PackageResult:
                 latency=capture.latency,
                 previous=_previous_metrics(baseline),
                 max_regression=config.evaluation.max_regression,
+                robustness=capture.robustness,
             )
             s.detail = (
                 ", ".join(

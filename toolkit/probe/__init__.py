@@ -13,7 +13,8 @@ failing cell.
 | ``kernel`` | the steps, in order, reading the notebook's namespace |
 | ``infer`` | contract inference from examples and training data (pure) |
 | ``metrics`` | held-out figures against a trivial baseline (pure) |
-| ``holdout`` | [evaluation]: predictions for the held-out rows |
+| ``holdout`` | [evaluation]: the held-out rows predicted the way the service answers |
+| ``robustness`` | the contract probe: admitted inputs answered alone and in batches |
 | ``reference`` | drift reference statistics (binning pure) |
 | ``serialize`` | the safest storage format that round-trips |
 | ``latency`` | timings of the serving path |

@@ -19,7 +19,17 @@ from pydantic import BaseModel
 
 from ..runtime import model as runtime
 from ..runtime.schema import InferPlan, ProbeExample, ProbePlan, ProbeResult, ReferenceStats
-from . import artifacts, environment, fill, holdout, infer, latency, reference, serialize
+from . import (
+    artifacts,
+    environment,
+    fill,
+    holdout,
+    infer,
+    latency,
+    reference,
+    robustness,
+    serialize,
+)
 from .failure import Fail, PipelineSource
 from .values import as_list, is_number, plain
 
@@ -86,10 +96,17 @@ def probe(namespace: Mapping[str, Any], plan: ProbePlan) -> ProbeResult:
     stored = serialize.store(model, out, "model", answers_the_same)
     exported = artifacts.store_all(fitted, plan.artifacts, out, artifact_answers_the_same)
     runtime.load_artifacts(out, exported, pipeline)  # from here on, as the service has them
-    figures = holdout.evaluate(model, namespace, plan.evaluation) if plan.evaluation else None
+    figures = (
+        holdout.evaluate(model, namespace, plan.evaluation, pipeline, source, plan.predict_cell)
+        if plan.evaluation
+        else None
+    )
     timings = latency.measure(pipeline, model, inputs)
     reference_stats = drift_reference(namespace, plan, pipeline, inputs)
-    consistent = batch_consistent(pipeline, model, inputs, outputs)
+    contract = robustness.probe_contract(
+        pipeline, model, [i.model_dump(mode="json") for i in inputs], plan.robustness, source,
+        plan.has_fallback,
+    )  # fmt: skip
     modules = set(plan.modules) | serialize.referenced_modules(model)
     modules |= {"bentoml", "pydantic", "joblib", serialize.FORMAT_MODULES[stored.format]}
     for value in fitted.values():
@@ -117,7 +134,8 @@ def probe(namespace: Mapping[str, Any], plan: ProbePlan) -> ProbeResult:
         holdout=figures,
         latency=timings,
         reference=reference_stats,
-        batch_consistent=consistent,
+        robustness=contract,
+        batch_consistent=contract.batch_agrees,
     )
 
 
@@ -286,14 +304,3 @@ def drift_reference(
             raise
         return ReferenceStats(unavailable=failure.message)
     return reference.reference_stats(name, columns, plan.reference.bins)
-
-
-def batch_consistent(
-    pipeline: types.ModuleType, model: Any, inputs: list[Any], outputs: list[Any]
-) -> bool:
-    """True when the pipeline answers a batch as it answers each item alone (batching is safe)."""
-    try:
-        alone = [runtime.run(pipeline, model, [inp])[0] for inp in inputs]
-    except Exception:
-        return False
-    return [o.model_dump() for o in alone] == [o.model_dump() for o in outputs]

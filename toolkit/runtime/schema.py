@@ -188,6 +188,8 @@ class EvaluationPlan(Frozen):
     eval_x: str
     eval_y: str
     slices: tuple[str, ...] = ()
+    task: Literal["auto", "classification", "regression"] = "auto"
+    output_field: str | None = None  # the Output field compared with eval_y; default: the first
 
 
 class ReferencePlan(Frozen):
@@ -216,6 +218,16 @@ class ArtifactPlan(Frozen):
     allow: tuple[str, ...] = ()
 
 
+class RobustnessPlan(Frozen):
+    """The contract probe: how many random inputs, in what batches, how equal is equal."""
+
+    inputs: int = 200  # random instances of Input's JSON Schema, besides the boundary inputs
+    seed: int = 0  # fixed, so the same contract gives the same inputs
+    batch_size: int = 16
+    tolerance: float = 0.0  # [service] batching_tolerance: largest |alone - batch| for numbers
+    budget_s: float = 60.0  # answering inputs alone stops after this long (the report says)
+
+
 class ProbePlan(Frozen):
     """What the probe is told: where things are and which names to look for."""
 
@@ -232,6 +244,7 @@ class ProbePlan(Frozen):
     evaluation: EvaluationPlan | None = None
     reference: ReferencePlan | None = None
     artifacts: ArtifactPlan = ArtifactPlan()
+    robustness: RobustnessPlan = RobustnessPlan()
 
 
 class ProbeFailure(Frozen):
@@ -294,6 +307,8 @@ class Holdout(Frozen):
     rows: int
     eval_x: str
     eval_y: str
+    path: str = ""  # how the predictions were made: the service's way, or the notebook's predict
+    outputs: int = 1  # a multi-output model's figures are averaged over its outputs
     baseline_name: str
     model: dict[str, float]
     baseline: dict[str, float]
@@ -321,6 +336,46 @@ class ReferenceStats(Frozen):
     unavailable: str | None = None
 
 
+class RobustnessFailure(Frozen):
+    """An input the contract admits that the pipeline could not answer."""
+
+    input: dict[str, Any]
+    error: str  # the exception, and where in the notebook it was raised
+    cell: str | None  # the notebook cell (or nb2prod default) whose code raised it
+
+
+class BatchDifference(Frozen):
+    """The first input answered differently in a batch than alone."""
+
+    index: int  # among the inputs tested
+    input: dict[str, Any]
+    field: str  # the Output field (a path such as `scores[1]`), empty when one side failed
+    single: Any
+    batch: Any
+    difference: float | None  # for numbers: |single - batch|
+    note: str = ""  # what happened when it is not a difference of values
+
+
+class Robustness(Frozen):
+    """The contract probe's figures (evaluation/report.json `robustness`)."""
+
+    generated: int  # inputs made: examples, boundary values, random instances
+    admitted: int  # of those, valid Inputs
+    tested: int  # answered alone within the time budget
+    answered: int  # with a valid Output
+    share: float  # answered / tested: the `robustness` gate
+    fallback_answered: int | None  # of the failures, how many the fallback answers (None: none)
+    smallest_failure: RobustnessFailure | None
+    exceptions: dict[str, int]  # exception type -> count
+    batch_size: int
+    tolerance: float
+    batch_agrees: bool  # every batch answered as its items alone: batching may be switched on
+    first_difference: BatchDifference | None
+    budget_s: float
+    exhausted: bool  # the time budget ran out before every admitted input was tested
+    random_note: str | None = None  # why no random inputs were generated
+
+
 class ProbeResult(Frozen):
     """Everything the release needs from the kernel (probe.json)."""
 
@@ -341,4 +396,5 @@ class ProbeResult(Frozen):
     holdout: Holdout | None = None
     latency: dict[str, LatencySamples] = Field(default_factory=dict)  # batch size -> samples
     reference: ReferenceStats | None = None
+    robustness: Robustness | None = None
     batch_consistent: bool = False  # a batch answers as each item alone: batching is safe
