@@ -253,7 +253,8 @@ def test_a_whole_probe_runs_the_examples_through_the_rendered_pipeline(tmp_path:
     assert isinstance(result, ProbeResult), result
     assert [e.output["y"] for e in result.examples] == pytest.approx([2.0, 6.0])
     assert result.model.format == "skops" and (tmp_path / "out" / "model.skops").is_file()
-    assert result.metrics == {"r2": 0.9} and result.batch_consistent
+    assert result.metrics == {"r2": 0.9}
+    assert result.robustness is not None and result.robustness.batch_agrees
     assert {"scikit-learn", "numpy", "pydantic", "bentoml", "skops"} <= set(result.requirements)
     assert set(result.latency) == {"1", "32"} and result.input_schema["required"] == ["x"]
 
@@ -731,7 +732,7 @@ def test_a_batch_answering_differently_from_its_items_switches_batching_off(
         tmp_path, namespace(), pipeline=BATCH_DEPENDENT, robustness=RobustnessPlan(inputs=20)
     )
     assert isinstance(result, ProbeResult) and result.robustness is not None
-    assert not result.batch_consistent and not result.robustness.batch_agrees
+    assert not result.robustness.batch_agrees
     first = result.robustness.first_difference
     assert first is not None and first.index == 0 and first.input == {"x": 1.0}
     assert first.field == "y" and first.difference == pytest.approx(2e-12, rel=0.1)
@@ -741,4 +742,5 @@ def test_a_batch_answering_differently_from_its_items_switches_batching_off(
         pipeline=BATCH_DEPENDENT,
         robustness=RobustnessPlan(inputs=20, tolerance=1e-9),
     )
-    assert isinstance(tolerant, ProbeResult) and tolerant.batch_consistent
+    assert isinstance(tolerant, ProbeResult) and tolerant.robustness is not None
+    assert tolerant.robustness.batch_agrees

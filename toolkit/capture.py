@@ -193,7 +193,6 @@ class Capture:
     latency: Mapping[str, LatencySamples] | None = None  # batch size -> timings of the serving path
     reference: ReferenceStats | None = None  # per Input field: drift reference, or why none
     robustness: Robustness | None = None  # the contract probe: inputs it admits, answered?
-    batch_consistent: bool = False  # a batch answers as each item alone: batching is safe
     artifacts: tuple[ExportedArtifact, ...] = ()  # fitted state, stored beside the model
 
 
@@ -242,7 +241,6 @@ def read_capture(out_dir: Path) -> Capture:
         holdout=result.holdout,
         latency=MappingProxyType(result.latency),
         reference=result.reference,
-        batch_consistent=result.batch_consistent,
         robustness=result.robustness,
         artifacts=tuple(ExportedArtifact(a, out_dir / a.file) for a in result.artifacts),
     )

@@ -135,7 +135,6 @@ def probe(namespace: Mapping[str, Any], plan: ProbePlan) -> ProbeResult:
         latency=timings,
         reference=reference_stats,
         robustness=contract,
-        batch_consistent=contract.batch_agrees,
     )
 
 

@@ -396,5 +396,4 @@ class ProbeResult(Frozen):
     holdout: Holdout | None = None
     latency: dict[str, LatencySamples] = Field(default_factory=dict)  # batch size -> samples
     reference: ReferenceStats | None = None
-    robustness: Robustness | None = None
-    batch_consistent: bool = False  # a batch answers as each item alone: batching is safe
+    robustness: Robustness | None = None  # the contract probe; batching follows its verdict
