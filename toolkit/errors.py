@@ -92,3 +92,7 @@ class ContractError(Nb2ProdError):
 
 class ContainerError(Nb2ProdError):
     """An image could not be built, inspected or run (build failure, unknown backend, no base)."""
+
+
+class ReleaseExistsError(Nb2ProdError):
+    """The version is already released with another notebook, model or contract (no --replace)."""

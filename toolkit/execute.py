@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import copy
 import shutil
+import tempfile
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import nbformat
 
@@ -21,13 +23,18 @@ from .capture import (
     CAPTURE_TAG,
     Capture,
     probe_cell_source,
+    probe_plan,
     read_capture,
     read_failure,
     traceback_file,
 )
 from .errors import ExecutionError
 from .notebook import AnnotatedNotebook, Role
+from .render import render_pipeline
 from .runtime.schema import ProbePlan
+
+if TYPE_CHECKING:
+    from .parse import Parsed
 
 
 @dataclass(frozen=True)
@@ -36,6 +43,34 @@ class Execution:
 
     executed: nbformat.NotebookNode
     capture: Capture
+
+    def summary(self) -> str:
+        return f"{len(self.capture.examples)} examples, model {self.capture.model_class}"
+
+
+def execute_notebook(parsed: Parsed, parameters: Mapping[str, Any], scratch: Path) -> Execution:
+    """Run ``parsed``'s notebook with the probe, which imports the service code as it will be
+    released (rendered into ``scratch``) and runs the examples through it."""
+    capture_dir = scratch / "capture"
+    capture_dir.mkdir()
+    pipeline_file = scratch / "pipeline.py"
+    pipeline_file.write_bytes(render_pipeline(parsed.context))
+    plan = probe_plan(
+        out_dir=capture_dir,
+        pipeline_file=pipeline_file,
+        notebook=parsed.notebook,
+        extraction=parsed.extraction,
+        config=parsed.config,
+    )
+    # only created if the run fails: the executed notebook with the failing cell marked
+    failed_at = Path(tempfile.gettempdir()) / f"nb2prod-failed-{uuid.uuid4().hex[:8]}"
+    return execute(
+        parsed.notebook,
+        plan=plan,
+        parameters=parameters,
+        scratch=scratch,
+        keep_failed_at=failed_at / f"{parsed.notebook.path.stem}.executed.ipynb",
+    )
 
 
 def execute(
