@@ -44,8 +44,8 @@ def test_installed_distributions_are_this_environments() -> None:
 def test_an_entry_round_trips_and_a_broken_one_is_a_miss(tmp_path: Path) -> None:
     capture_dir = tmp_path / "capture"
     capture_dir.mkdir()
-    (capture_dir / "capture.json").write_text(
-        '{"serialized": {"file": "m.joblib", "format": "joblib", "trusted": [], "why": "w"},'
+    (capture_dir / "probe.json").write_text(
+        '{"model": {"file": "m.joblib", "format": "joblib", "trusted": [], "why": "w"},'
         ' "model_class": "c", "examples": [], "metrics": null, "input_schema": {},'
         ' "output_schema": {}, "output_fields": [], "requirements": {},'
         ' "unresolved_modules": [], "installed": {}, "python_version": "3.11.7"}'

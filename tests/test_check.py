@@ -68,15 +68,39 @@ def test_secrets_are_named_by_kind_never_printed() -> None:
         assert "credential found" in result.output and secret not in result.output
 
 
-def test_text_output_is_one_line_per_finding_and_a_summary() -> None:
+def test_text_output_is_each_finding_with_its_hint_and_a_summary() -> None:
     path = make_check_fixtures.HERE / "NB200_hidden_dependency.ipynb"
     result = CliRunner().invoke(main, ["check", str(path)])
     lines = result.output.splitlines()
     assert result.exit_code == 1
-    assert (
-        f"{path}:cell 3: error NB200: name 'scaler' is defined only in cell 2 (train), " in lines[2]
+    assert lines[0] == (
+        f"{path}:cell 3: error NB200: name 'deco' is a function defined only in cell 2 (train), "
+        "which does not go into the service"
     )
-    assert lines[-1] == "1 notebook(s): 3 error(s), 0 warning(s)"
+    assert lines[1] == (
+        "  hint: Move the definition of `deco` into a `setup` cell (code travels with the "
+        "service; only values are exported)."
+    )
+    assert "name 'pd' is imported only in cell 2 (train)" in lines[2]
+    assert lines[-1] == "1 notebook(s): 2 error(s), 0 warning(s)"
+
+
+@pytest.mark.parametrize("path", FIXTURES, ids=lambda p: p.stem)
+def test_every_finding_prints_a_hint(path: Path) -> None:
+    result = CliRunner().invoke(main, ["check", str(path)])
+    lines = result.output.splitlines()[:-1]
+    assert len(lines) == 2 * len(check_path(path).findings)
+    assert all(line.startswith("  hint: ") and len(line) > 20 for line in lines[1::2])
+
+
+def test_fitted_state_is_reported_as_exported_not_as_an_error() -> None:
+    path = make_check_fixtures.HERE / "NB202_fitted_state.ipynb"
+    result = CliRunner().invoke(main, ["check", "--strict", str(path)])
+    assert result.exit_code == 0, result.output  # information, not a warning
+    assert (
+        "info NB202: cell 2 (train) defines `scaler`, read by preprocess (cell 3): exported "
+        "with the model as fitted state" in result.output
+    )
 
 
 def test_json_output_for_ci() -> None:
@@ -86,7 +110,8 @@ def test_json_output_for_ci() -> None:
     assert result.exit_code == 0  # warnings only
     assert report["errors"] == 0 and report["warnings"] == 2
     assert {f["code"] for f in report["findings"]} == {"NB311"}
-    assert set(report["findings"][0]) == {"cell", "severity", "code", "message"}
+    assert set(report["findings"][0]) == {"cell", "severity", "code", "message", "hint"}
+    assert report["findings"][0]["hint"].startswith("Pass `random_state=`")
 
 
 def test_strict_fails_on_warnings() -> None:
@@ -108,6 +133,7 @@ def test_package_refuses_a_notebook_with_check_errors(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["package", str(source), "--out", str(tmp_path / "out")])
     assert result.exit_code == 1
     (line,) = [li for li in result.output.splitlines() if li.startswith("error: ")]
-    assert "error NB200: name 'LOW' is defined only in cell 2 (train)" in line
-    assert line.endswith("(and 2 more)") and "docs/check.md" in result.output
+    assert "error NB200: name 'deco' is a function defined only in cell 2 (train)" in line
+    assert line.endswith("(and 1 more)") and "docs/check.md" in result.output
+    assert "hint: Move the definition of `deco` into a `setup` cell" in result.output
     assert not (tmp_path / "out").exists()

@@ -6,6 +6,8 @@ import pytest
 from nb2prod.config import Config
 from nb2prod.errors import GateError
 from nb2prod.evaluate import evaluate
+from nb2prod.monitoring import batching
+from nb2prod.runtime.schema import BatchDifference, Robustness, RobustnessFailure
 
 
 def gates(**specs: str):  # type: ignore[no-untyped-def]
@@ -56,3 +58,57 @@ def test_a_gate_on_a_metric_the_notebook_did_not_produce() -> None:
     assert "accuracy" in (err.value.hint or "")
     with pytest.raises(GateError, match="no such metric"):
         evaluate(None, gates(f1=">= 0.5"), enforce=False)
+
+
+def probed(
+    answered: int, tested: int = 100, difference: BatchDifference | None = None
+) -> Robustness:
+    failure = RobustnessFailure(
+        input={"x": 1.0}, error="KeyError: None (in cell 4 (preprocess) ..., line 3)", cell="cell 4"
+    )
+    return Robustness(
+        generated=120, admitted=tested, tested=tested, answered=answered,
+        share=answered / tested, fallback_answered=None,
+        smallest_failure=failure if answered < tested else None,
+        exceptions={"KeyError": tested - answered} if answered < tested else {},
+        batch_size=16, tolerance=0.0, batch_agrees=difference is None,
+        first_difference=difference, budget_s=60.0, exhausted=False,
+    )  # fmt: skip
+
+
+def test_the_contract_probe_is_a_gate_at_100_percent_unless_lowered() -> None:
+    assert evaluate({}, (), enforce=True, robustness=probed(100)).to_json()["passed"] is True
+    with pytest.raises(GateError) as err:
+        evaluate({}, (), enforce=True, robustness=probed(97))
+    message = err.value.message
+    row = next(li for li in message.splitlines() if li.startswith("robustness"))
+    assert row.split() == ["robustness", "0.97", ">=", "1", "FAIL"]
+    assert (
+        "robustness: 3 of 100 inputs the contract admits got no valid Output; the smallest: "
+        '{"x": 1.0} -> KeyError: None (in cell 4 (preprocess) ..., line 3)' in message
+    )
+    assert "lower [gates] robustness" in (err.value.hint or "")
+    lowered = evaluate({}, gates(robustness=">= 0.95"), enforce=True, robustness=probed(97))
+    assert lowered.to_json()["passed"] is True
+    recorded = evaluate({}, (), enforce=False, robustness=probed(97)).to_json()
+    assert recorded["passed"] is False and recorded["robustness"]["answered"] == 97
+
+
+def test_batching_is_on_only_when_every_batch_agrees_and_says_why_not() -> None:
+    config = Config()
+    assert batching(probed(100), config).enabled
+    assert batching(probed(100), config).why == (
+        "on: 100 inputs the contract admits answered the same in batches of 16 as alone"
+    )
+    differs = BatchDifference(
+        index=3, input={"x": 2.0}, field="y", single=0.1, batch=0.1 + 4.4e-16, difference=4.4e-16
+    )
+    off = batching(probed(100, difference=differs), config)
+    assert not off.enabled
+    assert off.why == (
+        'off: input {"x": 2.0} gets Output.y = 0.1 alone but 0.10000000000000045 in a batch '
+        "(difference 4.4e-16); [service] batching_tolerance = 0"
+    )
+    assert batching(probed(100), Config(service={"batching": False})).why.startswith(
+        "off in the config"
+    )

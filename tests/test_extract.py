@@ -86,3 +86,24 @@ def test_a_postprocess_cell_needs_a_contract_cell() -> None:
     cells.append(code("#| nb2prod: postprocess\ndef postprocess(raw, inputs):\n    return raw"))
     with pytest.raises(NotebookError, match="a postprocess cell builds Output"):
         extract(annotate(notebook(*cells), PATH))
+
+
+def test_fitted_state_lists_each_value_once_with_every_reader() -> None:
+    cells = [code("scale = 2.0", "parameters")] + minimal_cells()
+    cells[3] = code(  # preprocess reads a fitted encoder and the parameter
+        "#| nb2prod: preprocess\ndef preprocess(inputs):\n"
+        "    return [encoder[i.x] * scale for i in inputs]"
+    )
+    cells += [
+        code("#| nb2prod: train\nencoder = {1.0: 0.5}\nencoder = dict(encoder)"),
+        code("#| nb2prod: skip\nencoder = None"),  # never runs: the train value is exported
+        code(
+            "#| nb2prod: fallback\ndef fallback(inp):\n    return Output(y=encoder.get(inp.x, 0))"
+        ),
+    ]
+    result = extract(annotate(notebook(*cells), PATH))
+    assert [(v.name, v.cell.index, v.role) for v in result.artifacts] == [
+        ("scale", 0, "parameters"),
+        ("encoder", 6, "train"),
+    ]
+    assert result.artifacts[1].readers == "preprocess (cell 3) and fallback (cell 8)"

@@ -31,33 +31,76 @@ from .notebook import (
     load_node,
 )
 
-Severity = Literal["error", "warning"]
+Severity = Literal["error", "warning", "info"]
 MAX_OUTPUT_BYTES = 512 * 1024
 
-#: code -> (severity, what it means); docs/check.md has an example and the fix for each.
-CODES: dict[str, tuple[Severity, str]] = {
-    "NB100": ("error", "annotation: unknown role, two roles, or a bad option"),
-    "NB101": ("error", "a role the service needs has no cell"),
-    "NB102": ("error", "more than one model cell"),
-    "NB110": ("error", "syntax error in a cell that goes into the service"),
-    "NB200": (
-        "error",
-        "hidden dependency: a name defined only by a cell that is not in the service",
-    ),
-    "NB201": ("error", "a name the service code uses is never defined"),
-    "NB210": ("error", "a function a role needs is missing or takes the wrong parameters"),
-    "NB211": ("error", "Input or Output is missing or not a pydantic model"),
-    "NB212": ("error", "the model or examples cell does not assign its variable"),
-    "NB213": ("error", "no postprocess cell, and Output does not have exactly one field"),
-    "NB300": ("error", "shell escape or magic in a cell that goes into the service"),
-    "NB301": ("warning", "shell escape or magic in a cell that does not go into the service"),
-    "NB302": ("error", "star import in a cell that goes into the service"),
-    "NB310": ("warning", "saved execution counts show cells run out of order"),
-    "NB311": ("warning", "random generator without a seed in a train or model cell"),
-    "NB312": ("warning", "cell outputs over the size limit"),
-    "NB400": ("error", "credential in a cell's source"),
-    "NB401": ("error", "credential in a cell's saved outputs"),
-}
+
+@dataclass(frozen=True)
+class Code:
+    severity: Severity
+    meaning: str
+    hint: str  # what to do about it; a finding may give a more specific one
+
+
+#: Every finding's code; docs/check.md has an example and the fix for each.
+CODES: dict[str, Code] = {
+    "NB100": Code("error", "annotation: unknown role, two roles, or a bad option",
+                  "Use a role from the table in docs/annotations.md, one per cell; only `model` "
+                  "takes an option (`name=`)."),
+    "NB101": Code("error", "a role the service needs has no cell",
+                  "Mark the cell with `#| nb2prod: <role>` or the tag `nb2prod:<role>`; the "
+                  "service needs model, preprocess and examples cells."),
+    "NB102": Code("error", "more than one model cell",
+                  "Keep one `model` cell that leaves the fitted model; fit in `train` cells."),
+    "NB110": Code("error", "syntax error in a cell that goes into the service",
+                  "Fix the syntax; this code is copied into the service as it is."),
+    "NB200": Code("error", "hidden dependency: code defined only by a cell that is not in the "
+                  "service, or a name from a skip cell",
+                  "Move the definition or import into a `setup` cell."),
+    "NB201": Code("error", "a name the service code uses is never defined",
+                  "Define or import it in a `setup` cell."),
+    "NB202": Code("info", "fitted state: a value from a train, model or untagged cell that the "
+                  "service reads; exported with the model",
+                  "Nothing to do: at package time it is stored (skops, joblib or cloudpickle), "
+                  "hashed and listed in model/model.json. It must not be training data "
+                  "([artifacts] max_rows)."),
+    "NB203": Code("error", "fitted state read while the service module is imported",
+                  "Read the value inside a function (fitted state is loaded after the import), "
+                  "or compute it in a `setup` cell."),
+    "NB210": Code("error", "a function a role needs is missing or takes the wrong parameters",
+                  "preprocess(inputs), predict(model, features), postprocess(raw, inputs), "
+                  "fallback(inp); extra parameters need defaults."),
+    "NB211": Code("error", "Input or Output is missing or not a pydantic model",
+                  "Define `class Input(BaseModel)` and `class Output(BaseModel)` in the "
+                  "contract cell."),
+    "NB212": Code("error", "the model or examples cell does not assign its variable",
+                  "Assign `model = ...` (or the `name=` of the model cell) and `examples = [...]`."),
+    "NB213": Code("error", "no postprocess cell, and Output does not have exactly one field",
+                  "Add a `postprocess` cell defining `postprocess(raw, inputs) -> list[Output]`, "
+                  "or give Output one field."),
+    "NB300": Code("error", "shell escape or magic in a cell that goes into the service",
+                  "Install packages in the environment, not from the notebook; move other "
+                  "magics to a `train` or untagged cell."),
+    "NB301": Code("warning", "shell escape or magic in a cell that does not go into the service",
+                  "Harmless at package time; keep it out of service cells."),
+    "NB302": Code("error", "star import in a cell that goes into the service",
+                  "Import the names you use (`from numpy import array`)."),
+    "NB310": Code("warning", "saved execution counts show cells run out of order",
+                  "Restart the kernel and run all cells; package always runs top to bottom."),
+    "NB311": Code("warning", "random generator without a seed in a train or model cell",
+                  "Pass `random_state=` or a seed, or call `np.random.seed(...)` first."),
+    "NB312": Code("warning", "cell outputs over the size limit",
+                  "Clear the outputs or print less."),
+    "NB400": Code("error", "credential in a cell's source",
+                  "Remove it, rotate it (it is in your history), and read it from the "
+                  "environment at run time."),
+    "NB401": Code("error", "credential in a cell's saved outputs",
+                  "Clear the cell's output and rotate the credential."),
+}  # fmt: skip
+_SKIP_HINT = (
+    "Skip cells never run at package time: define it in a cell that runs (a `setup` cell if "
+    "the service needs the code)."
+)
 
 _FUNCTIONS = {  # role -> (function, number of parameters, their names)
     Role.PREPROCESS: ("preprocess", 1, "inputs"),
@@ -86,10 +129,16 @@ class Finding:
     code: str
     message: str
     cell: int | None = None
+    hint: str | None = None  # more specific than the code's own hint
 
     @property
     def severity(self) -> Severity:
-        return CODES[self.code][0]
+        return CODES[self.code].severity
+
+    @property
+    def fix(self) -> str:
+        """What to do about it: the finding's own hint, else its code's."""
+        return self.hint or CODES[self.code].hint
 
     def render(self, path: Path) -> str:
         where = f"cell {self.cell}" if self.cell is not None else "notebook"
@@ -101,6 +150,7 @@ class Finding:
             "severity": self.severity,
             "code": self.code,
             "message": self.message,
+            "hint": self.fix,
         }
 
 
@@ -116,6 +166,10 @@ class CheckReport:
     @property
     def warnings(self) -> tuple[Finding, ...]:
         return tuple(f for f in self.findings if f.severity == "warning")
+
+    @property
+    def notes(self) -> tuple[Finding, ...]:
+        return tuple(f for f in self.findings if f.severity == "info")
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -237,8 +291,16 @@ def _source_of(tree: ast.Module) -> str:
     return ast.unparse(tree)
 
 
-def _scope_names(tree: ast.Module) -> tuple[set[str], set[str]]:
-    """(names the cell binds at module level, names it reads from module level or builtins)."""
+@dataclass(frozen=True)
+class Scope:
+    """What one cell binds and reads at module level."""
+
+    defined: frozenset[str]  # names the cell binds at module level
+    used: frozenset[str]  # names it reads from module level or builtins, and does not bind
+    at_import: frozenset[str]  # of those, the ones read when the module runs (not in a function)
+
+
+def _scope(tree: ast.Module) -> Scope:
     table = symtable.symtable(_source_of(tree), "cell", "exec")
     defined = {
         s.get_name()
@@ -246,51 +308,196 @@ def _scope_names(tree: ast.Module) -> tuple[set[str], set[str]]:
         if s.is_assigned() or s.is_imported() or s.is_namespace()
     }
     used: set[str] = set()
+    at_import: set[str] = set()
 
-    def walk(scope: symtable.SymbolTable) -> None:
+    def walk(scope: symtable.SymbolTable, deferred: bool) -> None:
         for symbol in scope.get_symbols():
             if not symbol.is_referenced():
                 continue
             if scope is table:
                 if not (symbol.is_assigned() or symbol.is_imported() or symbol.is_namespace()):
                     used.add(symbol.get_name())
+                    at_import.add(symbol.get_name())
             elif symbol.is_global():  # read inside a function, class or comprehension
                 used.add(symbol.get_name())
+                if not deferred:
+                    at_import.add(symbol.get_name())
         for child in scope.get_children():
-            walk(child)
+            # a def or lambda body runs when called; a class body or comprehension runs where it is
+            runs_later = child.get_type() == "function" and not child.get_name().startswith(
+                ("<listcomp", "<setcomp", "<dictcomp", "<genexpr")
+            )
+            walk(child, deferred or runs_later)
 
-    walk(table)
-    return defined, used - defined
+    walk(table, deferred=False)
+    return Scope(frozenset(defined), frozenset(used - defined), frozenset(at_import - defined))
+
+
+BindingKind = Literal["value", "function", "class", "module"]
+
+
+def _binding_kinds(tree: ast.Module) -> dict[str, BindingKind]:
+    """How a cell binds each module-level name; the last binding in the cell wins."""
+    kinds: dict[str, BindingKind] = {}
+
+    def visit(statements: list[ast.stmt]) -> None:
+        for node in statements:
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                kinds[node.name] = "function"
+            elif isinstance(node, ast.ClassDef):
+                kinds[node.name] = "class"
+            elif isinstance(node, ast.Import | ast.ImportFrom):
+                for alias in node.names:
+                    kinds[alias.asname or alias.name.split(".")[0]] = "module"
+            else:
+                for child in ast.walk(node):
+                    if isinstance(child, ast.Name) and isinstance(child.ctx, ast.Store):
+                        kinds[child.id] = "value"
+                for field in ("body", "orelse", "finalbody", "handlers"):
+                    nested = getattr(node, field, None)
+                    if isinstance(nested, list):
+                        visit([n for n in nested if isinstance(n, ast.stmt)])
+                for handler in getattr(node, "handlers", []):
+                    visit(handler.body)
+
+    visit(tree.body)
+    return kinds
+
+
+@dataclass(frozen=True)
+class Dependency:
+    """A name service code reads that no service cell defines."""
+
+    name: str
+    reader: Cell  # the service cell that reads it
+    origin: Cell | None  # the last cell that runs and binds it (None: only skip cells, or none)
+    kind: BindingKind | None  # how the origin binds it
+    at_import: bool  # read while the service module is imported, not inside a function
+    skipped: Cell | None = None  # a skip cell binding it, when no running cell does
+
+
+@dataclass(frozen=True)
+class FittedValue:
+    """A value from a train, model or untagged cell that service code reads: a release artifact."""
+
+    name: str
+    cell: Cell
+    read_by: tuple[Cell, ...]
+
+    @property
+    def role(self) -> str:
+        return "parameters" if self.cell.is_parameters else str(self.cell.role or "untagged")
+
+    @property
+    def readers(self) -> str:
+        """``preprocess (cell 7) and fallback (cell 9)``."""
+        return " and ".join(f"{c.role} (cell {c.index})" for c in self.read_by)
+
+
+def dependencies(notebook: AnnotatedNotebook, trees: dict[int, ast.Module]) -> list[Dependency]:
+    """Every name the service cells read from outside the service, with where it comes from."""
+    service = [c for c in notebook.service_cells if c.index in trees]
+    scopes = {index: _scope(tree) for index, tree in trees.items()}
+    provided = set().union(*(scopes[c.index].defined for c in service)) if service else set()
+    if not notebook.has_role(Role.CONTRACT):
+        provided |= {"Input", "Output"}  # inferred in the kernel and put into the service
+    running: dict[str, tuple[Cell, BindingKind]] = {}  # the last binding that runs wins
+    skipped: dict[str, Cell] = {}
+    for cell in notebook.cells:
+        if cell.goes_into_service:
+            continue
+        if cell.role is Role.SKIP:
+            tree = _python(cell)
+            for name in _scope(tree).defined if tree is not None else ():
+                skipped.setdefault(name, cell)
+            continue
+        if cell.index not in trees:
+            continue
+        kinds = _binding_kinds(trees[cell.index])
+        for name in scopes[cell.index].defined:
+            running[name] = (cell, kinds.get(name, "value"))
+    found = []
+    for cell in service:
+        scope = scopes[cell.index]
+        for name in sorted(scope.used - provided - _BUILTINS):
+            origin, kind = running.get(name, (None, None))
+            found.append(
+                Dependency(
+                    name=name,
+                    reader=cell,
+                    origin=origin,
+                    kind=kind,
+                    at_import=name in scope.at_import,
+                    skipped=skipped.get(name) if origin is None else None,
+                )
+            )
+    return found
+
+
+def fitted_state(notebook: AnnotatedNotebook) -> tuple[FittedValue, ...]:
+    """The values service code reads from train, model or untagged cells, in notebook order:
+    exported with the model as release artifacts."""
+    trees = {
+        c.index: tree
+        for c in notebook.cells
+        if c.role is not Role.SKIP and (tree := _python(c)) is not None
+    }
+    return _fitted(dependencies(notebook, trees))
+
+
+def _fitted(found: list[Dependency]) -> tuple[FittedValue, ...]:
+    readers: dict[str, tuple[Cell, list[Cell]]] = {}
+    for dep in found:
+        if dep.origin is not None and dep.kind == "value" and not dep.at_import:
+            readers.setdefault(dep.name, (dep.origin, []))[1].append(dep.reader)
+    values = [FittedValue(name, cell, tuple(read_by)) for name, (cell, read_by) in readers.items()]
+    return tuple(sorted(values, key=lambda v: (v.cell.index, v.name)))
 
 
 def _dataflow(notebook: AnnotatedNotebook, trees: dict[int, ast.Module]) -> list[Finding]:
-    service = [c for c in notebook.service_cells if c.index in trees]
-    scopes = {index: _scope_names(tree) for index, tree in trees.items()}
-    provided = set().union(*(scopes[c.index][0] for c in service)) if service else set()
-    if not notebook.has_role(Role.CONTRACT):
-        provided |= {"Input", "Output"}  # inferred in the kernel and put into the service
-    definers: dict[str, Cell] = {}
-    for cell in notebook.cells:
-        if cell.index in scopes and not cell.goes_into_service:
-            for name in scopes[cell.index][0]:
-                definers.setdefault(name, cell)
     findings = []
-    for cell in service:
-        for name in sorted(scopes[cell.index][1] - provided - _BUILTINS):
-            origin = definers.get(name)
-            if origin is not None:
-                kind = "parameters" if origin.is_parameters else (origin.role or "untagged")
-                message = (
-                    f"name '{name}' is defined only in cell {origin.index} ({kind}), "
-                    "which does not go into the service"
-                )
-                findings.append(Finding("NB200", message, cell.index))
-            else:
-                message = f"name '{name}' is never defined"
-                findings.append(Finding("NB201", message, cell.index))
-        if any(
+    found = dependencies(notebook, trees)
+    for dep in found:
+        name, origin, cell = dep.name, dep.origin, dep.reader
+        if origin is None and dep.skipped is not None:
+            message = (
+                f"name '{name}' is defined only in cell {dep.skipped.index} (skip), "
+                "which never runs at package time"
+            )
+            findings.append(Finding("NB200", message, cell.index, hint=_SKIP_HINT))
+        elif origin is None:
+            findings.append(Finding("NB201", f"name '{name}' is never defined", cell.index))
+        elif dep.kind != "value":
+            kind = "parameters" if origin.is_parameters else (origin.role or "untagged")
+            how = "imported" if dep.kind == "module" else f"a {dep.kind} defined"
+            message = (
+                f"name '{name}' is {how} only in cell {origin.index} ({kind}), which does not "
+                "go into the service"
+            )
+            hint = (
+                f"Move the {'import' if dep.kind == 'module' else 'definition'} of `{name}` "
+                f"into a `setup` cell (code travels with the service; only values are exported)."
+            )
+            findings.append(Finding("NB200", message, cell.index, hint=hint))
+        elif dep.at_import:
+            kind = "parameters" if origin.is_parameters else (origin.role or "untagged")
+            message = (
+                f"name '{name}' from cell {origin.index} ({kind}) is read while the service "
+                "module is imported (a class body, default argument or decorator); fitted state "
+                "is loaded only after that"
+            )
+            findings.append(Finding("NB203", message, cell.index))
+    for value in _fitted(found):
+        message = (
+            f"cell {value.cell.index} ({value.role}) defines `{value.name}`, read by "
+            f"{value.readers}: exported with the model as fitted state"
+        )
+        findings.append(Finding("NB202", message, value.cell.index))
+    for index, tree in trees.items():
+        cell = next(c for c in notebook.cells if c.index == index)
+        if cell.goes_into_service and any(
             isinstance(node, ast.ImportFrom) and any(a.name == "*" for a in node.names)
-            for node in ast.walk(trees[cell.index])
+            for node in ast.walk(tree)
         ):
             findings.append(
                 Finding("NB302", "`import *` hides which names the service uses", cell.index)

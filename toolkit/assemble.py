@@ -120,6 +120,9 @@ def write_release(staging: Staging, facts: ReleaseFacts, progress: Progress) -> 
         )
     model_sha256 = sha256_file(model.file)
     staging.copy(f"model/{model.file.name}", model.file)
+    for artifact in facts.capture.artifacts:
+        staging.copy(f"model/{artifact.manifest.file}", artifact.path)
+        progress.note(f"fitted state: {artifact.describe()}")
     staging.write_json(
         "model/model.json",
         dump(
@@ -131,6 +134,7 @@ def write_release(staging: Staging, facts: ReleaseFacts, progress: Progress) -> 
                 sha256=model_sha256,
                 cls=facts.capture.model_class,
                 variable=facts.notebook.model_variable,
+                artifacts=tuple(a.manifest for a in facts.capture.artifacts),
             )
         ),
     )
@@ -177,6 +181,7 @@ def write_release(staging: Staging, facts: ReleaseFacts, progress: Progress) -> 
             }
             if facts.capture.inferred_from and facts.capture.inferred_from.get("training_data")
             else None,
+            artifacts=[a.describe() for a in facts.capture.artifacts],
         )
     )
     staging.write_bytes("requirements.lock", facts.lock.text.encode())
@@ -254,6 +259,7 @@ def bentofile(name: str, version: str, labels: Mapping[str, str]) -> dict[str, A
             f"{SERVICE_DIR}/metadata.json",
             f"{SERVICE_DIR}/monitoring.json",
             "model/*",
+            "model/artifacts/*",
             "contract.json",
             "examples.json",
             "evaluation/*",

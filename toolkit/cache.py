@@ -2,7 +2,7 @@
 
 The key covers everything that decides what a run produces: the notebook's bytes, the ``-p``
 parameters, the configuration file's bytes, every distribution installed in the environment the
-kernel runs in (name and version), nb2prod's version, the code of its capture cell and
+kernel runs in (name and version), nb2prod's version, the code of its kernel probe and
 ``--allow-drift``. Any change gives a new
 key. Entries live in ``$NB2PROD_CACHE_DIR`` (default ``~/.cache/nb2prod``); each is written to a
 temporary directory and renamed into place, so a crash never leaves a half entry.
@@ -16,7 +16,6 @@ import shutil
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -25,15 +24,10 @@ import nbformat
 from . import __version__
 from .capture import CAPTURE_CODE_SHA256, Capture, read_capture
 from .lock import Drift, Lock
+
+# one loop over the environment's distributions, shared with the kernel probe
+from .probe.environment import installed_distributions as installed_distributions
 from .release import canonical_json, sha256_bytes
-
-
-def installed_distributions() -> dict[str, str]:
-    """Every distribution of this environment (the kernel runs in it) -> version."""
-    found: dict[str, str] = {}
-    for dist in metadata.distributions():
-        found.setdefault(dist.metadata["Name"], dist.version)
-    return dict(sorted(found.items()))
 
 
 def run_key(
@@ -50,7 +44,7 @@ def run_key(
         "config": sha256_bytes(config) if config is not None else None,
         "installed": dict(installed),
         "nb2prod": __version__,
-        "capture": CAPTURE_CODE_SHA256,  # what the kernel collects changes with this code
+        "capture": CAPTURE_CODE_SHA256,  # what the kernel collects changes with the probe's code
         "allow_drift": allow_drift,
     }
     return sha256_bytes(canonical_json(material))

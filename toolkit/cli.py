@@ -261,8 +261,9 @@ def check(notebooks: tuple[Path, ...], fmt: str, strict: bool) -> None:
     else:
         for report in reports:
             for finding in report.findings:
-                colour = "red" if finding.severity == "error" else "yellow"
+                colour = {"error": "red", "warning": "yellow", "info": "cyan"}[finding.severity]
                 console.print(f"[{colour}]{escape(finding.render(report.path))}[/]", markup=True)
+                console.print(f"  hint: {escape(finding.fix)}", markup=True)
         errors = sum(len(r.errors) for r in reports)
         warnings = sum(len(r.warnings) for r in reports)
         console.print(f"{len(reports)} notebook(s): {errors} error(s), {warnings} warning(s)")
@@ -285,6 +286,7 @@ def contract_show(target: str, fmt: str) -> None:
     """The contract as a table per model: field, type, required, constraints, description, example."""
     from rich.table import Table
 
+    from .capture import release_fitted_state
     from .contract_review import contract_markdown, field_rows
     from .target import load_contract
 
@@ -317,6 +319,11 @@ def contract_show(target: str, fmt: str) -> None:
                 )
             )
         console.print(table)
+    fitted = release_fitted_state(target)
+    if fitted:
+        console.print("Fitted state exported with the model (model/model.json):")
+        for line in fitted:
+            console.print(f"  {escape(line)}")
 
 
 @contract.command("diff")

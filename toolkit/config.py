@@ -73,8 +73,15 @@ class ContractConfig(_Strict):
 class EvaluationConfig(_Strict):
     """The held-out data the notebook leaves in the kernel, and how the report uses it."""
 
-    eval_x: str = "eval_X"  # what model.predict takes, for the held-out rows
-    eval_y: str = "eval_y"  # their true targets
+    # the held-out rows: a DataFrame (or list of dicts) of Input fields, scored the way the service
+    # answers (preprocess -> predict -> postprocess), or the features the predict cell takes
+    eval_x: str = "eval_X"
+    eval_y: str = "eval_y"  # their true targets (one column, or one per output)
+    # compared with eval_y when eval_x holds Input rows; default: Output's first field
+    output_field: str | None = None
+    task: Literal["auto", "classification", "regression"] = (
+        "auto"  # auto: from eval_y and the model
+    )
     slices: list[str] = Field(default_factory=list)  # columns of eval_X to break metrics down by
     # how much worse than the previous release each metric may be (absolute)
     max_regression: dict[str, float] = Field(default_factory=dict)
@@ -93,6 +100,8 @@ class ServiceConfig(_Strict):
     # adaptive batching of /v1/predict: requests that arrive while the model is busy run together
     batching: bool = True
     max_batch_size: int = Field(64, ge=1)  # most requests one model call may take
+    # batching is switched on only if every batch answers as its items alone, numbers within this
+    batching_tolerance: float = Field(0.0, ge=0)
     max_batch_rows: int = Field(1000, ge=1)  # largest body /v1/predict_batch accepts
     log_bodies: bool = False  # request and response bodies in the logs (sensitive fields redacted)
 
@@ -108,6 +117,14 @@ class MonitoringConfig(_Strict):
     window: int = Field(1000, ge=100)  # the service compares the last `window` values per field
 
 
+class ArtifactsConfig(_Strict):
+    """Fitted state: values service code reads from train, model or untagged cells."""
+
+    # a DataFrame, Series or array with more rows than this looks like training data: an error
+    max_rows: int = Field(1000, ge=1)
+    allow: list[str] = Field(default_factory=list)  # names allowed to ship whatever their size
+
+
 class Config(_Strict):
     """The validated configuration of one notebook."""
 
@@ -121,6 +138,7 @@ class Config(_Strict):
     evaluation: EvaluationConfig = EvaluationConfig()
     card: CardConfig = CardConfig()
     monitoring: MonitoringConfig = MonitoringConfig()
+    artifacts: ArtifactsConfig = ArtifactsConfig()
 
     @field_validator("name")
     @classmethod

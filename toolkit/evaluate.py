@@ -1,13 +1,15 @@
 """Stage 7, evaluate: the notebook's metrics against the quality gates, a trivial baseline and the
-previous release, per-slice metrics, and the latency of the serving path.
+previous release, per-slice metrics, the latency of the serving path, and the contract probe's
+share of admitted inputs answered (the ``robustness`` gate, 100% unless ``[gates]`` lowers it).
 
-The numbers are measured in the kernel (``capture.py``); this stage judges and summarises them.
+The numbers are measured in the kernel (:mod:`nb2prod.probe`); this stage judges and summarises them.
 A failing gate or a regression beyond ``[evaluation] max_regression`` stops packaging before
 anything is built or written, unless ``--no-gates`` (then the report records it).
 """
 
 from __future__ import annotations
 
+import json
 import re
 import statistics
 from collections.abc import Mapping, Sequence
@@ -16,6 +18,10 @@ from typing import Any
 
 from .config import Gate
 from .errors import GateError
+from .runtime.schema import Holdout, LatencySamples, Robustness
+
+ROBUSTNESS = "robustness"  # the contract probe's gate: share of admitted inputs answered
+DEFAULT_ROBUSTNESS = Gate(ROBUSTNESS, ">=", 1.0)
 
 
 @dataclass(frozen=True)
@@ -90,6 +96,7 @@ class Evaluation:
     latency: tuple[Latency, ...] = ()
     previous_version: str | None = None
     regressions: tuple[Regression, ...] = field(default_factory=tuple)
+    robustness: Robustness | None = None
 
     @property
     def failed(self) -> tuple[GateResult, ...]:
@@ -115,6 +122,7 @@ class Evaluation:
             "passed": not self.failed and not self.regressed,
             "holdout": dict(self.holdout) if self.holdout else None,
             "latency": [lat.to_json() for lat in self.latency],
+            "robustness": self.robustness.model_dump(mode="json") if self.robustness else None,
             "previous_release": {
                 "version": self.previous_version,
                 "metrics": [
@@ -150,6 +158,9 @@ class Evaluation:
             data["holdout"] = {
                 k: v for k, v in data["holdout"].items() if k not in ("confusion", "residuals")
             }
+        if data["robustness"]:
+            keep = ("share", "tested", "answered", "batch_agrees")
+            data["robustness"] = {k: data["robustness"][k] for k in keep}
         return data
 
 
@@ -158,16 +169,19 @@ def evaluate(
     gates: tuple[Gate, ...],
     *,
     enforce: bool,
-    holdout: Mapping[str, Any] | None = None,
-    latency: Mapping[str, Any] | None = None,
+    holdout: Holdout | None = None,
+    latency: Mapping[str, LatencySamples] | None = None,
     previous: tuple[str, Mapping[str, float]] | None = None,
     max_regression: Mapping[str, float] | None = None,
+    robustness: Robustness | None = None,
 ) -> Evaluation:
-    """Judge the notebook's metrics; raise :class:`GateError` with a table when a gate fails or a
-    metric regressed beyond ``max_regression`` against ``previous`` (version, metrics), and
-    ``enforce``."""
+    """Judge the notebook's metrics and the contract probe; raise :class:`GateError` with a table
+    when a gate fails or a metric regressed beyond ``max_regression`` against ``previous``
+    (version, metrics), and ``enforce``. ``[gates] robustness`` sets the contract probe's gate."""
     metrics = metrics or {}
     max_regression = max_regression or {}
+    robust_gate = next((g for g in gates if g.metric == ROBUSTNESS), DEFAULT_ROBUSTNESS)
+    gates = tuple(g for g in gates if g.metric != ROBUSTNESS)
     missing = [g.metric for g in gates if g.metric not in metrics]
     if missing:
         produced = ", ".join(sorted(metrics)) or "none (no `evaluate` cell set `metrics`)"
@@ -192,21 +206,32 @@ def evaluate(
         )
     evaluation = Evaluation(
         metrics=dict(metrics),
-        results=tuple(GateResult(g, metrics[g.metric]) for g in gates),
+        results=tuple(GateResult(g, metrics[g.metric]) for g in gates)
+        + ((GateResult(robust_gate, robustness.share),) if robustness else ()),
         gates_enforced=enforce,
-        holdout=holdout,
+        holdout=holdout.model_dump(mode="json", exclude_none=True) if holdout else None,
         latency=tuple(
-            Latency(int(size), tuple(t["pipeline_ms"]), tuple(t["model_ms"]))
+            Latency(int(size), t.pipeline_ms, t.model_ms)
             for size, t in sorted((latency or {}).items(), key=lambda item: int(item[0]))
         ),
         previous_version=previous[0] if previous else None,
         regressions=regressions,
+        robustness=robustness,
     )
     if enforce and evaluation.failed:
+        robust = next((r for r in evaluation.failed if r.gate.metric == ROBUSTNESS), None)
         raise GateError(
-            "quality gates failed:\n" + gate_table(evaluation.results),
+            "quality gates failed:\n"
+            + gate_table(evaluation.results)
+            + (f"\n{robustness_failure(robustness)}" if robust and robustness else ""),
             hint="Improve the model, change the gate in the config, or pass --no-gates "
-            "(recorded in the report).",
+            "(recorded in the report)."
+            + (
+                " For robustness: make the pipeline answer every input the contract admits "
+                "(or narrow the contract), or lower [gates] robustness."
+                if robust
+                else ""
+            ),
         )
     if enforce and evaluation.regressed:
         rows: list[tuple[str, ...]] = [
@@ -228,6 +253,18 @@ def evaluate(
             hint="Improve the model, raise max_regression, or pass --no-gates (recorded).",
         )
     return evaluation
+
+
+def robustness_failure(robustness: Robustness) -> str:
+    """What the contract probe found unanswered, for the gate's error message."""
+    text = (
+        f"robustness: {robustness.tested - robustness.answered} of {robustness.tested} inputs "
+        "the contract admits got no valid Output"
+    )
+    smallest = robustness.smallest_failure
+    if smallest is not None:
+        text += f"; the smallest: {json.dumps(smallest.input, sort_keys=True)} -> {smallest.error}"
+    return text
 
 
 def gate_table(results: tuple[GateResult, ...]) -> str:

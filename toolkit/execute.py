@@ -1,13 +1,14 @@
-"""Stage 4, execute: run the notebook (papermill) and capture what the release needs.
+"""Stage 4, execute: run the notebook (papermill) and probe what the release needs.
 
-The notebook that runs is the user's notebook with ``skip`` cells left out and nb2prod's capture
-cell appended. Every cell keeps its original index in ``metadata.nb2prod.index`` so an error
+The notebook that runs is the user's notebook with ``skip`` cells left out and nb2prod's probe
+cell appended (one call into :mod:`nb2prod.probe`). Every cell keeps its original index in ``metadata.nb2prod.index`` so an error
 names the cell the user sees.
 """
 
 from __future__ import annotations
 
 import copy
+import shutil
 import tempfile
 import uuid
 from collections.abc import Mapping
@@ -18,10 +19,19 @@ from typing import TYPE_CHECKING, Any
 import nbformat
 
 from .adapters.kernel import run_notebook
-from .capture import CAPTURE_TAG, Capture, CapturePlan, capture_cell_source, read_capture
+from .capture import (
+    CAPTURE_TAG,
+    Capture,
+    probe_cell_source,
+    probe_plan,
+    read_capture,
+    read_failure,
+    traceback_file,
+)
 from .errors import ExecutionError
 from .notebook import AnnotatedNotebook, Role
 from .render import render_pipeline
+from .runtime.schema import ProbePlan
 
 if TYPE_CHECKING:
     from .parse import Parsed
@@ -29,7 +39,7 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Execution:
-    """The executed notebook (capture cell removed) and what was captured in the kernel."""
+    """The executed notebook (probe cell removed) and what the probe found in the kernel."""
 
     executed: nbformat.NotebookNode
     capture: Capture
@@ -45,26 +55,12 @@ def execute_notebook(parsed: Parsed, parameters: Mapping[str, Any], scratch: Pat
     capture_dir.mkdir()
     pipeline_file = scratch / "pipeline.py"
     pipeline_file.write_bytes(render_pipeline(parsed.context))
-    config, extraction = parsed.config, parsed.extraction
-    model_cell = parsed.notebook.with_role(Role.MODEL)[0]
-    plan = CapturePlan(
+    plan = probe_plan(
         out_dir=capture_dir,
         pipeline_file=pipeline_file,
-        model_variable=parsed.notebook.model_variable,
-        model_cell=model_cell.label,
-        has_fallback=extraction.has_fallback,
-        modules=extraction.imports,
-        infer=config.contract.model_dump() if extraction.infer_contract else None,
-        evaluation=config.evaluation.model_dump(),
-        monitoring={
-            # [monitoring] reference, else the training or evaluation data the config names
-            # (missing or unusable then only skips drift)
-            "reference": config.monitoring.reference
-            or config.contract.training_data
-            or config.evaluation.eval_x,
-            "explicit": config.monitoring.reference is not None,
-            "bins": config.monitoring.bins,
-        },
+        notebook=parsed.notebook,
+        extraction=parsed.extraction,
+        config=parsed.config,
     )
     # only created if the run fails: the executed notebook with the failing cell marked
     failed_at = Path(tempfile.gettempdir()) / f"nb2prod-failed-{uuid.uuid4().hex[:8]}"
@@ -80,7 +76,7 @@ def execute_notebook(parsed: Parsed, parameters: Mapping[str, Any], scratch: Pat
 def execute(
     notebook: AnnotatedNotebook,
     *,
-    plan: CapturePlan,
+    plan: ProbePlan,
     parameters: Mapping[str, Any],
     scratch: Path,
     keep_failed_at: Path,
@@ -89,7 +85,7 @@ def execute(
 
     The executed notebook of a failed run is saved at ``keep_failed_at`` (outside any release).
     """
-    node = _runnable(notebook, capture_cell_source(plan))
+    node = _runnable(notebook, probe_cell_source(plan))
     output_path = scratch / "executed.ipynb"
     failure = run_notebook(
         node,
@@ -110,7 +106,16 @@ def execute(
             ename=failure.ename,
             evalue=failure.evalue,
         )
-    capture = read_capture(plan.out_dir)
+    problem = read_failure(Path(plan.out_dir))
+    if problem is not None:
+        bug = traceback_file(Path(plan.out_dir))
+        if bug is not None:  # nb2prod's own bug: keep its traceback for the report
+            keep_failed_at.parent.mkdir(parents=True, exist_ok=True)
+            kept = keep_failed_at.parent / bug.name
+            shutil.copy(bug, kept)
+            problem.hint = f"This is a bug in nb2prod; please report it with {kept}."
+        raise problem
+    capture = read_capture(Path(plan.out_dir))
     executed.cells = [c for c in executed.cells if CAPTURE_TAG not in c.metadata.get("tags", [])]
     return Execution(executed=executed, capture=capture)
 
@@ -155,7 +160,7 @@ def _failing_cell(
         return None, "a cell"
     tags = failed.metadata.get("tags", [])
     if CAPTURE_TAG in tags:
-        return None, "nb2prod's capture step"
+        return None, "nb2prod's probe cell"
     if "injected-parameters" in tags:
         return None, "the parameters papermill injected"
     index = failed.metadata.get("nb2prod", {}).get("index")

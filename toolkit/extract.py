@@ -2,7 +2,8 @@
 
 Pure: works on the parsed notebook only (no kernel). The result says which cells become
 ``pipeline.py``, which roles need nb2prod's defaults, and which top-level modules the service
-code imports (they become pinned requirements).
+code imports (they become pinned requirements), and which values it reads from cells that do not
+go into the service (fitted state, exported with the model).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import ast
 import sys
 from dataclasses import dataclass
 
+from .analyse import FittedValue, fitted_state
 from .errors import NotebookError
 from .notebook import AnnotatedNotebook, Cell, Role, require_roles
 
@@ -27,6 +29,7 @@ class Extraction:
     has_fallback: bool
     imports: tuple[str, ...]  # top-level modules imported by service cells, stdlib excluded
     infer_contract: bool  # no `contract` cell: Input and Output are inferred in the kernel
+    artifacts: tuple[FittedValue, ...] = ()  # fitted state the service code reads
 
 
 INFERRED_OUTPUT_FIELD = "prediction"
@@ -66,6 +69,7 @@ def extract(notebook: AnnotatedNotebook) -> Extraction:
         has_fallback=notebook.has_role(Role.FALLBACK),
         imports=tuple(sorted(imports - stdlib)),
         infer_contract=infer,
+        artifacts=fitted_state(notebook),
     )
 
 

@@ -15,7 +15,14 @@ from typing import Any
 from .capture import Capture
 from .config import Config
 from .contract_review import fields
-from .runtime.schema import Batching, DriftReference, MonitoringPlan, OutputMetric
+from .runtime.schema import (
+    Batching,
+    DriftReference,
+    MonitoringPlan,
+    OutputMetric,
+    ReferenceStats,
+    Robustness,
+)
 
 
 def sensitive_fields(schema: Mapping[str, Any]) -> list[str]:
@@ -58,7 +65,7 @@ def _label(value: Any) -> str:
 
 
 def monitoring_plan(capture: Capture, config: Config) -> MonitoringPlan:
-    reference = dict(capture.reference or {"unavailable": "no reference data was captured"})
+    reference = capture.reference or ReferenceStats(unavailable="no reference data was captured")
     sensitive = set(sensitive_fields(capture.input_schema)) | set(
         sensitive_fields(capture.output_schema)
     )
@@ -68,15 +75,41 @@ def monitoring_plan(capture: Capture, config: Config) -> MonitoringPlan:
             k: OutputMetric.model_validate(v)
             for k, v in output_metrics(capture.output_schema).items()
         },
-        drift=DriftReference.model_validate({**reference, "window": config.monitoring.window}),
-        batching=Batching(
-            enabled=config.service.batching and capture.batch_consistent,
-            why=(
-                "off in the config ([service] batching = false)"
-                if not config.service.batching
-                else "on: a batch answers exactly as its items do alone"
-                if capture.batch_consistent
-                else "off: the pipeline answers a batch differently from its items alone"
-            ),
-        ),
+        drift=DriftReference(window=config.monitoring.window, **dict(reference)),
+        batching=batching(capture.robustness, config),
+    )
+
+
+def batching(robustness: Robustness | None, config: Config) -> Batching:
+    """Adaptive batching is on only if the config wants it and the contract probe found every
+    batch answering as its items alone; otherwise say why, naming the first difference."""
+    if not config.service.batching:
+        return Batching(enabled=False, why="off in the config ([service] batching = false)")
+    if robustness is None:
+        return Batching(enabled=False, why="off: the contract probe did not run")
+    within = (
+        f" (numbers within [service] batching_tolerance = {robustness.tolerance:g})"
+        if robustness.tolerance
+        else ""
+    )
+    if robustness.batch_agrees:
+        return Batching(
+            enabled=True,
+            why=f"on: {robustness.tested} inputs the contract admits answered the same in batches "
+            f"of {robustness.batch_size} as alone{within}",
+        )
+    first = robustness.first_difference
+    assert first is not None
+    shown = json.dumps(first.input, sort_keys=True)
+    if first.note:
+        detail = f"input {shown} is {first.note}"
+    else:
+        by = f" (difference {first.difference:.3g})" if first.difference is not None else ""
+        detail = (
+            f"input {shown} gets Output.{first.field} = {first.single!r} alone but "
+            f"{first.batch!r} in a batch{by}"
+        )
+    return Batching(
+        enabled=False,
+        why=f"off: {detail}; [service] batching_tolerance = {robustness.tolerance:g}",
     )

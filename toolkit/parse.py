@@ -54,7 +54,7 @@ def parse(
         rest = "".join(f"\n  {f.render(notebook.path)}" for f in more[:20])
         raise NotebookError(
             first.render(notebook.path) + (f" (and {len(more)} more){rest}" if more else ""),
-            hint="`nb2prod check` lists them; docs/check.md explains each code and its fix.",
+            hint=f"{first.fix} (`nb2prod check` lists them all; docs/check.md explains each code.)",
             cell=checked.errors[0].cell,
         )
     for warning in checked.warnings:

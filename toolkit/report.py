@@ -8,8 +8,9 @@ report.html is one self-contained file.
 from __future__ import annotations
 
 import base64
+import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,7 +22,8 @@ from .adapters import charts
 from .config import Config
 from .contract import Contract
 from .contract_review import field_rows
-from .evaluate import Evaluation
+from .evaluate import ROBUSTNESS, Evaluation
+from .monitoring import batching
 from .release import canonical_json
 from .resources import template_dir
 
@@ -48,6 +50,7 @@ def render_reports(
     model_class: str,
     model_format: str,
     training_data: Mapping[str, Any] | None,
+    artifacts: Sequence[str] = (),
 ) -> dict[str, bytes]:
     report = evaluation.to_json()
     holdout = report["holdout"]
@@ -62,6 +65,16 @@ def render_reports(
         }
         for metric, value in sorted(evaluation.metrics.items())
     ]
+    robust = gates.get(ROBUSTNESS)
+    if robust is not None:  # the contract probe's gate, beside the notebook's metrics
+        metric_rows.append(
+            {
+                "name": ROBUSTNESS,
+                "value": f"{robust.value:.4f}",
+                "gate": str(robust.gate),
+                "verdict": "pass" if robust.passed else "FAIL",
+            }
+        )
     description, limitations = _notebook_text(node, config)
     context = {
         "name": name,
@@ -76,6 +89,7 @@ def render_reports(
         "latency": report["latency"],
         "eval_x": config.evaluation.eval_x,
         "eval_y": config.evaluation.eval_y,
+        "robustness": _robustness(evaluation, config),
     }
     pictures = [
         {"png": base64.b64encode(png).decode(), "alt": alt, "section": section}
@@ -90,6 +104,7 @@ def render_reports(
         "training_data": training_data,
         "model_class": model_class,
         "model_format": model_format,
+        "artifacts": list(artifacts),
         "contract_sha256": contract.sha256,
         "contract_sides": [
             {"name": side.capitalize(), "rows": field_rows(schema, None)}
@@ -109,6 +124,21 @@ def render_reports(
     }
 
 
+def _robustness(evaluation: Evaluation, config: Config) -> dict[str, Any] | None:
+    """The contract probe's figures, with the texts the templates show."""
+    robustness = evaluation.robustness
+    if robustness is None:
+        return None
+    smallest = robustness.smallest_failure
+    return {
+        **robustness.model_dump(mode="json"),
+        "failed": robustness.tested - robustness.answered,
+        "smallest_input": json.dumps(smallest.input, sort_keys=True) if smallest else None,
+        "by_exception": ", ".join(f"{k} {v}" for k, v in sorted(robustness.exceptions.items())),
+        "batching": batching(robustness, config).why,
+    }
+
+
 def _render(template: str, context: Mapping[str, Any], *, html: bool) -> bytes:
     environment = jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATES),
@@ -124,10 +154,10 @@ def _pictures(evaluation: Evaluation, slice_metric: str) -> list[tuple[str, str,
     """(section, caption, PNG) for every picture of the report."""
     pictures = []
     holdout = evaluation.holdout
-    if holdout and holdout["task"] == "classification":
+    if holdout and "confusion" in holdout:  # multi-output classifications have none
         png = charts.confusion_matrix(holdout["labels"], holdout["confusion"])
         pictures.append(("holdout", "Confusion matrix", png))
-    elif holdout:
+    elif holdout and "residuals" in holdout:
         pictures.append(("holdout", "Residuals", charts.residuals(holdout["residuals"])))
     for column, groups in (holdout or {}).get("slices", {}).items():
         png = charts.slice_bars(column, groups, slice_metric)

@@ -130,6 +130,7 @@ def _release(request: PackageRequest, progress: Progress) -> PackageResult:
                 holdout=capture.holdout, latency=capture.latency,
                 previous=previous_metrics(baseline),
                 max_regression=parsed.config.evaluation.max_regression,
+                robustness=capture.robustness,
             )  # fmt: skip
             s.detail = evaluation.headline()
         with stage(progress, "contract", "JSON Schema of Input and Output") as s:

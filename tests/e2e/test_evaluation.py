@@ -36,11 +36,12 @@ DATA = (
 SALES_CELLS = [
     code("alpha = 1.0", "parameters"),
     code(
-        "#| nb2prod: setup\nimport numpy as np\nimport pandas as pd\nfrom pydantic import BaseModel"
+        "#| nb2prod: setup\nfrom typing import Literal\nimport numpy as np\nimport pandas as pd\n"
+        "from pydantic import BaseModel"
     ),
-    code(
-        "#| nb2prod: contract\nclass Input(BaseModel):\n    x: float\n    region: str\n\n"
-        "class Output(BaseModel):\n    y: float\n"
+    code(  # the encoder knows two regions: the contract admits only those (the contract probe)
+        "#| nb2prod: contract\nclass Input(BaseModel):\n    x: float\n"
+        "    region: Literal['north', 'south']\n\nclass Output(BaseModel):\n    y: float\n"
     ),
     code("#| nb2prod: train\n" + DATA),
     code(
@@ -93,6 +94,9 @@ def test_baseline_figures_match_scikit_learns_dummy_classifier(
     dummy = DummyClassifier(strategy="most_frequent").fit(eval_X, eval_y)
     holdout = report(iris_release[0])["holdout"]
     assert holdout["task"] == "classification" and holdout["rows"] == len(eval_y)
+    # eval_X is features: the notebook's predict (probabilities) picks the most likely class
+    assert holdout["path"].startswith("predict(model, eval_X) (cell 8 ")
+    assert holdout["path"].endswith(", most likely class")
     assert holdout["baseline"]["accuracy"] == pytest.approx(dummy.score(eval_X, eval_y), rel=1e-12)
     expected_f1 = f1_score(eval_y, dummy.predict(eval_X), average="macro", zero_division=0)
     assert holdout["baseline"]["f1_macro"] == pytest.approx(expected_f1, rel=1e-12)
@@ -162,6 +166,9 @@ def test_regression_slices_previous_release_and_max_regression(tmp_path: Path) -
     train_df, eval_X, eval_y = sales_data()
     dummy = DummyRegressor(strategy="mean").fit(eval_X, eval_y).predict(eval_X)
     assert holdout["task"] == "regression"
+    # eval_X holds rows of Input: scored the way the service answers them
+    assert holdout["path"] == "preprocess -> predict -> postprocess, Output.y"
+    assert report(release)["robustness"]["share"] == 1.0
     assert holdout["baseline"]["mae"] == pytest.approx(mean_absolute_error(eval_y, dummy), rel=1e-9)
     assert holdout["baseline"]["rmse"] == pytest.approx(
         mean_squared_error(eval_y, dummy) ** 0.5, rel=1e-9

@@ -294,10 +294,25 @@ def test_batching_stays_off_when_a_batch_answers_differently(tmp_path: Path) -> 
     run = nb2prod("package", path, "--out", tmp_path / "release")
     assert run.code == 0, run.stdout + run.stderr
     monitoring = json.loads((tmp_path / "release" / "service" / "monitoring.json").read_text())
-    assert monitoring["batching"] == {
-        "enabled": False,
-        "why": "off: the pipeline answers a batch differently from its items alone",
-    }
+    batching = monitoring["batching"]
+    assert batching["enabled"] is False
+    # the first input of the first batch, its field, both answers and the difference are named
+    assert batching["why"].startswith('off: input {"x": 1.0} gets Output.y = 1.000000000001 alone')
+    assert batching["why"].endswith("(difference 1.5e-11); [service] batching_tolerance = 0")
+    assert batching["why"] in run.stdout
+    report = json.loads((tmp_path / "release" / "evaluation" / "report.json").read_text())
+    assert report["robustness"]["first_difference"]["field"] == "y"
+    tolerant = tmp_path / "tolerant"
+    tolerant.mkdir()
+    (tolerant / "nb2prod.toml").write_text(
+        'name = "noisy"\n[service]\nauth = "none"\nbatching_tolerance = 1e-9\n'
+    )
+    path = write_notebook(tolerant, "noisy.ipynb", notebook(*BATCH_SIZE_NOISE))
+    run = nb2prod("package", path, "--out", tolerant / "release")
+    assert run.code == 0, run.stdout + run.stderr
+    monitoring = json.loads((tolerant / "release" / "service" / "monitoring.json").read_text())
+    assert monitoring["batching"]["enabled"] is True
+    assert "within [service] batching_tolerance = 1e-09" in monitoring["batching"]["why"]
     assert "no drift scores" in run.stdout  # no eval_X in this notebook: drift is skipped
 
 

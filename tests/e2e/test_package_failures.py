@@ -73,7 +73,7 @@ def test_a_hidden_dependency_static_analysis_cannot_see_fails_at_package_time(
     tmp_path: Path,
 ) -> None:
     # `check` finds plain names (tests/test_check.py); a dynamic lookup slips past it, and the
-    # capture step, which imports the extracted pipeline.py fresh, still catches it.
+    # kernel probe, which imports the extracted pipeline.py fresh, still catches it.
     cells = minimal_cells()
     cells.insert(0, code("#| nb2prod: train\nscale = 10.0"))
     cells[3] = code(
@@ -84,7 +84,7 @@ def test_a_hidden_dependency_static_analysis_cannot_see_fails_at_package_time(
     run = nb2prod("package", path, "--out", tmp_path / "out")
     assert run.code == 1
     assert "KeyError: 'scale'" in run.stderr
-    assert "pipeline.py line" in run.stderr
+    assert "(in cell 3 (preprocess) `def preprocess(inputs):`, line 3:" in run.stderr
     assert not (tmp_path / "out").exists()
 
 

@@ -65,36 +65,55 @@ FIXTURES: dict[str, tuple[list[str], list[dict[str, object]]]] = {
     ),
     "NB200_hidden_dependency": (
         base(
-            train="#| nb2prod: train\nscaler = 2.0\nLOW = 0\ndef deco(f):\n    return f\n"
+            train="#| nb2prod: train\nimport pandas as pd\ndef deco(f):\n    return f\n"
             "data = 1\ndef fit(d):\n    return d",
             preprocess=(
-                "#| nb2prod: preprocess\n@deco\ndef preprocess(inputs, low=LOW):\n"
+                "#| nb2prod: preprocess\n@deco\ndef preprocess(inputs):\n"
+                "    return pd.DataFrame({'x': [i.x for i in inputs]})"
+            ),
+        ),
+        [expect(3, "NB200"), expect(3, "NB200")],
+    ),
+    "NB200_skip_cell": (
+        base()
+        + [
+            "#| nb2prod: skip\nscale = 3.0",
+            "#| nb2prod: fallback\ndef fallback(inp):\n    return Output(y=inp.x * scale)",
+        ],
+        [expect(7, "NB200")],
+    ),
+    "NB202_fitted_state": (
+        base(
+            train="#| nb2prod: train\nscaler = 2.0\ndata = 1\ndef fit(d):\n    return d",
+            preprocess=(
+                "#| nb2prod: preprocess\ndef preprocess(inputs):\n"
                 "    return np.array([[i.x * scaler] for i in inputs])"
             ),
         ),
-        [expect(3, "NB200"), expect(3, "NB200"), expect(3, "NB200")],
+        [expect(2, "NB202", "info")],
     ),
-    "NB200_class_body_and_comprehension": (
-        base(
-            train="#| nb2prod: train\nUNIT = 'cm'\nfactor = 3\ndata = 1\ndef fit(d):\n    return d",
-            contract=(
-                "#| nb2prod: contract\nclass Input(BaseModel):\n    x: float\n    unit: str = UNIT\n\n"
-                "class Output(BaseModel):\n    y: float"
-            ),
-            preprocess=(
-                "#| nb2prod: preprocess\ndef preprocess(inputs):\n"
-                "    return np.array([[i.x * factor] for i in inputs])"
-            ),
-        ),
-        [expect(1, "NB200"), expect(3, "NB200")],
-    ),
-    "NB200_parameter": (
+    "NB202_parameter": (
         ["scale = 2.0"]
         + base(
             preprocess="#| nb2prod: preprocess\ndef preprocess(inputs):\n"
             "    return np.array([[i.x * scale] for i in inputs])"
         ),
-        [expect(4, "NB200")],
+        [expect(0, "NB202", "info")],
+    ),
+    "NB203_read_at_import": (
+        base(
+            train="#| nb2prod: train\nUNIT = 'cm'\nLOW = 0\nfactor = 3\ndata = 1\n"
+            "def fit(d):\n    return d",
+            contract=(
+                "#| nb2prod: contract\nclass Input(BaseModel):\n    x: float\n    unit: str = UNIT\n\n"
+                "class Output(BaseModel):\n    y: float"
+            ),
+            preprocess=(
+                "#| nb2prod: preprocess\ndef preprocess(inputs, low=LOW):\n"
+                "    return np.array([[i.x * factor] for i in inputs])"
+            ),
+        ),
+        [expect(1, "NB203"), expect(3, "NB203"), expect(2, "NB202", "info")],
     ),
     "NB201_never_defined": (
         base(
@@ -190,7 +209,7 @@ def build(
         if "# TAGS " in src:  # fixture shorthand: the comment's words become the cell's tags
             cell.metadata["tags"] = src.split("# TAGS ", 1)[1].split()
         cells.append(cell)
-    if name == "NB200_parameter":
+    if name == "NB202_parameter":
         cells[0].metadata["tags"] = ["parameters"]
     node = new_notebook(cells=cells)
     node.metadata["nb2prod_test"] = {"expect": expected}

@@ -83,6 +83,8 @@ class Release:
         """Before any worker starts: a token when auth wants one, the packaged model's bytes."""
         auth.api_token(self.metadata.release.auth)
         model.check_sha256(self.model_path, self.model.sha256)
+        for artifact in self.model.artifacts:  # fitted state: the packaged bytes too
+            model.check_sha256(self.root / "model" / artifact.file, artifact.sha256)
         if self.metadata.release.auth == "none":
             telemetry.configure_logging()
             logger.warning('AUTH IS OFF: auth = "none" in the config, every /v1/* route is open')
@@ -109,6 +111,8 @@ class Handlers:
             release.model.format,
             list(release.model.trusted),
         )
+        # fitted state the notebook's service code reads by name, before the first request
+        model.load_artifacts(release.root / "model", release.model.artifacts, release.pipeline)
         self.guard = guard.Guard(
             timeout_ms=fallback.timeout_ms,
             min_confidence=fallback.min_confidence,

@@ -6,11 +6,17 @@ run the same code. Nothing here knows the notebook: callers pass its pipeline mo
 
 from __future__ import annotations
 
+import enum
 import hashlib
+import json
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .schema import ArtifactManifest
 
 
 class PipelineError(RuntimeError):
@@ -51,6 +57,17 @@ def load_model(path: Path, sha256: str, fmt: str, trusted: list[str]) -> Any:
     return joblib.load(path)
 
 
+def load_artifacts(
+    directory: Path, artifacts: Iterable[ArtifactManifest], pipeline: ModuleType
+) -> None:
+    """Load the release's fitted state (each file's sha256 checked, as for the model) into the
+    pipeline module's namespace, where the notebook's service code reads it by name."""
+    for artifact in artifacts:
+        path = directory / artifact.file
+        value = load_model(path, artifact.sha256, artifact.format, list(artifact.trusted))
+        setattr(pipeline, artifact.name, value)
+
+
 def run(
     pipeline: ModuleType, model: Any, inputs: list[Any], timings: dict[str, float] | None = None
 ) -> list[Any]:
@@ -83,3 +100,11 @@ def validate_output(pipeline: ModuleType, value: Any) -> Any:
 def fallback(pipeline: ModuleType, inp: Any) -> Any:
     """The notebook's fallback for one input, validated as Output."""
     return validate_output(pipeline, pipeline.fallback(inp))
+
+
+def category_key(value: Any) -> str:
+    """How a categorical value is counted for drift: strings as they are, enums by their value,
+    anything else as JSON (``3`` -> ``"3"``, ``True`` -> ``"true"``). The reference the probe
+    records at package time and the service's observations both use this one encoding."""
+    key = value.value if isinstance(value, enum.Enum) else value
+    return key if isinstance(key, str) else json.dumps(key)

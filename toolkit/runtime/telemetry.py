@@ -23,6 +23,7 @@ import uuid
 from collections import deque
 from typing import Any
 
+from . import model
 from .schema import DriftReference, MonitoringPlan
 
 REDACTED = "[REDACTED]"
@@ -317,9 +318,7 @@ class Drift:
                 if spec["kind"] == "numeric":
                     index = bisect.bisect_left(spec["edges"], float(value))
                 else:
-                    key = value.value if isinstance(value, enum.Enum) else value
-                    key = key if isinstance(key, str) else json.dumps(key)
-                    index = spec["index"].get(key, len(counts) - 1)
+                    index = spec["index"].get(model.category_key(value), len(counts) - 1)
                 if len(window) == window.maxlen:
                     counts[window[0]] -= 1  # the oldest value leaves the window
                 window.append(index)

@@ -27,6 +27,8 @@ def predict(model, features):
 
 # ---- nb2prod default: no `postprocess` cell, so each item of `raw` fills Output.{{ c.default_output_field }} ----
 def postprocess(raw, inputs):
-    # numpy scalars become plain Python values so pydantic can validate them
-    return [Output({{ c.default_output_field }}=v.item() if hasattr(v, "item") else v) for v in raw]
+    # one item per input (a DataFrame's rows); arrays become lists and numpy scalars plain
+    # values, so pydantic can validate them
+    items = raw.to_numpy() if hasattr(raw, "to_numpy") else raw
+    return [Output({{ c.default_output_field }}=v.tolist() if hasattr(v, "tolist") else v) for v in items]
 {% endif %}

@@ -1,0 +1,94 @@
+"""The served release's fitted state: checked before any worker starts, loaded by name."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import ModuleType
+
+import joblib
+import pytest
+from nb2prod.runtime import model as runtime
+from nb2prod.runtime.app import Release
+from nb2prod.runtime.schema import (
+    ArtifactManifest,
+    Batching,
+    CircuitBreakerSettings,
+    DriftReference,
+    FallbackSummary,
+    ModelManifest,
+    MonitoringPlan,
+    ReleaseInfo,
+    RuntimeManifest,
+    ServiceMetadata,
+    ServiceSettings,
+    dump,
+)
+from pydantic import BaseModel
+
+
+class Input(BaseModel):
+    x: float
+
+
+class Output(BaseModel):
+    y: float
+
+
+def write(path: Path, data: object) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data))
+
+
+def release_with_fitted_state(root: Path) -> tuple[Release, ModuleType]:
+    (root / "model").mkdir(parents=True)
+    joblib.dump(2.0, root / "model" / "model.joblib")
+    (root / "model" / "artifacts").mkdir()
+    joblib.dump({"north": 1.5}, root / "model" / "artifacts" / "offsets.joblib")
+    artifact = ArtifactManifest(
+        name="offsets", file="artifacts/offsets.joblib", format="joblib", why="w",
+        sha256=runtime.sha256_file(root / "model" / "artifacts" / "offsets.joblib"),
+        size=1, cell=2, role="train", read_by=("preprocess (cell 3)",),
+    )  # fmt: skip
+    manifest = ModelManifest.model_validate(
+        {
+            "file": "model.joblib", "format": "joblib", "why": "w",
+            "sha256": runtime.sha256_file(root / "model" / "model.joblib"),
+            "class": "float", "variable": "model", "artifacts": [dump(artifact)],
+        }
+    )  # fmt: skip
+    write(root / "model" / "model.json", dump(manifest))
+    breaker = CircuitBreakerSettings(failures=5, reset_s=30)
+    metadata = ServiceMetadata(
+        release=ReleaseInfo(
+            name="n", version="1.0.0", owner=None, git_commit=None, notebook_sha256="a",
+            contract_sha256="b", model_sha256="c", evaluation={}, auth="none",
+            fallback=FallbackSummary(
+                available=False, timeout_ms=None, min_confidence=None, circuit_breaker=breaker
+            ),
+        ),
+        service=ServiceSettings(
+            workers=1, batching_max_size=8, max_batch_rows=10, log_bodies=False, disable_file="/x"
+        ),
+        runtime=RuntimeManifest(nb2prod_version="0", files={}),
+    )  # fmt: skip
+    write(root / "service" / "metadata.json", dump(metadata))
+    monitoring = MonitoringPlan(
+        sensitive=(), outputs={}, drift=DriftReference(window=100),
+        batching=Batching(enabled=False, why="off"),
+    )  # fmt: skip
+    write(root / "service" / "monitoring.json", dump(monitoring))
+    pipeline = ModuleType("pipeline")
+    pipeline.Input, pipeline.Output = Input, Output  # type: ignore[attr-defined]
+    return Release.load(root / "service", pipeline), pipeline
+
+
+def test_fitted_state_is_hash_checked_at_start_and_loaded_by_name(tmp_path: Path) -> None:
+    release, pipeline = release_with_fitted_state(tmp_path)
+    release.check()  # the packaged bytes: starts
+    runtime.load_artifacts(release.root / "model", release.model.artifacts, pipeline)
+    assert pipeline.offsets == {"north": 1.5}  # type: ignore[attr-defined]
+    tampered = tmp_path / "model" / "artifacts" / "offsets.joblib"
+    tampered.write_bytes(tampered.read_bytes() + b"\0")
+    with pytest.raises(RuntimeError, match="offsets.joblib: sha256 is"):
+        release.check()

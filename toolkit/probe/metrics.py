@@ -1,0 +1,137 @@
+"""Held-out figures: the model and a trivial baseline, confusion or residuals, slices.
+
+Pure: plain lists of true and predicted values in, a :class:`~nb2prod.runtime.schema.Holdout`
+out. The baselines equal scikit-learn's ``DummyClassifier(strategy="most_frequent")`` and
+``DummyRegressor(strategy="mean")``; tests compare with them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
+
+from ..runtime.schema import Holdout
+
+Task = Literal["classification", "regression"]
+MAX_RESIDUALS = 2000  # points in the residual plot
+
+
+def macro_f1(y_true: Sequence[Any], y_pred: Sequence[Any], labels: Sequence[Any]) -> float:
+    scores = []
+    for label in labels:
+        tp = sum(1 for t, p in zip(y_true, y_pred, strict=True) if t == label and p == label)
+        fp = sum(1 for t, p in zip(y_true, y_pred, strict=True) if t != label and p == label)
+        fn = sum(1 for t, p in zip(y_true, y_pred, strict=True) if t == label and p != label)
+        scores.append(2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0)
+    return sum(scores) / len(scores) if scores else 0.0
+
+
+def scores(
+    task: Task, y_true: Sequence[Any], y_pred: Sequence[Any], labels: Sequence[Any] = ()
+) -> dict[str, float]:
+    """accuracy and macro F1, or MAE, RMSE and R²."""
+    n = len(y_true)
+    if task == "classification":
+        hits = sum(t == p for t, p in zip(y_true, y_pred, strict=True))
+        return {"accuracy": hits / n, "f1_macro": macro_f1(y_true, y_pred, labels)}
+    mean = sum(y_true) / n
+    ss_res = sum((t - p) ** 2 for t, p in zip(y_true, y_pred, strict=True))
+    ss_tot = sum((t - mean) ** 2 for t in y_true)
+    return {
+        "mae": sum(abs(t - p) for t, p in zip(y_true, y_pred, strict=True)) / n,
+        "rmse": math.sqrt(ss_res / n),
+        "r2": 1 - ss_res / ss_tot if ss_tot else 0.0,
+    }
+
+
+def _labels(*columns: Sequence[Any]) -> list[Any]:
+    return sorted(set().union(*map(set, columns)), key=str)
+
+
+def _baseline(task: Task, y_true: Sequence[Any]) -> tuple[Any, str]:
+    """What the trivial baseline predicts for every row, and how the report names it."""
+    if task == "classification":
+        majority = max(sorted(set(y_true), key=str), key=list(y_true).count)
+        return majority, f"majority class ({majority})"
+    mean = sum(y_true) / len(y_true)
+    return mean, f"mean ({mean:.4g})"
+
+
+def _columns(rows: Sequence[Sequence[Any]]) -> list[list[Any]]:
+    return [list(column) for column in zip(*rows, strict=True)]
+
+
+def multi_scores(task: Task, y_true: Sequence[Any], y_pred: Sequence[Any]) -> dict[str, float]:
+    """:func:`scores`, averaged over the outputs when each row holds several (as scikit-learn's
+    ``multioutput="uniform_average"``)."""
+    if not y_true or not isinstance(y_true[0], list):
+        return scores(task, y_true, y_pred, _labels(y_true, y_pred))
+    per_output = [
+        scores(task, t, p, _labels(t, p))
+        for t, p in zip(_columns(y_true), _columns(y_pred), strict=True)
+    ]
+    return {name: sum(s[name] for s in per_output) / len(per_output) for name in per_output[0]}
+
+
+def holdout(
+    task: Task,
+    y_true: Sequence[Any],
+    y_pred: Sequence[Any],
+    *,
+    eval_x: str,
+    eval_y: str,
+    path: str = "",
+    slices: Mapping[str, Sequence[Any]] | None = None,
+) -> Holdout:
+    """The model against the baseline on the held-out rows; each row of ``y_true``/``y_pred`` is
+    one value, or a list of values for a multi-output model. ``slices`` maps a column to its value
+    in each row, and each value gets its own figures."""
+    n = len(y_true)
+    multi = bool(y_true) and isinstance(y_true[0], list)
+    if multi:
+        columns = _columns(y_true)
+        constants = [_baseline(task, column)[0] for column in columns]
+        baseline_rows = [list(constants)] * n
+        figures: dict[str, Any] = {
+            "outputs": len(columns),
+            "baseline_name": f"{'majority class' if task == 'classification' else 'mean'} "
+            "of each output",
+        }
+    else:
+        constant, name = _baseline(task, y_true)
+        baseline_rows = [constant] * n
+        figures = {"baseline_name": name}
+    figures["model"] = multi_scores(task, y_true, y_pred)
+    figures["baseline"] = multi_scores(task, y_true, baseline_rows)
+    if task == "classification" and not multi:
+        labels = _labels(y_true, y_pred)
+        index = {label: i for i, label in enumerate(labels)}
+        matrix = [[0] * len(labels) for _ in labels]
+        for t, p in zip(y_true, y_pred, strict=True):
+            matrix[index[t]][index[p]] += 1
+        figures["labels"] = tuple(str(label) for label in labels)
+        figures["confusion"] = tuple(tuple(row) for row in matrix)
+    elif task == "regression":
+        pairs = (
+            [
+                (t, p)
+                for rt, rp in zip(y_true, y_pred, strict=True)
+                for t, p in zip(rt, rp, strict=True)
+            ]
+            if multi
+            else list(zip(y_true, y_pred, strict=True))
+        )
+        step = max(1, len(pairs) // MAX_RESIDUALS)
+        figures["residuals"] = tuple((float(p), float(t - p)) for t, p in pairs[::step])
+    groups: dict[str, dict[str, dict[str, float | int]]] = {}
+    for column, values in (slices or {}).items():
+        groups[column] = {}
+        for value in sorted(set(values), key=str):
+            rows = [i for i, v in enumerate(values) if v == value]
+            t = [y_true[i] for i in rows]
+            p = [y_pred[i] for i in rows]
+            groups[column][str(value)] = {"rows": len(rows), **multi_scores(task, t, p)}
+    return Holdout(
+        task=task, rows=n, eval_x=eval_x, eval_y=eval_y, path=path, slices=groups, **figures
+    )
