@@ -8,6 +8,7 @@ names the cell the user sees.
 from __future__ import annotations
 
 import copy
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,11 +36,12 @@ def execute(
     plan: CapturePlan,
     parameters: Mapping[str, Any],
     scratch: Path,
-    keep_failed_at: Path,
+    keep_failed_as: str,
 ) -> Execution:
     """Run the notebook; on a failing cell raise :class:`ExecutionError` naming it.
 
-    The executed notebook of a failed run is saved at ``keep_failed_at`` (outside any release).
+    The executed notebook of a failed run is saved as ``keep_failed_as`` in a new temporary
+    directory (outside any release) that the error's hint names; a run that succeeds leaves none.
     """
     node = _runnable(notebook, capture_cell_source(plan))
     output_path = scratch / "executed.ipynb"
@@ -52,7 +54,7 @@ def execute(
     )
     executed = nbformat.read(output_path, as_version=4)
     if failure is not None:
-        keep_failed_at.parent.mkdir(parents=True, exist_ok=True)
+        keep_failed_at = Path(tempfile.mkdtemp(prefix="nb2prod-failed-")) / keep_failed_as
         nbformat.write(executed, keep_failed_at)
         index, label = _failing_cell(notebook, executed)
         raise ExecutionError(

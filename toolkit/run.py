@@ -173,8 +173,7 @@ def _release(request: PackageRequest, progress: Progress) -> PackageResult:
                     ),
                     parameters=request.parameters,
                     scratch=scratch,
-                    keep_failed_at=Path(tempfile.mkdtemp(prefix="nb2prod-failed-"))
-                    / f"{request.notebook.stem}.executed.ipynb",
+                    keep_failed_as=f"{request.notebook.stem}.executed.ipynb",
                 )
             )
             capture = execution.capture
