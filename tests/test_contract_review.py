@@ -1,10 +1,19 @@
-"""Every contract diff rule, on contracts made from real pydantic models."""
+"""Every contract diff rule, on contracts made from real pydantic models; `contract show` as
+piped and as at a terminal."""
 
 from __future__ import annotations
 
+import json
+import os
+import pty
+import re
+import subprocess
+import sys
+from pathlib import Path
 from typing import Literal
 
 import pytest
+from nb2prod.contract import Contract
 from nb2prod.contract_review import diff_contracts, field_rows
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -248,3 +257,91 @@ def test_marking_a_field_sensitive_shows_in_diff_and_table() -> None:
     rows = {r.field: r for r in field_rows(Private.model_json_schema(), {"name": "Ann"})}
     assert rows["name"].constraints == "length <= 20; SENSITIVE: redacted in logs"
     assert rows["name"].example == "[REDACTED]"
+
+
+# contract show, as a reviewer reads it in a terminal, a file or a CI log ------------------------
+
+
+class Customer(BaseModel):
+    tenure_months_since_signup: int = Field(
+        ge=0, description="Whole months between the signup date and the scoring date, as billed"
+    )
+    monthly_charges_in_local_currency: float = Field(gt=0, description="Last invoice, net of tax")
+    preferred_contact_channel_for_offers: Literal["email", "phone", "letter"] | None = None
+
+
+class Churn(BaseModel):
+    probability_of_churn_within_ninety_days: float = Field(ge=0, le=1)
+
+
+LONG_NAMES = [*Customer.model_fields, *Churn.model_fields]
+
+
+def show(tmp_path: Path, stdout: int | None = subprocess.PIPE, **env: str) -> str:
+    """`nb2prod contract show` of a contract with long field names, in a subprocess."""
+    path = tmp_path / "contract.json"
+    if not path.exists():
+        contract = Contract(
+            "1.0.0",
+            Customer.model_json_schema(),
+            Churn.model_json_schema(),
+            (
+                {
+                    "input": {
+                        "tenure_months_since_signup": 26,
+                        "monthly_charges_in_local_currency": 70.5,
+                    },
+                    "output": {"probability_of_churn_within_ninety_days": 0.125},
+                },
+            ),
+        )
+        path.write_text(json.dumps(contract.to_json()))
+    environment = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "FORCE_COLOR")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "nb2prod", "contract", "show", str(path)],
+        stdout=stdout, stderr=subprocess.PIPE, text=True, timeout=60, check=False,
+        env={**environment, **env},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout or ""
+
+
+@pytest.mark.parametrize("columns", [None, "40"])
+def test_piped_contract_show_never_breaks_a_field_name(tmp_path: Path, columns: str | None) -> None:
+    lines = show(tmp_path, **({"COLUMNS": columns} if columns else {})).splitlines()
+    for name in LONG_NAMES:
+        (row,) = [line for line in lines if line.startswith(name + " ")]
+        assert "│" not in row  # plain columns, not a table drawn for a terminal
+    (tenure,) = [line for line in lines if line.startswith("tenure_months_since_signup")]
+    assert tenure.split("  ")[0] == "tenure_months_since_signup"
+    assert "Whole months between the signup date and the scoring date, as billed" in tenure
+    assert tenure.rstrip().endswith("26") and ">= 0" in tenure
+    assert lines[0].startswith("contract 1.0.0  sha256 ")
+    assert "Input" in lines and "Output" in lines
+
+
+def test_contract_show_at_a_terminal_draws_tables_that_fit_it(tmp_path: Path) -> None:
+    leader, follower = pty.openpty()
+    try:
+        show(tmp_path, stdout=follower, COLUMNS="100")
+        os.close(follower)
+        follower = -1
+        received = b""
+        while True:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:  # EIO: the writer is gone
+                break
+            if not chunk:
+                break
+            received += chunk
+    finally:
+        os.close(leader)
+        if follower != -1:
+            os.close(follower)
+    text = re.sub(r"\x1b\[[0-9;]*m", "", received.decode())  # rich's colours
+    lines = text.splitlines()
+    assert all(len(line) <= 100 for line in lines)
+    assert any("┃ field" in line for line in lines)
+    for name in LONG_NAMES:  # the other columns give way first
+        assert any(f"│ {name} " in line for line in lines), name

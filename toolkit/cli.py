@@ -7,9 +7,11 @@ exit status 1; ``NB2PROD_DEBUG=1`` shows the traceback instead.
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import astuple
 from pathlib import Path
 from typing import Any
 
@@ -53,9 +55,27 @@ def _errors() -> Iterator[None]:
         sys.exit(1)
 
 
+@contextmanager
+def _unwinding_on_signals() -> Iterator[None]:
+    """SIGTERM (`kill PID`) and SIGHUP unwind like Ctrl-C, so that on the way out a staged release,
+    temporary directories and a server started to verify are removed; the exit status is 128 +
+    the signal's number. A second signal kills at once."""
+
+    def leave(signum: int, _frame: object) -> None:
+        signal.signal(signum, signal.SIG_DFL)
+        sys.exit(128 + signum)
+
+    previous = {sig: signal.signal(sig, leave) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 def _handled(func: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        with _errors():
+        with _unwinding_on_signals(), _errors():
             return func(*args, **kwargs)
 
     wrapper.__name__ = func.__name__
@@ -283,16 +303,21 @@ def contract() -> None:
 )
 @_handled
 def contract_show(target: str, fmt: str) -> None:
-    """The contract as a table per model: field, type, required, constraints, description, example."""
+    """The contract as a table per model: field, type, required, constraints, description, example.
+
+    At a terminal the tables fit its width; piped, they are plain columns that never wrap."""
     from rich.table import Table
 
     from .capture import release_fitted_state
-    from .contract_review import contract_markdown, field_rows
+    from .contract_review import SHOW_COLUMNS, contract_markdown, contract_text, field_rows
     from .target import load_contract
 
     data = load_contract(target)
     if fmt == "markdown":
         click.echo(contract_markdown(data))
+        return
+    if not sys.stdout.isatty():  # rich would wrap at 80 columns, breaking names in a CI log
+        click.echo(contract_text(data), nl=False)
         return
     first = (data.get("examples") or [{}])[0]
     inferred = " [yellow](inferred: review before relying on it)[/]" if data.get("inferred") else ""
@@ -302,22 +327,11 @@ def contract_show(target: str, fmt: str) -> None:
     )
     for side in ("input", "output"):
         table = Table(title=side.capitalize(), title_justify="left", show_lines=False)
-        for column in ("field", "type", "required", "constraints", "description", "example"):
-            table.add_column(column, overflow="fold")
+        for column in SHOW_COLUMNS:
+            # the other columns give way first, so a field name folds only on a tiny terminal
+            table.add_column(column, overflow="fold", no_wrap=column == "field")
         for row in field_rows(data[side], first.get(side)):
-            table.add_row(
-                *(
-                    escape(v)
-                    for v in (
-                        row.field,
-                        row.type,
-                        row.required,
-                        row.constraints,
-                        row.description,
-                        row.example,
-                    )
-                )
-            )
+            table.add_row(*(escape(v) for v in astuple(row)))
         console.print(table)
     fitted = release_fitted_state(target)
     if fitted:
@@ -451,7 +465,10 @@ def base_image(
 @click.option("--port", type=int, default=3000, show_default=True)
 @_handled
 def serve(target: str, port: int) -> None:
-    """Serve TARGET (a release directory or bento tag) on 127.0.0.1."""
+    """Serve TARGET (a release directory or bento tag) on 127.0.0.1.
+
+    SIGTERM, SIGINT (Ctrl-C) or SIGHUP stops the server and its workers; the exit status is then
+    128 + the signal's number."""
     from .adapters import bento
     from .target import resolve
 

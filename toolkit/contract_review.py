@@ -1,5 +1,6 @@
-"""What reviewers read: a contract as tables (``contract show``) and the classified difference
-between two contracts (``contract diff``): every change breaking, compatible or cosmetic.
+"""What reviewers read: a contract as tables (``contract show``: markdown, or plain columns for a
+pipe) and the classified difference between two contracts (``contract diff``): every change
+breaking, compatible or cosmetic.
 
 Works on the JSON Schemas in ``contract.json`` (what pydantic emits). For ``Input`` (what callers
 send) narrowing what is accepted breaks callers; for ``Output`` (what callers receive) widening
@@ -11,7 +12,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from typing import Any, Literal
 
 Side = Literal["input", "output"]
@@ -323,6 +324,10 @@ def _json_type(value: Any) -> str:
     return "string"
 
 
+# The columns of ``contract show``, in FieldRow's order.
+SHOW_COLUMNS = ("field", "type", "required", "constraints", "description", "example")
+
+
 @dataclass(frozen=True)
 class FieldRow:
     field: str
@@ -377,6 +382,10 @@ def field_rows(schema: Mapping[str, Any], example: Mapping[str, Any] | None) -> 
     return rows
 
 
+def _extra_note(side: str, schema: Mapping[str, Any]) -> str:
+    return " (extra fields forbidden)" if _forbids_extra(schema) and side == "input" else ""
+
+
 def contract_markdown(contract: Mapping[str, Any]) -> str:
     """The contract as markdown tables, for a pull-request comment."""
     first = (contract.get("examples") or [{}])[0]
@@ -387,8 +396,7 @@ def contract_markdown(contract: Mapping[str, Any]) -> str:
     ]
     for side in ("input", "output"):
         schema = contract[side]
-        extra = " (extra fields forbidden)" if _forbids_extra(schema) and side == "input" else ""
-        out += [f"**{side.capitalize()}**{extra}", ""]
+        out += [f"**{side.capitalize()}**{_extra_note(side, schema)}", ""]
         out += ["| field | type | required | constraints | description | example |"]
         out += ["| --- | --- | --- | --- | --- | --- |"]
         for row in field_rows(schema, first.get(side)):
@@ -397,3 +405,25 @@ def contract_markdown(contract: Mapping[str, Any]) -> str:
             out.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
         out.append("")
     return "\n".join(out)
+
+
+def contract_text(contract: Mapping[str, Any]) -> str:
+    """The contract as plain aligned columns, for a pipe, a file or a CI log: one line per field
+    and nothing wrapped at any width, so every field name can be found (and grepped) whole."""
+    first = (contract.get("examples") or [{}])[0]
+    inferred = "  (inferred: review before relying on it)" if contract.get("inferred") else ""
+    out = [
+        f"contract {contract.get('contract_version')}  sha256 {contract['sha256'][:12]}{inferred}"
+    ]
+    for side in ("input", "output"):
+        schema = contract[side]
+        rows = [SHOW_COLUMNS] + [
+            tuple(" ".join(cell.splitlines()) for cell in astuple(row))
+            for row in field_rows(schema, first.get(side))
+        ]
+        widths = [max(len(row[i]) for row in rows) for i in range(len(SHOW_COLUMNS))]
+        out += ["", f"{side.capitalize()}{_extra_note(side, schema)}"]
+        out += [
+            "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows
+        ]
+    return "\n".join(out) + "\n"

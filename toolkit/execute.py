@@ -10,7 +10,6 @@ from __future__ import annotations
 import copy
 import shutil
 import tempfile
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,14 +61,12 @@ def execute_notebook(parsed: Parsed, parameters: Mapping[str, Any], scratch: Pat
         extraction=parsed.extraction,
         config=parsed.config,
     )
-    # only created if the run fails: the executed notebook with the failing cell marked
-    failed_at = Path(tempfile.gettempdir()) / f"nb2prod-failed-{uuid.uuid4().hex[:8]}"
     return execute(
         parsed.notebook,
         plan=plan,
         parameters=parameters,
         scratch=scratch,
-        keep_failed_at=failed_at / f"{parsed.notebook.path.stem}.executed.ipynb",
+        keep_failed_as=f"{parsed.notebook.path.stem}.executed.ipynb",
     )
 
 
@@ -79,11 +76,12 @@ def execute(
     plan: ProbePlan,
     parameters: Mapping[str, Any],
     scratch: Path,
-    keep_failed_at: Path,
+    keep_failed_as: str,
 ) -> Execution:
     """Run the notebook; on a failing cell raise :class:`ExecutionError` naming it.
 
-    The executed notebook of a failed run is saved at ``keep_failed_at`` (outside any release).
+    The executed notebook of a failed run is saved as ``keep_failed_as`` in a new temporary
+    directory (outside any release) that the error's hint names; a run that succeeds leaves none.
     """
     node = _runnable(notebook, probe_cell_source(plan))
     output_path = scratch / "executed.ipynb"
@@ -96,7 +94,7 @@ def execute(
     )
     executed = nbformat.read(output_path, as_version=4)
     if failure is not None:
-        keep_failed_at.parent.mkdir(parents=True, exist_ok=True)
+        keep_failed_at = Path(tempfile.mkdtemp(prefix="nb2prod-failed-")) / keep_failed_as
         nbformat.write(executed, keep_failed_at)
         index, label = _failing_cell(notebook, executed)
         raise ExecutionError(
@@ -110,8 +108,7 @@ def execute(
     if problem is not None:
         bug = traceback_file(Path(plan.out_dir))
         if bug is not None:  # nb2prod's own bug: keep its traceback for the report
-            keep_failed_at.parent.mkdir(parents=True, exist_ok=True)
-            kept = keep_failed_at.parent / bug.name
+            kept = Path(tempfile.mkdtemp(prefix="nb2prod-failed-")) / bug.name
             shutil.copy(bug, kept)
             problem.hint = f"This is a bug in nb2prod; please report it with {kept}."
         raise problem

@@ -2,8 +2,10 @@
 
 The only module that runs BentoML. It drives the ``bentoml`` CLI of this environment in
 subprocesses: the store location comes from ``BENTOML_HOME`` like every BentoML command, nothing
-BentoML keeps in global state leaks into nb2prod's process, and a server runs in its own session
-so that stopping it stops every worker it spawned.
+BentoML keeps in global state leaks into nb2prod's process, and a server runs in its own session.
+Stopping a server waits until it and every worker it started are gone: BentoML's process manager
+(circus) starts each worker in a session of its own, so the server's process group alone does not
+reach them, and they are followed as the server's descendants (psutil) instead.
 """
 
 from __future__ import annotations
@@ -11,15 +13,18 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+import psutil
 
 from ..adapters.loopback import free_port, tail, wait_ready
 from ..errors import BuildError, ServeError, TargetError
@@ -146,26 +151,61 @@ def serve(
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             env=_env(env),
-            start_new_session=True,  # its own process group: stop() reaches every worker
+            start_new_session=True,  # its own process group, which stop() signals
         )
     url = f"http://127.0.0.1:{port}"
+    keep_log = False
     try:
-        _wait_ready(proc, url, log, started, ready_timeout_s)
+        try:
+            _wait_ready(proc, url, log, started, ready_timeout_s)
+        except ServeError:
+            keep_log = True  # the error names it; no other outcome does
+            raise
         yield Server(url=url, pid=proc.pid, cold_start_s=time.monotonic() - started, log=log)
     finally:
         stop(proc)
+        if not keep_log:
+            shutil.rmtree(log_dir, ignore_errors=True)
+
+
+# What stops `nb2prod serve`: kill's default, Ctrl-C, and the terminal going away.
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
 def run_foreground(target: str, *, port: int, env: Mapping[str, str] | None = None) -> int:
-    """``bentoml serve`` attached to this terminal until it exits (Ctrl-C stops it)."""
-    proc = subprocess.Popen(
-        [*_BENTOML, "serve", target, "--host", "127.0.0.1", "--port", str(port)], env=_env(env)
-    )
+    """``bentoml serve`` on 127.0.0.1:PORT, printing to this terminal, until it exits or this
+    process gets SIGTERM, SIGINT (Ctrl-C) or SIGHUP.
+
+    The signal is passed on to the server's process group (SIGHUP as SIGTERM: circus would take
+    SIGHUP as "reload"), and this returns only when the server and all its workers are gone:
+    128 + the signal's number, or the server's own exit status when it stopped by itself.
+    """
+    received: list[int] = []
+    previous = {
+        sig: signal.signal(sig, lambda signum, _frame: received.append(signum))
+        for sig in _STOP_SIGNALS
+    }
     try:
-        return proc.wait()
-    except KeyboardInterrupt:
-        proc.send_signal(signal.SIGINT)
-        return proc.wait()
+        proc = subprocess.Popen(
+            [*_BENTOML, "serve", target, "--host", "127.0.0.1", "--port", str(port)],
+            stdin=subprocess.DEVNULL,
+            env=_env(env),
+            start_new_session=True,  # Ctrl-C reaches nb2prod only; it decides what the server gets
+        )
+        workers: set[psutil.Process] = set()
+        while not received and proc.poll() is None:
+            # known before the server exits: once it has, its orphaned workers cannot be found
+            workers |= _descendants(proc.pid)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=1.0)
+        first = received[0] if received else signal.SIGTERM
+        stop(proc, signal.SIGTERM if first == signal.SIGHUP else first, known=workers)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if received:
+        return 128 + received[0]
+    return proc.returncode if proc.returncode >= 0 else 128 - proc.returncode
 
 
 def _wait_ready(
@@ -192,17 +232,59 @@ def _wait_ready(
         )
 
 
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    """Stop the server and every process of its group; escalate to SIGKILL after 15 s."""
-    if proc.poll() is not None:
-        return
+def stop(
+    proc: subprocess.Popen[bytes],
+    sig: int = signal.SIGTERM,
+    *,
+    known: Iterable[psutil.Process] = (),
+    grace_s: float = 15.0,
+) -> None:
+    """Send ``sig`` to the server's process group and return when the server and every worker
+    it started (and ``known``) are gone; SIGKILL whatever is left after ``grace_s``."""
+    workers = {*known, *_descendants(proc.pid)}
+    deadline = time.monotonic() + grace_s
+    if proc.poll() is None:
+        _signal_group(proc.pid, sig)
+        try:
+            proc.wait(timeout=grace_s)
+        except subprocess.TimeoutExpired:
+            _signal_group(proc.pid, signal.SIGKILL)
+            proc.wait()
+    else:  # the server died on its own: nothing else will stop its workers
+        for worker in workers:
+            with contextlib.suppress(psutil.Error):
+                worker.send_signal(sig)
+    left = _wait_gone(workers, deadline)
+    for worker in left:
+        with contextlib.suppress(psutil.Error):
+            worker.kill()
+    _wait_gone(left, time.monotonic() + 5.0)  # a zombie whose reaper is slow counts as gone
+    _signal_group(proc.pid, signal.SIGKILL)  # anything else still in the server's group
+
+
+def _signal_group(pgid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pgid, sig)
+
+
+def _descendants(pid: int) -> set[psutil.Process]:
     try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-    except ProcessLookupError:
-        pass
-    with contextlib.suppress(ProcessLookupError):  # workers that outlived the arbiter
-        os.killpg(proc.pid, signal.SIGKILL)
+        return set(psutil.Process(pid).children(recursive=True))
+    except psutil.Error:
+        return set()
+
+
+def _wait_gone(processes: Iterable[psutil.Process], deadline: float) -> list[psutil.Process]:
+    """Those of ``processes`` still running at ``deadline`` (or none, as soon as all are gone)."""
+    while True:
+        alive = [p for p in processes if _running(p)]
+        if not alive or time.monotonic() >= deadline:
+            return alive
+        time.sleep(0.1)
+
+
+def _running(process: psutil.Process) -> bool:
+    try:
+        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
