@@ -92,3 +92,7 @@ class ContractError(Nb2ProdError):
 
 class ContainerError(Nb2ProdError):
     """An image could not be built, inspected or run (build failure, unknown backend, no base)."""
+
+
+class LoadTestError(Nb2ProdError):
+    """``nb2prod loadtest`` could not run its load (the service or Locust failed)."""
