@@ -185,7 +185,7 @@ def test_the_dashboard_draws_the_slo_and_every_output() -> None:
     latency = next(p for p in board["panels"] if p["title"].startswith("Latency"))
     lines = [s["value"] for s in latency["fieldConfig"]["defaults"]["thresholds"]["steps"]]
     assert lines == [None, 0.3, 1.0]  # the p95 and p99 objectives, in seconds
-    assert all('job="$job"' in q or "job=\\\"$job\\\"" in q for q in queries(board))
+    assert all('job="$job"' in q or 'job=\\"$job\\"' in q for q in queries(board))
     ids = [p["id"] for p in board["panels"]]
     assert ids == sorted(set(ids))
     assert all(p["gridPos"]["x"] + p["gridPos"]["w"] <= 24 for p in board["panels"])

@@ -245,9 +245,10 @@ class Metrics:
 
     def start_at_zero(self) -> None:
         """Create every series whose labels are known in advance, at 0: fallback reasons,
-        answers, class labels. A series that appears only with its first event cannot be rated
+        answers, latency of the prediction routes, class labels. A series that appears only with its first event cannot be rated
         (an alert on it would stay silent from a fresh start)."""
         for route in PREDICT_ROUTES:
+            self.latency.labels(route=route)
             for status, outcome, reason in KNOWN_ANSWERS:
                 self.requests.labels(route=route, status=status, outcome=outcome, reason=reason)
         for reason in FALLBACK_REASONS:
