@@ -67,6 +67,8 @@ def test_class_ids_and_labels_are_counted_by_label_and_numbers_get_buckets_that_
     assert plan["probability"]["buckets"] == [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0]
     price = plan["price"]["buckets"]
     assert price[0] <= 120 and price[-1] >= 250 and len(price) == 10
-    assert max(b - a for a, b in zip(price, price[1:], strict=False)) <= 100  # steps that separate the values
+    assert (
+        max(b - a for a, b in zip(price, price[1:], strict=False)) <= 100
+    )  # steps that separate the values
     # without held-out labels, an unbounded integer is a number
     assert output_metrics(Scored.model_json_schema(), observed)["class_id"]["kind"] == "numeric"
