@@ -240,3 +240,13 @@ def test_slo_config_has_documented_defaults_and_checks_its_values(tmp_path: Path
         (tmp_path / "nb2prod.toml").write_text(text)
         with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
             load_config(notebook)
+
+
+def test_the_metrics_know_every_fallback_reason_of_the_api() -> None:
+    from typing import get_args
+
+    from nb2prod.runtime import app, telemetry
+
+    assert set(telemetry.FALLBACK_REASONS) == set(get_args(app.Reason))
+    answers = {(status, outcome) for status, outcome, _ in telemetry.KNOWN_ANSWERS}
+    assert ("200", "degraded") in answers and ("503", "unavailable") in answers
