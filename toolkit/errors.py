@@ -94,5 +94,9 @@ class ContainerError(Nb2ProdError):
     """An image could not be built, inspected or run (build failure, unknown backend, no base)."""
 
 
+class ReleaseExistsError(Nb2ProdError):
+    """The version is already released with another notebook, model or contract (no --replace)."""
+
+
 class LoadTestError(Nb2ProdError):
     """``nb2prod loadtest`` could not run its load (the service or Locust failed)."""

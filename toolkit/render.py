@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
 
+from cookiecutter.environment import StrictEnvironment
 from cookiecutter.generate import generate_files
 
 from . import __version__
@@ -146,3 +147,14 @@ def runtime_files() -> dict[str, bytes]:
         for entry in sorted(package.iterdir(), key=lambda e: e.name)
         if entry.name.endswith(".py")
     }
+
+
+def render_pipeline(context: ServiceContext) -> bytes:
+    """``service/pipeline.py`` alone, from the same template, for the kernel to run before the
+    release is rendered (the inferred contract, known only afterwards, goes ahead of it)."""
+    template = RELEASE_TEMPLATE / "{{cookiecutter.project_slug}}" / "service" / "pipeline.py"
+    environment = StrictEnvironment(keep_trailing_newline=True)
+    rendered = environment.from_string(template.read_text(encoding="utf-8")).render(
+        cookiecutter={"_ctx": dataclasses.asdict(context)}
+    )
+    return rendered.encode()

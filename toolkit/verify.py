@@ -58,6 +58,12 @@ class VerifyReport:
     openapi: Mapping[str, Any]
     healthy: bool | None = None  # an image's HEALTHCHECK, when one was run
 
+    def summary(self) -> str:
+        return (
+            f"{self.examples} examples match the notebook, invalid input -> "
+            f"HTTP {self.invalid_status}, ready in {self.cold_start_s:.1f} s"
+        )
+
 
 def expectations(examples: list[Mapping[str, Any]], min_confidence: float | None) -> list[Expected]:
     """What the service must answer: the model's output, or the fallback's where the guard

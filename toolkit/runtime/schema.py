@@ -52,6 +52,47 @@ def dump(value: Frozen) -> dict[str, Any]:
     return data
 
 
+# ---------------------------------------------------------------- release.json
+
+
+class Replaced(Frozen):
+    """The release a ``--replace`` overwrote: enough to tell what was lost."""
+
+    release_sha256: str  # sha256 of its release.json
+    bento_tag: str
+    notebook_sha256: str
+    created_at: str
+
+
+class ReleaseManifest(Frozen):
+    """release.json: what the release is, what made it, and the sha256 of every other file."""
+
+    name: str
+    version: str
+    bento_tag: str
+    created_at: str
+    git_commit: str | None
+    git_dirty: bool | None
+    notebook: str
+    notebook_sha256: str
+    parameters: dict[str, Any]
+    config: str | None  # where the configuration came from
+    gates_enforced: bool
+    python_version: str
+    nb2prod_version: str
+    bentoml_version: str | None
+    cache_key: str
+    reused: tuple[str, ...]  # stages taken from the run cache
+    allow_drift: bool
+    allow_breaking: bool
+    contract_verdict: str
+    model_fingerprint: str  # what the model is, whatever bytes its serializer wrote this time
+    contract_sha256: str
+    drift: tuple[dict[str, Any], ...]
+    replaced: Replaced | None = None
+    files: dict[str, str]  # relative path -> sha256
+
+
 # ---------------------------------------------------------------- model/model.json
 
 
