@@ -27,6 +27,7 @@ from .extract import Extraction
 from .lock import Lock
 from .monitoring import monitoring_plan
 from .notebook import AnnotatedNotebook
+from .observability import observability_files
 from .progress import Progress
 from .release import Staging, sha256_bytes, sha256_file
 from .render import (
@@ -49,6 +50,7 @@ from .runtime.schema import (
     ServiceSettings,
     dump,
 )
+from .slo import observed
 from .target import PreviousRelease
 
 if TYPE_CHECKING:
@@ -187,6 +189,18 @@ def write_release(staging: Staging, facts: ReleaseFacts, progress: Progress) -> 
     staging.write_bytes("requirements.lock", facts.lock.text.encode())
     monitoring = monitoring_plan(facts.capture, facts.config)
     staging.write_json(f"{SERVICE_DIR}/monitoring.json", dump(monitoring))
+    # deploy/: alerting rules, Grafana dashboard, locustfile (nb2prod.observability)
+    staging.write_tree(
+        observability_files(
+            observed(
+                facts.name,
+                facts.config.version,
+                monitoring,
+                facts.contract.input_schema,
+                tuple(e.input for e in facts.capture.examples),
+            )
+        )
+    )
     drift, batching = monitoring.drift, monitoring.batching
     progress.note(
         f"monitoring: drift reference {drift.source} ({drift.rows} rows, "

@@ -482,3 +482,59 @@ def serve(target: str, port: int) -> None:
         )
     console.print(f"serving {resolved.bento_tag} on http://127.0.0.1:{port}  (Ctrl-C stops)")
     sys.exit(bento.run_foreground(resolved.bento_tag, port=port))
+
+
+@main.command()
+@click.argument("target")
+@click.option(
+    "--users",
+    type=click.IntRange(min=1),
+    default=10,
+    show_default=True,
+    help="Concurrent Locust users.",
+)
+@click.option(
+    "--rate",
+    type=click.FloatRange(min=0, min_open=True),
+    metavar="R",
+    help="Requests/s in total (default: the [slo]'s expected_rps).",
+)
+@click.option(
+    "--duration",
+    type=click.FloatRange(min=1),
+    default=30,
+    show_default=True,
+    metavar="S",
+    help="Seconds of load.",
+)
+@click.option(
+    "--image", metavar="IMG", help="Run this image (podman or docker) instead of bentoml serve."
+)
+@_backend_option
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    help="Where loadtest.json and loadtest.html go (default: loadtest-<name>-<version>).",
+)
+@_handled
+def loadtest(
+    target: str,
+    users: int,
+    rate: float | None,
+    duration: float,
+    image: str | None,
+    backend: str | None,
+    out: Path | None,
+) -> None:
+    """Serve TARGET (or run its IMAGE), load it with Locust, and check it against its [slo]."""
+    from .loadtest import LoadTestRequest, run_loadtest
+
+    if backend and image is None:
+        raise click.UsageError("--backend chooses the engine that runs --image IMG; add --image")
+    result = run_loadtest(
+        LoadTestRequest(target, users, rate, duration, out, image=image, backend=backend),
+        lambda line: console.print(escape(line)),
+    )  # fmt: skip
+    console.print(f"  summary    {escape(str(result.json_path))}")
+    console.print(f"  report     {escape(str(result.html_path))}")
+    sys.exit(0 if result.ok else 1)

@@ -17,6 +17,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .errors import ConfigError
+from .runtime.schema import ServiceLevels
 
 _SEMVER = re.compile(
     r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?$"
@@ -139,6 +140,9 @@ class Config(_Strict):
     card: CardConfig = CardConfig()
     monitoring: MonitoringConfig = MonitoringConfig()
     artifacts: ArtifactsConfig = ArtifactsConfig()
+    # [slo]: latency, errors, availability, fallbacks, drift and load the service is held to
+    # (runtime/schema.py::ServiceLevels, shared with the service, which cuts its buckets there)
+    slo: ServiceLevels = ServiceLevels()
 
     @field_validator("name")
     @classmethod

@@ -96,3 +96,7 @@ class ContainerError(Nb2ProdError):
 
 class ReleaseExistsError(Nb2ProdError):
     """The version is already released with another notebook, model or contract (no --replace)."""
+
+
+class LoadTestError(Nb2ProdError):
+    """``nb2prod loadtest`` could not run its load (the service or Locust failed)."""

@@ -106,6 +106,7 @@ def render_reports(
         "model_format": model_format,
         "artifacts": list(artifacts),
         "contract_sha256": contract.sha256,
+        "slo": config.slo.model_dump(),
         "contract_sides": [
             {"name": side.capitalize(), "rows": field_rows(schema, None)}
             for side, schema in (
@@ -116,11 +117,11 @@ def render_reports(
     }
     return {
         "evaluation/report.json": canonical_json(report),
-        "evaluation/report.md": _render("report.md.j2", context, html=False),
-        "evaluation/report.html": _render(
+        "evaluation/report.md": render_template("report.md.j2", context, html=False),
+        "evaluation/report.html": render_template(
             "report.html.j2", {**context, "pictures": pictures}, html=True
         ),
-        MODEL_CARD: _render("MODEL_CARD.md.j2", card, html=False),
+        MODEL_CARD: render_template("MODEL_CARD.md.j2", card, html=False),
     }
 
 
@@ -139,7 +140,8 @@ def _robustness(evaluation: Evaluation, config: Config) -> dict[str, Any] | None
     }
 
 
-def _render(template: str, context: Mapping[str, Any], *, html: bool) -> bytes:
+def render_template(template: str, context: Mapping[str, Any], *, html: bool) -> bytes:
+    """A template of templates/report, strict (undefined is an error), autoescaped for HTML."""
     environment = jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATES),
         undefined=jinja2.StrictUndefined,

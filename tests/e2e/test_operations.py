@@ -106,14 +106,15 @@ def server(release: Path) -> Iterator[tuple[httpx.Client, bento.Server]]:
 
 
 def sample(metric: str, text: str, **labels: str) -> float:
-    """The value of one Prometheus sample, 0 when absent."""
+    """The sum of the Prometheus samples with these labels (series start at 0), 0 when absent."""
+    total = 0.0
     for line in text.splitlines():
         if not line.startswith(metric + "{") and not line.startswith(metric + " "):
             continue
         found = dict(re.findall(r'(\w+)="([^"]*)"', line.split("}")[0]))
         if all(found.get(k) == v for k, v in labels.items()):
-            return float(line.rsplit(" ", 1)[1])
-    return 0.0
+            total += float(line.rsplit(" ", 1)[1])
+    return total
 
 
 def log_lines(server: bento.Server) -> list[dict]:  # type: ignore[type-arg]

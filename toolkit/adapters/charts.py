@@ -11,13 +11,13 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 
-def _figure(width: float = 5.0, height: float = 3.6) -> Any:
+def _figure(width: float = 5.0, height: float = 3.6, **grid: Any) -> Any:
     import matplotlib
 
     matplotlib.use("Agg")  # no display; also keeps a user's backend setting out of it
     import matplotlib.pyplot as plt
 
-    return plt.subplots(figsize=(width, height), dpi=100)
+    return plt.subplots(figsize=(width, height), dpi=100, **grid)
 
 
 def _png(fig: Any) -> bytes:
@@ -82,4 +82,37 @@ def latency_histogram(series: Mapping[str, Sequence[float]]) -> bytes:
     ax.set_ylabel("requests")
     ax.set_title("Serving-path latency, in process")
     ax.legend()
+    return _png(fig)
+
+
+def latency_over_time(
+    timeline: Sequence[Mapping[str, float]], p95_ms: float, p99_ms: float
+) -> bytes:
+    """p50/p95/p99 of each second of a load test against the SLO's lines, requests/s below."""
+    fig, (top, bottom) = _figure(
+        7.0, 4.6, nrows=2, sharex=True, gridspec_kw={"height_ratios": [3, 1]}
+    )
+    seconds = [p["t"] for p in timeline]
+    for key, colour in (("p50", "#4c72b0"), ("p95", "#dd8452"), ("p99", "#c44e52")):
+        top.plot(seconds, [p[key] for p in timeline], label=key, color=colour, linewidth=1.4)
+    top.axhline(
+        p95_ms, color="#dd8452", linestyle="--", linewidth=1, label=f"SLO p95 {p95_ms:g} ms"
+    )
+    top.axhline(
+        p99_ms, color="#c44e52", linestyle="--", linewidth=1, label=f"SLO p99 {p99_ms:g} ms"
+    )
+    top.set_yscale("log")
+    top.set_ylabel("latency (ms)")
+    top.set_title("Latency over time (each second of the load test)")
+    top.legend(fontsize=7, ncol=2)
+    bottom.bar(
+        seconds, [p["requests"] for p in timeline], color="#8c8c8c", width=0.8, label="answered"
+    )
+    bottom.bar(
+        seconds, [p["fallbacks"] + p["errors"] for p in timeline], color="#c44e52", width=0.8,
+        label="fallback or error",
+    )  # fmt: skip
+    bottom.set_ylabel("requests/s")
+    bottom.set_xlabel("seconds since start")
+    bottom.legend(fontsize=7)
     return _png(fig)

@@ -121,6 +121,9 @@ class Handlers:
             disable_file=release.metadata.service.disable_file,
         )
         self.metrics = telemetry.metrics(release.monitoring)
+        # nb2prod_model_disabled, read again for every scrape: the kill switch needs no traffic
+        self.metrics.switched_off = self.guard.switched_off
+        self.metrics.refresh()
         info = release.metadata.release
         self.metrics.release.labels(
             name=info.name, version=info.version, contract_sha256=info.contract_sha256,

@@ -57,9 +57,13 @@ class Guard:
         # a stuck model call keeps its thread; the pool bounds how many can pile up
         self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="nb2prod-model")
 
+    def switched_off(self) -> bool:
+        """The kill switch: NB2PROD_MODEL_DISABLED at start, or the file now (one stat())."""
+        return self.disabled or self.disable_file.exists()
+
     def admit(self) -> str | None:
         """None when the model may be tried, else the reason the fallback must answer."""
-        if self.disabled or self.disable_file.exists():  # one stat() per request
+        if self.switched_off():
             return "disabled"
         with self._lock:
             if self._opened_at is None:

@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 
 class Frozen(BaseModel):
@@ -152,6 +152,8 @@ class MonitoringPlan(Frozen):
     outputs: dict[str, OutputMetric]
     drift: DriftReference
     batching: Batching
+    # the objectives the service's latency buckets are cut at (an older release has the defaults)
+    slo: ServiceLevels = Field(default_factory=lambda: ServiceLevels())
 
 
 # ---------------------------------------------------------------- service/metadata.json
@@ -438,3 +440,25 @@ class ProbeResult(Frozen):
     latency: dict[str, LatencySamples] = Field(default_factory=dict)  # batch size -> samples
     reference: ReferenceStats | None = None
     robustness: Robustness | None = None  # the contract probe; batching follows its verdict
+
+
+# ---------------------------------------------------------------- [slo] (monitoring.json, deploy/)
+
+
+class ServiceLevels(Frozen):
+    """The service level objectives of ``[slo]``: what the alerts, the dashboard and
+    ``nb2prod loadtest`` hold the served model to. Every key has a documented default."""
+
+    p95_ms: float = Field(300.0, gt=0)  # 95% of /v1/predict requests answer within this
+    p99_ms: float = Field(1000.0, gt=0)  # 99% of them within this
+    error_rate: float = Field(0.01, ge=0, lt=1)  # most requests that may fail (5xx, no answer)
+    availability: float = Field(0.999, gt=0, le=1)  # least share answered without a 5xx (30 days)
+    fallback_rate: float = Field(0.05, ge=0, le=1)  # most requests the fallback may answer
+    max_drift_psi: float = Field(0.25, gt=0)  # largest input drift score (PSI) tolerated
+    expected_rps: float = Field(10.0, gt=0)  # the load the service is sized for (requests/s)
+
+    @model_validator(mode="after")
+    def _p99_not_below_p95(self) -> ServiceLevels:
+        if self.p99_ms < self.p95_ms:
+            raise ValueError(f"p99_ms ({self.p99_ms:g}) is below p95_ms ({self.p95_ms:g})")
+        return self

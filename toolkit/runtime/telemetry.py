@@ -21,6 +21,7 @@ import time
 import traceback
 import uuid
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 from . import model
@@ -28,6 +29,19 @@ from .schema import DriftReference, MonitoringPlan
 
 REDACTED = "[REDACTED]"
 ROUTES = frozenset({"/v1/predict", "/v1/predict_batch", "/v1/metadata"})
+PREDICT_ROUTES = ("/v1/predict", "/v1/predict_batch")
+# SPEC section 6 (app.Reason): why the fallback answered, or why there was no answer (503)
+FALLBACK_REASONS = ("error", "timeout", "low_confidence", "circuit_open", "disabled")
+# every (status, outcome, reason) a prediction route answers with, created at 0 when the service
+# starts so that a rate or a ratio over them is defined before the first such answer
+KNOWN_ANSWERS = (
+    ("200", "ok", ""),
+    *(("200", "degraded", reason) for reason in FALLBACK_REASONS),
+    ("400", "invalid", ""),
+    ("401", "unauthorized", ""),
+    *(("503", "unavailable", reason) for reason in FALLBACK_REASONS),
+    ("500", "error", ""),
+)
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 MIN_DRIFT_OBSERVATIONS = 100  # fewer values give PSI scores that are mostly sampling noise
@@ -169,12 +183,14 @@ class Metrics:
 
         self.requests = Counter(
             "nb2prod_requests",
-            "Requests by route, status and outcome",
-            ["route", "status", "outcome"],
+            "Requests by route, status, outcome and (degraded or unavailable) fallback reason",
+            ["route", "status", "outcome", "reason"],
         )
+        slo = monitoring.slo
         self.latency = Histogram(
             "nb2prod_request_duration_seconds", "End-to-end latency by route", ["route"],
-            buckets=LATENCY_BUCKETS,
+            # the SLO's thresholds are bucket bounds: the share of slower requests is exact
+            buckets=sorted({*LATENCY_BUCKETS, slo.p95_ms / 1000, slo.p99_ms / 1000}),
         )  # fmt: skip
         self.stages = Histogram(
             "nb2prod_stage_duration_seconds", "Seconds per model call, by pipeline stage", ["stage"],
@@ -202,6 +218,12 @@ class Metrics:
             "nb2prod_input_drift_observations", "Values in the drift window, per Input field",
             ["field"], multiprocess_mode="livemax",
         )  # fmt: skip
+        self.disabled = Gauge(
+            "nb2prod_model_disabled",
+            "1 while the model is switched off (kill-switch file or NB2PROD_MODEL_DISABLED)",
+            multiprocess_mode="livemostrecent",
+        )
+        self.switched_off: Callable[[], bool] | None = None  # set by the service (its guard)
         self.outputs = monitoring.outputs
         self.classes = Counter(
             "nb2prod_predictions", "Model answers by Output field and value", ["field", "value"]
@@ -220,6 +242,26 @@ class Metrics:
             for name, spec in self.outputs.items()
             if spec.kind == "categorical"
         }
+        self.start_at_zero()
+
+    def start_at_zero(self) -> None:
+        """Create every series whose labels are known in advance, at 0: fallback reasons,
+        answers, latency of the prediction routes, class labels. A series that appears only with its first event cannot be rated
+        (an alert on it would stay silent from a fresh start)."""
+        for route in PREDICT_ROUTES:
+            self.latency.labels(route=route)
+            for status, outcome, reason in KNOWN_ANSWERS:
+                self.requests.labels(route=route, status=status, outcome=outcome, reason=reason)
+        for reason in FALLBACK_REASONS:
+            self.fallbacks.labels(reason=reason)
+        for name, known in sorted(self.known.items()):
+            for value in sorted(known | {"other"}):
+                self.classes.labels(field=name, value=value)
+
+    def refresh(self) -> None:
+        """Before a scrape: the gauges of state that changes without requests."""
+        if self.switched_off is not None:
+            self.disabled.set(1 if self.switched_off() else 0)
 
     def observe_call(self, size: int, timings: dict[str, float]) -> None:
         """One model call: its size, and the seconds of each stage."""
@@ -374,6 +416,8 @@ class Observe:
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http" or not scope["path"].startswith("/v1/"):
+            if scope["type"] == "http" and scope["path"] == "/metrics" and _METRICS is not None:
+                _METRICS.refresh()  # the kill switch is a file: read it for every scrape
             await self.app(scope, receive, send)
             return
         start = time.perf_counter()
@@ -428,7 +472,10 @@ class Observe:
         status = state["status"]
         outcome = state["outcome"] or _outcome(status)
         m = metrics(self.monitoring)
-        m.requests.labels(route=route, status=str(status), outcome=outcome).inc()
+        reason = state["reason"] if outcome in ("degraded", "unavailable") else None
+        m.requests.labels(
+            route=route, status=str(status), outcome=outcome, reason=reason or ""
+        ).inc()
         m.latency.labels(route=route).observe(seconds)
         fields: dict[str, Any] = {
             "method": scope.get("method"),
