@@ -368,10 +368,11 @@ def verify(target: str, image: str | None, backend: str | None) -> None:
         report = verify_image(resolved, image, engine)
     raise_for_differences(report)
     health = {True: "; HEALTHCHECK healthy", False: "; HEALTHCHECK FAILED", None: ""}
+    memory = f"; memory {report.memory_bytes / 2**20:.0f} MiB" if report.memory_bytes else ""
     console.print(
         f"[green]✓[/] {report.examples} examples answer as in the notebook "
         f"(single and batch); invalid input -> HTTP {report.invalid_status}; "
-        f"ready in {report.cold_start_s:.1f} s{health[report.healthy]}",
+        f"ready in {report.cold_start_s:.1f} s{memory}{health[report.healthy]}",
         markup=True,
     )
     if report.healthy is False:
@@ -393,6 +394,51 @@ def containerize(target: str, **image: Any) -> None:
     console.print()
     _print_image(result)
     console.print(f"  verify     nb2prod verify {target} --image {escape(result.reference)}")
+
+
+@main.command("deploy-files")
+@click.argument("target")
+@click.option(
+    "--image",
+    metavar="REF",
+    help="Image the manifests run (default: localhost/<name>:<version>, as containerize tags "
+    "it); give REF@sha256:... to pin it by digest.",
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    help="Directory to write (default: deploy-<name>-<version>); an earlier output is replaced.",
+)
+@click.option(
+    "--config",
+    type=click.Path(path_type=Path),
+    help="Take [deploy] from this nb2prod.toml or pyproject.toml (default: the defaults).",
+)
+@_handled
+def deploy_files(target: str, image: str | None, out: Path | None, config: Path | None) -> None:
+    """Kubernetes manifests, Helm chart and KServe InferenceService for TARGET (release or bento)."""
+    from .config import DeployConfig, load_config_file
+    from .deploy import write_deploy_files
+
+    deploy = load_config_file(config).config.deploy if config else DeployConfig()
+    written = write_deploy_files(target, image=image, out=out, config=deploy)
+    size = written.sizing
+    console.print(
+        f"[bold green]wrote[/] {len(written.files)} files to {written.directory}", markup=True
+    )
+    console.print(f"  image      {escape(written.facts.image)}")
+    if "@sha256:" not in written.facts.image:
+        console.print(
+            "[yellow]  not pinned by digest: give --image REF@sha256:... for what you pushed[/]",
+            markup=True,
+        )
+    console.print(
+        f"  startup    {size.startup_budget_s} s budget (cold start {size.cold_start_note})"
+    )
+    console.print(
+        f"  memory     request {size.memory_request}, limit {size.memory_limit} ({size.memory_note})"
+    )
+    console.print(f"  apply      kubectl apply -f {written.directory / 'kubernetes'}")
 
 
 @main.command("base-image")

@@ -92,3 +92,7 @@ class ContractError(Nb2ProdError):
 
 class ContainerError(Nb2ProdError):
     """An image could not be built, inspected or run (build failure, unknown backend, no base)."""
+
+
+class DeployError(Nb2ProdError):
+    """Deployment files could not be made or written (an --out directory that is not ours)."""
