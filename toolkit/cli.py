@@ -321,15 +321,24 @@ def contract_show(target: str, fmt: str) -> None:
     default="text",
     show_default=True,
 )
+@click.option(
+    "--allow-major-bump",
+    is_flag=True,
+    help="Exit 0 on breaking changes too when NEW's contract_version is a new major version "
+    "(in 0.x a new minor) over OLD's: the rule `package` enforces.",
+)
 @_handled
-def contract_diff(old: str, new: str, fmt: str) -> None:
+def contract_diff(old: str, new: str, fmt: str, allow_major_bump: bool) -> None:
     """Every change from OLD to NEW, classified; exit 0 when nothing breaks, 1 otherwise."""
     import json
 
-    from .contract_review import diff_contracts
+    from .contract_review import diff_contracts, major_bump
     from .target import load_contract
 
-    diff = diff_contracts(load_contract(old), load_contract(new))
+    before, after = load_contract(old), load_contract(new)
+    diff = diff_contracts(before, after)
+    versions = (str(before.get("contract_version")), str(after.get("contract_version")))
+    allowed = allow_major_bump and bool(diff.breaking) and _is_major_bump(*versions, major_bump)
     if fmt == "json":
         click.echo(json.dumps(diff.to_json(), indent=2))
     elif fmt == "markdown":
@@ -339,7 +348,20 @@ def contract_diff(old: str, new: str, fmt: str) -> None:
             colour = {"breaking": "red", "compatible": "green", "cosmetic": "dim"}[change.severity]
             console.print(f"[{colour}]{escape(str(change))}[/]", markup=True)
         console.print(f"verdict: {diff.verdict}")
-    sys.exit(1 if diff.breaking else 0)
+    if allowed:
+        err_console.print(
+            f"breaking changes allowed: {versions[1]} is a new major version over {versions[0]}"
+        )
+    sys.exit(1 if diff.breaking and not allowed else 0)
+
+
+def _is_major_bump(old: str, new: str, major_bump: Callable[[str, str], bool]) -> bool:
+    from packaging.version import InvalidVersion
+
+    try:
+        return major_bump(old, new)
+    except InvalidVersion:
+        return False  # no readable contract_version: nothing allows a breaking change
 
 
 @main.command()
@@ -439,6 +461,47 @@ def deploy_files(target: str, image: str | None, out: Path | None, config: Path 
         f"  memory     request {size.memory_request}, limit {size.memory_limit} ({size.memory_note})"
     )
     console.print(f"  apply      kubectl apply -f {written.directory / 'kubernetes'}")
+
+
+@main.command("ci-workflow")
+@click.argument("kind", type=click.Choice(["github", "gitlab"]))
+@click.option(
+    "--notebook",
+    metavar="PATH",
+    help="The notebook to release, relative to the repository root (default: the only one).",
+)
+@click.option(
+    "--install",
+    metavar="CMD",
+    help="Shell command installing nb2prod and the notebook's packages (default: pip install "
+    "nb2prod at this version, plus -r requirements.txt when there is one).",
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    help="File to write (default: .github/workflows/nb2prod-release.yml or .gitlab-ci.yml).",
+)
+@click.option("--force", is_flag=True, help="Replace the file if it exists.")
+@_handled
+def ci_workflow(
+    kind: str, notebook: str | None, install: str | None, out: Path | None, force: bool
+) -> None:
+    """Write a CI workflow: check, package, contract gate, containerize, verify, upload."""
+    from .workflows import write_workflow
+
+    path = write_workflow(
+        "github" if kind == "github" else "gitlab",
+        root=Path.cwd(),
+        notebook=notebook,
+        install=install,
+        out=out,
+        force=force,
+    )
+    console.print(f"[bold green]wrote[/] {path}", markup=True)
+    console.print(
+        "  the job runs podman in a privileged Debian 12 container; the release is uploaded as "
+        "the artifact nb2prod-release (docs/deploy.md)"
+    )
 
 
 @main.command("base-image")
