@@ -385,3 +385,25 @@ def cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
 def test_deploy_files_default_directory(release: Path, cwd: Path) -> None:
     assert run("deploy-files", release).exit_code == 0
     assert (cwd / "deploy-iris-classifier-1.0.0" / "kubernetes" / "deployment.yaml").is_file()
+
+
+def test_release_tree_is_deploy_files_under_deploy_with_the_measured_numbers(
+    release: Path,
+) -> None:
+    """What package's write stage calls after verify: the staging directory has no
+    release.json yet, the measured numbers come from the verify report."""
+    from nb2prod.deploy import release_tree
+    from nb2prod.target import Target
+
+    (release / "release.json").unlink()
+    tree = release_tree(
+        Target("iris-classifier:abcdefghijklmnop", release, None),
+        DeployConfig(),
+        cold_start_s=5.0,
+        memory_bytes=250 * MIB,
+    )
+    expected = deploy_files(
+        facts(image="localhost/iris-classifier:1.0.0", cold_start_s=5.0, memory_bytes=250 * MIB),
+        DeployConfig(),
+    )
+    assert tree == {f"deploy/{path}": data for path, data in expected.items()}

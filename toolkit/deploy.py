@@ -94,6 +94,22 @@ def facts_from_release(target: Target, image: str | None = None) -> DeployFacts:
     )
 
 
+def release_tree(
+    target: Target,
+    config: DeployConfig,
+    *,
+    cold_start_s: float | None,
+    memory_bytes: int | None,
+) -> dict[str, bytes]:
+    """deploy/ of a release being packaged, keyed by its path in the release (``deploy/...``):
+    for ``package``'s write stage, after verify measured cold start and memory. ``target``
+    points at the staging directory (its service/metadata.json is written by then)."""
+    facts = replace(
+        facts_from_release(target), cold_start_s=cold_start_s, memory_bytes=memory_bytes
+    )
+    return {f"{DEPLOY_DIR}/{path}": data for path, data in deploy_files(facts, config).items()}
+
+
 @dataclass(frozen=True)
 class Ref:
     """In a Helm template, an expression (``.Values.replicas``) where the plain manifest has a
@@ -543,8 +559,8 @@ def _readme(facts: DeployFacts, config: DeployConfig, size: Sizing, autoscaling:
 # Deploying {facts.name} {facts.version}
 
 Image: `{facts.image}`. Bento: `{facts.bento_tag}`. {scaling}.
-Startup probe budget {size.startup_budget_s} s (cold start {size.cold_start_note}); memory request
-{size.memory_request} ({size.memory_note}), limit {size.memory_limit}.
+Startup probe budget {size.startup_budget_s} s (cold start {size.cold_start_note}).
+Pod memory request {size.memory_request} ({size.memory_note}), limit {size.memory_limit}.
 
 | path | what |
 | --- | --- |
