@@ -25,6 +25,7 @@ lint: venv
 	$(BIN)/ruff check toolkit tests benchmarks scripts
 	$(BIN)/ruff format --check toolkit tests benchmarks scripts
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 clean:
 	rm -rf $(VENV) dist .bentoml

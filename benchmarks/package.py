@@ -1,7 +1,7 @@
 """Time each `nb2prod package` stage against doing the unavoidable work by hand.
 
 Baseline ("by hand"): `papermill` executing the same notebook, plus `bentoml build` of the same
-service project, the two steps nb2prod cannot avoid. Everything else nb2prod does (parse, render,
+service project, the two steps nb2prod cannot avoid. Everything else nb2prod does (parse, write,
 capture, contract, lock, verify by serving) is its overhead, shown as a ratio.
 
 It also re-packages twice: with nothing changed (the release is up to date: nothing is redone), and

@@ -25,18 +25,34 @@ from nb2prod.containerize import (
     render_containerfile,
 )
 from nb2prod.errors import ContainerError, MissingToolError, TargetError
+from nb2prod.runtime.schema import (
+    CircuitBreakerSettings,
+    FallbackSummary,
+    ReleaseInfo,
+    RuntimeManifest,
+    ServiceMetadata,
+    ServiceSettings,
+)
 
 from tests.conftest import tree_snapshot
 
-METADATA = {
-    "name": "iris-classifier",
-    "version": "1.0.0",
-    "owner": "Data Science <ds@example.com>",
-    "git_commit": "0123456789abcdef0123456789abcdef01234567",
-    "notebook_sha256": "n" * 64,
-    "contract_sha256": "c" * 64,
-    "model_sha256": "m" * 64,
-}
+METADATA = ReleaseInfo(
+    name="iris-classifier",
+    version="1.0.0",
+    owner="Data Science <ds@example.com>",
+    git_commit="0123456789abcdef0123456789abcdef01234567",
+    notebook_sha256="n" * 64,
+    contract_sha256="c" * 64,
+    model_sha256="m" * 64,
+    evaluation={},
+    auth="token",
+    fallback=FallbackSummary(
+        available=True,
+        timeout_ms=None,
+        min_confidence=None,
+        circuit_breaker=CircuitBreakerSettings(failures=5, reset_s=30),
+    ),
+)
 
 
 # --- backend choice ---------------------------------------------------------------------------
@@ -168,13 +184,16 @@ def test_labels_oci_and_nb2prod() -> None:
     )
     assert labels["org.opencontainers.image.title"] == "iris-classifier"
     assert labels["org.opencontainers.image.version"] == "1.0.0"
-    assert labels["org.opencontainers.image.revision"] == METADATA["git_commit"]
+    assert labels["org.opencontainers.image.revision"] == METADATA.git_commit
     assert labels["org.opencontainers.image.created"] == "2026-01-01"
     assert labels["nb2prod.name"] == "iris-classifier"
     assert labels["nb2prod.contract-sha256"] == "c" * 64
     assert labels["nb2prod.bento-tag"] == "iris-classifier:abc"
     without_git = image_labels(
-        {**METADATA, "git_commit": None}, bento_tag="t:v", base_image="b", created="c"
+        METADATA.model_copy(update={"git_commit": None}),
+        bento_tag="t:v",
+        base_image="b",
+        created="c",
     )
     assert "org.opencontainers.image.revision" not in without_git
 
@@ -237,7 +256,18 @@ def test_mmdebstrap_missing_is_an_error_saying_how_to_get_it(tmp_path: Path) -> 
 def fake_release(tmp_path: Path) -> Path:
     release = tmp_path / "dist" / "iris-classifier-1.0.0"
     (release / "service").mkdir(parents=True)
-    (release / "service" / "metadata.json").write_text(json.dumps(METADATA))
+    metadata = ServiceMetadata(
+        release=METADATA,
+        service=ServiceSettings(
+            workers=1,
+            batching_max_size=32,
+            max_batch_rows=1000,
+            log_bodies=False,
+            disable_file="/x",
+        ),
+        runtime=RuntimeManifest(nb2prod_version="0.1.0", files={}),
+    )
+    (release / "service" / "metadata.json").write_text(metadata.model_dump_json())
     (release / "requirements.lock").write_text("numpy==2.0.0 \\\n    --hash=sha256:00\n")
     (release / "release.json").write_text(
         json.dumps({"bento_tag": "iris-classifier:abc", "python_version": "3.11.7", "files": {}})

@@ -20,6 +20,15 @@ from nb2prod.config import Config, DeployConfig
 from nb2prod.deploy import MIB, DeployFacts, deploy_files, sizing
 from nb2prod.errors import ConfigError
 from nb2prod.release import canonical_json, sha256_bytes
+from nb2prod.runtime.schema import (
+    CircuitBreakerSettings,
+    FallbackSummary,
+    ReleaseInfo,
+    RuntimeManifest,
+    ServiceMetadata,
+    ServiceSettings,
+    dump,
+)
 
 from tests.conftest import tree_snapshot
 
@@ -290,13 +299,35 @@ def release(tmp_path: Path) -> Path:
     """A release directory with what deploy-files reads (and release.json's hashes of it)."""
     root = tmp_path / "dist" / "iris-classifier-1.0.0"
     (root / "service").mkdir(parents=True)
-    metadata = {
-        "name": "iris-classifier",
-        "version": "1.0.0",
-        "auth": "token",
-        "contract_sha256": "c" * 64,
-        "model_sha256": "d" * 64,
-    }
+    metadata = dump(
+        ServiceMetadata(
+            release=ReleaseInfo(
+                name="iris-classifier",
+                version="1.0.0",
+                owner=None,
+                git_commit=None,
+                notebook_sha256="e" * 64,
+                contract_sha256="c" * 64,
+                model_sha256="d" * 64,
+                evaluation={},
+                auth="token",
+                fallback=FallbackSummary(
+                    available=True,
+                    timeout_ms=None,
+                    min_confidence=None,
+                    circuit_breaker=CircuitBreakerSettings(failures=5, reset_s=30.0),
+                ),
+            ),
+            service=ServiceSettings(
+                workers=1,
+                batching_max_size=64,
+                max_batch_rows=1000,
+                log_bodies=False,
+                disable_file="/tmp/nb2prod-iris-classifier.disabled",
+            ),
+            runtime=RuntimeManifest(nb2prod_version="0.1.0", files={}),
+        )
+    )
     data = canonical_json(metadata)
     (root / "service" / "metadata.json").write_bytes(data)
     manifest = {
@@ -366,7 +397,7 @@ def test_deploy_files_refuses_a_modified_release_and_writes_nothing(
     release: Path, tmp_path: Path
 ) -> None:
     metadata = json.loads((release / "service" / "metadata.json").read_text())
-    metadata["version"] = "9.9.9"
+    metadata["release"]["version"] = "9.9.9"
     (release / "service" / "metadata.json").write_text(json.dumps(metadata))
     out = tmp_path / "d"
     result = CliRunner().invoke(main, ["deploy-files", str(release), "--out", str(out)])

@@ -1,61 +1,43 @@
-"""Unit tests of the serving-time modules copied into every release (telemetry, openapi, runtime).
+"""Unit tests of the serving runtime every release carries (nb2prod.runtime).
 
-telemetry.py and openapi.py contain no template markup, so they are imported straight from
-templates/; runtime.py is imported the same way (its only Jinja-free parts are tested here).
-Fakes stand in for the ASGI app; the served behaviour is tested end to end in tests/e2e.
+Imported as the package it is; fakes stand in for the ASGI app and the metrics. The served
+behaviour is tested end to end in tests/e2e.
 """
 
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import json
 import logging
-import sys
-from pathlib import Path
-from types import ModuleType, SimpleNamespace
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from nb2prod.runtime import auth, guard, openapi, telemetry
+from nb2prod.runtime.schema import MonitoringPlan
 from prometheus_client import CollectorRegistry, Histogram
 
-SERVICE = Path(__file__).resolve().parent.parent / "templates" / "release" / "{{cookiecutter.project_slug}}" / "service"  # fmt: skip
-
-
-def load(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(
-        f"nb2prod_template_{name}", SERVICE / f"{name}.py"
-    )
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-telemetry = load("telemetry")
-openapi = load("openapi")
-runtime = load("runtime")
-
-MONITORING: dict[str, Any] = {
-    "sensitive": ["email"],
-    "outputs": {
-        "label": {"kind": "categorical", "values": ["a", "b"]},
-        "score": {"kind": "numeric", "buckets": [0.25, 0.5, 0.75, 1.0]},
-    },
-    "drift": {
-        "window": 100,
-        "fields": {
-            "x": {
-                "kind": "numeric",
-                "edges": [1.0, 2.0, 3.0],
-                "expected": [0.25, 0.25, 0.25, 0.25],
-            },
-            "c": {"kind": "categorical", "categories": ["de", "fr"], "expected": [0.5, 0.5]},
+MONITORING = MonitoringPlan.model_validate(
+    {
+        "sensitive": ["email"],
+        "outputs": {
+            "label": {"kind": "categorical", "values": ["a", "b"]},
+            "score": {"kind": "numeric", "buckets": [0.25, 0.5, 0.75, 1.0]},
         },
-    },
-    "batching": {"enabled": True, "why": ""},
-}
+        "drift": {
+            "window": 100,
+            "fields": {
+                "x": {
+                    "kind": "numeric",
+                    "edges": [1.0, 2.0, 3.0],
+                    "expected": [0.25, 0.25, 0.25, 0.25],
+                },
+                "c": {"kind": "categorical", "categories": ["de", "fr"], "expected": [0.5, 0.5]},
+            },
+        },
+        "batching": {"enabled": True, "why": ""},
+    }
+)
 
 
 def test_redact_replaces_sensitive_values_at_any_depth() -> None:
@@ -97,7 +79,7 @@ class FakeGauge:
 def drift() -> tuple[Any, FakeGauge, FakeGauge]:
     psi, observations = FakeGauge(), FakeGauge()
     metrics = SimpleNamespace(drift=psi, drift_observations=observations)
-    return telemetry.Drift(MONITORING["drift"], metrics, every=10), psi, observations
+    return telemetry.Drift(MONITORING.drift, metrics, every=10), psi, observations
 
 
 def test_drift_window_slides_and_scores_skew() -> None:
@@ -250,7 +232,7 @@ def test_the_batcher_groups_only_what_waits_for_a_busy_model() -> None:
         return [i * 10 for i in items]
 
     async def scenario() -> list[int]:
-        batcher = runtime.Batcher(run_batch, max_size=3, max_in_flight=1)
+        batcher = guard.Batcher(run_batch, max_size=3, max_in_flight=1)
         first = batcher.enqueue(1)
         await asyncio.sleep(0.01)  # the first call is in the model now
         rest = [batcher.enqueue(i) for i in (2, 3, 4, 5)]
@@ -266,7 +248,7 @@ def test_a_stuck_call_does_not_hold_up_requests_while_slots_are_free() -> None:
         return items
 
     async def scenario() -> float:
-        batcher = runtime.Batcher(run_batch, max_size=8, max_in_flight=2)
+        batcher = guard.Batcher(run_batch, max_size=8, max_in_flight=2)
         stuck = batcher.enqueue(5.0)
         await asyncio.sleep(0.01)
         start = asyncio.get_running_loop().time()
@@ -286,7 +268,7 @@ def test_a_failing_batch_fails_only_its_own_waiters() -> None:
         return items
 
     async def scenario() -> tuple[Any, ...]:
-        batcher = runtime.Batcher(run_batch, max_size=1, max_in_flight=1)
+        batcher = guard.Batcher(run_batch, max_size=1, max_in_flight=1)
         tasks = [batcher.enqueue(i) for i in (1, 2, 3)]
         return tuple(await asyncio.gather(*tasks, return_exceptions=True))
 
@@ -354,7 +336,7 @@ def test_json_only_refuses_other_media_types() -> None:
     async def send(message: dict[str, Any]) -> None:
         sent.append(message)
 
-    guard = runtime.JsonOnly(app)
+    guard = auth.JsonOnly(app)
     for content_type, status in (
         (b"multipart/form-data", 415),
         (b"application/json; charset=utf-8", 200),

@@ -36,6 +36,7 @@ def package(
     allow_drift: bool = False,
     allow_breaking: bool = False,
     use_cache: bool = True,
+    replace: bool = False,
     progress: Progress | None = None,
 ) -> PackageResult:
     """The verified release of ``notebook`` (``nb2prod package``)."""
@@ -48,5 +49,6 @@ def package(
         allow_drift=allow_drift,
         allow_breaking=allow_breaking,
         use_cache=use_cache,
+        replace=replace,
     )
     return _package(request, progress)

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from typing import Any
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
 import nbformat
 
@@ -27,31 +28,39 @@ from .lock import Lock
 from .monitoring import monitoring_plan
 from .notebook import AnnotatedNotebook
 from .progress import Progress
-from .release import Staging, sha256_file
+from .release import Staging, sha256_bytes, sha256_file
 from .render import (
-    RUNBOOK,
+    RUNTIME_DIR,
     SERVICE_DIR,
     ModelContext,
-    ServiceContext,
     class_name,
     render_release,
+    runtime_files,
 )
 from .report import render_reports
+from .runtime.schema import (
+    FallbackSummary,
+    ModelManifest,
+    ReleaseInfo,
+    ReleaseManifest,
+    Replaced,
+    RuntimeManifest,
+    ServiceMetadata,
+    ServiceSettings,
+    dump,
+)
 from .target import PreviousRelease
+
+if TYPE_CHECKING:
+    from .parse import Parsed
 
 
 @dataclass(frozen=True)
 class ReleaseFacts:
     """Everything the earlier stages established that a release file records."""
 
-    name: str
-    config: Config
-    notebook: AnnotatedNotebook
-    notebook_name: str
+    parsed: Parsed
     notebook_sha256: str
-    context: ServiceContext  # what the service was rendered with before the kernel ran
-    rendered: Mapping[str, bytes]  # the files rendered then (the kernel used them)
-    extraction: Extraction
     execution: Execution
     evaluation: Evaluation
     contract: Contract
@@ -60,31 +69,49 @@ class ReleaseFacts:
     allow_breaking: bool
     lock: Lock
     git: GitState
+    model_fingerprint: str
 
     @property
     def capture(self) -> Capture:
         return self.execution.capture
 
+    @property
+    def name(self) -> str:
+        return self.parsed.name
+
+    @property
+    def config(self) -> Config:
+        return self.parsed.config
+
+    @property
+    def notebook(self) -> AnnotatedNotebook:
+        return self.parsed.notebook
+
+    @property
+    def notebook_name(self) -> str:
+        return self.parsed.notebook.path.name
+
+    @property
+    def extraction(self) -> Extraction:
+        return self.parsed.extraction
+
 
 def write_release(staging: Staging, facts: ReleaseFacts, progress: Progress) -> None:
-    """Model, contract, examples, reports, lock, monitoring, metadata and bentofile."""
+    """The service project, runbook, model, contract, examples, reports, lock, monitoring,
+    metadata and bentofile: every file but openapi.json and release.json (known after the build)."""
     model = facts.capture.model
-    # Known only now: how the model is stored (the runbook says) and, without a contract
-    # cell, the inferred contract (pipeline.py gets it ahead of the cells, where the
-    # kernel ran it). Nothing else may differ from what the kernel used.
-    final = render_release(
-        replace(
-            facts.context,
-            model=ModelContext(model.file.name, model.format, model.why, model.trusted),
-            inferred_contract=facts.capture.inferred_contract,
+    # rendered once, now that the model's format (the runbook says) and, without a contract
+    # cell, the inferred contract (pipeline.py puts it ahead of the cells, where the kernel ran it)
+    # are known
+    staging.write_tree(
+        render_release(
+            replace(
+                facts.parsed.context,
+                model=ModelContext(model.file.name, model.format, model.why, model.trusted),
+                inferred_contract=facts.capture.inferred_contract,
+            )
         )
     )
-    late = {RUNBOOK, f"{SERVICE_DIR}/pipeline.py"} if facts.capture.inferred_contract else {RUNBOOK}
-    assert {k: v for k, v in final.items() if k not in late} == {
-        k: v for k, v in facts.rendered.items() if k not in late
-    }, "late facts changed files the kernel used"
-    for relative in late:
-        staging.write_bytes(relative, final[relative])
     if facts.capture.inferred_contract:
         staging.write_bytes("contract.inferred.py", facts.capture.inferred_contract.encode())
         progress.note(
@@ -95,15 +122,17 @@ def write_release(staging: Staging, facts: ReleaseFacts, progress: Progress) -> 
     staging.copy(f"model/{model.file.name}", model.file)
     staging.write_json(
         "model/model.json",
-        {
-            "file": model.file.name,
-            "format": model.format,
-            "trusted": list(model.trusted),
-            "why": model.why,
-            "sha256": model_sha256,
-            "class": facts.capture.model_class,
-            "variable": facts.notebook.model_variable,
-        },
+        dump(
+            ModelManifest(
+                file=model.file.name,
+                format=model.format,
+                trusted=model.trusted,
+                why=model.why,
+                sha256=model_sha256,
+                cls=facts.capture.model_class,
+                variable=facts.notebook.model_variable,
+            )
+        ),
     )
     staging.write_json("contract.json", facts.contract.to_json())
     staging.write_json(
@@ -152,35 +181,50 @@ def write_release(staging: Staging, facts: ReleaseFacts, progress: Progress) -> 
     )
     staging.write_bytes("requirements.lock", facts.lock.text.encode())
     monitoring = monitoring_plan(facts.capture, facts.config)
-    staging.write_json(f"{SERVICE_DIR}/monitoring.json", monitoring)
-    drift = monitoring["drift"]
+    staging.write_json(f"{SERVICE_DIR}/monitoring.json", dump(monitoring))
+    drift, batching = monitoring.drift, monitoring.batching
     progress.note(
-        f"monitoring: drift reference {drift['source']} ({drift['rows']} rows, "
-        f"{len(drift['fields'])} fields); batching {monitoring['batching']['why']}"
-        if "fields" in drift
-        else f"monitoring: no drift scores ({drift['unavailable']}); "
-        f"batching {monitoring['batching']['why']}"
+        f"monitoring: drift reference {drift.source} ({drift.rows} rows, "
+        f"{len(drift.fields)} fields); batching {batching.why}"
+        if drift.unavailable is None
+        else f"monitoring: no drift scores ({drift.unavailable}); batching {batching.why}"
     )
     staging.write_bytes(
         "notebook.executed.ipynb", nbformat.writes(facts.execution.executed).encode()
     )
+    service = facts.config.service
     staging.write_json(
         f"{SERVICE_DIR}/metadata.json",
-        {
-            "name": facts.name,
-            "version": facts.config.version,
-            "owner": facts.config.owner,
-            "git_commit": facts.git.commit,
-            "notebook_sha256": facts.notebook_sha256,
-            "contract_sha256": facts.contract.sha256,
-            "model_sha256": model_sha256,
-            "evaluation": facts.evaluation.summary(),
-            "auth": facts.config.service.auth,
-            "fallback": {
-                "available": facts.extraction.has_fallback,
-                **facts.config.fallback.model_dump(),
-            },
-        },
+        dump(
+            ServiceMetadata(
+                release=ReleaseInfo(
+                    name=facts.name,
+                    version=facts.config.version,
+                    owner=facts.config.owner,
+                    git_commit=facts.git.commit,
+                    notebook_sha256=facts.notebook_sha256,
+                    contract_sha256=facts.contract.sha256,
+                    model_sha256=model_sha256,
+                    evaluation=facts.evaluation.summary(),
+                    auth=service.auth,
+                    fallback=FallbackSummary(
+                        available=facts.extraction.has_fallback,
+                        **facts.config.fallback.model_dump(),
+                    ),
+                ),
+                service=ServiceSettings(
+                    workers=service.workers,
+                    batching_max_size=service.max_batch_size,
+                    max_batch_rows=service.max_batch_rows,
+                    log_bodies=service.log_bodies,
+                    disable_file=facts.parsed.context.disable_file,
+                ),
+                runtime=RuntimeManifest(
+                    nb2prod_version=__version__,
+                    files={name: sha256_bytes(data) for name, data in runtime_files().items()},
+                ),
+            )
+        ),
     )
     labels = {
         "nb2prod.name": facts.name,
@@ -206,6 +250,7 @@ def bentofile(name: str, version: str, labels: Mapping[str, str]) -> dict[str, A
         "labels": dict(labels),
         "include": [
             f"{SERVICE_DIR}/*.py",
+            f"{RUNTIME_DIR}/*.py",
             f"{SERVICE_DIR}/metadata.json",
             f"{SERVICE_DIR}/monitoring.json",
             "model/*",
@@ -216,3 +261,44 @@ def bentofile(name: str, version: str, labels: Mapping[str, str]) -> dict[str, A
         "python": {"requirements_txt": "requirements.lock", "lock_packages": False},
         "docker": {"python_version": "3.11"},
     }
+
+
+def release_manifest(
+    facts: ReleaseFacts,
+    request: Any,
+    key: str,
+    tag: str,
+    *,
+    cached: bool,
+    staging: Staging,
+    replaced: Replaced | None,
+) -> dict[str, Any]:
+    """release.json: written last, with the sha256 of every other file of the release."""
+    return dump(
+        ReleaseManifest(
+            name=facts.name,
+            version=facts.config.version,
+            bento_tag=tag,
+            created_at=datetime.now(UTC).replace(microsecond=0).isoformat(),
+            git_commit=facts.git.commit,
+            git_dirty=facts.git.dirty,
+            notebook=facts.notebook_name,
+            notebook_sha256=facts.notebook_sha256,
+            parameters=dict(request.parameters),
+            config=facts.parsed.config_source,
+            gates_enforced=request.enforce_gates,
+            python_version=facts.capture.python_version,
+            nb2prod_version=__version__,
+            bentoml_version=facts.capture.installed.get("bentoml"),
+            cache_key=key,
+            reused=("execution", "lock") if cached else (),
+            allow_drift=request.allow_drift,
+            allow_breaking=request.allow_breaking,
+            contract_verdict=facts.contract_diff.verdict,
+            model_fingerprint=facts.model_fingerprint,
+            contract_sha256=facts.contract.sha256,
+            drift=tuple(vars(d) for d in facts.lock.drift),
+            replaced=replaced,
+            files=staging.hashes(),
+        )
+    )

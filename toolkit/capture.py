@@ -28,7 +28,6 @@ class CapturePlan:
 
     out_dir: Path
     pipeline_file: Path
-    runtime_file: Path
     model_variable: str
     model_cell: str  # label of the model cell, for messages
     has_fallback: bool
@@ -85,7 +84,6 @@ def capture_cell_source(plan: CapturePlan) -> str:
     spec = {
         "out_dir": str(plan.out_dir),
         "pipeline": str(plan.pipeline_file),
-        "runtime": str(plan.runtime_file),
         "model_variable": plan.model_variable,
         "model_cell": plan.model_cell,
         "has_fallback": plan.has_fallback,
@@ -513,7 +511,7 @@ def _nb2prod_capture(spec):
             bad = [k for k, v in metrics.items() if not math.isfinite(v)]
             if bad:
                 raise Fail(f"metric {bad[0]!r} is not a finite number")
-        runtime = load("_nb2prod_runtime", spec["runtime"])
+        from nb2prod.runtime import model as runtime  # the exact code each release carries
         inferred, inferred_from = None, None
         if spec["infer"] is not None:
             inferred, inferred_from = infer_input(examples, spec["infer"])

@@ -174,6 +174,11 @@ def main() -> None:
     help="Release a breaking contract change without a major version bump (recorded).",
 )
 @click.option(
+    "--replace",
+    is_flag=True,
+    help="Replace a released version whose notebook, model or contract differ (recorded).",
+)
+@click.option(
     "--no-cache", is_flag=True, help="Run the notebook and lock again even if nothing changed."
 )
 @click.option(
@@ -191,12 +196,14 @@ def package(
     no_gates: bool,
     allow_drift: bool,
     allow_breaking: bool,
+    replace: bool,
     no_cache: bool,
     containerize: bool,
     **image: Any,
 ) -> None:
     """Execute NOTEBOOK and turn it into a verified release."""  # fmt: skip
-    from .run import PackageRequest, parse_parameter
+    from .parameters import parse_parameter
+    from .run import PackageRequest
     from .run import package as run_package
 
     given = sorted(k for k, v in image.items() if v is not None)
@@ -212,6 +219,7 @@ def package(
         enforce_gates=not no_gates,
         allow_drift=allow_drift,
         allow_breaking=allow_breaking,
+        replace=replace,
         use_cache=not no_cache,
         image=_options(**image) if containerize else None,
     )
@@ -332,7 +340,8 @@ def contract_diff(old: str, new: str, fmt: str, allow_major_bump: bool) -> None:
     """Every change from OLD to NEW, classified; exit 0 when nothing breaks, 1 otherwise."""
     import json
 
-    from .contract_review import diff_contracts, major_bump
+    from .contract_review import diff_contracts
+    from .history import major_bump
     from .target import load_contract
 
     before, after = load_contract(old), load_contract(new)
@@ -550,8 +559,7 @@ def serve(target: str, port: int) -> None:
     from .target import resolve
 
     resolved = resolve(target)
-    metadata = resolved.read_json("service/metadata.json")
-    if metadata.get("auth") == "token" and not (
+    if resolved.metadata().release.auth == "token" and not (
         os.environ.get("NB2PROD_API_TOKEN") or os.environ.get("NB2PROD_API_TOKEN_FILE")
     ):
         raise Nb2ProdError(

@@ -21,7 +21,6 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import jinja2
 import yaml
@@ -33,6 +32,7 @@ from .base_image import DEFAULT_BASE, BaseImageRequest, ensure_base_image
 from .errors import ContainerError
 from .progress import Progress, Silent, stage
 from .resources import template_dir
+from .runtime.schema import ReleaseInfo
 from .target import Target, resolve
 from .verify import check_release_files
 
@@ -92,7 +92,7 @@ def containerize(
     resolved = resolve(target)
     if resolved.release_dir is not None:
         check_release_files(resolved)
-    metadata = resolved.read_json("service/metadata.json")
+    metadata = resolved.metadata().release
     pip = host_pip_settings() if not (options.ca_bundle and options.index_url) else None
     ca_bundle, ca_source = _ca_bundle(options.ca_bundle, pip)
     index_url = options.index_url or (pip.index_url if pip else None)
@@ -111,7 +111,7 @@ def containerize(
             s.detail = f"not in {engine.name}'s local storage: the build will try to pull it"
         else:
             s.detail = "in local storage"
-    name, version = metadata["name"], metadata["version"]
+    name, version = metadata.name, metadata.version
     reference = options.reference or f"localhost/{name}:{version}"
     labels = image_labels(metadata, bento_tag=resolved.bento_tag, base_image=base, created=_now())
     work = Path(tempfile.mkdtemp(prefix="nb2prod-image-"))
@@ -173,27 +173,27 @@ def containerize(
 
 
 def image_labels(
-    metadata: Mapping[str, Any], *, bento_tag: str, base_image: str, created: str
+    metadata: ReleaseInfo, *, bento_tag: str, base_image: str, created: str
 ) -> dict[str, str]:
     """OCI annotations (title, version, revision, created, ...) and nb2prod's own labels."""
     labels = {
-        "org.opencontainers.image.title": metadata["name"],
-        "org.opencontainers.image.version": metadata["version"],
+        "org.opencontainers.image.title": metadata.name,
+        "org.opencontainers.image.version": metadata.version,
         "org.opencontainers.image.created": created,
-        "org.opencontainers.image.description": f"{metadata['name']} {metadata['version']}, "
+        "org.opencontainers.image.description": f"{metadata.name} {metadata.version}, "
         f"packaged by nb2prod {__version__}",
         "org.opencontainers.image.base.name": base_image,
-        "nb2prod.name": metadata["name"],
-        "nb2prod.version": metadata["version"],
+        "nb2prod.name": metadata.name,
+        "nb2prod.version": metadata.version,
         "nb2prod.bento-tag": bento_tag,
-        "nb2prod.contract-sha256": metadata["contract_sha256"],
-        "nb2prod.notebook-sha256": metadata["notebook_sha256"],
-        "nb2prod.model-sha256": metadata["model_sha256"],
+        "nb2prod.contract-sha256": metadata.contract_sha256,
+        "nb2prod.notebook-sha256": metadata.notebook_sha256,
+        "nb2prod.model-sha256": metadata.model_sha256,
     }
-    if metadata.get("git_commit"):  # unknown outside a git repository: no label, not a blank
-        labels["org.opencontainers.image.revision"] = metadata["git_commit"]
-    if metadata.get("owner"):
-        labels["org.opencontainers.image.authors"] = metadata["owner"]
+    if metadata.git_commit:  # unknown outside a git repository: no label, not a blank
+        labels["org.opencontainers.image.revision"] = metadata.git_commit
+    if metadata.owner:
+        labels["org.opencontainers.image.authors"] = metadata.owner
     return labels
 
 

@@ -14,8 +14,6 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from packaging.version import Version
-
 Side = Literal["input", "output"]
 Severity = Literal["breaking", "compatible", "cosmetic"]
 _ORDER = {"breaking": 0, "compatible": 1, "cosmetic": 2}
@@ -92,15 +90,6 @@ class FieldSpec:
     description: str | None
     structure: str | None  # canonical JSON of nested object/array schemas
     sensitive: bool = False  # Field(json_schema_extra={"sensitive": True}): redacted in logs
-
-
-def major_bump(old: str, new: str) -> bool:
-    """Whether ``new`` may break callers of ``old`` under semver: a new major version
-    (in 0.x, where anything may change, a new minor version will do)."""
-    before, after = Version(old), Version(new)
-    if before.major == after.major == 0:
-        return after.minor > before.minor
-    return after.major > before.major
 
 
 def diff_contracts(old: Mapping[str, Any], new: Mapping[str, Any]) -> ContractDiff:

@@ -75,20 +75,20 @@ def facts_from_release(target: Target, image: str | None = None) -> DeployFacts:
 
     ``image`` defaults to what ``nb2prod containerize`` tags: ``localhost/<name>:<version>``.
     Cold start and memory come from release.json's ``serving`` record when the release has one."""
-    metadata = target.read_json("service/metadata.json")
+    info = target.metadata().release
     serving: Mapping[str, Any] = {}
     if target.release_dir is not None:
         serving = target.read_json("release.json").get("serving") or {}
     cold = serving.get("cold_start_s")
     memory = serving.get("memory_bytes")
     return DeployFacts(
-        name=metadata["name"],
-        version=metadata["version"],
+        name=info.name,
+        version=info.version,
         bento_tag=target.bento_tag,
-        auth=metadata.get("auth", "token"),
-        contract_sha256=metadata["contract_sha256"],
-        model_sha256=metadata["model_sha256"],
-        image=image or f"localhost/{metadata['name']}:{metadata['version']}",
+        auth=info.auth,
+        contract_sha256=info.contract_sha256,
+        model_sha256=info.model_sha256,
+        image=image or f"localhost/{info.name}:{info.version}",
         cold_start_s=float(cold) if isinstance(cold, (int, float)) else None,
         memory_bytes=int(memory) if isinstance(memory, int) else None,
     )

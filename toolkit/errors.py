@@ -94,5 +94,9 @@ class ContainerError(Nb2ProdError):
     """An image could not be built, inspected or run (build failure, unknown backend, no base)."""
 
 
+class ReleaseExistsError(Nb2ProdError):
+    """The version is already released with another notebook, model or contract (no --replace)."""
+
+
 class DeployError(Nb2ProdError):
     """Deployment files could not be made or written (an --out directory that is not ours)."""

@@ -133,6 +133,16 @@ class Evaluation:
             else None,
         }
 
+    def headline(self) -> str:
+        """One line: each gate with its value and verdict."""
+        return (
+            ", ".join(
+                f"{r.gate.metric} {r.value:.4g} {r.gate} {'ok' if r.passed else 'FAILED'}"
+                for r in self.results
+            )
+            or "no gates configured"
+        )
+
     def summary(self) -> dict[str, Any]:
         """What `/v1/metadata` shows: verdicts and headline figures, not raw samples."""
         data = self.to_json()

@@ -8,10 +8,12 @@ names the cell the user sees.
 from __future__ import annotations
 
 import copy
+import tempfile
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import nbformat
 
@@ -19,6 +21,10 @@ from .adapters.kernel import run_notebook
 from .capture import CAPTURE_TAG, Capture, CapturePlan, capture_cell_source, read_capture
 from .errors import ExecutionError
 from .notebook import AnnotatedNotebook, Role
+from .render import render_pipeline
+
+if TYPE_CHECKING:
+    from .parse import Parsed
 
 
 @dataclass(frozen=True)
@@ -27,6 +33,48 @@ class Execution:
 
     executed: nbformat.NotebookNode
     capture: Capture
+
+    def summary(self) -> str:
+        return f"{len(self.capture.examples)} examples, model {self.capture.model_class}"
+
+
+def execute_notebook(parsed: Parsed, parameters: Mapping[str, Any], scratch: Path) -> Execution:
+    """Run ``parsed``'s notebook with the probe, which imports the service code as it will be
+    released (rendered into ``scratch``) and runs the examples through it."""
+    capture_dir = scratch / "capture"
+    capture_dir.mkdir()
+    pipeline_file = scratch / "pipeline.py"
+    pipeline_file.write_bytes(render_pipeline(parsed.context))
+    config, extraction = parsed.config, parsed.extraction
+    model_cell = parsed.notebook.with_role(Role.MODEL)[0]
+    plan = CapturePlan(
+        out_dir=capture_dir,
+        pipeline_file=pipeline_file,
+        model_variable=parsed.notebook.model_variable,
+        model_cell=model_cell.label,
+        has_fallback=extraction.has_fallback,
+        modules=extraction.imports,
+        infer=config.contract.model_dump() if extraction.infer_contract else None,
+        evaluation=config.evaluation.model_dump(),
+        monitoring={
+            # [monitoring] reference, else the training or evaluation data the config names
+            # (missing or unusable then only skips drift)
+            "reference": config.monitoring.reference
+            or config.contract.training_data
+            or config.evaluation.eval_x,
+            "explicit": config.monitoring.reference is not None,
+            "bins": config.monitoring.bins,
+        },
+    )
+    # only created if the run fails: the executed notebook with the failing cell marked
+    failed_at = Path(tempfile.gettempdir()) / f"nb2prod-failed-{uuid.uuid4().hex[:8]}"
+    return execute(
+        parsed.notebook,
+        plan=plan,
+        parameters=parameters,
+        scratch=scratch,
+        keep_failed_at=failed_at / f"{parsed.notebook.path.stem}.executed.ipynb",
+    )
 
 
 def execute(

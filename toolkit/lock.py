@@ -37,6 +37,9 @@ class Lock:
     text: str  # the full requirements.lock
     drift: tuple[Drift, ...] = ()  # accepted with --allow-drift
 
+    def summary(self) -> str:
+        return f"{len(self.pins)} packages pinned ({len(self.direct)} direct)"
+
     @property
     def pins(self) -> dict[str, str]:
         return _pins(self.text)
@@ -64,7 +67,7 @@ def _drift(text: str, installed: Mapping[str, str]) -> tuple[Drift, ...]:
     )
 
 
-def lock_environment(capture: Capture, *, notebook: str, allow_drift: bool = False) -> Lock:
+def lock_environment(capture: Capture, notebook: str, allow_drift: bool = False) -> Lock:
     """Lock to exactly the kernel's versions; where that cannot be resolved, say what would drift.
 
     A version the resolver must change is an error naming both versions, unless ``allow_drift``.

@@ -15,6 +15,7 @@ from typing import Any
 from .capture import Capture
 from .config import Config
 from .contract_review import fields
+from .runtime.schema import Batching, DriftReference, MonitoringPlan, OutputMetric
 
 
 def sensitive_fields(schema: Mapping[str, Any]) -> list[str]:
@@ -56,26 +57,26 @@ def _label(value: Any) -> str:
     return str(value)
 
 
-def monitoring_plan(capture: Capture, config: Config) -> dict[str, Any]:
+def monitoring_plan(capture: Capture, config: Config) -> MonitoringPlan:
     reference = dict(capture.reference or {"unavailable": "no reference data was captured"})
     sensitive = set(sensitive_fields(capture.input_schema)) | set(
         sensitive_fields(capture.output_schema)
     )
-    return {
-        "sensitive": sorted(sensitive),
-        "outputs": output_metrics(capture.output_schema),
-        "drift": {
-            **reference,
-            "window": config.monitoring.window,
+    return MonitoringPlan(
+        sensitive=tuple(sorted(sensitive)),
+        outputs={
+            k: OutputMetric.model_validate(v)
+            for k, v in output_metrics(capture.output_schema).items()
         },
-        "batching": {
-            "enabled": config.service.batching and capture.batch_consistent,
-            "why": (
+        drift=DriftReference.model_validate({**reference, "window": config.monitoring.window}),
+        batching=Batching(
+            enabled=config.service.batching and capture.batch_consistent,
+            why=(
                 "off in the config ([service] batching = false)"
                 if not config.service.batching
                 else "on: a batch answers exactly as its items do alone"
                 if capture.batch_consistent
                 else "off: the pipeline answers a batch differently from its items alone"
             ),
-        },
-    }
+        ),
+    )

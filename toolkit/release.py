@@ -21,6 +21,8 @@ from typing import Any
 
 import yaml
 
+from .runtime.model import sha256_file  # one hash function, shared with the service
+
 RELEASE_JSON = "release.json"
 
 
@@ -31,14 +33,6 @@ def canonical_json(data: Any) -> bytes:
 
 def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def write_atomic(path: Path, data: bytes) -> Path:

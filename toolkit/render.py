@@ -12,8 +12,10 @@ import dataclasses
 import re
 import tempfile
 from dataclasses import dataclass
+from importlib.resources import files
 from pathlib import Path
 
+from cookiecutter.environment import StrictEnvironment
 from cookiecutter.generate import generate_files
 
 from . import __version__
@@ -24,6 +26,7 @@ from .target import PreviousRelease
 
 RELEASE_TEMPLATE = template_dir("release")
 SERVICE_DIR = "service"
+RUNTIME_DIR = f"{SERVICE_DIR}/runtime"
 RUNBOOK = "RUNBOOK.md"
 
 
@@ -54,12 +57,6 @@ class ServiceContext:
     name: str
     version: str
     class_name: str
-    auth: str
-    workers: int
-    batching: bool  # wanted by the config; monitoring.json says whether the pipeline allows it
-    max_batch_size: int
-    max_batch_rows: int
-    log_bodies: bool
     timeout_ms: int | None
     min_confidence: float | None
     circuit_failures: int
@@ -93,12 +90,6 @@ def service_context(
         name=name,
         version=config.version,
         class_name=class_name(name),
-        auth=config.service.auth,
-        workers=config.service.workers,
-        batching=config.service.batching,
-        max_batch_size=config.service.max_batch_size,
-        max_batch_rows=config.service.max_batch_rows,
-        log_bodies=config.service.log_bodies,
         timeout_ms=fallback.timeout_ms,
         min_confidence=fallback.min_confidence,
         circuit_failures=fallback.circuit_breaker.failures,
@@ -140,8 +131,30 @@ def render_release(context: ServiceContext) -> dict[str, bytes]:
             accept_hooks=False,
         )
         root = Path(scratch) / "release"
-        return {
+        rendered = {
             path.relative_to(root).as_posix(): path.read_bytes()
             for path in sorted(root.rglob("*"))
             if path.is_file() and "__pycache__" not in path.parts
         }
+    return rendered | {f"{RUNTIME_DIR}/{name}": data for name, data in runtime_files().items()}
+
+
+def runtime_files() -> dict[str, bytes]:
+    """nb2prod's serving runtime, byte for byte: every release carries this exact copy."""
+    package = files(f"{__package__}.runtime")
+    return {
+        entry.name: entry.read_bytes()
+        for entry in sorted(package.iterdir(), key=lambda e: e.name)
+        if entry.name.endswith(".py")
+    }
+
+
+def render_pipeline(context: ServiceContext) -> bytes:
+    """``service/pipeline.py`` alone, from the same template, for the kernel to run before the
+    release is rendered (the inferred contract, known only afterwards, goes ahead of it)."""
+    template = RELEASE_TEMPLATE / "{{cookiecutter.project_slug}}" / "service" / "pipeline.py"
+    environment = StrictEnvironment(keep_trailing_newline=True)
+    rendered = environment.from_string(template.read_text(encoding="utf-8")).render(
+        cookiecutter={"_ctx": dataclasses.asdict(context)}
+    )
+    return rendered.encode()

@@ -5,13 +5,16 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from packaging.version import InvalidVersion, Version
 
 from .adapters import bento
 from .errors import TargetError
 from .release import RELEASE_JSON
+from .runtime.schema import Frozen, SchemaMismatch, ServiceMetadata, load
+
+M = TypeVar("M", bound=Frozen)
 
 
 @dataclass(frozen=True)
@@ -28,6 +31,21 @@ class Target:
             raise TargetError(f"{path}: missing; is {self.root} an nb2prod release?") from None
         except json.JSONDecodeError as exc:
             raise TargetError(f"{path}: not valid JSON ({exc})") from None
+
+    def read(self, model: type[M], relative: str) -> M:
+        """A release file parsed as its schema; a mismatch names the file and the field."""
+        path = self.root / relative
+        if not path.is_file():
+            raise TargetError(f"{path}: missing; is {self.root} an nb2prod release?")
+        try:
+            return load(model, path)
+        except SchemaMismatch as exc:
+            raise TargetError(
+                str(exc), hint="Re-package it with this version of nb2prod (nb2prod package)."
+            ) from None
+
+    def metadata(self) -> ServiceMetadata:
+        return self.read(ServiceMetadata, "service/metadata.json")
 
 
 def resolve(target: str) -> Target:

@@ -62,6 +62,12 @@ class VerifyReport:
     # see them. deploy.py sizes memory requests and limits from it.
     memory_bytes: int | None = None
 
+    def summary(self) -> str:
+        return (
+            f"{self.examples} examples match the notebook, invalid input -> "
+            f"HTTP {self.invalid_status}, ready in {self.cold_start_s:.1f} s"
+        )
+
 
 def expectations(examples: list[Mapping[str, Any]], min_confidence: float | None) -> list[Expected]:
     """What the service must answer: the model's output, or the fallback's where the guard
@@ -134,13 +140,13 @@ def _verify(
     if check_files and target.release_dir is not None:
         check_release_files(target)
     examples = target.read_json("examples.json")["examples"]
-    metadata = target.read_json("service/metadata.json")
+    fallback = target.metadata().release.fallback
     token = secrets.token_urlsafe(24)
     with start({"NB2PROD_API_TOKEN": token}) as server:
         report = check_served(
             server.url,
             token,
-            expectations(examples, metadata["fallback"]["min_confidence"]),
+            expectations(examples, fallback.min_confidence),
             cold_start_s=server.cold_start_s,
         )
         memory = tree_memory_bytes(server.pid) if server.pid is not None else None

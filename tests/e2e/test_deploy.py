@@ -130,7 +130,7 @@ def test_the_deployment_runs_in_podman_kube_play_with_parity_and_auth(
     report = check_served(
         url,
         mounted,
-        expectations(examples, metadata["fallback"]["min_confidence"]),
+        expectations(examples, metadata["release"]["fallback"]["min_confidence"]),
         cold_start_s=time.monotonic() - started,
     )
     assert report.differences == () and report.examples == len(examples)

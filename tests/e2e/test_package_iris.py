@@ -37,7 +37,7 @@ def test_prints_each_stage_with_its_duration_and_the_bento_tag(
     iris_release: tuple[Path, Run],
 ) -> None:
     release, run = iris_release
-    for stage in ("parse", "render", "execute", "evaluate", "contract", "lock", "build", "verify"):
+    for stage in ("parse", "execute", "evaluate", "contract", "lock", "write", "build", "verify"):
         assert re.search(rf"✓ {stage}\s+\d+\.\d\d s", run.stdout), f"no finished line for {stage}"
     tag = load(release, "release.json")["bento_tag"]
     assert f"bento tag  {tag}" in run.stdout
@@ -100,7 +100,11 @@ def test_generated_service_and_contract_match_the_goldens(
     files = {
         p.relative_to(release).as_posix(): p.read_bytes()
         for p in sorted(release.rglob("*"))
-        if p.is_file() and (p.parts[-2] in ("service", "tests") or p.name == "contract.json")
+        if p.is_file()
+        and (
+            p.parts[-2] in ("service", "tests")
+            or p.name in ("contract.json", "release.json", "RUNBOOK.md", "MODEL_CARD.md")
+        )
     }
     compare_tree(files, "iris", update=request.config.getoption("--update-goldens"))
 
@@ -277,3 +281,20 @@ def test_one_changed_byte_invalidates_the_cache(
         release / "requirements.lock"
     ).read_bytes()
     assert first.code == 0
+
+
+def test_release_carries_the_runtime_byte_for_byte(iris_release: tuple[Path, Run]) -> None:
+    """service/runtime/ is an exact copy of nb2prod.runtime, and metadata.json says so."""
+    import nb2prod.runtime
+
+    release, _ = iris_release
+    installed = Path(nb2prod.runtime.__file__).parent
+    copied = release / "service" / "runtime"
+    names = sorted(p.name for p in copied.glob("*.py"))
+    assert names == sorted(p.name for p in installed.glob("*.py"))
+    manifest = load(release, "service/metadata.json")["runtime"]
+    for name in names:
+        assert (copied / name).read_bytes() == (installed / name).read_bytes(), name
+        assert manifest["files"][name] == hashlib.sha256((copied / name).read_bytes()).hexdigest()
+    listed = load(release, "release.json")["files"]
+    assert {f"service/runtime/{n}" for n in names} <= set(listed)

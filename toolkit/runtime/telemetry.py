@@ -23,6 +23,8 @@ import uuid
 from collections import deque
 from typing import Any
 
+from .schema import DriftReference, MonitoringPlan
+
 REDACTED = "[REDACTED]"
 ROUTES = frozenset({"/v1/predict", "/v1/predict_batch", "/v1/metadata"})
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
@@ -80,7 +82,11 @@ def scrub(text: str, secrets: list[str]) -> str:
 
 
 def log_failure(
-    logger: logging.Logger, message: str, exc: BaseException, inputs: list[Any], sensitive: frozenset[str]
+    logger: logging.Logger,
+    message: str,
+    exc: BaseException,
+    inputs: list[Any],
+    sensitive: frozenset[str],
 ) -> None:
     """logger.exception, with the inputs' sensitive values scrubbed from message and traceback."""
     secrets = secret_values(inputs, sensitive)
@@ -144,7 +150,7 @@ def configure_logging() -> None:
 _METRICS: Metrics | None = None
 
 
-def metrics(monitoring: dict[str, Any]) -> Metrics:
+def metrics(monitoring: MonitoringPlan) -> Metrics:
     """The process's metrics, created on first use.
 
     Not at import: BentoML switches prometheus_client to multiprocess mode only after the service
@@ -157,11 +163,13 @@ def metrics(monitoring: dict[str, Any]) -> Metrics:
 
 
 class Metrics:
-    def __init__(self, monitoring: dict[str, Any]) -> None:
+    def __init__(self, monitoring: MonitoringPlan) -> None:
         from prometheus_client import Counter, Gauge, Histogram
 
         self.requests = Counter(
-            "nb2prod_requests", "Requests by route, status and outcome", ["route", "status", "outcome"]
+            "nb2prod_requests",
+            "Requests by route, status and outcome",
+            ["route", "status", "outcome"],
         )
         self.latency = Histogram(
             "nb2prod_request_duration_seconds", "End-to-end latency by route", ["route"],
@@ -193,7 +201,7 @@ class Metrics:
             "nb2prod_input_drift_observations", "Values in the drift window, per Input field",
             ["field"], multiprocess_mode="livemax",
         )  # fmt: skip
-        self.outputs = monitoring["outputs"]
+        self.outputs = monitoring.outputs
         self.classes = Counter(
             "nb2prod_predictions", "Model answers by Output field and value", ["field", "value"]
         )
@@ -201,15 +209,15 @@ class Metrics:
             name: Histogram(
                 f"nb2prod_prediction_{re.sub(r'[^a-zA-Z0-9_]', '_', name)}",
                 f"Distribution of Output.{name} in model answers",
-                **({"buckets": spec["buckets"]} if spec["buckets"] else {}),
+                **({"buckets": list(spec.buckets)} if spec.buckets else {}),  # type: ignore[arg-type]
             )
             for name, spec in self.outputs.items()
-            if spec["kind"] == "numeric"
+            if spec.kind == "numeric"
         }
         self.known = {
-            name: frozenset(spec["values"])
+            name: frozenset(spec.values)
             for name, spec in self.outputs.items()
-            if spec["kind"] == "categorical"
+            if spec.kind == "categorical"
         }
 
     def observe_call(self, size: int, timings: dict[str, float]) -> None:
@@ -231,7 +239,8 @@ class Metrics:
         for name, histogram in self.values.items():
             values = [getattr(out, name, None) for out in outputs]
             observe_many(
-                histogram, [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
+                histogram,
+                [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)],
             )
 
 
@@ -275,19 +284,20 @@ class Drift:
     (quantile bins for numbers, one per category plus "other"), shares floored at 1e-4.
     """
 
-    def __init__(self, reference: dict[str, Any], metrics: Metrics, every: int = 50) -> None:
+    def __init__(self, reference: DriftReference, metrics: Metrics, every: int = 50) -> None:
         self.metrics = metrics
         self.every = every
         self.pending = 0
-        window = int(reference.get("window", 1000))
+        window = reference.window
         self.specs: dict[str, dict[str, Any]] = {}
-        for name, spec in reference.get("fields", {}).items():
-            expected = list(spec["expected"])
-            if spec["kind"] == "categorical":
+        for name, field in reference.fields.items():
+            expected = list(field.expected)
+            if field.kind == "categorical":
                 expected.append(0.0)  # "other": a category the reference never had
-                spec = {**spec, "index": {c: i for i, c in enumerate(spec["categories"])}}
             self.specs[name] = {
-                **spec,
+                "kind": field.kind,
+                "edges": list(field.edges),
+                "index": {c: i for i, c in enumerate(field.categories)},
                 "expected": expected,
                 "window": deque(maxlen=window),
                 "counts": [0] * len(expected),
@@ -329,7 +339,7 @@ class Drift:
 
 def psi(expected: list[float], counts: list[int], n: int) -> float:
     total = 0.0
-    for share, count in zip(expected, counts):
+    for share, count in zip(expected, counts, strict=True):
         e = max(share, 1e-4)
         a = max(count / n, 1e-4)
         total += (a - e) * math.log(a / e)
@@ -349,14 +359,14 @@ class Observe:
         self,
         app: Any,
         *,
-        monitoring: dict[str, Any],
+        monitoring: MonitoringPlan,
         input_fields: list[str],
         model_version: str,
         log_bodies: bool,
     ) -> None:
         self.app = app
         self.monitoring = monitoring
-        self.sensitive = frozenset(monitoring["sensitive"])
+        self.sensitive = frozenset(monitoring.sensitive)
         self.input_fields = frozenset(input_fields)
         self.model_version = model_version
         self.log_bodies = log_bodies
@@ -386,7 +396,10 @@ class Observe:
                 state["status"] = message["status"]
                 message = {
                     **message,
-                    "headers": [*message.get("headers", []), (b"x-request-id", request_id.encode())],
+                    "headers": [
+                        *message.get("headers", []),
+                        (b"x-request-id", request_id.encode()),
+                    ],
                 }
             elif message["type"] == "http.response.body" and (
                 self.log_bodies or 400 <= state["status"] < 500
@@ -395,7 +408,9 @@ class Observe:
             await send(message)
 
         try:
-            await self.app(scope, receive_body if request_body is not None else receive, send_with_id)
+            await self.app(
+                scope, receive_body if request_body is not None else receive, send_with_id
+            )
         finally:
             try:  # still in the request's context: the line carries its id
                 self.record(scope, state, time.perf_counter() - start, request_body, response_body)
@@ -436,7 +451,7 @@ class Observe:
             fields["response_body"] = self.redacted_json(response_body)
         self.log.info("request", extra={"fields": fields})
 
-    def invalid_fields(self, body: bytes) -> list[str]:
+    def invalid_fields(self, body: bytes | bytearray) -> list[str]:
         """The Input fields a 400 names (never their values: BentoML leaves inputs out)."""
         try:
             detail = json.loads(body).get("detail", [])
@@ -451,7 +466,7 @@ class Observe:
                 found.append(field)
         return found
 
-    def redacted_json(self, body: bytes) -> Any:
+    def redacted_json(self, body: bytes | bytearray) -> Any:
         try:
             return redact(json.loads(body), self.sensitive)
         except ValueError:

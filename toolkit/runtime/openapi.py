@@ -27,7 +27,10 @@ VALIDATION_ERROR = {
             "items": {
                 "type": "object",
                 "properties": {
-                    "loc": {"type": "array", "items": {"anyOf": [{"type": "string"}, {"type": "integer"}]}},
+                    "loc": {
+                        "type": "array",
+                        "items": {"anyOf": [{"type": "string"}, {"type": "integer"}]},
+                    },
                     "msg": {"type": "string"},
                     "type": {"type": "string"},
                 },
@@ -81,7 +84,9 @@ def operation(
 ) -> dict[str, Any]:
     responses: dict[str, Any] = {"200": _json(summary, oas30(response, defs))}
     if request is not None:
-        responses["400"] = _json("the body breaks the contract; `detail` names the fields", VALIDATION_ERROR)
+        responses["400"] = _json(
+            "the body breaks the contract; `detail` names the fields", VALIDATION_ERROR
+        )
         responses["415"] = _json("the body is not application/json", ERROR)
         responses["503"] = _json("neither the model nor a fallback could answer", NO_ANSWER)
     if auth:
@@ -107,7 +112,10 @@ def rewrite(document: dict[str, Any], v1: dict[str, dict[str, Any]], auth: bool)
     document = {**document, "paths": {**paths, **v1}}
     if auth:
         components = document.setdefault("components", {})
-        components.setdefault("securitySchemes", {})["bearer"] = {"type": "http", "scheme": "bearer"}
+        components.setdefault("securitySchemes", {})["bearer"] = {
+            "type": "http",
+            "scheme": "bearer",
+        }
     return document
 
 
@@ -146,7 +154,10 @@ async def _respond(send: Any, status: int, body: bytes) -> None:
         {
             "type": "http.response.start",
             "status": status,
-            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+            ],
         }
     )
     await send({"type": "http.response.body", "body": body})

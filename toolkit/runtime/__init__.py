@@ -1,0 +1,17 @@
+"""The serving runtime of every release: what a generated service runs besides the notebook's code.
+
+A release carries an exact copy of this package (``service/runtime/``, each file's sha256 in
+release.json and in ``service/metadata.json``), so a bento needs nothing from nb2prod at run time.
+It may import only what a bento has: the standard library, bentoml, pydantic, prometheus_client,
+starlette and numpy; never nb2prod's packaging code (``make lint`` enforces it with import-linter).
+
+| module | what |
+| --- | --- |
+| ``schema`` | the typed files a release carries (model.json, metadata.json, monitoring.json) |
+| ``model`` | load the hashed model, run preprocess -> predict -> postprocess, validate Output |
+| ``guard`` | fallback decisions (timeout, circuit breaker, kill switch, confidence) and batching |
+| ``auth`` | bearer token and JSON-only bodies (ASGI middlewares) |
+| ``telemetry`` | JSON logs, Prometheus series, drift scores, the request middleware |
+| ``openapi`` | the corrected OpenAPI document |
+| ``app`` | the service's behaviour; the generated ``service.py`` only declares its routes |
+"""

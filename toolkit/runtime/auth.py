@@ -1,0 +1,93 @@
+"""Who may call the service: the bearer token (SPEC section 6) and what bodies /v1 accepts."""
+
+from __future__ import annotations
+
+import hmac
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+TOKEN_ENV = "NB2PROD_API_TOKEN"
+TOKEN_FILE_ENV = "NB2PROD_API_TOKEN_FILE"
+
+
+def api_token(auth: str) -> bytes | None:
+    """The bearer token the service requires, or None with auth = "none".
+
+    Raises at import of the service, so `bentoml serve` refuses to start without a token.
+    """
+    if auth == "none":
+        return None
+    token = os.environ.get(TOKEN_ENV, "").strip()
+    token_file = os.environ.get(TOKEN_FILE_ENV, "").strip()
+    if not token and token_file:
+        try:
+            token = Path(token_file).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise RuntimeError(f"{TOKEN_FILE_ENV}={token_file}: cannot read it ({exc})") from None
+    if not token:
+        raise RuntimeError(
+            f'this service is configured with auth = "token" but neither {TOKEN_ENV} nor '
+            f"{TOKEN_FILE_ENV} is set; refusing to start without a token"
+        )
+    return token.encode()
+
+
+async def send_json(send: Any, status: int, payload: dict, *headers: tuple[bytes, bytes]) -> None:
+    """Answer an ASGI request from a middleware with a small JSON body."""
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"application/json"), *headers],
+        }
+    )
+    await send({"type": "http.response.body", "body": json.dumps(payload).encode()})
+
+
+class BearerAuth:
+    """ASGI middleware: every /v1/* route needs `Authorization: Bearer <token>`."""
+
+    def __init__(self, app: Any, auth: str) -> None:
+        self.app = app
+        token = api_token(auth)
+        assert token is not None, "BearerAuth is only installed with auth = token"
+        self.expected = b"Bearer " + token
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["path"].startswith("/v1/"):
+            given = dict(scope["headers"]).get(b"authorization", b"")
+            # constant-time comparison, so response timing does not leak the token
+            if not hmac.compare_digest(given, self.expected):
+                await send_json(
+                    send, 401, {"error": "missing or wrong bearer token"},
+                    (b"www-authenticate", b'Bearer realm="nb2prod"'),
+                )  # fmt: skip
+                return
+        await self.app(scope, receive, send)
+
+
+class JsonOnly:
+    """ASGI middleware: a /v1/* POST body must be JSON (415 otherwise).
+
+    BentoML would try other decoders, and answers a multipart body without a boundary with a 500.
+    A missing Content-Type is taken as JSON, as BentoML does.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if (
+            scope["type"] == "http"
+            and scope["method"] == "POST"
+            and scope["path"].startswith("/v1/")
+        ):
+            given = dict(scope["headers"]).get(b"content-type", b"application/json")
+            media = given.split(b";")[0].strip().lower()
+            if media != b"application/json" and not media.endswith(b"+json"):
+                message = f"Content-Type {given.decode('latin-1')!r} is not supported; send application/json"
+                await send_json(send, 415, {"error": message})
+                return
+        await self.app(scope, receive, send)
