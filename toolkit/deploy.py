@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -64,10 +64,10 @@ class DeployFacts:
     contract_sha256: str
     model_sha256: str
     image: str  # the reference to run: by digest (name@sha256:...) when it is known
-    cold_start_s: float | None  # start to /readyz, measured by verify; None: not measured
-    memory_bytes: (
-        int | None
-    )  # PSS of the server's processes, measured by verify; None: not measured
+    # measured by verify (None: not measured): start to /readyz, and the PSS of the server's
+    # processes after answering every example
+    cold_start_s: float | None
+    memory_bytes: int | None
 
 
 def facts_from_release(target: Target, image: str | None = None) -> DeployFacts:
@@ -432,30 +432,24 @@ def deploy_files(facts: DeployFacts, config: DeployConfig) -> dict[str, bytes]:
     header = _header(facts, size)
     files: dict[str, bytes] = {README: _readme(facts, config, size, autoscaling).encode()}
 
-    stable = {
-        "kubernetes/deployment.yaml": lambda k: deployment(facts, k, size, "stable"),
-        "kubernetes/service.yaml": lambda k: service(facts, k),
-        "kubernetes/pdb.yaml": lambda k: disruption_budget(facts, k),
-    }
-    for path, build in stable.items():
-        files[path] = _yaml(header, build(plain))
-    if autoscaling:
-        files["kubernetes/hpa.yaml"] = _yaml(header, autoscaler(facts, plain))
-    files["canary/deployment.yaml"] = _yaml(header, deployment(facts, plain, size, "canary"))
-    files["kserve/inferenceservice.yaml"] = _yaml(header, inference_service(facts, plain, size))
-
     root = f"helm/{facts.name}"
+    # each object once: as a plain manifest (None: not this release) and as a chart template
+    # (rendered when the condition on values.yaml holds; None: always)
+    objects: list[tuple[str | None, str, Callable[[Knobs], dict[str, Any]], str | None]] = [
+        ("kubernetes/deployment.yaml", "deployment", lambda k: deployment(facts, k, size, "stable"), None),
+        ("kubernetes/service.yaml", "service", lambda k: service(facts, k), None),
+        ("kubernetes/pdb.yaml", "pdb", lambda k: disruption_budget(facts, k), None),
+        ("kubernetes/hpa.yaml" if autoscaling else None, "hpa", lambda k: autoscaler(facts, k), ".Values.autoscaling.enabled"),
+        ("canary/deployment.yaml", "canary", lambda k: deployment(facts, k, size, "canary"), ".Values.canary.enabled"),
+    ]  # fmt: skip
+    for path, template, build, condition in objects:
+        if path is not None:
+            files[path] = _yaml(header, build(plain))
+        rendered = helm_template(header, build(chart), condition)
+        files[f"{root}/templates/{template}.yaml"] = rendered.encode()
     files[f"{root}/Chart.yaml"] = _yaml(header, chart_metadata(facts))
     files[f"{root}/values.yaml"] = _yaml(header, chart_values(plain, autoscaling))
-    templates = {
-        "deployment.yaml": (deployment(facts, chart, size, "stable"), None),
-        "service.yaml": (service(facts, chart), None),
-        "pdb.yaml": (disruption_budget(facts, chart), None),
-        "hpa.yaml": (autoscaler(facts, chart), ".Values.autoscaling.enabled"),
-        "canary.yaml": (deployment(facts, chart, size, "canary"), ".Values.canary.enabled"),
-    }
-    for name, (data, condition) in templates.items():
-        files[f"{root}/templates/{name}"] = helm_template(header, data, condition).encode()
+    files["kserve/inferenceservice.yaml"] = _yaml(header, inference_service(facts, plain, size))
     return dict(sorted(files.items()))
 
 
