@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Literal
 
 import pytest
+from click.testing import CliRunner
+from nb2prod.cli import main
 from nb2prod.contract import Contract
 from nb2prod.contract_review import diff_contracts, field_rows
 from pydantic import BaseModel, ConfigDict, Field
@@ -345,3 +347,28 @@ def test_contract_show_at_a_terminal_draws_tables_that_fit_it(tmp_path: Path) ->
     assert any("┃ field" in line for line in lines)
     for name in LONG_NAMES:  # the other columns give way first
         assert any(f"│ {name} " in line for line in lines), name
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "code"),
+    [("1.4.0", "1.5.0", 1), ("1.4.0", "2.0.0", 0), ("0.3.0", "0.4.0", 0), ("0.3.0", "0.3.1", 1)],
+)
+def test_contract_diff_allows_a_breaking_change_only_with_a_major_bump(
+    tmp_path: Path, old: str, new: str, code: int
+) -> None:
+    """`contract diff --allow-major-bump` applies package's rule (the CI workflow's gate)."""
+
+    class Narrower(BaseModel):
+        x: float = Field(ge=0, le=5, description="x in cm")
+        kind: Literal["a", "b"] = "a"
+        name: str | None = Field(None, max_length=20)
+
+    paths = []
+    for version, model in ((old, In), (new, Narrower)):
+        path = tmp_path / f"{version}.json"
+        path.write_text(json.dumps({**contract(model), "contract_version": version}))
+        paths.append(str(path))
+    plain = CliRunner().invoke(main, ["contract", "diff", *paths])
+    allowed = CliRunner().invoke(main, ["contract", "diff", *paths, "--allow-major-bump"])
+    assert plain.exit_code == 1 and "breaking" in plain.output
+    assert allowed.exit_code == code, allowed.output

@@ -350,15 +350,25 @@ def contract_show(target: str, fmt: str) -> None:
     default="text",
     show_default=True,
 )
+@click.option(
+    "--allow-major-bump",
+    is_flag=True,
+    help="Exit 0 on breaking changes too when NEW's contract_version is a new major version "
+    "(in 0.x a new minor) over OLD's: the rule `package` enforces.",
+)
 @_handled
-def contract_diff(old: str, new: str, fmt: str) -> None:
+def contract_diff(old: str, new: str, fmt: str, allow_major_bump: bool) -> None:
     """Every change from OLD to NEW, classified; exit 0 when nothing breaks, 1 otherwise."""
     import json
 
     from .contract_review import diff_contracts
+    from .history import major_bump
     from .target import load_contract
 
-    diff = diff_contracts(load_contract(old), load_contract(new))
+    before, after = load_contract(old), load_contract(new)
+    diff = diff_contracts(before, after)
+    versions = (str(before.get("contract_version")), str(after.get("contract_version")))
+    allowed = allow_major_bump and bool(diff.breaking) and _is_major_bump(*versions, major_bump)
     if fmt == "json":
         click.echo(json.dumps(diff.to_json(), indent=2))
     elif fmt == "markdown":
@@ -368,7 +378,20 @@ def contract_diff(old: str, new: str, fmt: str) -> None:
             colour = {"breaking": "red", "compatible": "green", "cosmetic": "dim"}[change.severity]
             console.print(f"[{colour}]{escape(str(change))}[/]", markup=True)
         console.print(f"verdict: {diff.verdict}")
-    sys.exit(1 if diff.breaking else 0)
+    if allowed:
+        err_console.print(
+            f"breaking changes allowed: {versions[1]} is a new major version over {versions[0]}"
+        )
+    sys.exit(1 if diff.breaking and not allowed else 0)
+
+
+def _is_major_bump(old: str, new: str, major_bump: Callable[[str, str], bool]) -> bool:
+    from packaging.version import InvalidVersion
+
+    try:
+        return major_bump(old, new)
+    except InvalidVersion:
+        return False  # no readable contract_version: nothing allows a breaking change
 
 
 @main.command()
@@ -397,10 +420,11 @@ def verify(target: str, image: str | None, backend: str | None) -> None:
         report = verify_image(resolved, image, engine)
     raise_for_differences(report)
     health = {True: "; HEALTHCHECK healthy", False: "; HEALTHCHECK FAILED", None: ""}
+    memory = f"; memory {report.memory_bytes / 2**20:.0f} MiB" if report.memory_bytes else ""
     console.print(
         f"[green]✓[/] {report.examples} examples answer as in the notebook "
         f"(single and batch); invalid input -> HTTP {report.invalid_status}; "
-        f"ready in {report.cold_start_s:.1f} s{health[report.healthy]}",
+        f"ready in {report.cold_start_s:.1f} s{memory}{health[report.healthy]}",
         markup=True,
     )
     if report.healthy is False:
@@ -422,6 +446,92 @@ def containerize(target: str, **image: Any) -> None:
     console.print()
     _print_image(result)
     console.print(f"  verify     nb2prod verify {target} --image {escape(result.reference)}")
+
+
+@main.command("deploy-files")
+@click.argument("target")
+@click.option(
+    "--image",
+    metavar="REF",
+    help="Image the manifests run (default: localhost/<name>:<version>, as containerize tags "
+    "it); give REF@sha256:... to pin it by digest.",
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    help="Directory to write (default: deploy-<name>-<version>); an earlier output is replaced.",
+)
+@click.option(
+    "--config",
+    type=click.Path(path_type=Path),
+    help="Take [deploy] from this nb2prod.toml or pyproject.toml (default: the defaults).",
+)
+@_handled
+def deploy_files(target: str, image: str | None, out: Path | None, config: Path | None) -> None:
+    """Kubernetes manifests, Helm chart and KServe InferenceService for TARGET (release or bento)."""
+    from .config import DeployConfig, load_config_file
+    from .deploy import write_deploy_files
+
+    deploy = load_config_file(config).config.deploy if config else DeployConfig()
+    written = write_deploy_files(target, image=image, out=out, config=deploy)
+    size = written.sizing
+    console.print(
+        f"[bold green]wrote[/] {len(written.files)} files to {written.directory}", markup=True
+    )
+    console.print(f"  image      {escape(written.facts.image)}")
+    if "@sha256:" not in written.facts.image:
+        console.print(
+            "[yellow]  not pinned by digest: give --image REF@sha256:... for what you pushed[/]",
+            markup=True,
+        )
+    console.print(
+        f"  startup    {size.startup_budget_s} s budget (cold start {size.cold_start_note})"
+    )
+    console.print(
+        f"  memory     request {size.memory_request}, limit {size.memory_limit} ({size.memory_note})"
+    )
+    console.print(f"  apply      kubectl apply -f {written.directory / 'kubernetes'}")
+
+
+@main.command("ci-workflow")
+@click.argument("kind", type=click.Choice(["github", "gitlab"]))
+@click.option(
+    "--notebook",
+    metavar="PATH",
+    help="The notebook to release, relative to the repository root (default: the only one).",
+)
+@click.option(
+    "--install",
+    metavar="CMD",
+    help="Shell command installing nb2prod and the notebook's packages (default: pip install "
+    "nb2prod at this version, plus -r requirements.txt when there is one).",
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    help="File to write (default: .github/workflows/nb2prod-release.yml or .gitlab-ci.yml).",
+)
+@click.option("--force", is_flag=True, help="Replace the file if it exists.")
+@_handled
+def ci_workflow(
+    kind: str, notebook: str | None, install: str | None, out: Path | None, force: bool
+) -> None:
+    """Write a CI workflow: check, package, contract gate, containerize, verify, upload."""
+    from .workflows import write_workflow
+
+    path = write_workflow(
+        "github" if kind == "github" else "gitlab",
+        root=Path.cwd(),
+        notebook=notebook,
+        install=install,
+        out=out,
+        force=force,
+    )
+    console.print(f"[bold green]wrote[/] {path}", markup=True)
+    console.print(
+        "  the job runs podman in a privileged Debian 12 container; the release is uploaded as "
+        "the artifact nb2prod-release (docs/deploy.md)"
+    )
 
 
 @main.command("base-image")

@@ -14,7 +14,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from .errors import ConfigError
 from .runtime.schema import ServiceLevels
@@ -23,6 +30,8 @@ _SEMVER = re.compile(
     r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?$"
 )
 _NAME = re.compile(r"^[a-z0-9]([a-z0-9._-]*[a-z0-9])?$")
+_DNS_LABEL = re.compile(r"^(?=.{1,63}$)[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
+_CPU = re.compile(r"^([0-9]+m|[0-9]+(\.[0-9]+)?)$")
 _GATE = re.compile(r"^\s*(>=|<=|==|>|<)\s*(-?\d+(?:\.\d*)?(?:[eE][-+]?\d+)?)\s*$")
 _OPERATORS: Mapping[str, Callable[[float, float], bool]] = {
     ">=": operator.ge,
@@ -124,6 +133,60 @@ class ArtifactsConfig(_Strict):
     # a DataFrame, Series or array with more rows than this looks like training data: an error
     max_rows: int = Field(1000, ge=1)
     allow: list[str] = Field(default_factory=list)  # names allowed to ship whatever their size
+class CanaryConfig(_Strict):
+    """The canary variant in deploy/canary/: the new version beside the stable one."""
+
+    # pods of the new version; the Service spreads requests over all pods, so the canary gets
+    # replicas / (replicas + stable replicas) of the traffic
+    replicas: int = Field(1, ge=1)
+
+
+class DeployConfig(_Strict):
+    """Kubernetes, Helm and KServe files in deploy/ (docs/deploy.md)."""
+
+    namespace: str | None = None  # metadata.namespace of every object; None: kubectl's -n
+    replicas: int = Field(2, ge=1)  # pods of the stable Deployment
+    min_replicas: int | None = Field(None, ge=1)  # autoscaling floor; default: replicas
+    max_replicas: int | None = Field(None, ge=1)  # autoscaling ceiling; default: 2 x min
+    cpu_target: int = Field(70, ge=1, le=100)  # average CPU utilisation (%) the autoscaler keeps
+    cpu: str = "500m"  # CPU request per pod (no CPU limit: a limit throttles, see deploy.md)
+    memory_headroom: float = Field(1.5, ge=1.0)  # memory limit = measured memory x this
+    token_secret: str | None = None  # Secret holding the bearer token; default <name>-token
+    canary: CanaryConfig = CanaryConfig()
+
+    @field_validator("namespace", "token_secret")
+    @classmethod
+    def _check_dns_name(cls, value: str | None) -> str | None:
+        if value is not None and not _DNS_LABEL.match(value):
+            raise ValueError(
+                "must be a Kubernetes name: lowercase letters, digits and '-', starting and "
+                "ending with a letter or digit, at most 63 characters"
+            )
+        return value
+
+    @field_validator("cpu")
+    @classmethod
+    def _check_cpu(cls, value: str) -> str:
+        if not _CPU.match(value):
+            raise ValueError('must be a Kubernetes CPU quantity such as "500m" or "2"')
+        return value
+
+    @model_validator(mode="after")
+    def _check_bounds(self) -> DeployConfig:
+        if self.autoscaling_min > self.autoscaling_max:
+            raise ValueError(
+                f"min_replicas ({self.autoscaling_min}) is above max_replicas "
+                f"({self.autoscaling_max})"
+            )
+        return self
+
+    @property
+    def autoscaling_min(self) -> int:
+        return self.min_replicas if self.min_replicas is not None else self.replicas
+
+    @property
+    def autoscaling_max(self) -> int:
+        return self.max_replicas if self.max_replicas is not None else 2 * self.autoscaling_min
 
 
 class Config(_Strict):
@@ -143,6 +206,7 @@ class Config(_Strict):
     # [slo]: latency, errors, availability, fallbacks, drift and load the service is held to
     # (runtime/schema.py::ServiceLevels, shared with the service, which cuts its buckets there)
     slo: ServiceLevels = ServiceLevels()
+    deploy: DeployConfig = DeployConfig()
 
     @field_validator("name")
     @classmethod
@@ -204,11 +268,7 @@ def load_config(notebook: Path, explicit: Path | None = None) -> LoadedConfig:
     enclosing ``pyproject.toml`` with a ``[tool.nb2prod]`` table, else the defaults.
     """
     if explicit is not None:
-        if not explicit.is_file():
-            raise ConfigError(f"{explicit}: no such config file")
-        return _from_file(
-            explicit, table=_tool_table if explicit.name == "pyproject.toml" else None
-        )
+        return load_config_file(explicit)
     beside = notebook.resolve().parent / "nb2prod.toml"
     if beside.is_file():
         return _from_file(beside, table=None)
@@ -217,6 +277,13 @@ def load_config(notebook: Path, explicit: Path | None = None) -> LoadedConfig:
         if pyproject.is_file() and _tool_table(_read_toml(pyproject)) is not None:
             return _from_file(pyproject, table=_tool_table)
     return LoadedConfig(Config(), "defaults", None)
+
+
+def load_config_file(path: Path) -> LoadedConfig:
+    """A config file given by name: an nb2prod.toml, or a pyproject.toml's [tool.nb2prod]."""
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such config file")
+    return _from_file(path, table=_tool_table if path.name == "pyproject.toml" else None)
 
 
 def _tool_table(data: Mapping[str, Any]) -> Mapping[str, Any] | None:

@@ -100,3 +100,7 @@ class ReleaseExistsError(Nb2ProdError):
 
 class LoadTestError(Nb2ProdError):
     """``nb2prod loadtest`` could not run its load (the service or Locust failed)."""
+
+
+class DeployError(Nb2ProdError):
+    """Deployment files could not be made or written (an --out directory that is not ours)."""

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 import httpx
 
 from .adapters import bento, container
+from .adapters.procfs import tree_memory_bytes
 from .errors import ParityError, TargetError
 from .release import sha256_file
 from .target import Target
@@ -57,6 +58,9 @@ class VerifyReport:
     cold_start_s: float
     openapi: Mapping[str, Any]
     healthy: bool | None = None  # an image's HEALTHCHECK, when one was run
+    # PSS of the server's processes after answering every example; None where /proc cannot
+    # see them. deploy.py sizes memory requests and limits from it.
+    memory_bytes: int | None = None
 
     def summary(self) -> str:
         return (
@@ -95,6 +99,9 @@ class Served(Protocol):
 
     @property
     def cold_start_s(self) -> float: ...
+
+    @property
+    def pid(self) -> int | None: ...  # the server's main process on this host, when known
 
 
 def verify_target(target: Target, *, check_files: bool = True) -> VerifyReport:
@@ -136,12 +143,14 @@ def _verify(
     fallback = target.metadata().release.fallback
     token = secrets.token_urlsafe(24)
     with start({"NB2PROD_API_TOKEN": token}) as server:
-        return check_served(
+        report = check_served(
             server.url,
             token,
             expectations(examples, fallback.min_confidence),
             cold_start_s=server.cold_start_s,
         )
+        memory = tree_memory_bytes(server.pid) if server.pid is not None else None
+        return replace(report, memory_bytes=memory)
 
 
 def check_release_files(target: Target) -> None:

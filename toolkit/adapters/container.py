@@ -76,6 +76,7 @@ class Running:
     url: str
     name: str
     cold_start_s: float
+    pid: int | None = None  # the container's main process on this host (None: not visible)
 
 
 def choose(
@@ -368,7 +369,8 @@ def run_service(
             )
         url = f"http://127.0.0.1:{port}"
         _wait_ready(engine, name, url, started, ready_timeout_s)
-        yield Running(url=url, name=name, cold_start_s=time.monotonic() - started)
+        ready = time.monotonic() - started
+        yield Running(url=url, name=name, cold_start_s=ready, pid=_host_pid(engine, name))
     finally:
         remove_container(engine, name)
 
@@ -391,6 +393,16 @@ def _wait_ready(engine: Engine, name: str, url: str, started: float, timeout_s: 
             f"the container of {name} stopped ({state}) before /readyz answered:\n"
             f"{container_logs(engine, name)}"
         )
+
+
+def _host_pid(engine: Engine, name: str) -> int | None:
+    """The container's main process as this host sees it (0 or an error: not visible here)."""
+    proc = _run(engine, "inspect", "--format", "{{.State.Pid}}", name)
+    try:
+        pid = int(proc.stdout.strip())
+    except ValueError:
+        return None
+    return pid if pid > 0 and Path(f"/proc/{pid}").is_dir() else None
 
 
 def container_logs(engine: Engine, name: str) -> str:

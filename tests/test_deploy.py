@@ -1,0 +1,440 @@
+"""deploy/: every manifest passes the real Kubernetes schemas, the Helm chart renders (with Helm's
+own engine) to exactly the plain manifests, sizing follows the measured facts, and
+`nb2prod deploy-files` writes all files or none."""
+
+from __future__ import annotations
+
+import copy
+import json
+import shutil
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+from click.testing import CliRunner
+from nb2prod.cli import main
+from nb2prod.config import Config, DeployConfig
+from nb2prod.deploy import MIB, DeployFacts, deploy_files, sizing
+from nb2prod.errors import ConfigError
+from nb2prod.release import canonical_json, sha256_bytes
+from nb2prod.runtime.schema import (
+    CircuitBreakerSettings,
+    FallbackSummary,
+    ReleaseInfo,
+    RuntimeManifest,
+    ServiceMetadata,
+    ServiceSettings,
+    dump,
+)
+
+from tests.conftest import tree_snapshot
+
+K8S_VERSION = "1.29.0"  # a version most managed clusters still run; the schemas ship offline
+DIGEST = "registry.example/ml/iris-classifier@sha256:" + "ab" * 32
+KSERVE_EXTENSION = {"minReplicas", "maxReplicas", "scaleMetric", "scaleTarget"}
+
+
+def facts(**changes: Any) -> DeployFacts:
+    base = DeployFacts(
+        name="iris-classifier",
+        version="1.0.0",
+        bento_tag="iris-classifier:abcdefghijklmnop",
+        auth="token",
+        contract_sha256="c" * 64,
+        model_sha256="d" * 64,
+        image=DIGEST,
+        cold_start_s=8.6,
+        memory_bytes=301 * MIB,
+    )
+    return DeployFacts(**{**vars(base), **changes})
+
+
+def documents(files: Mapping[str, bytes], *prefixes: str) -> list[dict[str, Any]]:
+    found = [
+        doc
+        for path, data in sorted(files.items())
+        if path.endswith(".yaml") and path.startswith(prefixes) and "/templates/" not in path
+        for doc in yaml.safe_load_all(data)
+        if doc
+    ]
+    return sorted(found, key=lambda d: (d["kind"], d["metadata"]["name"]))
+
+
+def validate(doc: Mapping[str, Any]) -> None:
+    """The real Kubernetes OpenAPI schemas, strict (unknown fields fail)."""
+    kubernetes_validate.validate(dict(doc), K8S_VERSION, strict=True)
+
+
+def kserve_pod(doc: Mapping[str, Any]) -> dict[str, Any]:
+    """KServe's PredictorSpec is a PodSpec plus its own scaling fields: validate the PodSpec
+    part against the Kubernetes schema (the KServe CRD itself is not shipped offline)."""
+    predictor = dict(doc["spec"]["predictor"])
+    assert set(predictor) & KSERVE_EXTENSION == KSERVE_EXTENSION
+    spec = {k: v for k, v in predictor.items() if k not in KSERVE_EXTENSION}
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "predictor"}, "spec": spec}
+
+
+@pytest.mark.parametrize(
+    "config",
+    [DeployConfig(), DeployConfig(namespace="ml-prod", replicas=3, max_replicas=3)],
+    ids=["defaults", "namespace-no-autoscaling"],
+)
+@pytest.mark.parametrize("auth", ["token", "none"])
+def test_every_manifest_passes_the_kubernetes_schemas(config: DeployConfig, auth: str) -> None:
+    files = deploy_files(facts(auth=auth), config)
+    plain = documents(files, "kubernetes/", "canary/")
+    kinds = sorted(d["kind"] for d in plain)
+    expected = ["Deployment", "Deployment", "PodDisruptionBudget", "Service"]
+    if config.autoscaling_max > config.autoscaling_min:
+        expected.insert(2, "HorizontalPodAutoscaler")
+    assert kinds == expected
+    for doc in plain:
+        validate(doc)
+    (isvc,) = documents(files, "kserve/")
+    assert (isvc["apiVersion"], isvc["kind"]) == ("serving.kserve.io/v1beta1", "InferenceService")
+    validate(kserve_pod(isvc))
+    if config.namespace:
+        assert {d["metadata"]["namespace"] for d in [*plain, isvc]} == {config.namespace}
+
+
+def test_a_broken_manifest_fails_the_validation() -> None:
+    """The check above can fail: a misspelt field, a wrong type and a missing selector."""
+    files = deploy_files(facts(), DeployConfig())
+    (deployment,) = [d for d in documents(files, "kubernetes/") if d["kind"] == "Deployment"]
+    misspelt = copy.deepcopy(deployment)
+    misspelt["spec"]["template"]["spec"]["containers"][0]["readinessProbes"] = {}
+    wrong_type = copy.deepcopy(deployment)
+    wrong_type["spec"]["replicas"] = "two"
+    no_selector = copy.deepcopy(deployment)
+    del no_selector["spec"]["selector"]
+    for broken in (misspelt, wrong_type, no_selector):
+        with pytest.raises(kubernetes_validate.ValidationError):
+            validate(broken)
+    isvc_pod = kserve_pod(documents(files, "kserve/")[0])
+    isvc_pod["spec"]["containers"][0]["resources"] = {"limits": {"memory": ["768Mi"]}}
+    with pytest.raises(kubernetes_validate.ValidationError):
+        validate(isvc_pod)
+
+
+def test_the_pod_is_hardened_probed_and_reads_its_token_from_a_secret() -> None:
+    files = deploy_files(facts(), DeployConfig(token_secret="iris-api-token"))
+    (stable,) = [
+        d
+        for d in documents(files, "kubernetes/")
+        if d["kind"] == "Deployment" and d["metadata"]["name"] == "iris-classifier"
+    ]
+    pod = stable["spec"]["template"]
+    (container,) = pod["spec"]["containers"]
+    assert container["image"] == DIGEST
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/livez"
+    assert container["startupProbe"]["httpGet"]["path"] == "/readyz"
+    assert container["securityContext"] == {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "runAsNonRoot": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
+    assert pod["spec"]["securityContext"]["runAsNonRoot"] is True
+    assert pod["spec"]["securityContext"]["runAsUser"] != 0
+    assert pod["spec"]["automountServiceAccountToken"] is False
+    env = {e["name"]: e["value"] for e in container["env"]}
+    token_file = env["NB2PROD_API_TOKEN_FILE"]
+    (mount,) = [m for m in container["volumeMounts"] if token_file.startswith(m["mountPath"])]
+    assert mount["readOnly"] is True
+    (volume,) = [v for v in pod["spec"]["volumes"] if v["name"] == mount["name"]]
+    assert volume["secret"]["secretName"] == "iris-api-token"
+    assert "NB2PROD_API_TOKEN" not in env  # never the token itself
+    annotations = pod["metadata"]["annotations"]
+    assert annotations["prometheus.io/scrape"] == "true"
+    assert annotations["prometheus.io/path"] == "/metrics"
+    assert annotations["prometheus.io/port"] == str(container["ports"][0]["containerPort"])
+    writable = {m["mountPath"] for m in container["volumeMounts"] if not m.get("readOnly")}
+    assert writable == {"/tmp", "/home/nb2prod"}  # everything else is read-only
+
+
+def test_without_auth_there_is_no_token_secret() -> None:
+    files = deploy_files(facts(auth="none"), DeployConfig())
+    text = b"".join(files.values()).decode()
+    assert "NB2PROD_API_TOKEN_FILE" not in text and "secretName" not in text
+    assert "create secret" not in files["README.md"].decode()
+
+
+def test_service_selects_stable_and_canary_and_the_canary_is_weighted_by_replicas() -> None:
+    files = deploy_files(facts(), DeployConfig(replicas=4, canary={"replicas": 1}))  # type: ignore[arg-type]
+    (svc,) = [d for d in documents(files, "kubernetes/") if d["kind"] == "Service"]
+    (canary,) = documents(files, "canary/")
+    stable = yaml.safe_load(files["kubernetes/deployment.yaml"].split(b"\n", 2)[2])
+    selector = svc["spec"]["selector"]
+    for deployment in (stable, canary):
+        labels = deployment["spec"]["template"]["metadata"]["labels"]
+        assert selector.items() <= labels.items()
+        assert deployment["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    assert canary["metadata"]["name"] == "iris-classifier-canary"
+    assert (stable["spec"]["replicas"], canary["spec"]["replicas"]) == (4, 1)
+    # the two Deployments never select each other's pods
+    assert stable["spec"]["selector"] != canary["spec"]["selector"]
+
+
+@pytest.mark.parametrize(
+    ("cold_start_s", "memory", "threshold", "requested", "limit"),
+    [
+        (8.6, 301 * MIB, 12, "304Mi", "464Mi"),  # budget: the 60 s floor
+        (40.0, 1000 * MIB, 32, "1008Mi", "1520Mi"),  # budget 4 x 40 s
+        (None, None, 24, "512Mi", "768Mi"),  # defaults: 30 s assumed -> 120 s; 512 MiB
+    ],
+)
+def test_sizing_follows_the_measured_cold_start_and_memory(
+    cold_start_s: float | None, memory: int | None, threshold: int, requested: str, limit: str
+) -> None:
+    size = sizing(facts(cold_start_s=cold_start_s, memory_bytes=memory), DeployConfig())
+    assert (size.startup_failure_threshold, size.memory_request, size.memory_limit) == (
+        threshold,
+        requested,
+        limit,
+    )
+    assert ("measured" if cold_start_s else "assumed") in size.cold_start_note
+    headroom = sizing(facts(memory_bytes=memory), DeployConfig(memory_headroom=2.0))
+    assert headroom.memory_limit == f"{2 * int(requested.removesuffix('Mi'))}Mi"
+
+
+# --- Helm ----------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def helm() -> Any:
+    return pytest.importorskip(
+        "helm_python", reason="helm-python-sdk (Helm's Go engine) is in the dev extra"
+    )
+
+
+def render_chart(
+    helm: Any, files: Mapping[str, bytes], tmp: Path, values: Any, ns: str
+) -> list[Any]:
+    for path, data in files.items():
+        (tmp / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp / path).write_bytes(data)
+    (chart_dir,) = (tmp / "helm").iterdir()
+    with helm.Chart.load(str(chart_dir)) as chart:
+        rendered = chart.render(values, name="iris", namespace=ns)
+    docs = [doc for text in rendered.values() for doc in yaml.safe_load_all(text) if doc]
+    return sorted(docs, key=lambda d: (d["kind"], d["metadata"]["name"]))
+
+
+@pytest.mark.parametrize(
+    "config",
+    [DeployConfig(), DeployConfig(namespace="ml-prod", min_replicas=2, max_replicas=2)],
+    ids=["defaults", "namespace-no-autoscaling"],
+)
+def test_helm_template_with_default_values_equals_the_plain_manifests(
+    helm: Any, config: DeployConfig, tmp_path: Path
+) -> None:
+    files = deploy_files(facts(), config)
+    ns = config.namespace or "default"
+    assert render_chart(helm, files, tmp_path / "a", {}, ns) == documents(files, "kubernetes/")
+    with_canary = render_chart(helm, files, tmp_path / "b", {"canary": {"enabled": True}}, ns)
+    assert with_canary == documents(files, "kubernetes/", "canary/")
+
+
+def test_helm_values_change_what_they_name(helm: Any, tmp_path: Path) -> None:
+    files = deploy_files(facts(), DeployConfig())
+    values = {
+        "image": "registry.example/iris@sha256:" + "ef" * 32,
+        "replicas": 5,
+        "resources": {"requests": {"cpu": "1", "memory": "1Gi"}},
+        "tokenSecret": "other-secret",
+        "autoscaling": {"enabled": False},
+    }
+    docs = render_chart(helm, files, tmp_path, values, "default")
+    assert "HorizontalPodAutoscaler" not in {d["kind"] for d in docs}
+    (deployment,) = [d for d in docs if d["kind"] == "Deployment"]
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["containers"][0]["image"] == values["image"]
+    # Helm merges maps: the limit stays, the requests are replaced
+    assert pod["containers"][0]["resources"] == {
+        "limits": {"memory": "464Mi"},
+        "requests": {"cpu": "1", "memory": "1Gi"},
+    }
+    assert deployment["spec"]["replicas"] == 5
+    assert {v["name"]: v for v in pod["volumes"]}["api-token"]["secret"]["secretName"] == (
+        "other-secret"
+    )
+    for doc in docs:
+        validate(doc)
+
+
+def test_the_files_are_byte_identical_for_the_same_facts() -> None:
+    assert deploy_files(facts(), DeployConfig()) == deploy_files(facts(), DeployConfig())
+
+
+# --- config --------------------------------------------------------------------------------------
+
+
+def test_deploy_config_keys_are_checked() -> None:
+    with pytest.raises(ValueError, match="min_replicas"):
+        Config.model_validate({"deploy": {"min_replicas": 5, "max_replicas": 2}})
+    with pytest.raises(ValueError, match="Kubernetes name"):
+        Config.model_validate({"deploy": {"namespace": "ML_Prod"}})
+    with pytest.raises(ValueError, match="CPU quantity"):
+        Config.model_validate({"deploy": {"cpu": "half"}})
+
+
+def test_an_unknown_deploy_key_is_an_error_naming_it(tmp_path: Path) -> None:
+    from nb2prod.config import load_config_file
+
+    path = tmp_path / "nb2prod.toml"
+    path.write_text("[deploy]\nreplica = 3\n")
+    with pytest.raises(ConfigError, match=r"unknown key 'deploy.replica'"):
+        load_config_file(path)
+
+
+# --- nb2prod deploy-files ------------------------------------------------------------------------
+
+
+@pytest.fixture
+def release(tmp_path: Path) -> Path:
+    """A release directory with what deploy-files reads (and release.json's hashes of it)."""
+    root = tmp_path / "dist" / "iris-classifier-1.0.0"
+    (root / "service").mkdir(parents=True)
+    metadata = dump(
+        ServiceMetadata(
+            release=ReleaseInfo(
+                name="iris-classifier",
+                version="1.0.0",
+                owner=None,
+                git_commit=None,
+                notebook_sha256="e" * 64,
+                contract_sha256="c" * 64,
+                model_sha256="d" * 64,
+                evaluation={},
+                auth="token",
+                fallback=FallbackSummary(
+                    available=True,
+                    timeout_ms=None,
+                    min_confidence=None,
+                    circuit_breaker=CircuitBreakerSettings(failures=5, reset_s=30.0),
+                ),
+            ),
+            service=ServiceSettings(
+                workers=1,
+                batching_max_size=64,
+                max_batch_rows=1000,
+                log_bodies=False,
+                disable_file="/tmp/nb2prod-iris-classifier.disabled",
+            ),
+            runtime=RuntimeManifest(nb2prod_version="0.1.0", files={}),
+        )
+    )
+    data = canonical_json(metadata)
+    (root / "service" / "metadata.json").write_bytes(data)
+    manifest = {
+        "name": "iris-classifier",
+        "version": "1.0.0",
+        "bento_tag": "iris-classifier:abcdefghijklmnop",
+        "serving": {"cold_start_s": 20.0, "memory_bytes": 400 * MIB},
+        "files": {"service/metadata.json": sha256_bytes(data)},
+    }
+    (root / "release.json").write_bytes(canonical_json(manifest))
+    return root
+
+
+def run(*args: str | Path) -> Any:
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
+def test_deploy_files_writes_the_tree_for_a_release(release: Path, tmp_path: Path) -> None:
+    out = tmp_path / "deploy"
+    result = run("deploy-files", release, "--image", DIGEST, "--out", out)
+    assert result.exit_code == 0, result.output
+    assert "wrote 14 files" in result.output and "not pinned" not in result.output
+    assert "80 s budget (cold start measured by verify: 20.0 s)" in result.output
+    assert "request 400Mi, limit 608Mi" in result.output
+    written = tree_snapshot(out)
+    facts_ = facts(cold_start_s=20.0, memory_bytes=400 * MIB)
+    assert written == deploy_files(facts_, DeployConfig())
+    assert not list(tmp_path.glob("deploy.partial-*"))
+
+
+def test_deploy_files_reads_deploy_from_a_config_and_says_when_unpinned(
+    release: Path, tmp_path: Path
+) -> None:
+    config = tmp_path / "nb2prod.toml"
+    config.write_text('[deploy]\nnamespace = "ml"\nreplicas = 3\n')
+    result = run("deploy-files", release, "--out", tmp_path / "d", "--config", config)
+    assert result.exit_code == 0, result.output
+    assert "not pinned by digest" in result.output
+    deployment = yaml.safe_load((tmp_path / "d" / "kubernetes" / "deployment.yaml").read_text())
+    assert deployment["metadata"]["namespace"] == "ml"
+    assert deployment["spec"]["replicas"] == 3
+    assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == (
+        "localhost/iris-classifier:1.0.0"
+    )
+
+
+def test_deploy_files_replaces_its_own_output_but_nothing_else(
+    release: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "d"
+    assert run("deploy-files", release, "--out", out).exit_code == 0
+    (out / "kubernetes" / "stale.yaml").write_text("old\n")
+    assert run("deploy-files", release, "--out", out, "--image", DIGEST).exit_code == 0
+    assert not (out / "kubernetes" / "stale.yaml").exists()
+    assert DIGEST in (out / "kubernetes" / "deployment.yaml").read_text()
+
+    precious = tmp_path / "precious"
+    precious.mkdir()
+    (precious / "notes.txt").write_text("mine\n")
+    result = CliRunner().invoke(main, ["deploy-files", str(release), "--out", str(precious)])
+    assert result.exit_code == 1
+    assert "not written by nb2prod deploy-files" in result.output
+    assert tree_snapshot(precious) == {"notes.txt": b"mine\n"}
+
+
+def test_deploy_files_refuses_a_modified_release_and_writes_nothing(
+    release: Path, tmp_path: Path
+) -> None:
+    metadata = json.loads((release / "service" / "metadata.json").read_text())
+    metadata["release"]["version"] = "9.9.9"
+    (release / "service" / "metadata.json").write_text(json.dumps(metadata))
+    out = tmp_path / "d"
+    result = CliRunner().invoke(main, ["deploy-files", str(release), "--out", str(out)])
+    assert result.exit_code == 1
+    assert "sha256 differs" in result.output
+    assert not out.exists() and not list(tmp_path.glob("d.partial-*"))
+
+
+@pytest.fixture
+def cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    monkeypatch.chdir(tmp_path)
+    yield tmp_path
+    shutil.rmtree(tmp_path / "deploy-iris-classifier-1.0.0", ignore_errors=True)
+
+
+def test_deploy_files_default_directory(release: Path, cwd: Path) -> None:
+    assert run("deploy-files", release).exit_code == 0
+    assert (cwd / "deploy-iris-classifier-1.0.0" / "kubernetes" / "deployment.yaml").is_file()
+
+
+def test_release_tree_is_deploy_files_under_deploy_with_the_measured_numbers(
+    release: Path,
+) -> None:
+    """What package's write stage calls after verify: the staging directory has no
+    release.json yet, the measured numbers come from the verify report."""
+    from nb2prod.deploy import release_tree
+    from nb2prod.target import Target
+
+    (release / "release.json").unlink()
+    tree = release_tree(
+        Target("iris-classifier:abcdefghijklmnop", release, None),
+        DeployConfig(),
+        cold_start_s=5.0,
+        memory_bytes=250 * MIB,
+    )
+    expected = deploy_files(
+        facts(image="localhost/iris-classifier:1.0.0", cold_start_s=5.0, memory_bytes=250 * MIB),
+        DeployConfig(),
+    )
+    assert tree == {f"deploy/{path}": data for path, data in expected.items()}

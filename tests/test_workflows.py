@@ -1,0 +1,189 @@
+"""`nb2prod ci-workflow`: the GitHub Actions and GitLab CI files pass their real schemas
+(check-jsonschema's vendored ones) and actionlint, run the release path in order, and reference
+secrets instead of holding them."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from click.testing import CliRunner
+from nb2prod.cli import main
+from nb2prod.errors import Nb2ProdError
+from nb2prod.workflows import WorkflowSpec, find_notebook, render_workflow
+
+from tests.conftest import IRIS
+
+BIN = Path(sys.executable).parent
+SPEC = WorkflowSpec(
+    notebook="notebooks/iris.ipynb",
+    install="python -m pip install nb2prod -r requirements.txt",
+    workflow_file="nb2prod-release.yml",
+)
+SCHEMA = {"github": "vendor.github-workflows", "gitlab": "vendor.gitlab-ci"}
+
+
+def tool(name: str) -> Path:
+    path = BIN / name
+    if not path.is_file():
+        pytest.skip(f"{name} is not installed (it is in the dev extra: pip install -e '.[dev]')")
+    return path
+
+
+def check_schema(kind: str, path: Path) -> subprocess.CompletedProcess[str]:
+    """check-jsonschema with the schema it ships (no network)."""
+    return subprocess.run(
+        [str(tool("check-jsonschema")), "--builtin-schema", SCHEMA[kind], str(path)],
+        capture_output=True, text=True, check=False, timeout=120,
+    )  # fmt: skip
+
+
+def actionlint(path: Path) -> subprocess.CompletedProcess[str]:
+    """actionlint (with shellcheck on the run: scripts where shellcheck is installed)."""
+    return subprocess.run(
+        [str(tool("actionlint")), "-no-color", str(path)],
+        capture_output=True, text=True, check=False, timeout=120,
+    )  # fmt: skip
+
+
+def written(tmp_path: Path, kind: str, data: Any = None) -> Path:
+    path = tmp_path / f"{kind}.yml"
+    if data is None:
+        path.write_bytes(render_workflow(kind, SPEC))  # type: ignore[arg-type]
+    else:
+        path.write_text(yaml.safe_dump(data))
+    return path
+
+
+@pytest.mark.parametrize("kind", ["github", "gitlab"])
+def test_the_workflow_passes_its_schema(tmp_path: Path, kind: str) -> None:
+    proc = check_schema(kind, written(tmp_path, kind))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_the_github_workflow_passes_actionlint(tmp_path: Path) -> None:
+    if shutil.which("shellcheck") is None:
+        print("shellcheck not installed: actionlint checks the workflow without the scripts")
+    proc = actionlint(written(tmp_path, "github"))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_a_broken_workflow_fails_both_checks(tmp_path: Path) -> None:
+    """The checks above can fail."""
+    github = yaml.safe_load(render_workflow("github", SPEC))
+    (job,) = github["jobs"].values()
+    del job["runs-on"]
+    job["steps"][1]["runs"] = job["steps"][1].pop("run")
+    broken = written(tmp_path, "github", github)
+    assert check_schema("github", broken).returncode != 0
+    lint = actionlint(broken)
+    assert lint.returncode != 0 and "runs-on" in lint.stdout
+    gitlab = yaml.safe_load(render_workflow("gitlab", SPEC))
+    gitlab["nb2prod-release"]["script"] = 42
+    assert check_schema("gitlab", written(tmp_path, "gitlab", gitlab)).returncode != 0
+    shell = yaml.safe_load(render_workflow("github", SPEC))
+    (job,) = shell["jobs"].values()
+    job["steps"][3]["run"] = 'nb2prod check "$NOTEBOOK'  # an unterminated quote
+    lint = actionlint(written(tmp_path, "github", shell))
+    if shutil.which("shellcheck"):
+        assert lint.returncode != 0 and "shellcheck" in lint.stdout
+
+
+def commands(kind: str) -> list[str]:
+    data = yaml.safe_load(render_workflow(kind, SPEC))  # type: ignore[arg-type]
+    if kind == "gitlab":
+        return list(data["nb2prod-release"]["script"])
+    (job,) = data["jobs"].values()
+    return [step.get("run") or step["uses"] for step in job["steps"]]
+
+
+@pytest.mark.parametrize("kind", ["github", "gitlab"])
+def test_the_release_path_runs_in_order(kind: str) -> None:
+    steps = commands(kind)
+    order = [
+        "nb2prod check notebooks/iris.ipynb",
+        "nb2prod package notebooks/iris.ipynb --out release/current",
+        "nb2prod contract diff release/previous release/current --allow-major-bump",
+        "nb2prod containerize release/current",
+        'nb2prod verify release/current --image "$IMAGE"',
+    ]
+    positions = [next(i for i, s in enumerate(steps) if wanted in s) for wanted in order]
+    assert positions == sorted(positions)
+    assert not any("--no-gates" in s or "--allow-breaking" in s for s in steps)
+    if kind == "github":
+        assert steps[-1].startswith("actions/upload-artifact@")
+        assert any(s.startswith("actions/download-artifact@") for s in steps)
+    else:
+        data = yaml.safe_load(render_workflow("gitlab", SPEC))
+        assert "release/current/" in data["nb2prod-release"]["artifacts"]["paths"]
+
+
+SECRET_NAMES = ("token", "secret", "password", "credential")
+
+
+def inline_secrets(node: Any, key: str = "") -> list[str]:
+    """Values under secret-looking keys that are not a reference (${{ ... }} or $VARIABLE)."""
+    if isinstance(node, dict):
+        return [found for k, v in node.items() for found in inline_secrets(v, str(k))]
+    if isinstance(node, list):
+        return [found for item in node for found in inline_secrets(item, key)]
+    if any(word in key.lower() for word in SECRET_NAMES):
+        value = str(node)
+        if not (value.startswith("${{") or value.startswith("$")):
+            return [f"{key}: {value}"]
+    return []
+
+
+def test_secrets_are_referenced_never_written_in() -> None:
+    github = yaml.safe_load(render_workflow("github", SPEC))
+    gitlab = yaml.safe_load(render_workflow("gitlab", SPEC))
+    assert inline_secrets(github) == [] and inline_secrets(gitlab) == []
+    (job,) = github["jobs"].values()
+    assert job["steps"][4]["env"]["GH_TOKEN"] == "${{ github.token }}"
+    assert '"JOB-TOKEN: $CI_JOB_TOKEN"' in "".join(gitlab["nb2prod-release"]["script"])
+    job["env"]["NB2PROD_API_TOKEN"] = "hunter2"  # the check above can fail
+    assert inline_secrets(github) == ["NB2PROD_API_TOKEN: hunter2"]
+
+
+def test_the_notebook_is_found_or_asked_for(tmp_path: Path) -> None:
+    with pytest.raises(Nb2ProdError, match="no notebook"):
+        find_notebook(tmp_path)
+    (tmp_path / "notebooks").mkdir()
+    shutil.copy(IRIS, tmp_path / "notebooks" / "iris.ipynb")
+    (tmp_path / ".ipynb_checkpoints").mkdir()
+    shutil.copy(IRIS, tmp_path / ".ipynb_checkpoints" / "iris-checkpoint.ipynb")
+    assert find_notebook(tmp_path) == "notebooks/iris.ipynb"
+    shutil.copy(IRIS, tmp_path / "other.ipynb")
+    with pytest.raises(Nb2ProdError, match="2 notebooks"):
+        find_notebook(tmp_path)
+
+
+def test_ci_workflow_writes_the_file_and_never_overwrites_without_force(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    shutil.copy(IRIS, tmp_path / "iris.ipynb")
+    (tmp_path / "requirements.txt").write_text("scikit-learn\n")
+    result = CliRunner().invoke(main, ["ci-workflow", "github"])
+    assert result.exit_code == 0, result.output
+    path = tmp_path / ".github" / "workflows" / "nb2prod-release.yml"
+    text = path.read_text()
+    assert "nb2prod check iris.ipynb" in text and "-r requirements.txt" in text
+    assert "/nb2prod-release.yml/runs?" in text  # the API finds earlier runs by this file's name
+    path.write_text("mine\n")
+    again = CliRunner().invoke(main, ["ci-workflow", "github"])
+    assert again.exit_code == 1 and "exists" in again.output
+    assert path.read_text() == "mine\n"
+    forced = CliRunner().invoke(main, ["ci-workflow", "github", "--force"])
+    assert forced.exit_code == 0 and path.read_text() == text
+    gitlab = CliRunner().invoke(
+        main, ["ci-workflow", "gitlab", "--notebook", "iris.ipynb", "--install", "make venv"]
+    )
+    assert gitlab.exit_code == 0, gitlab.output
+    assert "- make venv" in (tmp_path / ".gitlab-ci.yml").read_text()
+    assert not list(tmp_path.rglob("*.partial-*"))
