@@ -19,16 +19,25 @@ from nb2prod.cli import main
 from nb2prod.config import Config, DeployConfig
 from nb2prod.deploy import MIB, DeployFacts, deploy_files, sizing
 from nb2prod.errors import ConfigError
+from nb2prod.observability import observability_files
 from nb2prod.release import canonical_json, sha256_bytes
 from nb2prod.runtime.schema import (
+    Batching,
     CircuitBreakerSettings,
+    DriftReference,
     FallbackSummary,
+    MonitoringPlan,
+    OutputMetric,
     ReleaseInfo,
+    ReleaseManifest,
     RuntimeManifest,
     ServiceMetadata,
     ServiceSettings,
+    Serving,
     dump,
 )
+from nb2prod.slo import observed_from
+from nb2prod.target import resolve
 
 from tests.conftest import tree_snapshot
 
@@ -328,16 +337,41 @@ def release(tmp_path: Path) -> Path:
             runtime=RuntimeManifest(nb2prod_version="0.1.0", files={}),
         )
     )
-    data = canonical_json(metadata)
-    (root / "service" / "metadata.json").write_bytes(data)
-    manifest = {
-        "name": "iris-classifier",
-        "version": "1.0.0",
-        "bento_tag": "iris-classifier:abcdefghijklmnop",
-        "serving": {"cold_start_s": 20.0, "memory_bytes": 400 * MIB},
-        "files": {"service/metadata.json": sha256_bytes(data)},
+    example = {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}
+    species = ("setosa", "versicolor", "virginica")
+    files = {
+        "service/metadata.json": canonical_json(metadata),
+        # what deploy/'s alerting rules, dashboard and load test are made from
+        "service/monitoring.json": canonical_json(
+            dump(
+                MonitoringPlan(
+                    sensitive=(),
+                    outputs={"species": OutputMetric(kind="categorical", values=species)},
+                    drift=DriftReference(window=500, unavailable="none in this test"),
+                    batching=Batching(enabled=True, why="on"),
+                )
+            )
+        ),
+        "contract.json": canonical_json(
+            {"input": {"type": "object", "properties": {k: {"type": "number"} for k in example}}}
+        ),
+        "examples.json": canonical_json(
+            {"examples": [{"input": example, "output": {"species": "setosa"}}]}
+        ),
     }
-    (root / "release.json").write_bytes(canonical_json(manifest))
+    for path, data in files.items():
+        (root / path).write_bytes(data)
+    manifest = ReleaseManifest(
+        name="iris-classifier", version="1.0.0", bento_tag="iris-classifier:abcdefghijklmnop",
+        created_at="2026-11-23T00:00:00+00:00", git_commit=None, git_dirty=None,
+        notebook="iris.ipynb", notebook_sha256="e" * 64, parameters={}, config=None,
+        gates_enforced=True, python_version="3.11.7", nb2prod_version="0.1.0",
+        bentoml_version=None, cache_key="k", reused=(), allow_drift=False, allow_breaking=False,
+        contract_verdict="first", model_fingerprint="f", contract_sha256="c" * 64, drift=(),
+        serving=Serving(cold_start_s=20.0, memory_bytes=400 * MIB),
+        files={path: sha256_bytes(data) for path, data in files.items()},
+    )  # fmt: skip
+    (root / "release.json").write_bytes(canonical_json(dump(manifest)))
     return root
 
 
@@ -349,12 +383,19 @@ def test_deploy_files_writes_the_tree_for_a_release(release: Path, tmp_path: Pat
     out = tmp_path / "deploy"
     result = run("deploy-files", release, "--image", DIGEST, "--out", out)
     assert result.exit_code == 0, result.output
-    assert "wrote 14 files" in result.output and "not pinned" not in result.output
+    assert "wrote 19 files" in result.output and "not pinned" not in result.output
     assert "80 s budget (cold start measured by verify: 20.0 s)" in result.output
     assert "request 400Mi, limit 608Mi" in result.output
     written = tree_snapshot(out)
     facts_ = facts(cold_start_s=20.0, memory_bytes=400 * MIB)
-    assert written == deploy_files(facts_, DeployConfig())
+    # the Kubernetes, Helm and KServe files, and the alerting rules, dashboard and load test an
+    # older release did not have (made from its monitoring.json, contract and examples)
+    observed = observability_files(observed_from(resolve(str(release))))
+    assert written == {
+        **deploy_files(facts_, DeployConfig()),
+        **{path.removeprefix("deploy/"): data for path, data in observed.items()},
+    }
+    assert b"species" in written["prometheus-rules.yaml"]  # its predictions may collapse
     assert not list(tmp_path.glob("deploy.partial-*"))
 
 
@@ -430,8 +471,7 @@ def test_release_tree_is_deploy_files_under_deploy_with_the_measured_numbers(
     tree = release_tree(
         Target("iris-classifier:abcdefghijklmnop", release, None),
         DeployConfig(),
-        cold_start_s=5.0,
-        memory_bytes=250 * MIB,
+        serving=Serving(cold_start_s=5.0, memory_bytes=250 * MIB),
     )
     expected = deploy_files(
         facts(image="localhost/iris-classifier:1.0.0", cold_start_s=5.0, memory_bytes=250 * MIB),

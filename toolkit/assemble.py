@@ -48,6 +48,7 @@ from .runtime.schema import (
     RuntimeManifest,
     ServiceMetadata,
     ServiceSettings,
+    Serving,
     dump,
 )
 from .slo import observed
@@ -292,6 +293,7 @@ def release_manifest(
     cached: bool,
     staging: Staging,
     replaced: Replaced | None,
+    serving: Serving,
 ) -> dict[str, Any]:
     """release.json: written last, with the sha256 of every other file of the release."""
     return dump(
@@ -319,6 +321,7 @@ def release_manifest(
             contract_sha256=facts.contract.sha256,
             drift=tuple(vars(d) for d in facts.lock.drift),
             replaced=replaced,
+            serving=serving,
             files=staging.hashes(),
         )
     )

@@ -133,6 +133,8 @@ class ArtifactsConfig(_Strict):
     # a DataFrame, Series or array with more rows than this looks like training data: an error
     max_rows: int = Field(1000, ge=1)
     allow: list[str] = Field(default_factory=list)  # names allowed to ship whatever their size
+
+
 class CanaryConfig(_Strict):
     """The canary variant in deploy/canary/: the new version beside the stable one."""
 

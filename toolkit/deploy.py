@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -33,7 +33,10 @@ from .adapters.container import SERVICE_PORT
 from .config import DeployConfig
 from .containerize import UID
 from .errors import DeployError
-from .release import Staging
+from .observability import observability_files
+from .release import RELEASE_JSON, Staging
+from .runtime.schema import ReleaseManifest, Serving
+from .slo import observed_from
 from .target import Target, resolve
 from .verify import check_release_files
 
@@ -76,11 +79,11 @@ def facts_from_release(target: Target, image: str | None = None) -> DeployFacts:
     ``image`` defaults to what ``nb2prod containerize`` tags: ``localhost/<name>:<version>``.
     Cold start and memory come from release.json's ``serving`` record when the release has one."""
     info = target.metadata().release
-    serving: Mapping[str, Any] = {}
-    if target.release_dir is not None:
-        serving = target.read_json("release.json").get("serving") or {}
-    cold = serving.get("cold_start_s")
-    memory = serving.get("memory_bytes")
+    serving = (
+        target.read(ReleaseManifest, RELEASE_JSON).serving
+        if target.release_dir is not None
+        else None
+    )
     return DeployFacts(
         name=info.name,
         version=info.version,
@@ -89,8 +92,8 @@ def facts_from_release(target: Target, image: str | None = None) -> DeployFacts:
         contract_sha256=info.contract_sha256,
         model_sha256=info.model_sha256,
         image=image or f"localhost/{info.name}:{info.version}",
-        cold_start_s=float(cold) if isinstance(cold, (int, float)) else None,
-        memory_bytes=int(memory) if isinstance(memory, int) else None,
+        cold_start_s=serving.cold_start_s if serving else None,
+        memory_bytes=serving.memory_bytes if serving else None,
     )
 
 
@@ -98,14 +101,16 @@ def release_tree(
     target: Target,
     config: DeployConfig,
     *,
-    cold_start_s: float | None,
-    memory_bytes: int | None,
+    serving: Serving,
 ) -> dict[str, bytes]:
-    """deploy/ of a release being packaged, keyed by its path in the release (``deploy/...``):
-    for ``package``'s write stage, after verify measured cold start and memory. ``target``
-    points at the staging directory (its service/metadata.json is written by then)."""
+    """deploy/'s Kubernetes, Helm and KServe files for a release being packaged, keyed by their
+    path in the release (``deploy/...``), once verify measured cold start and memory. ``target``
+    points at the staging directory (its service/metadata.json is written by then); the write
+    stage wrote deploy/'s alerting rules, dashboard and load test."""
     facts = replace(
-        facts_from_release(target), cold_start_s=cold_start_s, memory_bytes=memory_bytes
+        facts_from_release(target),
+        cold_start_s=serving.cold_start_s,
+        memory_bytes=serving.memory_bytes,
     )
     return {f"{DEPLOY_DIR}/{path}": data for path, data in deploy_files(facts, config).items()}
 
@@ -562,6 +567,9 @@ Pod memory request {size.memory_request} ({size.memory_note}), limit {size.memor
 | `canary/deployment.yaml` | this version as a canary beside the stable Deployment, behind the same Service |
 | `helm/{facts.name}/` | the same objects as a Helm chart (values: image, replicas, resources, tokenSecret, autoscaling, canary) |
 | `kserve/inferenceservice.yaml` | a KServe InferenceService with this image as a custom predictor |
+| `prometheus-rules.yaml`, `prometheus-rule.yaml` | the `[slo]` alerting rules, plain and as a Prometheus Operator PrometheusRule |
+| `grafana-dashboard.json` | the Grafana dashboard of the service's metrics against the `[slo]` |
+| `locustfile.py`, `loadtest.json` | the same load as `nb2prod loadtest`, for a deployed URL |
 
 ```console
 $ {token.strip()}
@@ -595,7 +603,12 @@ def write_deploy_files(
     facts = facts_from_release(resolved, image)
     destination = out or Path(f"deploy-{facts.name}-{facts.version}")
     _check_replaceable(destination)
-    files = deploy_files(facts, config)
+    # the alerting rules, dashboard and load test a release's deploy/ has (nb2prod.observability)
+    observed = {
+        path.removeprefix(f"{DEPLOY_DIR}/"): data
+        for path, data in observability_files(observed_from(resolved)).items()
+    }
+    files = dict(sorted({**deploy_files(facts, config), **observed}.items()))
     with Staging(destination) as staging:
         staging.write_tree(files)
         written = staging.commit()

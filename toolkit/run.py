@@ -22,6 +22,7 @@ from .assemble import ReleaseFacts, release_manifest, write_release
 from .cache import RunCache, installed_distributions, run_key
 from .containerize import ContainerImage, ImageOptions, containerize
 from .contract import build_contract
+from .deploy import release_tree
 from .errors import Nb2ProdError
 from .evaluate import evaluate
 from .execute import Execution, execute_notebook
@@ -37,6 +38,7 @@ from .lock import lock_environment
 from .parse import parse
 from .progress import Progress, Silent, stage
 from .release import RELEASE_JSON, Staging
+from .runtime.schema import Serving
 from .target import Target, previous_release
 from .verify import raise_for_differences, verify_target
 
@@ -165,9 +167,14 @@ def _release(request: PackageRequest, progress: Progress) -> PackageResult:
                 raise_for_differences(report)
                 s.detail = report.summary()
             staging.write_json("openapi.json", report.openapi)
+            serving = Serving(cold_start_s=report.cold_start_s, memory_bytes=report.memory_bytes)
+            # deploy/'s Kubernetes, Helm and KServe files, sized from what verify measured
+            staging.write_tree(release_tree(Target(tag, staging.root, None),
+                                            parsed.config.deploy, serving=serving))  # fmt: skip
             staging.write_json(RELEASE_JSON, release_manifest(
                 facts, request, key, tag, cached=cached is not None, staging=staging,
-                replaced=found.replaced() if found and request.replace else None))  # fmt: skip
+                replaced=found.replaced() if found and request.replace else None,
+                serving=serving))  # fmt: skip
             release_dir = staging.commit()
         except BaseException:
             bento.delete(tag)  # no bento without its release

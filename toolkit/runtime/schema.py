@@ -64,6 +64,13 @@ class Replaced(Frozen):
     created_at: str
 
 
+class Serving(Frozen):
+    """What ``verify`` measured of the served release (sizes deploy/'s probes and memory)."""
+
+    cold_start_s: float | None  # start of `bentoml serve` to /readyz answering
+    memory_bytes: int | None  # PSS of the server's processes after answering every example
+
+
 class ReleaseManifest(Frozen):
     """release.json: what the release is, what made it, and the sha256 of every other file."""
 
@@ -90,6 +97,7 @@ class ReleaseManifest(Frozen):
     contract_sha256: str
     drift: tuple[dict[str, Any], ...]
     replaced: Replaced | None = None
+    serving: Serving | None = None  # None in releases made before nb2prod measured it
     files: dict[str, str]  # relative path -> sha256
 
 
