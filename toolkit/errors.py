@@ -96,3 +96,8 @@ class ContainerError(Nb2ProdError):
 
 class ReleaseExistsError(Nb2ProdError):
     """The version is already released with another notebook, model or contract (no --replace)."""
+
+
+class ScoreError(Nb2ProdError):
+    """Batch scoring cannot run: an unreadable or unknown table, a missing or clashing column,
+    a release whose files changed; invalid rows are not errors (they go to the errors file)."""
