@@ -48,13 +48,15 @@ import pyarrow.compute as pc
 from .contract_review import fields as schema_fields
 from .errors import ScoreError
 from .progress import RowProgress, SilentRows
-from .tables import AtomicTable, Piece, Reader, Row, Unreadable, settled
+from .tables import AtomicTable, Piece, Reader, Row, Unreadable, settled, table_format
 
 if TYPE_CHECKING:
     import pandas as pd
 
 DEFAULT_BATCH_SIZE = 1000
-PARALLEL_ROWS = 50_000  # below this, worker processes cost more to start than they save
+PARALLEL_ROWS = (
+    1_000_000  # below this, starting worker processes (seconds each) costs more than it saves
+)
 ENVELOPE = ("model_version", "degraded", "reason")
 ERROR = "error"  # JSON list of {"field", "message"}; null when the row was answered
 ROW = "row"  # 0-based position of a row in the input, in the errors file
@@ -380,6 +382,13 @@ def check_columns(scorer: Scorer, columns: Sequence[str] | None, keep: Sequence[
         )
 
 
+def check_kept_json(kept: pa.Table, rows: int) -> None:
+    """A kept field no line of the first piece has is a typo, not a column of nulls."""
+    for name in kept.column_names:
+        if rows and kept[name].null_count == rows:
+            raise ScoreError(f"--keep {name}: none of the first {rows:,} lines has this field")
+
+
 # ---------------------------------------------------------------------- the job
 
 
@@ -535,8 +544,10 @@ def score_file(request: ScoreRequest, progress: RowProgress | None = None) -> Sc
     """Score INPUT into OUTPUT (and the errors file) with the release's pipeline."""
     if request.batch_size < 1:
         raise ScoreError(f"--batch-size must be at least 1 (got {request.batch_size})")
-    if Path(request.output).resolve() == Path(request.input).resolve():
-        raise ScoreError(f"{request.output}: the output would overwrite the input")
+    for path in (request.input, request.output, request.errors_path):
+        table_format(path)
+    if len({request.input, request.output, request.errors_path}) < 3:
+        raise ScoreError(f"{request.output}: INPUT, OUTPUT and the errors file must differ")
     if request.engine == "spark":
         from .spark import score_file as spark_score_file
 
@@ -565,7 +576,11 @@ def score_file(request: ScoreRequest, progress: RowProgress | None = None) -> Sc
             for scored in scored_pieces(
                 scorer, guard, pieces, request.keep, request.batch_size, workers
             ):
-                keep_schema = keep_schema or settled(scored.select(list(request.keep)).schema)
+                if keep_schema is None:
+                    kept = scored.select(list(request.keep))
+                    if reader.columns is None:
+                        check_kept_json(kept, scored.num_rows)
+                    keep_schema = settled(kept.schema)
                 answered = pc.is_null(scored[ERROR])
                 output.write(scored.filter(answered), output_schema(scorer, keep_schema))
                 lines = error_lines(scored, request.keep)

@@ -39,6 +39,7 @@ from .batch import (
     ScoreRequest,
     ScoreSummary,
     check_columns,
+    check_kept_json,
     load_scorer,
     release_root,
     score_piece,
@@ -163,8 +164,9 @@ def _scored(
     fields = [f for f in scorer.input_fields if json_lines or f in dataframe.columns]
     if json_lines:
         sample = dataframe.limit(batch_size).collect()
-        inferred = Piece(0, lines=tuple(r[JSON_LINE] for r in sample)).keep(keep).schema
-        kept = list(from_arrow_schema(settled(inferred)).fields)
+        inferred = Piece(0, lines=tuple(r[JSON_LINE] for r in sample)).keep(keep)
+        check_kept_json(inferred, len(sample))
+        kept = list(from_arrow_schema(settled(inferred.schema)).fields)
         source = dataframe.select(JSON_LINE)
     else:
         kept = [dataframe.schema[k] for k in keep]
