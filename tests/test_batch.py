@@ -369,3 +369,12 @@ def test_rows_of_a_table_map_to_request_bodies() -> None:
         {"x": 1.0, "label": "a"},
         {"label": "b"},
     ]
+
+
+def test_an_empty_csv_cell_quoted_or_not_is_a_field_not_given(
+    release: Path, tmp_path: Path
+) -> None:
+    source = tmp_path / "rows.csv"
+    source.write_text('x,label\n1,\n2,""\n3,"007"\n')
+    run(release, source, tmp_path / "out.jsonl")
+    assert [r["tags"] for r in read(tmp_path / "out.jsonl")] == ['["none"]', '["none"]', '["007"]']

@@ -36,7 +36,7 @@ import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path, PurePosixPath
 from types import ModuleType
@@ -122,20 +122,17 @@ class Scorer:
         contract = self.Input.model_json_schema()
         self.input_fields: tuple[str, ...] = tuple(contract.get("properties", {}))
         self.required: tuple[str, ...] = tuple(contract.get("required", ()))
-        self.output_types = {
-            name: PATH_TYPES.get(spec.types - {"null"}, pa.string())
+        kinds = {
+            name: spec.types - {"null"}
             for name, spec in schema_fields(
                 self.Output.model_json_schema(mode="serialization")
             ).items()
         }
+        self.output_types = {
+            name: PATH_TYPES.get(kind, pa.string()) for name, kind in kinds.items()
+        }
         # objects, arrays and unions are carried as their JSON text (every format holds text)
-        self.as_json = frozenset(
-            name
-            for name, spec in schema_fields(
-                self.Output.model_json_schema(mode="serialization")
-            ).items()
-            if spec.types - {"null"} not in PATH_TYPES
-        )
+        self.as_json = frozenset(name for name, kind in kinds.items() if kind not in PATH_TYPES)
         clash = sorted(set(self.output_types) & {*ENVELOPE, ERROR, ROW})
         if clash:
             raise ScoreError(
@@ -429,7 +426,6 @@ class ScoreSummary:
     output: str
     errors: str
     one_by_one: str | None = None  # why the model was called row by row
-    notes: tuple[str, ...] = field(default_factory=tuple)
 
     @property
     def rows_per_s(self) -> float:
@@ -546,7 +542,10 @@ def score_file(request: ScoreRequest, progress: RowProgress | None = None) -> Sc
         raise ScoreError(f"--batch-size must be at least 1 (got {request.batch_size})")
     for path in (request.input, request.output, request.errors_path):
         table_format(path)
-    if len({request.input, request.output, request.errors_path}) < 3:
+    if (
+        len({str(Path(p).resolve()) for p in (request.input, request.output, request.errors_path)})
+        < 3
+    ):
         raise ScoreError(f"{request.output}: INPUT, OUTPUT and the errors file must differ")
     if request.engine == "spark":
         from .spark import score_file as spark_score_file

@@ -91,10 +91,14 @@ def session(master: str | None = None) -> SparkSession:
             .config("spark.driver.bindAddress", "127.0.0.1")
             .config("spark.ui.enabled", "false")  # no web UI port opened for a batch job
         )
+    fresh = SparkSession.getActiveSession() is None
     try:
-        return builder.getOrCreate()
+        spark = builder.getOrCreate()
     except Exception as exc:
-        raise ScoreError(f"Spark did not start ({master}): {exc}") from None
+        raise ScoreError(f"Spark did not start ({master}): {_first_line(exc)}") from None
+    if fresh:  # our own session: Spark's stage progress bar, not its INFO and WARN lines
+        spark.sparkContext.setLogLevel("ERROR")
+    return spark
 
 
 # ---------------------------------------------------------------- shipping the release
@@ -300,7 +304,10 @@ class _Files:
 
 def score_file(request: ScoreRequest, progress: RowProgress | None = None) -> ScoreSummary:
     """``nb2prod score --engine spark``: Spark reads INPUT, scores it, writes OUTPUT and the
-    errors as directories of part files (Spark's layout), each moved into place at the end."""
+    errors as directories of part files (Spark's layout), each moved into place at the end.
+
+    ``progress`` is not drawn: Spark shows its own stage progress bar.
+    """
     _pyspark()
     from pyspark.sql import SparkSession
     from pyspark.sql import functions as F

@@ -10,7 +10,7 @@ them, the columns to carry through (``--keep``). How each format maps to what a 
 - Parquet: each row as Python values (``pyarrow``); a null cell is a field not given.
 - CSV: every cell is text, converted by the contract exactly as pydantic converts a JSON string
   (``"5.1"`` -> 5.1 for a float field; ``"007"`` stays ``"007"`` for a string field); an empty
-  cell is a field not given, a quoted empty cell ``""`` is the empty string.
+  cell, quoted or not, is a field not given (as Spark reads it).
 
 Output is written to a hidden file beside the destination and renamed into place on success
 (:class:`AtomicTable`), so a failed job leaves no half file and never a stale one under the name.
@@ -204,8 +204,7 @@ class Reader:
                 self.path,
                 convert_options=pcsv.ConvertOptions(
                     column_types={name: pa.string() for name in self.columns},
-                    strings_can_be_null=True,  # an empty cell: the field is not given
-                    quoted_strings_can_be_null=False,  # "" is the empty string (as in Spark)
+                    strings_can_be_null=True,  # an empty cell, "" too: the field is not given
                 ),
             )
             pending: list[pa.RecordBatch] = []
