@@ -61,7 +61,7 @@ ENVELOPE = ("model_version", "degraded", "reason")
 ERROR = "error"  # JSON list of {"field", "message"}; null when the row was answered
 ROW = "row"  # 0-based position of a row in the input, in the errors file
 ERRORS_SCHEMA = (pa.field("field", pa.string()), pa.field("message", pa.string()))
-PATH_TYPES = {
+COLUMN_TYPES = {  # an Output field's JSON types (null aside) -> its column's type
     frozenset({"number"}): pa.float64(),
     frozenset({"integer", "number"}): pa.float64(),
     frozenset({"integer"}): pa.int64(),
@@ -129,10 +129,10 @@ class Scorer:
             ).items()
         }
         self.output_types = {
-            name: PATH_TYPES.get(kind, pa.string()) for name, kind in kinds.items()
+            name: COLUMN_TYPES.get(kind, pa.string()) for name, kind in kinds.items()
         }
         # objects, arrays and unions are carried as their JSON text (every format holds text)
-        self.as_json = frozenset(name for name, kind in kinds.items() if kind not in PATH_TYPES)
+        self.as_json = frozenset(name for name, kind in kinds.items() if kind not in COLUMN_TYPES)
         clash = sorted(set(self.output_types) & {*ENVELOPE, ERROR, ROW})
         if clash:
             raise ScoreError(
@@ -319,15 +319,18 @@ class Scorer:
         return pa.Table.from_arrays([*outputs.columns, *envelope], schema=self.schema)
 
 
-_LOADED: dict[Path, Scorer] = {}
+_LOADED: dict[tuple[Path, str], Scorer] = {}
 
 
 def load_scorer(root: Path) -> Scorer:
-    """The release at ``root``, imported once per process (Spark's Python workers reuse it)."""
+    """The release at ``root``, imported once per process (Spark's Python workers reuse it);
+    a release replaced at the same path since is imported anew."""
     root = root.resolve()
-    if root not in _LOADED:
-        _LOADED[root] = Scorer(root)
-    return _LOADED[root]
+    metadata = root / "service" / "metadata.json"
+    key = (root, hashlib.sha256(metadata.read_bytes()).hexdigest() if metadata.is_file() else "")
+    if key not in _LOADED:
+        _LOADED[key] = Scorer(root)
+    return _LOADED[key]
 
 
 def release_root(target: str | Path) -> Path:
