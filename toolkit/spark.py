@@ -266,6 +266,12 @@ def _first_line(exc: BaseException) -> str:
     return lines[0]
 
 
+def _staging(path: str) -> str:
+    """A hidden sibling of ``path`` (Spark's readers skip names starting with a dot)."""
+    folder, _, name = path.rpartition("/")
+    return f"{folder}/.{name}.partial-{uuid.uuid4().hex[:12]}"
+
+
 def _write(frame: DataFrame, path: str, fmt: str) -> None:
     writer = frame.write.mode("error")
     if fmt == "parquet":
@@ -324,7 +330,7 @@ def score_file(request: ScoreRequest, progress: RowProgress | None = None) -> Sc
     created = SparkSession.getActiveSession() is None
     spark = session(request.master)
     files = _Files(spark)
-    staged = [f"{p}.partial-{uuid.uuid4().hex[:12]}" for p in (output, errors_path)]
+    staged = [_staging(p) for p in (output, errors_path)]
     try:
         frame, json_lines = _read(spark, source)
         check_columns(scorer, None if json_lines else frame.columns, request.keep)
