@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from nb2prod.adapters import bento  # noqa: E402
-from nb2prod.batch import ScoreRequest, default_workers, load_scorer, score_file  # noqa: E402
+from nb2prod.batch import ScoreRequest, cores, load_scorer, score_file  # noqa: E402
 from serve import TOKEN, release_dir  # noqa: E402
 
 FIELDS = ("sepal_length", "sepal_width", "petal_length", "petal_width")
@@ -93,7 +93,7 @@ def main() -> None:
             source = work / "flowers.parquet"
             pq.write_table(pa.Table.from_pylist(rows), source)
             load_scorer(release).model  # noqa: B018 -- loaded before timing, as a served model is
-            cores = default_workers(10**9)
+            processes = min(cores(), 8)
 
             def job(engine: str, workers: int | None = None) -> Callable[[], float]:
                 out = str(work / f"{engine}-{workers}.parquet")
@@ -105,8 +105,10 @@ def main() -> None:
 
             print(f"{args.rows:,} rows; best of {args.rounds} rounds (cpus: {os.cpu_count()})")
             seconds = {"local, 1 process": best(args.rounds, job("local", 1))}
-            if cores > 1:
-                seconds[f"local, {cores} processes"] = best(args.rounds, job("local", cores))
+            if processes > 1:
+                seconds[f"local, {processes} processes"] = best(
+                    args.rounds, job("local", processes)
+                )
             if not args.no_spark:
                 from nb2prod.spark import session
 

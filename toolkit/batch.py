@@ -533,10 +533,16 @@ def scored_pieces(
         pool.shutdown(wait=True, cancel_futures=True)
 
 
+def cores() -> int:
+    """The cores this process may run on."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 def default_workers(rows: int) -> int:
     """One process for small inputs (starting workers costs seconds), else one per core."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return 1 if rows < PARALLEL_ROWS else max(1, min(cores or 1, 8))
+    return 1 if rows < PARALLEL_ROWS else max(1, min(cores(), 8))
 
 
 def score_file(request: ScoreRequest, progress: RowProgress | None = None) -> ScoreSummary:
