@@ -521,7 +521,9 @@ class RowBar:
     help="Rows per model call (and per piece read).",
 )
 @click.option(
-    "--errors", metavar="FILE", help="Errors file (default: OUTPUT's name .errors.jsonl)."
+    "--errors",
+    metavar="FILE",
+    help="Errors file (default: OUTPUT with .errors.jsonl for its extension).",
 )
 @click.option(
     "--master", metavar="URL", help="Spark master (default local[*]); --engine spark only."
@@ -529,7 +531,7 @@ class RowBar:
 @click.option(
     "--workers",
     type=click.IntRange(min=1),
-    help="Local engine: processes (default: 1, or one per core from 50,000 rows).",
+    help="Local engine: processes (default: 1, or one per core from 1,000,000 rows).",
 )
 @_handled
 def score(
