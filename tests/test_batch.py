@@ -99,6 +99,7 @@ def make_release(
     *,
     min_confidence: float | None = None,
     batching: bool = True,
+    model_bytes: bytes | None = None,
 ) -> Path:
     """A release directory as `nb2prod package` lays it out, around ``source``."""
     service = root / "service"
@@ -111,6 +112,8 @@ def make_release(
     (service / "pipeline.py").write_text(textwrap.dedent(source))
     (root / "model").mkdir()
     joblib.dump({"factor": 2.0}, root / "model" / "model.joblib")
+    if model_bytes is not None:
+        (root / "model" / "model.joblib").write_bytes(model_bytes)
     model_sha = sha256_file(root / "model" / "model.joblib")
     manifest = ModelManifest(
         file="model.joblib", format="joblib", why="test", sha256=model_sha,
@@ -329,6 +332,17 @@ def test_worker_processes_give_the_same_output(release: Path, tmp_path: Path) ->
     assert read(tmp_path / "one.parquet") == read(tmp_path / "two.parquet")
     assert read(tmp_path / "one.errors.jsonl") == read(tmp_path / "two.errors.jsonl")
     assert (one.answered, one.invalid) == (two.answered, two.invalid) == (2525, 475)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_model_that_cannot_be_loaded_stops_the_job_with_its_reason(
+    tmp_path: Path, workers: int
+) -> None:
+    release = make_release(tmp_path / "release", model_bytes=b"not a pickle")
+    source = write_rows(tmp_path / "rows.parquet", ROWS)
+    with pytest.raises(ScoreError, match="the release's model cannot be loaded: KeyError"):
+        run(release, source, tmp_path / "out.parquet", workers=workers)
+    assert not (tmp_path / "out.parquet").exists()
 
 
 def test_the_python_api_scores_a_dataframe_keeping_its_index(release: Path) -> None:

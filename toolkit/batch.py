@@ -46,7 +46,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .contract_review import fields as schema_fields
-from .errors import ScoreError
+from .errors import Nb2ProdError, ScoreError
 from .progress import RowProgress, SilentRows
 from .tables import AtomicTable, Piece, Reader, Row, Unreadable, settled, table_format
 
@@ -478,18 +478,24 @@ def score_piece(
     )
 
 
-_WORKER: list[Any] = []  # (scorer, guard) of a worker process
+_WORKER: list[Any] = []  # (scorer, guard) of a worker process, or the error that stopped it
 
 
 def _start_worker(root: Path, disabled: bool) -> None:
-    scorer = load_scorer(root)
-    scorer.model  # noqa: B018 -- loaded once here, not inside the first piece
+    try:
+        scorer = load_scorer(root)
+        scorer.model  # noqa: B018 -- loaded once here, not inside the first piece
+    except Nb2ProdError as exc:  # raised with the first piece: a failing initializer only
+        _WORKER[:] = [exc]  # says "broken pool"
+        return
     guard = scorer.guard()
     guard.disabled = disabled  # the parent's decision, whatever this process's environment
     _WORKER[:] = [scorer, guard]
 
 
 def _score_in_worker(piece: Piece, keep: Sequence[str], batch_size: int) -> pa.Table:
+    if isinstance(_WORKER[0], Nb2ProdError):
+        raise _WORKER[0]
     return score_piece(_WORKER[0], _WORKER[1], piece, keep, batch_size)
 
 
@@ -549,12 +555,10 @@ def score_file(request: ScoreRequest, progress: RowProgress | None = None) -> Sc
     """Score INPUT into OUTPUT (and the errors file) with the release's pipeline."""
     if request.batch_size < 1:
         raise ScoreError(f"--batch-size must be at least 1 (got {request.batch_size})")
-    for path in (request.input, request.output, request.errors_path):
+    paths = (request.input, request.output, request.errors_path)
+    for path in paths:
         table_format(path)
-    if (
-        len({str(Path(p).resolve()) for p in (request.input, request.output, request.errors_path)})
-        < 3
-    ):
+    if len({str(Path(p).resolve()) for p in paths}) < len(paths):
         raise ScoreError(f"{request.output}: INPUT, OUTPUT and the errors file must differ")
     if request.engine == "spark":
         from .spark import score_file as spark_score_file

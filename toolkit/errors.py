@@ -19,6 +19,10 @@ class Nb2ProdError(Exception):
     def __str__(self) -> str:
         return self.message
 
+    def __reduce__(self) -> tuple[type[Nb2ProdError], tuple[str, str | None]]:
+        # crosses process boundaries (scoring workers) with its hint
+        return type(self), (self.message, self.hint)
+
 
 class NotebookError(Nb2ProdError):
     """The notebook cannot be read, or its annotations are wrong (unknown role, two roles, ...)."""
