@@ -86,6 +86,7 @@ def session(master: str | None = None) -> SparkSession:
     master = master or "local[*]"
     builder = SparkSession.builder.master(master).appName("nb2prod score")
     if master.startswith("local"):
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")  # everything on loopback
         builder = (
             builder.config("spark.driver.host", "127.0.0.1")
             .config("spark.driver.bindAddress", "127.0.0.1")
