@@ -1,6 +1,7 @@
 """nb2prod: turn an annotated Jupyter notebook into a verified BentoML release.
 
-The Python API (``from nb2prod import package, check``) is in :mod:`nb2prod.api`. It is loaded on
+The Python API (``from nb2prod import package, check, score``) is in :mod:`nb2prod.api`;
+scoring a Spark DataFrame is :func:`nb2prod.spark.score`. It is loaded on
 first use, so importing a light part of nb2prod (the serving runtime, the kernel probe) does not
 import papermill, BentoML's CLI or the packaging stages.
 """
@@ -10,11 +11,11 @@ from __future__ import annotations
 from typing import Any
 
 __version__ = "0.1.0"
-__all__ = ["__version__", "check", "package"]
+__all__ = ["__version__", "check", "package", "score"]
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("check", "package"):
+    if name in ("check", "package", "score"):
         from . import api
 
         return getattr(api, name)

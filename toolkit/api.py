@@ -1,8 +1,9 @@
 """nb2prod's Python API: the jobs of the command line as functions (SPEC section 4).
 
-    from nb2prod import check, package
+    from nb2prod import check, package, score
     report = check("notebooks/iris.ipynb")
     result = package("notebooks/iris.ipynb", parameters={"C": 0.5})
+    scored = score(pandas.read_parquet("rows.parquet"), result.release_dir, keep=["id"])
 
 Each function takes what the command takes and returns the typed result the command prints.
 Errors are :class:`nb2prod.errors.Nb2ProdError` subclasses with a message and a hint.
@@ -16,9 +17,12 @@ from types import MappingProxyType
 from typing import Any
 
 from .analyse import CheckReport, check_path
+from .batch import score
 from .progress import Progress
 from .run import PackageRequest, PackageResult
 from .run import package as _package
+
+__all__ = ["check", "package", "score"]
 
 
 def check(notebook: str | Path) -> CheckReport:

@@ -648,3 +648,126 @@ def loadtest(
     console.print(f"  summary    {escape(str(result.json_path))}")
     console.print(f"  report     {escape(str(result.html_path))}")
     sys.exit(0 if result.ok else 1)
+
+
+class RowBar:
+    """A progress bar over rows (rich), drawn while a scoring job runs."""
+
+    def __init__(self) -> None:
+        self._bar: Any = None
+        self._task: Any = None
+
+    def start(self, description: str, total: int | None) -> None:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        self._bar = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=console,
+        )
+        self._bar.start()
+        self._task = self._bar.add_task(escape(description), total=total)
+
+    def advance(self, rows: int) -> None:
+        self._bar.advance(self._task, rows)
+
+    def stop(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+
+
+@main.command()
+@click.argument("target")
+@click.argument("input_path", metavar="INPUT")
+@click.argument("output")
+@click.option(
+    "--engine",
+    type=click.Choice(["local", "spark"]),
+    default="local",
+    show_default=True,
+    help="local: this machine; spark: PySpark (pip install 'nb2prod[spark]').",
+)
+@click.option(
+    "--keep",
+    multiple=True,
+    metavar="COL",
+    help="Carry this input column into the output and the errors file (repeatable).",
+)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=1000,
+    show_default=True,
+    help="Rows per model call (and per piece read).",
+)
+@click.option(
+    "--errors",
+    metavar="FILE",
+    help="Errors file (default: OUTPUT with .errors.jsonl for its extension).",
+)
+@click.option(
+    "--master", metavar="URL", help="Spark master (default local[*]); --engine spark only."
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    help="Local engine: processes (default: 1, or one per core from 1,000,000 rows).",
+)
+@_handled
+def score(
+    target: str,
+    input_path: str,
+    output: str,
+    engine: str,
+    keep: tuple[str, ...],
+    batch_size: int,
+    errors: str | None,
+    master: str | None,
+    workers: int | None,
+) -> None:
+    """Score INPUT (.parquet, .csv or .jsonl) with TARGET's pipeline into OUTPUT."""
+    from .batch import ScoreRequest, score_file
+
+    if master is not None and engine != "spark":
+        raise click.UsageError("--master is a Spark setting: add --engine spark")
+    if workers is not None and engine != "local":
+        raise click.UsageError("--workers is a setting of the local engine (Spark has executors)")
+    request = ScoreRequest(
+        target=target,
+        input=input_path,
+        output=output,
+        errors=errors,
+        keep=keep,
+        batch_size=batch_size,
+        engine="spark" if engine == "spark" else "local",
+        master=master,
+        workers=workers,
+    )
+    summary = score_file(request, RowBar())
+    degraded = ", ".join(f"{reason} {n:,}" for reason, n in summary.degraded.items())
+    console.print(
+        f"[bold green]scored[/] {summary.rows:,} rows with {summary.name} {summary.version} in "
+        f"{summary.seconds:.1f} s ({summary.rows_per_s:,.0f} rows/s, {escape(summary.engine)})",
+        markup=True,
+    )
+    console.print(
+        f"  answered   {summary.answered:,}" + (f" (fallback: {degraded})" if degraded else "")
+    )
+    console.print(f"  invalid    {summary.invalid:,}")
+    console.print(f"  unanswered {summary.unanswered:,}")
+    console.print(f"  output     {escape(summary.output)}")
+    console.print(f"  errors     {escape(summary.errors)}")
+    if summary.one_by_one:
+        console.print(
+            f"[yellow]  one row per model call: {escape(summary.one_by_one)}[/]", markup=True
+        )

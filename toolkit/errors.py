@@ -19,6 +19,10 @@ class Nb2ProdError(Exception):
     def __str__(self) -> str:
         return self.message
 
+    def __reduce__(self) -> tuple[type[Nb2ProdError], tuple[str, str | None]]:
+        # crosses process boundaries (scoring workers) with its hint
+        return type(self), (self.message, self.hint)
+
 
 class NotebookError(Nb2ProdError):
     """The notebook cannot be read, or its annotations are wrong (unknown role, two roles, ...)."""
@@ -104,3 +108,8 @@ class LoadTestError(Nb2ProdError):
 
 class DeployError(Nb2ProdError):
     """Deployment files could not be made or written (an --out directory that is not ours)."""
+
+
+class ScoreError(Nb2ProdError):
+    """Batch scoring cannot run: an unreadable or unknown table, a missing or clashing column,
+    a release whose files changed; invalid rows are not errors (they go to the errors file)."""

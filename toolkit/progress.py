@@ -43,3 +43,26 @@ def stage(progress: Progress, name: str, detail: str = "") -> Iterator[StageTime
     start = time.perf_counter()
     yield timer
     progress.finished(name, time.perf_counter() - start, timer.detail)
+
+
+class RowProgress(Protocol):
+    """How a long job over rows (batch scoring) reports how far it is; the CLI draws a bar."""
+
+    def start(self, description: str, total: int | None) -> None: ...
+
+    def advance(self, rows: int) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+class SilentRows:
+    """A RowProgress that reports nothing (library use, tests)."""
+
+    def start(self, description: str, total: int | None) -> None:
+        pass
+
+    def advance(self, rows: int) -> None:
+        pass
+
+    def stop(self) -> None:
+        pass

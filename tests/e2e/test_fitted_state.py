@@ -102,6 +102,17 @@ def test_fitted_state_is_exported_hashed_listed_and_served(tmp_path: Path) -> No
         assert len(y) == 2 and y[0] == pytest.approx(3 * inp["x"], abs=0.5)
         assert answer["degraded"] is False
 
+    # batch scoring loads the same fitted state and answers as the service does
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text("".join(json.dumps(i) + "\n" for i in new))
+    scored = nb2prod("score", release, rows, tmp_path / "scores.jsonl", cwd=tmp_path)
+    assert scored.code == 0, scored.stdout + scored.stderr
+    lines = (tmp_path / "scores.jsonl").read_text().splitlines()
+    ys = [json.loads(line)["y"] for line in lines]  # a list column is carried as its JSON text
+    assert [json.loads(y) if isinstance(y, str) else y for y in ys] == [
+        s["output"]["y"] for s in single
+    ]
+
 
 def test_training_data_read_by_the_service_is_refused_with_its_shape(tmp_path: Path) -> None:
     train = TRAIN + "history = df\n"
