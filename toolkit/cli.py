@@ -316,8 +316,14 @@ def contract_show(target: str, fmt: str) -> None:
     if fmt == "markdown":
         click.echo(contract_markdown(data))
         return
+    fitted = release_fitted_state(target)
+    fitted_heading = "Fitted state exported with the model (model/model.json):"
     if not sys.stdout.isatty():  # rich would wrap at 80 columns, breaking names in a CI log
         click.echo(contract_text(data), nl=False)
+        if fitted:
+            click.echo(
+                f"\n{fitted_heading}\n" + "".join(f"  {line}\n" for line in fitted), nl=False
+            )
         return
     first = (data.get("examples") or [{}])[0]
     inferred = " [yellow](inferred: review before relying on it)[/]" if data.get("inferred") else ""
@@ -333,9 +339,8 @@ def contract_show(target: str, fmt: str) -> None:
         for row in field_rows(data[side], first.get(side)):
             table.add_row(*(escape(v) for v in astuple(row)))
         console.print(table)
-    fitted = release_fitted_state(target)
     if fitted:
-        console.print("Fitted state exported with the model (model/model.json):")
+        console.print(fitted_heading)
         for line in fitted:
             console.print(f"  {escape(line)}")
 
