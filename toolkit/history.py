@@ -14,6 +14,7 @@ import io
 import json
 import re
 import zipfile
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -105,12 +106,27 @@ def _next_patch(version: str) -> str:
     return f"{v.major}.{v.minor}.{v.micro + 1}"
 
 
+def fitted_fingerprint(model: tuple[Path, str], artifacts: Iterable[tuple[str, Path, str]]) -> str:
+    """What the model and its fitted state are: the model's fingerprint alone when the release has
+    no fitted state (as before there was any), else one over the model's and each named piece's.
+    A refitted scaler is a different release, even when the model is the same."""
+    fingerprint = model_fingerprint(*model)
+    pieces = sorted((name, model_fingerprint(path, fmt)) for name, path, fmt in artifacts)
+    if not pieces:
+        return fingerprint
+    digest = hashlib.sha256(fingerprint.encode())
+    for name, piece in pieces:
+        digest.update(f"\n{name} {piece}".encode())
+    return digest.hexdigest()
+
+
 def model_fingerprint(path: Path, fmt: str) -> str:
     """What the model *is*, independent of how a serializer laid out its bytes this time.
 
     A pickle of the same objects is byte-identical; a skops archive is not (zip timestamps, and
-    member names made from memory addresses), so its members are hashed by content, with the
-    address-based names in schema.json replaced by the content hash of the file they name.
+    member names and ``__id__`` values made from memory addresses), so its members are hashed by
+    content, with the address-based names in schema.json replaced by the content hash of the file
+    they name and each address by its order of first appearance.
     """
     data = path.read_bytes()
     if fmt != "skops":
@@ -120,6 +136,12 @@ def model_fingerprint(path: Path, fmt: str) -> str:
     names = {n: hashlib.sha256(b).hexdigest() for n, b in members.items() if n != "schema.json"}
     schema = members.get("schema.json", b"").decode()
     schema = re.sub(r"[\w.-]+\.npy", lambda m: names.get(m.group(0), m.group(0)), schema)
+    addresses: dict[str, str] = {}
+    for address in re.findall(r'"__id__": (\d+)', schema):
+        addresses.setdefault(address, f"#{len(addresses)}")
+    if addresses:
+        pattern = r"\b(" + "|".join(map(re.escape, addresses)) + r")\b"
+        schema = re.sub(pattern, lambda m: addresses[m.group(1)], schema)
     digest = hashlib.sha256(schema.encode())
     for content_hash in sorted(names.values()):
         digest.update(content_hash.encode())

@@ -28,9 +28,9 @@ from .evaluate import evaluate
 from .execute import Execution, execute_notebook
 from .history import (
     existing,
+    fitted_fingerprint,
     gate_contract,
     guard_release,
-    model_fingerprint,
     previous_metrics,
     up_to_date,
 )
@@ -138,7 +138,10 @@ def _release(request: PackageRequest, progress: Progress) -> PackageResult:
         with stage(progress, "contract", "JSON Schema of Input and Output") as s:
             contract = build_contract(capture, parsed.config.version)
             diff = gate_contract(baseline, contract, parsed.config.version, request.allow_breaking)
-            fingerprint = model_fingerprint(capture.model.file, capture.model.format)
+            fingerprint = fitted_fingerprint(
+                (capture.model.file, capture.model.format),
+                ((a.manifest.name, a.path, a.manifest.format) for a in capture.artifacts),
+            )
             guard_release(found, notebook_sha256=notebook_sha256, model_fingerprint=fingerprint,
                           contract_sha256=contract.sha256, replace=request.replace)  # fmt: skip
             s.detail = f"sha256 {contract.sha256[:12]}" + (
