@@ -45,8 +45,19 @@ def deploy_dir(iris_release: tuple[Path, Run], tmp_path_factory: pytest.TempPath
     out = tmp_path_factory.mktemp("deploy") / "iris"
     run = nb2prod("deploy-files", release, "--out", out)
     assert run.code == 0, run.stdout + run.stderr
-    assert "wrote 14 files" in run.stdout
+    assert "wrote 19 files" in run.stdout
     return out
+
+
+def test_deploy_files_writes_what_the_release_has_in_deploy(
+    iris_release: tuple[Path, Run], deploy_dir: Path
+) -> None:
+    """package wrote deploy/ after verify; deploy-files makes the same bytes from release.json."""
+    release, _ = iris_release
+    assert tree_snapshot(deploy_dir) == tree_snapshot(release / "deploy")
+    manifest = json.loads((release / "release.json").read_text())
+    assert manifest["serving"]["cold_start_s"] > 0 and manifest["serving"]["memory_bytes"] > 0
+    assert "deploy/kubernetes/deployment.yaml" in manifest["files"]
 
 
 def test_deploy_files_of_the_iris_release_match_the_golden_tree(
