@@ -25,19 +25,9 @@ from nb2prod.batch import ScoreRequest, score, score_file
 from nb2prod.cli import main
 from nb2prod.errors import ScoreError, TargetError
 from nb2prod.release import canonical_json, sha256_file
-from nb2prod.runtime.schema import (
-    Batching,
-    CircuitBreakerSettings,
-    DriftReference,
-    FallbackSummary,
-    ModelManifest,
-    MonitoringPlan,
-    ReleaseInfo,
-    RuntimeManifest,
-    ServiceMetadata,
-    ServiceSettings,
-    dump,
-)
+from nb2prod.runtime.schema import ModelManifest, dump
+
+from tests.factories import monitoring_plan, service_metadata
 
 # y = factor * x; the model path raises for x == 13; confidence falls with y.
 PIPELINE = """
@@ -120,35 +110,18 @@ def make_release(
         cls="builtins.dict", variable="model",
     )  # fmt: skip
     (root / "model" / "model.json").write_bytes(canonical_json(dump(manifest)))
-    metadata = ServiceMetadata(
-        release=ReleaseInfo(
-            name="doubler", version="1.2.3", owner=None, git_commit=None,
-            notebook_sha256="0" * 64, contract_sha256="0" * 64, model_sha256=model_sha,
-            evaluation={}, auth="none",
-            fallback=FallbackSummary(
-                available="def fallback" in source, timeout_ms=None,
-                min_confidence=min_confidence,
-                circuit_breaker=CircuitBreakerSettings(failures=5, reset_s=30),
-            ),
-        ),
-        service=ServiceSettings(
-            workers=1, batching_max_size=64, max_batch_rows=1000, log_bodies=False,
-            disable_file=str(root / "disabled"),
-        ),
-        runtime=RuntimeManifest(
-            nb2prod_version="test",
-            files={
-                str(p.relative_to(service / "runtime")): sha256_file(p)
-                for p in sorted((service / "runtime").glob("*.py"))
-            },
-        ),
+    metadata = service_metadata(
+        name="doubler", version="1.2.3", auth="none", fallback="def fallback" in source,
+        min_confidence=min_confidence, model_sha256=model_sha, disable_file=str(root / "disabled"),
+        runtime_files={
+            str(p.relative_to(service / "runtime")): sha256_file(p)
+            for p in sorted((service / "runtime").glob("*.py"))
+        },
     )  # fmt: skip
     (service / "metadata.json").write_bytes(canonical_json(dump(metadata)))
-    plan = MonitoringPlan(
-        sensitive=(), outputs={}, drift=DriftReference(window=100, unavailable="test"),
-        batching=Batching(enabled=batching, why="on" if batching else "off: test"),
-    )  # fmt: skip
-    (service / "monitoring.json").write_bytes(canonical_json(dump(plan)))
+    (service / "monitoring.json").write_bytes(
+        canonical_json(dump(monitoring_plan(batching=batching)))
+    )
     files = {
         str(p.relative_to(root)): sha256_file(p)
         for p in sorted(root.rglob("*"))

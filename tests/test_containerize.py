@@ -25,34 +25,15 @@ from nb2prod.containerize import (
     render_containerfile,
 )
 from nb2prod.errors import ContainerError, MissingToolError, TargetError
-from nb2prod.runtime.schema import (
-    CircuitBreakerSettings,
-    FallbackSummary,
-    ReleaseInfo,
-    RuntimeManifest,
-    ServiceMetadata,
-    ServiceSettings,
-)
 
 from tests.conftest import tree_snapshot
+from tests.factories import service_metadata
 
-METADATA = ReleaseInfo(
-    name="iris-classifier",
-    version="1.0.0",
+METADATA = service_metadata(
     owner="Data Science <ds@example.com>",
     git_commit="0123456789abcdef0123456789abcdef01234567",
-    notebook_sha256="n" * 64,
-    contract_sha256="c" * 64,
-    model_sha256="m" * 64,
-    evaluation={},
-    auth="token",
-    fallback=FallbackSummary(
-        available=True,
-        timeout_ms=None,
-        min_confidence=None,
-        circuit_breaker=CircuitBreakerSettings(failures=5, reset_s=30),
-    ),
-)
+    batching_max_size=32,
+).release
 
 
 # --- backend choice ---------------------------------------------------------------------------
@@ -256,16 +237,8 @@ def test_mmdebstrap_missing_is_an_error_saying_how_to_get_it(tmp_path: Path) -> 
 def fake_release(tmp_path: Path) -> Path:
     release = tmp_path / "dist" / "iris-classifier-1.0.0"
     (release / "service").mkdir(parents=True)
-    metadata = ServiceMetadata(
-        release=METADATA,
-        service=ServiceSettings(
-            workers=1,
-            batching_max_size=32,
-            max_batch_rows=1000,
-            log_bodies=False,
-            disable_file="/x",
-        ),
-        runtime=RuntimeManifest(nb2prod_version="0.1.0", files={}),
+    metadata = service_metadata(
+        owner=METADATA.owner, git_commit=METADATA.git_commit, batching_max_size=32
     )
     (release / "service" / "metadata.json").write_text(metadata.model_dump_json())
     (release / "requirements.lock").write_text("numpy==2.0.0 \\\n    --hash=sha256:00\n")

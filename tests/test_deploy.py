@@ -22,17 +22,8 @@ from nb2prod.errors import ConfigError
 from nb2prod.observability import observability_files
 from nb2prod.release import canonical_json, sha256_bytes
 from nb2prod.runtime.schema import (
-    Batching,
-    CircuitBreakerSettings,
-    DriftReference,
-    FallbackSummary,
-    MonitoringPlan,
     OutputMetric,
-    ReleaseInfo,
     ReleaseManifest,
-    RuntimeManifest,
-    ServiceMetadata,
-    ServiceSettings,
     Serving,
     dump,
 )
@@ -40,6 +31,7 @@ from nb2prod.slo import observed_from
 from nb2prod.target import resolve
 
 from tests.conftest import tree_snapshot
+from tests.factories import monitoring_plan, service_metadata
 
 K8S_VERSION = "1.29.0"  # a version most managed clusters still run; the schemas ship offline
 DIGEST = "registry.example/ml/iris-classifier@sha256:" + "ab" * 32
@@ -308,35 +300,7 @@ def release(tmp_path: Path) -> Path:
     """A release directory with what deploy-files reads (and release.json's hashes of it)."""
     root = tmp_path / "dist" / "iris-classifier-1.0.0"
     (root / "service").mkdir(parents=True)
-    metadata = dump(
-        ServiceMetadata(
-            release=ReleaseInfo(
-                name="iris-classifier",
-                version="1.0.0",
-                owner=None,
-                git_commit=None,
-                notebook_sha256="e" * 64,
-                contract_sha256="c" * 64,
-                model_sha256="d" * 64,
-                evaluation={},
-                auth="token",
-                fallback=FallbackSummary(
-                    available=True,
-                    timeout_ms=None,
-                    min_confidence=None,
-                    circuit_breaker=CircuitBreakerSettings(failures=5, reset_s=30.0),
-                ),
-            ),
-            service=ServiceSettings(
-                workers=1,
-                batching_max_size=64,
-                max_batch_rows=1000,
-                log_bodies=False,
-                disable_file="/tmp/nb2prod-iris-classifier.disabled",
-            ),
-            runtime=RuntimeManifest(nb2prod_version="0.1.0", files={}),
-        )
-    )
+    metadata = dump(service_metadata(disable_file="/tmp/nb2prod-iris-classifier.disabled"))
     example = {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}
     species = ("setosa", "versicolor", "virginica")
     files = {
@@ -344,11 +308,8 @@ def release(tmp_path: Path) -> Path:
         # what deploy/'s alerting rules, dashboard and load test are made from
         "service/monitoring.json": canonical_json(
             dump(
-                MonitoringPlan(
-                    sensitive=(),
-                    outputs={"species": OutputMetric(kind="categorical", values=species)},
-                    drift=DriftReference(window=500, unavailable="none in this test"),
-                    batching=Batching(enabled=True, why="on"),
+                monitoring_plan(
+                    outputs={"species": OutputMetric(kind="categorical", values=species)}
                 )
             )
         ),

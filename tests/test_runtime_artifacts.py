@@ -12,19 +12,12 @@ from nb2prod.runtime import model as runtime
 from nb2prod.runtime.app import Release
 from nb2prod.runtime.schema import (
     ArtifactManifest,
-    Batching,
-    CircuitBreakerSettings,
-    DriftReference,
-    FallbackSummary,
     ModelManifest,
-    MonitoringPlan,
-    ReleaseInfo,
-    RuntimeManifest,
-    ServiceMetadata,
-    ServiceSettings,
     dump,
 )
 from pydantic import BaseModel
+
+from tests.factories import monitoring_plan, service_metadata
 
 
 class Input(BaseModel):
@@ -58,26 +51,10 @@ def release_with_fitted_state(root: Path) -> tuple[Release, ModuleType]:
         }
     )  # fmt: skip
     write(root / "model" / "model.json", dump(manifest))
-    breaker = CircuitBreakerSettings(failures=5, reset_s=30)
-    metadata = ServiceMetadata(
-        release=ReleaseInfo(
-            name="n", version="1.0.0", owner=None, git_commit=None, notebook_sha256="a",
-            contract_sha256="b", model_sha256="c", evaluation={}, auth="none",
-            fallback=FallbackSummary(
-                available=False, timeout_ms=None, min_confidence=None, circuit_breaker=breaker
-            ),
-        ),
-        service=ServiceSettings(
-            workers=1, batching_max_size=8, max_batch_rows=10, log_bodies=False, disable_file="/x"
-        ),
-        runtime=RuntimeManifest(nb2prod_version="0", files={}),
-    )  # fmt: skip
+    metadata = service_metadata(name="n", auth="none", fallback=False, batching_max_size=8,
+                                max_batch_rows=10)  # fmt: skip
     write(root / "service" / "metadata.json", dump(metadata))
-    monitoring = MonitoringPlan(
-        sensitive=(), outputs={}, drift=DriftReference(window=100),
-        batching=Batching(enabled=False, why="off"),
-    )  # fmt: skip
-    write(root / "service" / "monitoring.json", dump(monitoring))
+    write(root / "service" / "monitoring.json", dump(monitoring_plan(batching=False)))
     pipeline = ModuleType("pipeline")
     pipeline.Input, pipeline.Output = Input, Output  # type: ignore[attr-defined]
     return Release.load(root / "service", pipeline), pipeline

@@ -1,0 +1,64 @@
+"""Hand-laid release files for unit tests: typed, so a schema change breaks here, once."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from nb2prod.runtime.schema import (
+    Batching,
+    CircuitBreakerSettings,
+    DriftReference,
+    FallbackSummary,
+    MonitoringPlan,
+    OutputMetric,
+    ReleaseInfo,
+    RuntimeManifest,
+    ServiceMetadata,
+    ServiceSettings,
+)
+
+
+def service_metadata(
+    *,
+    name: str = "iris-classifier",
+    version: str = "1.0.0",
+    auth: str = "token",
+    fallback: bool = True,
+    min_confidence: float | None = None,
+    model_sha256: str = "d" * 64,
+    disable_file: str = "/x",
+    batching_max_size: int = 64,
+    max_batch_rows: int = 1000,
+    runtime_files: Mapping[str, str] | None = None,
+    owner: str | None = None,
+    git_commit: str | None = None,
+) -> ServiceMetadata:
+    """service/metadata.json of a release (defaults: the iris example's settings)."""
+    return ServiceMetadata(
+        release=ReleaseInfo(
+            name=name, version=version, owner=owner, git_commit=git_commit,
+            notebook_sha256="e" * 64, contract_sha256="c" * 64, model_sha256=model_sha256,
+            evaluation={}, auth=auth,
+            fallback=FallbackSummary(
+                available=fallback, timeout_ms=None, min_confidence=min_confidence,
+                circuit_breaker=CircuitBreakerSettings(failures=5, reset_s=30.0),
+            ),
+        ),
+        service=ServiceSettings(
+            workers=1, batching_max_size=batching_max_size, max_batch_rows=max_batch_rows,
+            log_bodies=False, disable_file=disable_file,
+        ),
+        runtime=RuntimeManifest(nb2prod_version="0.1.0", files=dict(runtime_files or {})),
+    )  # fmt: skip
+
+
+def monitoring_plan(
+    *, batching: bool = True, outputs: Mapping[str, OutputMetric] | None = None
+) -> MonitoringPlan:
+    """service/monitoring.json without a drift reference."""
+    return MonitoringPlan(
+        sensitive=(),
+        outputs=dict(outputs or {}),
+        drift=DriftReference(window=100, unavailable="none in this test"),
+        batching=Batching(enabled=batching, why="on" if batching else "off: test"),
+    )
