@@ -4,31 +4,27 @@ from __future__ import annotations
 
 from importlib import metadata
 from pathlib import Path
-from types import MappingProxyType
 
 import pytest
-from nb2prod.capture import Capture, SerializedModel
+from nb2prod.capture import Capture
 from nb2prod.errors import LockError
 from nb2prod.lock import lock_environment
+from nb2prod.runtime.schema import ProbeResult, StoredObject
 
 PYDANTIC = metadata.version("pydantic")
 PYDANTIC_CORE = metadata.version("pydantic-core")
 
 
-def capture(requirements: dict[str, str], installed: dict[str, str]) -> Capture:
-    return Capture(
-        model=SerializedModel(Path("m"), "joblib", (), ""),
-        model_class="x",
-        examples=(),
-        metrics=None,
-        input_schema={},
-        output_schema={},
-        output_fields=(),
-        requirements=MappingProxyType(requirements),
-        unresolved_modules=(),
-        installed=MappingProxyType(installed),
+def capture(
+    requirements: dict[str, str], installed: dict[str, str], unresolved: tuple[str, ...] = ()
+) -> Capture:
+    result = ProbeResult(
+        model=StoredObject(file="m", format="joblib", why=""), model_class="x", examples=(),
+        metrics=None, input_schema={}, output_schema={}, output_fields=(),
+        requirements=requirements, unresolved_modules=unresolved, installed=installed,
         python_version="3.11.7",
-    )
+    )  # fmt: skip
+    return Capture(result, Path("probe"))
 
 
 def test_the_lock_pins_the_kernels_versions_with_hashes() -> None:
@@ -60,7 +56,6 @@ def test_drift_is_an_error_naming_both_versions_unless_allowed() -> None:
 
 
 def test_a_module_no_distribution_provides_is_an_error() -> None:
-    unresolved = capture({}, {})
-    object.__setattr__(unresolved, "unresolved_modules", ("helpers",))
+    unresolved = capture({}, {}, unresolved=("helpers",))
     with pytest.raises(LockError, match="imports helpers, which no installed distribution"):
         lock_environment(unresolved, notebook="nb.ipynb")

@@ -111,12 +111,12 @@ def write_release(staging: Staging, facts: ReleaseFacts, progress: Progress) -> 
             replace(
                 facts.parsed.context,
                 model=ModelContext(model.file.name, model.format, model.why, model.trusted),
-                inferred_contract=facts.capture.inferred_contract,
+                inferred_contract=facts.capture.result.inferred_contract,
             )
         )
     )
-    if facts.capture.inferred_contract:
-        staging.write_bytes("contract.inferred.py", facts.capture.inferred_contract.encode())
+    if facts.capture.result.inferred_contract:
+        staging.write_bytes("contract.inferred.py", facts.capture.result.inferred_contract.encode())
         progress.note(
             "warning: no contract cell; Input and Output were inferred: review "
             "contract.inferred.py and adopt it as a contract cell"
@@ -135,7 +135,7 @@ def write_release(staging: Staging, facts: ReleaseFacts, progress: Progress) -> 
                 trusted=model.trusted,
                 why=model.why,
                 sha256=model_sha256,
-                cls=facts.capture.model_class,
+                cls=facts.capture.result.model_class,
                 variable=facts.notebook.model_variable,
                 artifacts=tuple(a.manifest for a in facts.capture.artifacts),
             )
@@ -163,7 +163,7 @@ def write_release(staging: Staging, facts: ReleaseFacts, progress: Progress) -> 
                     "output": dict(e.output),
                     "fallback_output": e.fallback_output,
                 }
-                for e in facts.capture.examples
+                for e in facts.capture.result.examples
             ],
         },
     )
@@ -176,13 +176,10 @@ def write_release(staging: Staging, facts: ReleaseFacts, progress: Progress) -> 
             node=facts.notebook.node,
             config=facts.config,
             contract=facts.contract,
-            model_class=facts.capture.model_class,
+            model_class=facts.capture.result.model_class,
             model_format=model.format,
-            training_data={
-                "name": facts.capture.inferred_from["training_data"],
-                "rows": facts.capture.inferred_from["rows"],
-            }
-            if facts.capture.inferred_from and facts.capture.inferred_from.get("training_data")
+            training_data={"name": inferred.training_data, "rows": inferred.rows}
+            if (inferred := facts.capture.result.inferred_from) and inferred.training_data
             else None,
             artifacts=[a.describe() for a in facts.capture.artifacts],
         )
@@ -198,7 +195,7 @@ def write_release(staging: Staging, facts: ReleaseFacts, progress: Progress) -> 
                 facts.config.version,
                 monitoring,
                 facts.contract.input_schema,
-                tuple(e.input for e in facts.capture.examples),
+                tuple(e.input for e in facts.capture.result.examples),
             )
         )
     )
@@ -309,9 +306,9 @@ def release_manifest(
             parameters=dict(request.parameters),
             config=facts.parsed.config_source,
             gates_enforced=request.enforce_gates,
-            python_version=facts.capture.python_version,
+            python_version=facts.capture.result.python_version,
             nb2prod_version=__version__,
-            bentoml_version=facts.capture.installed.get("bentoml"),
+            bentoml_version=facts.capture.result.installed.get("bentoml"),
             cache_key=key,
             reused=("execution", "lock") if cached else (),
             allow_drift=request.allow_drift,

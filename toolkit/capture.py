@@ -10,11 +10,9 @@ raises :class:`CaptureError` with what the user must change.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
-from types import MappingProxyType
 from typing import Any
 
 from .config import Config
@@ -28,17 +26,12 @@ from .runtime.schema import (
     ArtifactPlan,
     ArtifactRef,
     EvaluationPlan,
-    Holdout,
     InferPlan,
-    LatencySamples,
     ModelManifest,
-    ProbeExample,
     ProbeFailure,
     ProbePlan,
     ProbeResult,
     ReferencePlan,
-    ReferenceStats,
-    Robustness,
     RobustnessPlan,
     SchemaMismatch,
     load,
@@ -174,26 +167,22 @@ def release_fitted_state(target: str) -> list[str]:
 
 @dataclass(frozen=True)
 class Capture:
-    """Everything the release needs from the kernel."""
+    """What the probe found in the kernel (``result``, as it wrote it) and where its files are."""
 
-    model: SerializedModel
-    model_class: str
-    examples: tuple[ProbeExample, ...]
-    metrics: Mapping[str, float] | None
-    input_schema: Mapping[str, Any]
-    output_schema: Mapping[str, Any]
-    output_fields: tuple[str, ...]
-    requirements: Mapping[str, str]  # distribution -> version the notebook ran with
-    unresolved_modules: tuple[str, ...]  # imported, but provided by no installed distribution
-    installed: Mapping[str, str]  # every distribution in the kernel -> version
-    python_version: str
-    inferred_contract: str | None = None  # pydantic source of Input and Output, when inferred
-    inferred_from: Mapping[str, Any] | None = None
-    holdout: Holdout | None = None  # model and baseline on the held-out data, slices
-    latency: Mapping[str, LatencySamples] | None = None  # batch size -> timings of the serving path
-    reference: ReferenceStats | None = None  # per Input field: drift reference, or why none
-    robustness: Robustness | None = None  # the contract probe: inputs it admits, answered?
-    artifacts: tuple[ExportedArtifact, ...] = ()  # fitted state, stored beside the model
+    result: ProbeResult
+    out_dir: Path
+
+    @property
+    def model(self) -> SerializedModel:
+        stored = self.result.model
+        return SerializedModel(
+            self.out_dir / stored.file, stored.format, stored.trusted, stored.why
+        )
+
+    @property
+    def artifacts(self) -> tuple[ExportedArtifact, ...]:
+        """Fitted state, stored beside the model."""
+        return tuple(ExportedArtifact(a, self.out_dir / a.file) for a in self.result.artifacts)
 
 
 def read_failure(out_dir: Path) -> CaptureError | None:
@@ -218,32 +207,7 @@ def read_capture(out_dir: Path) -> Capture:
     path = out_dir / RESULT_FILE
     if not path.is_file():
         raise CaptureError("the notebook ran, but nb2prod's probe wrote nothing")
-    result = _load(ProbeResult, path)
-    return Capture(
-        model=SerializedModel(
-            file=out_dir / result.model.file,
-            format=result.model.format,
-            trusted=result.model.trusted,
-            why=result.model.why,
-        ),
-        model_class=result.model_class,
-        examples=result.examples,
-        metrics=MappingProxyType(result.metrics) if result.metrics is not None else None,
-        input_schema=result.input_schema,
-        output_schema=result.output_schema,
-        output_fields=result.output_fields,
-        requirements=MappingProxyType(result.requirements),
-        unresolved_modules=result.unresolved_modules,
-        installed=MappingProxyType(result.installed),
-        python_version=result.python_version,
-        inferred_contract=result.inferred_contract,
-        inferred_from=result.inferred_from.model_dump() if result.inferred_from else None,
-        holdout=result.holdout,
-        latency=MappingProxyType(result.latency),
-        reference=result.reference,
-        robustness=result.robustness,
-        artifacts=tuple(ExportedArtifact(a, out_dir / a.file) for a in result.artifacts),
-    )
+    return Capture(_load(ProbeResult, path), out_dir)
 
 
 def _load(model: type[Any], path: Path) -> Any:

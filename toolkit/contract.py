@@ -47,10 +47,10 @@ class Contract:
 def build_contract(capture: Capture, version: str) -> Contract:
     return Contract(
         version=version,
-        input_schema=capture.input_schema,
-        output_schema=capture.output_schema,
+        input_schema=capture.result.input_schema,
+        output_schema=capture.result.output_schema,
         examples=tuple(
-            {"input": dict(e.input), "output": dict(e.output)} for e in capture.examples
+            {"input": dict(e.input), "output": dict(e.output)} for e in capture.result.examples
         ),
-        inferred_from=capture.inferred_from,
+        inferred_from=inferred.model_dump() if (inferred := capture.result.inferred_from) else None,
     )

@@ -44,7 +44,9 @@ class Execution:
     capture: Capture
 
     def summary(self) -> str:
-        return f"{len(self.capture.examples)} examples, model {self.capture.model_class}"
+        return (
+            f"{len(self.capture.result.examples)} examples, model {self.capture.result.model_class}"
+        )
 
 
 def execute_notebook(parsed: Parsed, parameters: Mapping[str, Any], scratch: Path) -> Execution:

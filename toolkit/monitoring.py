@@ -120,22 +120,27 @@ def _label(value: Any) -> str:
 
 
 def monitoring_plan(capture: Capture, config: Config) -> MonitoringPlan:
-    reference = capture.reference or ReferenceStats(unavailable="no reference data was captured")
-    sensitive = set(sensitive_fields(capture.input_schema)) | set(
-        sensitive_fields(capture.output_schema)
+    reference = capture.result.reference or ReferenceStats(
+        unavailable="no reference data was captured"
+    )
+    sensitive = set(sensitive_fields(capture.result.input_schema)) | set(
+        sensitive_fields(capture.result.output_schema)
     )
     return MonitoringPlan(
         sensitive=tuple(sorted(sensitive)),
         outputs={
             k: OutputMetric.model_validate(v)
             for k, v in output_metrics(
-                capture.output_schema,
-                {f: [e.output.get(f) for e in capture.examples] for f in capture.output_fields},
-                (capture.holdout.labels or ()) if capture.holdout else (),
+                capture.result.output_schema,
+                {
+                    f: [e.output.get(f) for e in capture.result.examples]
+                    for f in capture.result.output_fields
+                },
+                (capture.result.holdout.labels or ()) if capture.result.holdout else (),
             ).items()
         },
         drift=DriftReference(window=config.monitoring.window, **dict(reference)),
-        batching=batching(capture.robustness, config),
+        batching=batching(capture.result.robustness, config),
         slo=config.slo,
     )
 

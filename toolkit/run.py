@@ -128,11 +128,11 @@ def _release(request: PackageRequest, progress: Progress) -> PackageResult:
         capture = execution.capture
         with stage(progress, "evaluate", "gates, baseline, previous release, latency") as s:
             evaluation = evaluate(
-                capture.metrics, parsed.config.parsed_gates(), enforce=request.enforce_gates,
-                holdout=capture.holdout, latency=capture.latency,
+                capture.result.metrics, parsed.config.parsed_gates(), enforce=request.enforce_gates,
+                holdout=capture.result.holdout, latency=capture.result.latency,
                 previous=previous_metrics(baseline),
                 max_regression=parsed.config.evaluation.max_regression,
-                robustness=capture.robustness,
+                robustness=capture.result.robustness,
             )  # fmt: skip
             s.detail = evaluation.headline()
         with stage(progress, "contract", "JSON Schema of Input and Output") as s:
