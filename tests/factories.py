@@ -55,10 +55,13 @@ def service_metadata(
 def monitoring_plan(
     *, batching: bool = True, outputs: Mapping[str, OutputMetric] | None = None
 ) -> MonitoringPlan:
-    """service/monitoring.json without a drift reference."""
+    """service/monitoring.json without a drift reference; ``batching=False``: the contract probe
+    saw a batch answer differently from its items (answered item by item)."""
     return MonitoringPlan(
         sensitive=(),
         outputs=dict(outputs or {}),
         drift=DriftReference(window=100, unavailable="none in this test"),
-        batching=Batching(enabled=batching, why="on" if batching else "off: test"),
+        batching=Batching(
+            enabled=batching, why="on" if batching else "off: test", items_alone=not batching
+        ),
     )

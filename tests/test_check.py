@@ -137,3 +137,25 @@ def test_package_refuses_a_notebook_with_check_errors(tmp_path: Path) -> None:
     assert line.endswith("(and 1 more)") and "docs/check.md" in result.output
     assert "hint: Move the definition of `deco` into a `setup` cell" in result.output
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("train", "warned"),
+    [
+        ("rng = random.Random(2016)", False),  # seeded where it is made
+        ("rng = random.Random()", True),
+        ("rng = np.random.RandomState(0)", False),
+        ("rng = np.random.RandomState()", True),
+    ],
+)
+def test_a_generator_is_unseeded_only_when_made_without_a_seed(train: str, warned: bool) -> None:
+    from nb2prod.analyse import check
+    from nb2prod.notebook import load_node
+
+    path = make_check_fixtures.HERE / "clean.ipynb"
+    node = load_node(path)
+    node.cells[2].source = f"#| nb2prod: train\nimport random\n{train}\ndata = 1"
+    found = [f for f in check(node, path).findings if f.code == "NB311"]
+    assert bool(found) is warned, found
+    if warned:
+        assert "without a seed" in found[0].message

@@ -104,7 +104,11 @@ def test_batching_is_on_only_when_every_batch_agrees_and_says_why_not() -> None:
         index=3, input={"x": 2.0}, field="y", single=0.1, batch=0.1 + 4.4e-16, difference=4.4e-16
     )
     off = batching(probed(100, difference=differs), config)
-    assert not off.enabled
+    assert not off.enabled and off.items_alone  # explicit batches are answered item by item
+    assert not batching(probed(100), config).items_alone
+    switched_off = batching(probed(100, difference=differs), Config(service={"batching": False}))
+    assert switched_off.items_alone and not switched_off.enabled
+    assert not batching(probed(100), Config(service={"batching": False})).items_alone
     assert off.why == (
         'off: input {"x": 2.0} gets Output.y = 0.1 alone but 0.10000000000000045 in a batch '
         "(difference 4.4e-16); [service] batching_tolerance = 0"

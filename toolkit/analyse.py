@@ -648,8 +648,15 @@ def _randomness(notebook: AnnotatedNotebook, trees: dict[int, ast.Module]) -> li
             elif func.endswith("random.default_rng") and not call.args and "seed" not in keywords:
                 problem = "`default_rng()` without a seed"
             elif (
+                leaf in ("Random", "RandomState")
+                and re.match(r"^(np|numpy)\.random\.\w+$|^random\.\w+$", func)
+                and not call.args
+                and not keywords
+            ):
+                problem = f"`{func}()` without a seed"
+            elif (
                 re.match(r"^(np|numpy)\.random\.\w+$|^random\.\w+$", func)
-                and leaf not in ("seed", "default_rng", "RandomState", "Generator")
+                and leaf not in ("seed", "default_rng", "RandomState", "Random", "Generator")
                 and func.split(".")[0] not in seeded
             ):
                 problem = f"`{func}(...)` with no `{func.rsplit('.', 1)[0]}.seed(...)` anywhere"

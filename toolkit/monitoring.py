@@ -147,9 +147,12 @@ def monitoring_plan(capture: Capture, config: Config) -> MonitoringPlan:
 
 def batching(robustness: Robustness | None, config: Config) -> Batching:
     """Adaptive batching is on only if the config wants it and the contract probe found every
-    batch answering as its items alone; otherwise say why, naming the first difference."""
+    batch answering as its items alone; otherwise say why, naming the first difference. When a
+    batch answered differently, explicit batches are answered item by item too."""
+    differs = robustness is not None and not robustness.batch_agrees
     if not config.service.batching:
-        return Batching(enabled=False, why="off in the config ([service] batching = false)")
+        why = "off in the config ([service] batching = false)"
+        return Batching(enabled=False, why=why, items_alone=differs)
     if robustness is None:
         return Batching(enabled=False, why="off: the contract probe did not run")
     within = (
@@ -177,4 +180,5 @@ def batching(robustness: Robustness | None, config: Config) -> Batching:
     return Batching(
         enabled=False,
         why=f"off: {detail}; [service] batching_tolerance = {robustness.tolerance:g}",
+        items_alone=True,
     )

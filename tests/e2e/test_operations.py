@@ -301,8 +301,16 @@ def test_batching_stays_off_when_a_batch_answers_differently(tmp_path: Path) -> 
     assert batching["why"].startswith('off: input {"x": 1.0} gets Output.y = 1.000000000001 alone')
     assert batching["why"].endswith("(difference 1.5e-11); [service] batching_tolerance = 0")
     assert batching["why"] in run.stdout
+    assert batching["items_alone"] is True
     report = json.loads((tmp_path / "release" / "evaluation" / "report.json").read_text())
     assert report["robustness"]["first_difference"]["field"] == "y"
+    # the batch route answers each item on its own: exactly what /v1/predict answers
+    tag = json.loads((tmp_path / "release" / "release.json").read_text())["bento_tag"]
+    inputs = [{"x": 1.0}, {"x": 2.0}, {"x": 3.0}]
+    with bento.serve(tag) as server:
+        alone = [httpx.post(f"{server.url}/v1/predict", json=i).json()["output"] for i in inputs]
+        batch = httpx.post(f"{server.url}/v1/predict_batch", json={"inputs": inputs}).json()
+    assert [r["output"] for r in batch["results"]] == alone
     tolerant = tmp_path / "tolerant"
     tolerant.mkdir()
     (tolerant / "nb2prod.toml").write_text(

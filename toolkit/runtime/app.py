@@ -157,7 +157,10 @@ class Handlers:
         if not inputs:
             return self.release.BatchResult(results=[])
         self.drift.observe(inputs)
-        raw = await self.answer(inputs)
+        if self.release.monitoring.batching.items_alone:  # a batch would change answers
+            raw = [(await self.answer([inp]))[0] for inp in inputs]
+        else:
+            raw = await self.answer(inputs)
         results = [self.deliver(r) for r in raw]
         failed = next((r for r in raw if isinstance(r, guard.NoAnswer)), None)
         if failed is not None:  # one item neither the model nor the fallback could answer: 503

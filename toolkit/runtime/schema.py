@@ -149,8 +149,11 @@ class DriftReference(Frozen):
 
 
 class Batching(Frozen):
-    enabled: bool
+    enabled: bool  # adaptive batching: concurrent /v1/predict requests share a model call
     why: str
+    # the contract probe saw a batch answered differently from its items alone: /v1/predict_batch
+    # and batch scoring answer each item on its own, so every route gives /v1/predict's answer
+    items_alone: bool = False
 
 
 class MonitoringPlan(Frozen):
