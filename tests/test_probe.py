@@ -744,3 +744,23 @@ def test_a_batch_answering_differently_from_its_items_switches_batching_off(
     )
     assert isinstance(tolerant, ProbeResult) and tolerant.robustness is not None
     assert tolerant.robustness.batch_agrees
+
+
+def test_a_default_reference_is_named_by_the_key_it_came_from() -> None:
+    """Drift's reference taken by default from [evaluation] eval_x: a message names that key,
+    not [monitoring] reference, which the user never wrote."""
+    array = np.zeros((3, 5))
+    with pytest.raises(Fail, match=r"^\[evaluation\] eval_x = 'X_test' has 5 columns"):
+        reference_columns(array, "X_test", ["x", "z"], lambda: True, key="[evaluation] eval_x")
+
+
+def test_the_reference_plan_names_the_key_its_variable_comes_from() -> None:
+    from nb2prod.capture import _reference_plan
+    from nb2prod.config import Config
+
+    plan = _reference_plan(Config())
+    assert (plan.variable, plan.key, plan.explicit) == ("eval_X", "[evaluation] eval_x", False)
+    plan = _reference_plan(Config(contract={"training_data": "train_df"}))
+    assert (plan.variable, plan.key) == ("train_df", "[contract] training_data")
+    plan = _reference_plan(Config(monitoring={"reference": "ref"}))
+    assert (plan.variable, plan.key, plan.explicit) == ("ref", "[monitoring] reference", True)

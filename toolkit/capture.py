@@ -107,10 +107,14 @@ def _reference_plan(config: Config) -> ReferencePlan:
     """[monitoring] reference, else the training or evaluation data the config already names
     (missing or unusable then only skips drift)."""
     explicit = config.monitoring.reference
+    named = [
+        ("[monitoring] reference", explicit),
+        ("[contract] training_data", config.contract.training_data),
+        ("[evaluation] eval_x", config.evaluation.eval_x),
+    ]
+    key, variable = next((k, v) for k, v in named if v)
     return ReferencePlan(
-        variable=explicit or config.contract.training_data or config.evaluation.eval_x,
-        explicit=explicit is not None,
-        bins=config.monitoring.bins,
+        variable=variable, explicit=explicit is not None, bins=config.monitoring.bins, key=key
     )
 
 

@@ -297,7 +297,9 @@ def drift_reference(
         return features == [[getattr(i, f) for f in fields] for i in inputs]
 
     try:
-        columns = reference.reference_columns(namespace[name], name, fields, array_is_input)
+        columns = reference.reference_columns(
+            namespace[name], name, fields, array_is_input, key=plan.reference.key
+        )
     except Fail as failure:
         if plan.reference.explicit:
             raise

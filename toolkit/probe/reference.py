@@ -65,18 +65,18 @@ def reference_columns(
     name: str,
     fields: Sequence[str],
     array_is_input: Callable[[], bool],
+    key: str = "[monitoring] reference",
 ) -> dict[str, list[Any]]:
     """``{field: [values]}`` from a DataFrame, a list of dicts, or a 2-D array of Input's fields.
 
     An array has no column names: it is accepted only if ``array_is_input()`` says its columns
     are Input's fields in declaration order (the kernel checks that preprocess passes them
-    through unchanged)."""
+    through unchanged). ``key`` is the config key that named the variable, for messages."""
     if hasattr(data, "columns") and hasattr(data, "__getitem__"):
         present = [f for f in fields if f in data.columns]
         if not present:
             raise Fail(
-                f"[monitoring] reference = {name!r}: none of its columns is an Input field "
-                f"({', '.join(fields)})"
+                f"{key} = {name!r}: none of its columns is an Input field ({', '.join(fields)})"
             )
         return {f: as_list(data[f]) for f in present}
     if isinstance(data, list) and data and all(isinstance(r, dict) for r in data):
@@ -86,17 +86,17 @@ def reference_columns(
     shape = getattr(data, "shape", None)
     if shape is None or len(shape) != 2:
         raise Fail(
-            f"[monitoring] reference = {name!r} is a {type(data).__name__}; use a DataFrame "
+            f"{key} = {name!r} is a {type(data).__name__}; use a DataFrame "
             "with Input's field names as columns, a list of dicts, or a 2-D array"
         )
     if shape[1] != len(fields):
         raise Fail(
-            f"[monitoring] reference = {name!r} has {shape[1]} columns but Input has "
+            f"{key} = {name!r} has {shape[1]} columns but Input has "
             f"{len(fields)} fields; use a DataFrame with Input's field names as columns"
         )
     if not array_is_input():
         raise Fail(
-            f"[monitoring] reference = {name!r} is an array, and preprocess does not show its "
+            f"{key} = {name!r} is an array, and preprocess does not show its "
             "columns to be Input's fields in order; use a DataFrame with Input's field names"
         )
     return {f: as_list(data[:, k]) for k, f in enumerate(fields)}

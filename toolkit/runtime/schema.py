@@ -252,6 +252,7 @@ class ReferencePlan(Frozen):
     variable: str
     explicit: bool  # named by [monitoring] reference: a problem with it is an error
     bins: int
+    key: str = "[monitoring] reference"  # the config key that named the variable, for messages
 
 
 class ArtifactRef(Frozen):
