@@ -12,8 +12,8 @@ from .adapters.locust import LOCUSTFILE
 from .alerts import header, prometheus_rule, rule_groups
 from .dashboard import dashboard
 from .loadplan import loadtest_settings
-from .release import canonical_json
-from .slo import Observed, dump_yaml
+from .release import canonical_json, canonical_yaml
+from .slo import Observed
 
 PROMETHEUS_RULES = "deploy/prometheus-rules.yaml"
 PROMETHEUS_RULE_OBJECT = "deploy/prometheus-rule.yaml"
@@ -26,8 +26,8 @@ def observability_files(observed: Observed) -> dict[str, bytes]:
     """Prometheus rules (plain and as a PrometheusRule object), the Grafana dashboard, and the
     locustfile with its settings (inputs and [slo])."""
     return {
-        PROMETHEUS_RULES: dump_yaml(rule_groups(observed), header(observed)),
-        PROMETHEUS_RULE_OBJECT: dump_yaml(prometheus_rule(observed), header(observed)),
+        PROMETHEUS_RULES: canonical_yaml(rule_groups(observed), header(observed)),
+        PROMETHEUS_RULE_OBJECT: canonical_yaml(prometheus_rule(observed), header(observed)),
         GRAFANA_DASHBOARD: canonical_json(dashboard(observed)),
         LOCUSTFILE_PATH: LOCUSTFILE.read_bytes(),
         LOADTEST_SETTINGS: canonical_json(loadtest_settings(observed)),

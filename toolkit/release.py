@@ -31,6 +31,27 @@ def canonical_json(data: Any) -> bytes:
     return (json.dumps(data, sort_keys=True, indent=2, ensure_ascii=False) + "\n").encode()
 
 
+class _LiteralDumper(yaml.SafeDumper):
+    """Multi-line strings (PromQL, scripts, descriptions) as literal blocks a reviewer can read."""
+
+
+def _literal_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    style = "|" if "\n" in value else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_LiteralDumper.add_representer(str, _literal_str)
+
+
+def canonical_yaml(data: Any, header: str = "") -> bytes:
+    """Sorted keys, block style, literal multi-line strings, no line wrapping, after ``header``
+    (comment lines): the same data, the same bytes."""
+    body = yaml.dump(
+        data, Dumper=_LiteralDumper, sort_keys=True, default_flow_style=False, width=1000
+    )
+    return (header + body).encode()
+
+
 def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 

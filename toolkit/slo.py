@@ -13,8 +13,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import yaml
-
 from .runtime.schema import MonitoringPlan, ServiceLevels
 from .target import Target
 
@@ -114,21 +112,3 @@ def duration(seconds: int) -> str:
         if seconds >= size and seconds % size == 0:
             return f"{seconds // size}{unit}"
     return f"{seconds}s"
-
-
-class _Dumper(yaml.SafeDumper):
-    """Multi-line strings (PromQL, descriptions) as literal blocks a reviewer can read."""
-
-
-def _string(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
-    style = "|" if "\n" in value else None
-    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
-
-
-_Dumper.add_representer(str, _string)
-
-
-def dump_yaml(data: Any, header: str) -> bytes:
-    """Sorted keys, block style, literal multi-line strings: the same data, the same bytes."""
-    body = yaml.dump(data, Dumper=_Dumper, sort_keys=True, default_flow_style=False, width=1000)
-    return (header + body).encode()

@@ -18,12 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-
 from . import __version__
 from .adapters.container import DEBIAN_PACKAGES
 from .errors import Nb2ProdError
-from .release import write_atomic
+from .release import canonical_yaml, write_atomic
 
 Kind = Literal["github", "gitlab"]
 DEFAULT_OUT: dict[str, str] = {
@@ -207,18 +205,6 @@ def gitlab_workflow(spec: WorkflowSpec) -> dict[str, Any]:
     }
 
 
-class _Dumper(yaml.SafeDumper):
-    """Multi-line scripts as literal blocks (``|``), as a person would write them."""
-
-
-def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
-    style = "|" if "\n" in value else None
-    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
-
-
-_Dumper.add_representer(str, _represent_str)
-
-
 def render_workflow(kind: Kind, spec: WorkflowSpec) -> bytes:
     data = github_workflow(spec) if kind == "github" else gitlab_workflow(spec)
     header = (
@@ -226,8 +212,7 @@ def render_workflow(kind: Kind, spec: WorkflowSpec) -> bytes:
         f"nb2prod {__version__} (`nb2prod ci-workflow {kind}`) for {spec.notebook}; "
         "see docs/deploy.md\n"
     )
-    body = yaml.dump(data, Dumper=_Dumper, sort_keys=True, default_flow_style=False, width=1000)
-    return (header + body).encode()
+    return canonical_yaml(data, header)
 
 
 def write_workflow(

@@ -27,7 +27,8 @@ from nb2prod.adapters import bento
 from nb2prod.adapters.loopback import free_port
 from nb2prod.alerts import rule_groups
 from nb2prod.dashboard import queries
-from nb2prod.slo import Timing, dump_yaml, observed_from
+from nb2prod.release import canonical_yaml
+from nb2prod.slo import Timing, observed_from
 from nb2prod.target import resolve
 
 from tests.conftest import code, notebook, write_notebook
@@ -278,7 +279,7 @@ def test_a_real_prometheus_fires_the_matching_alerts(
     url, config = prometheus
     observed = observed_from(resolve(str(slow_release)))
     rules = tmp_path / "rules.yaml"
-    rules.write_bytes(dump_yaml(rule_groups(observed, Timing.compressed()), "# compressed\n"))
+    rules.write_bytes(canonical_yaml(rule_groups(observed, Timing.compressed()), "# compressed\n"))
     slow, switch = tmp_path / "slow", tmp_path / "disabled"
     tag = json.loads((slow_release / "release.json").read_text())["bento_tag"]
     env = {"NB2PROD_API_TOKEN": TOKEN, "SLOW_MODEL_FILE": str(slow),
