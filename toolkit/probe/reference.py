@@ -92,7 +92,8 @@ def reference_columns(
     if shape[1] != len(fields):
         raise Fail(
             f"{key} = {name!r} has {shape[1]} columns but Input has "
-            f"{len(fields)} fields; use a DataFrame with Input's field names as columns"
+            f"{len(fields)} field{'s' if len(fields) != 1 else ''}; use a DataFrame with Input's "
+            "field names as columns"
         )
     if not array_is_input():
         raise Fail(
