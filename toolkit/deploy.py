@@ -26,15 +26,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from . import __version__
 from .adapters.container import SERVICE_PORT
 from .config import DeployConfig
 from .containerize import UID
 from .errors import DeployError
 from .observability import observability_files
-from .release import RELEASE_JSON, Staging
+from .release import RELEASE_JSON, Staging, canonical_yaml
 from .runtime.schema import ReleaseManifest, Serving
 from .slo import observed_from
 from .target import Target, resolve
@@ -449,12 +447,14 @@ def deploy_files(facts: DeployFacts, config: DeployConfig) -> dict[str, bytes]:
     ]  # fmt: skip
     for path, template, build, condition in objects:
         if path is not None:
-            files[path] = _yaml(header, build(plain))
+            files[path] = canonical_yaml(build(plain), header)
         rendered = helm_template(header, build(chart), condition)
         files[f"{root}/templates/{template}.yaml"] = rendered.encode()
-    files[f"{root}/Chart.yaml"] = _yaml(header, chart_metadata(facts))
-    files[f"{root}/values.yaml"] = _yaml(header, chart_values(plain, autoscaling))
-    files["kserve/inferenceservice.yaml"] = _yaml(header, inference_service(facts, plain, size))
+    files[f"{root}/Chart.yaml"] = canonical_yaml(chart_metadata(facts), header)
+    files[f"{root}/values.yaml"] = canonical_yaml(chart_values(plain, autoscaling), header)
+    files["kserve/inferenceservice.yaml"] = canonical_yaml(
+        inference_service(facts, plain, size), header
+    )
     return dict(sorted(files.items()))
 
 
@@ -494,14 +494,6 @@ def _header(facts: DeployFacts, size: Sizing) -> str:
     )
 
 
-def _yaml(header: str, data: Any) -> bytes:
-    return (header + _dump(data)).encode()
-
-
-def _dump(data: Any) -> str:
-    return yaml.safe_dump(data, sort_keys=True, default_flow_style=False, width=1000)
-
-
 _SENTINEL = re.compile(r"__nb2prod_ref_(\d+)__")
 
 
@@ -520,7 +512,7 @@ def helm_template(header: str, data: Any, condition: str | None) -> str:
         return node
 
     lines = []
-    for line in _dump(swap(data)).splitlines():
+    for line in canonical_yaml(swap(data)).decode().splitlines():
         match = _SENTINEL.search(line)
         ref = refs[int(match.group(1))] if match else None
         if ref is not None and ref.block:

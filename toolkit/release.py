@@ -107,8 +107,7 @@ class Staging:
         return self.write_bytes(relative, canonical_json(data))
 
     def write_yaml(self, relative: str, data: Any, header: str) -> Path:
-        body = yaml.safe_dump(data, sort_keys=True, default_flow_style=False)
-        return self.write_bytes(relative, (header + body).encode())
+        return self.write_bytes(relative, canonical_yaml(data, header))
 
     def write_tree(self, files: Mapping[str, bytes]) -> None:
         for relative, data in files.items():
