@@ -118,9 +118,15 @@ def test_the_release_path_runs_in_order(kind: str) -> None:
     if kind == "github":
         assert steps[-1].startswith("actions/upload-artifact@")
         assert any(s.startswith("actions/download-artifact@") for s in steps)
+        (job,) = yaml.safe_load(render_workflow("github", SPEC))["jobs"].values()
+        uploaded = [
+            s["with"]["path"] for s in job["steps"] if "upload-artifact" in s.get("uses", "")
+        ]
     else:
         data = yaml.safe_load(render_workflow("gitlab", SPEC))
-        assert "release/current/" in data["nb2prod-release"]["artifacts"]["paths"]
+        uploaded = data["nb2prod-release"]["artifacts"]["paths"]
+    # the release and the deployment files made for the job's image both leave the job
+    assert {p.rstrip("/") for p in uploaded} == {"release/current", "release/current-deploy"}
 
 
 SECRET_NAMES = ("token", "secret", "password", "credential")

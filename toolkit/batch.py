@@ -111,10 +111,8 @@ class Scorer:
         except (OSError, ValueError) as exc:
             raise ScoreError(str(exc)) from None
         # a pipeline that answers a batch differently from its items is called row by row, as
-        # the service answers it (a release made before `items_alone` existed: whenever
-        # adaptive batching is off)
-        items_alone = getattr(batching, "items_alone", not batching.enabled)
-        self.one_by_one: str | None = batching.why if items_alone else None
+        # the service answers it
+        self.one_by_one: str | None = batching.why if batching.items_alone else None
         self.Input = self.pipeline.Input
         self.Output = self.pipeline.Output
         from pydantic import TypeAdapter

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import atexit
 import collections
-import hashlib
 import os
 import shutil
 import sys
@@ -47,6 +46,7 @@ from .batch import (
 )
 from .errors import MissingToolError, ScoreError
 from .progress import RowProgress
+from .release import sha256_file
 from .tables import Piece, settled, table_format
 
 if TYPE_CHECKING:
@@ -119,7 +119,7 @@ def ship(spark: SparkSession, root: Path) -> tuple[str, str]:
                 if path.is_file() and "__pycache__" not in path.parts:
                     info = zipfile.ZipInfo(str(path.relative_to(root)), (1980, 1, 1, 0, 0, 0))
                     zipped.writestr(info, path.read_bytes(), zipfile.ZIP_DEFLATED)
-    digest = hashlib.sha256(archive.read_bytes()).hexdigest()
+    digest = sha256_file(archive)
     key = (spark.sparkContext.applicationId, digest)
     if key not in _SHIPPED:
         name = f"nb2prod-release-{digest[:16]}.zip"
@@ -135,7 +135,7 @@ def _unpacked(name: str, digest: str) -> Scorer:
         from pyspark import SparkFiles
 
         archive = Path(SparkFiles.get(name))
-        actual = hashlib.sha256(archive.read_bytes()).hexdigest()
+        actual = sha256_file(archive)
         if actual != digest:
             raise ScoreError(f"{archive}: sha256 {actual}, but the driver shipped {digest}")
         target = Path(tempfile.mkdtemp(prefix="nb2prod-release-"))

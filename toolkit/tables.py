@@ -96,12 +96,13 @@ class Piece:
         """The carried-through columns (JSON Lines: types inferred; the writer fixes them)."""
         if self.batch is not None:
             return pa.Table.from_batches([self.batch]).select(list(names))
-        parsed = map(json_row, self.lines)
+        if not names:  # nothing to carry: do not parse every line a second time
+            return pa.table({})
         kept = [
             {n: row.get(n) for n in names} if isinstance(row, dict) else dict.fromkeys(names)
-            for row in parsed
+            for row in map(json_row, self.lines)
         ]
-        return pa.Table.from_pylist(kept) if names else pa.table({})
+        return pa.Table.from_pylist(kept)
 
 
 def arrow_rows(batch: pa.RecordBatch | pa.Table, fields: Sequence[str]) -> list[Row]:

@@ -29,6 +29,7 @@ DEFAULT_OUT: dict[str, str] = {
     "gitlab": ".gitlab-ci.yml",
 }
 ARTIFACT = "nb2prod-release"
+DEPLOY_ARTIFACT = "nb2prod-deploy"  # deploy-files for the image the job built
 JOB = "nb2prod-release"
 CONTAINER = "python:3.11-bookworm"  # Debian 12 with Python 3.11, from the Docker Official Images
 CURRENT = "release/current"  # where the job packages; package finds the previous release beside it
@@ -157,6 +158,17 @@ def github_workflow(spec: WorkflowSpec) -> dict[str, Any]:
                         "with": {
                             "name": ARTIFACT,
                             "path": CURRENT,
+                            "if-no-files-found": "error",
+                        },
+                    },
+                    {
+                        # an artifact of its own: the release artifact stays the release
+                        # directory, which the next run fetches as release/previous
+                        "name": "Upload the deployment files",
+                        "uses": "actions/upload-artifact@v6",
+                        "with": {
+                            "name": DEPLOY_ARTIFACT,
+                            "path": f"{CURRENT}-deploy",
                             "if-no-files-found": "error",
                         },
                     },
