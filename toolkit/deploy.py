@@ -433,7 +433,7 @@ def deploy_files(facts: DeployFacts, config: DeployConfig) -> dict[str, bytes]:
     )
     autoscaling = config.autoscaling_max > config.autoscaling_min
     header = _header(facts, size)
-    files: dict[str, bytes] = {README: _readme(facts, config, size, autoscaling).encode()}
+    files: dict[str, bytes] = {README: _readme(facts, config, plain, size, autoscaling).encode()}
 
     root = f"helm/{facts.name}"
     # each object once: as a plain manifest (None: not this release) and as a chart template
@@ -532,9 +532,11 @@ def _expression(ref: Ref) -> str:
     return "{{ " + ref.expr + (" | quote" if ref.quote else "") + " }}"
 
 
-def _readme(facts: DeployFacts, config: DeployConfig, size: Sizing, autoscaling: bool) -> str:
+def _readme(
+    facts: DeployFacts, config: DeployConfig, k: Knobs, size: Sizing, autoscaling: bool
+) -> str:
     ns = f" -n {config.namespace}" if config.namespace else ""
-    secret = config.token_secret or f"{facts.name}-token"
+    secret = k.token_secret
     token = (
         f'kubectl{ns} create secret generic {secret} --from-literal={TOKEN_KEY}="$(openssl rand -hex 32)"\n'
         if facts.auth == "token"
