@@ -1,9 +1,10 @@
 """Stage 7, write: the release's files, from the typed results of the stages before it.
 
-``package.py`` runs the stages; this module turns what they found (:class:`ReleaseFacts`) into the
+``run.py`` runs the stages; this module turns what they found (:class:`ReleaseFacts`) into the
 files of SPEC section 5 inside the staging directory. Every byte goes through
 :class:`~nb2prod.release.Staging`, the only code that writes a release. ``release.json`` and
-``openapi.json`` come later, after the bento is built and verified.
+``openapi.json`` (and deploy/'s Kubernetes, Helm and KServe files) come later, after the
+bento is built and verified.
 """
 
 from __future__ import annotations

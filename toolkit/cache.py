@@ -22,7 +22,7 @@ from typing import Any
 import nbformat
 
 from . import __version__
-from .capture import CAPTURE_CODE_SHA256, Capture, read_capture
+from .capture import Capture, probe_code_sha256, read_capture
 from .lock import Drift, Lock
 
 # one loop over the environment's distributions, shared with the kernel probe
@@ -44,7 +44,7 @@ def run_key(
         "config": sha256_bytes(config) if config is not None else None,
         "installed": dict(installed),
         "nb2prod": __version__,
-        "capture": CAPTURE_CODE_SHA256,  # what the kernel collects changes with the probe's code
+        "capture": probe_code_sha256(),  # what the kernel collects changes with the probe's code
         "allow_drift": allow_drift,
     }
     return sha256_bytes(canonical_json(material))

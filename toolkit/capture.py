@@ -9,6 +9,7 @@ raises :class:`CaptureError` with what the user must change.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass
 from importlib.resources import files
@@ -40,8 +41,10 @@ from .runtime.schema import (
 CAPTURE_TAG = "nb2prod-capture"
 
 
-def _code_sha256() -> str:
-    """What the kernel collects changes with the probe's code and the runtime it runs."""
+@functools.cache
+def probe_code_sha256() -> str:
+    """What the kernel collects changes with the probe's code and the runtime it runs (part of
+    the run cache key; computed on first use, not whenever this module is imported)."""
     digest = hashlib.sha256()
     for package in ("probe", "runtime"):
         root = files(f"{__package__}.{package}")
@@ -49,9 +52,6 @@ def _code_sha256() -> str:
             if entry.name.endswith(".py"):
                 digest.update(entry.name.encode() + b"\0" + entry.read_bytes())
     return digest.hexdigest()
-
-
-CAPTURE_CODE_SHA256 = _code_sha256()  # part of the run cache key
 
 
 def probe_plan(

@@ -726,7 +726,7 @@ class RowBar:
 @click.option(
     "--workers",
     type=click.IntRange(min=1),
-    help="Local engine: processes (default: 1, or one per core from 1,000,000 rows).",
+    help="Local engine: processes (default: 1, or one per core, at most 8, from 1,000,000 rows).",
 )
 @_handled
 def score(

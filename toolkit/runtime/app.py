@@ -158,7 +158,7 @@ class Handlers:
             return self.release.BatchResult(results=[])
         self.drift.observe(inputs)
         if self.release.monitoring.batching.items_alone:  # a batch would change answers
-            raw = [(await self.answer([inp]))[0] for inp in inputs]
+            raw = await self.answer_each(inputs)
         else:
             raw = await self.answer(inputs)
         results = [self.deliver(r) for r in raw]
@@ -187,6 +187,10 @@ class Handlers:
         telemetry.detach()  # the batcher's task serves many requests: no single request id
         return await self.answer(inputs)
 
+    async def answer_each(self, inputs: list[Any]) -> list[Any]:
+        """Each input answered on its own, in order."""
+        return [(await self.answer([inp]))[0] for inp in inputs]
+
     async def answer(self, inputs: list[Any]) -> list[Any]:
         """One Prediction or NoAnswer per input, in order."""
         reason = self.guard.admit()
@@ -201,9 +205,8 @@ class Handlers:
             self.guard.record(ok=False)
             return [self.fallback(inp, "timeout") for inp in inputs]
         except Exception as exc:
-            if len(inputs) > 1:
-                # one bad item must not degrade the others: retry the batch item by item
-                return [(await self.answer([inp]))[0] for inp in inputs]
+            if len(inputs) > 1:  # one bad item must not degrade the others
+                return await self.answer_each(inputs)
             telemetry.log_failure(
                 logger,
                 "model path failed; the fallback answers",
