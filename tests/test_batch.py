@@ -365,3 +365,17 @@ def test_an_empty_csv_cell_quoted_or_not_is_a_field_not_given(
     source.write_text('x,label\n1,\n2,""\n3,"007"\n')
     run(release, source, tmp_path / "out.jsonl")
     assert [r["tags"] for r in read(tmp_path / "out.jsonl")] == ['["none"]', '["none"]', '["007"]']
+
+
+def test_every_entry_point_refuses_a_batch_size_below_one(release: Path, tmp_path: Path) -> None:
+    frame = pd.DataFrame({"x": [1.0, 2.0]})
+    with pytest.raises(
+        ScoreError, match=r"batch size \(--batch-size\) must be at least 1 \(got 0\)"
+    ):
+        score(frame, release, batch_size=0)
+    source = tmp_path / "in.csv"
+    source.write_text("x\n1.0\n")
+    request = ScoreRequest(str(release), str(source), str(tmp_path / "out.csv"), batch_size=0)
+    with pytest.raises(ScoreError, match="must be at least 1"):
+        score_file(request)
+    assert not (tmp_path / "out.csv").exists()

@@ -379,6 +379,27 @@ def test_verify_image_refuses_an_image_of_another_bento(
         verify_image(target, "img", engine)
 
 
+def test_loadtest_refuses_an_image_of_another_bento_before_starting_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from nb2prod import loadtest
+
+    info = container.ImageInfo(
+        "img", "id", 1, {"nb2prod.bento-tag": "iris-classifier:old"}, "1", ()
+    )
+    engine = container.Engine("podman", "/usr/bin/podman", "test")
+    started: list[str] = []
+    monkeypatch.setattr(container, "choose", lambda backend, need_run: engine)
+    monkeypatch.setattr(container, "inspect_image", lambda engine, ref: info)
+    monkeypatch.setattr(container, "run_service", lambda *a, **k: started.append("run"))
+    with (
+        pytest.raises(TargetError, match="built from bento iris-classifier:old, not iris-"),
+        loadtest._served("iris-classifier:new", "img", None, "token"),
+    ):
+        pass
+    assert started == []
+
+
 def test_package_says_the_release_stands_when_only_its_image_fails(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -215,7 +215,7 @@ class Scorer:
         """One result per row, in order: the Output fields, the envelope and ``error``."""
         errors: dict[int, list[RowError]] = {}
         positions, inputs = self._validate(rows, errors)
-        size = 1 if self.one_by_one else max(batch_size, 1)
+        size = 1 if self.one_by_one else batch_size
         answers: list[Answer] = []
         for start in range(0, len(inputs), size):
             answers += self.answer(inputs[start : start + size], guard)
@@ -552,10 +552,15 @@ def default_workers(rows: int) -> int:
     return 1 if rows < PARALLEL_ROWS else max(1, min(cores(), 8))
 
 
+def check_batch_size(batch_size: int) -> None:
+    """Every entry point (CLI, nb2prod.score, nb2prod.spark.score) refuses the same sizes."""
+    if batch_size < 1:
+        raise ScoreError(f"batch size (--batch-size) must be at least 1 (got {batch_size})")
+
+
 def score_file(request: ScoreRequest, progress: RowProgress | None = None) -> ScoreSummary:
     """Score INPUT into OUTPUT (and the errors file) with the release's pipeline."""
-    if request.batch_size < 1:
-        raise ScoreError(f"--batch-size must be at least 1 (got {request.batch_size})")
+    check_batch_size(request.batch_size)
     paths = (request.input, request.output, request.errors_path)
     for path in paths:
         table_format(path)
@@ -649,6 +654,7 @@ def score(
     """
     import pandas as pd
 
+    check_batch_size(batch_size)
     kept = list(keep)
     scorer = load_scorer(release_root(release))
     check_columns(scorer, [str(c) for c in dataframe.columns], kept)

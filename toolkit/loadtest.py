@@ -26,6 +26,7 @@ from .release import canonical_json
 from .report import render_template
 from .slo import observed_from
 from .target import resolve
+from .verify import check_built_from
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,7 @@ def _served(tag: str, image: str | None, backend: str | None, token: str) -> Ite
             yield server.url
     else:
         engine = container.choose(backend, need_run=True)
+        check_built_from(image, engine, tag)  # load the image of this release, not another's
         with container.run_service(engine, image, env=env) as running:
             yield running.url
 

@@ -37,6 +37,7 @@ from .batch import (
     Scorer,
     ScoreRequest,
     ScoreSummary,
+    check_batch_size,
     check_columns,
     check_kept_json,
     load_scorer,
@@ -227,6 +228,7 @@ def score(
     Columns that are not Input fields are ignored; a null is a field not given.
     """
     _pyspark()
+    check_batch_size(batch_size)
     kept = list(keep)
     root = release_root(release)
     check_columns(load_scorer(root), dataframe.columns, kept)

@@ -109,17 +109,21 @@ def verify_target(target: Target, *, check_files: bool = True) -> VerifyReport:
     return _verify(target, check_files, lambda env: bento.serve(target.bento_tag, env=env))
 
 
+def check_built_from(image: str, engine: container.Engine, bento_tag: str) -> None:
+    """Refuse an image ``nb2prod containerize`` made from another bento (its label says)."""
+    built_from = container.inspect_image(engine, image).labels.get("nb2prod.bento-tag")
+    if built_from and built_from != bento_tag:
+        raise TargetError(
+            f"image {image} was built from bento {built_from}, not {bento_tag}",
+            hint="Use it with the release it was made from, or containerize this one.",
+        )
+
+
 def verify_image(target: Target, image: str, engine: container.Engine) -> VerifyReport:
     """Run ``image`` on a free loopback port with a fresh token and check it against
     ``target``'s examples; the container is removed whatever happens. ``healthy`` is the
     image's own HEALTHCHECK run once after the checks (podman; None with docker)."""
-    info = container.inspect_image(engine, image)
-    built_from = info.labels.get("nb2prod.bento-tag")
-    if built_from and built_from != target.bento_tag:
-        raise TargetError(
-            f"image {image} was built from bento {built_from}, not {target.bento_tag}",
-            hint="Verify it against the release it was made from, or containerize this one.",
-        )
+    check_built_from(image, engine, target.bento_tag)
     health: list[bool | None] = []
 
     @contextmanager
