@@ -43,7 +43,7 @@ def main() -> None:
     os.environ["BENTOML_DO_NOT_TRACK"] = "true"
     os.environ["NB2PROD_CACHE_DIR"] = str(scratch / "cache")
     from nb2prod.adapters import bento
-    from nb2prod.run import PackageRequest, package
+    from nb2prod.pipeline.run import PackageRequest, package
 
     recorder = Recorder()
     start = time.perf_counter()

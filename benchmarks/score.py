@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from nb2prod.adapters import bento  # noqa: E402
-from nb2prod.batch import ScoreRequest, cores, load_scorer, score_file  # noqa: E402
+from nb2prod.scoring.batch import ScoreRequest, cores, load_scorer, score_file  # noqa: E402
 from serve import TOKEN, release_dir  # noqa: E402
 
 FIELDS = ("sepal_length", "sepal_width", "petal_length", "petal_width")
@@ -110,7 +110,7 @@ def main() -> None:
                     args.rounds, job("local", processes)
                 )
             if not args.no_spark:
-                from nb2prod.spark import session
+                from nb2prod.scoring.spark import session
 
                 spark = session()  # started before timing, like the server
                 seconds["spark, local[*]"] = best(args.rounds, job("spark"))

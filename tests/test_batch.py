@@ -21,11 +21,11 @@ import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 from nb2prod import runtime
-from nb2prod.batch import ScoreRequest, score, score_file
 from nb2prod.cli import main
 from nb2prod.errors import ScoreError, TargetError
-from nb2prod.release import canonical_json, sha256_file
+from nb2prod.release.writer import canonical_json, sha256_file
 from nb2prod.runtime.schema import ModelManifest, dump
+from nb2prod.scoring.batch import ScoreRequest, score, score_file
 
 from tests.factories import monitoring_plan, service_metadata
 
@@ -349,7 +349,7 @@ def test_the_command_prints_a_summary(release: Path, tmp_path: Path) -> None:
 
 
 def test_rows_of_a_table_map_to_request_bodies() -> None:
-    from nb2prod.tables import arrow_rows
+    from nb2prod.scoring.tables import arrow_rows
 
     batch = pa.table({"x": [1.0, None], "label": ["a", "b"], "other": [1, 2]})
     assert arrow_rows(batch, ["x", "label", "missing"]) == [

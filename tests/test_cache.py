@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import nbformat
-from nb2prod.cache import RunCache, installed_distributions, run_key
-from nb2prod.lock import Drift, Lock
+from nb2prod.pipeline.cache import RunCache, installed_distributions, run_key
+from nb2prod.pipeline.lock import Drift, Lock
 
 from tests.conftest import minimal_cells, notebook
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from nb2prod.config import Config, load_config
 from nb2prod.errors import ConfigError
+from nb2prod.notebook.config import Config, load_config
 
 
 def test_defaults_when_there_is_no_config(tmp_path: Path) -> None:

@@ -12,11 +12,12 @@ from typing import Any
 import jinja2
 import pytest
 from click.testing import CliRunner
-from nb2prod import containerize as containerize_module
+from nb2prod.image import containerize as containerize_module
 from nb2prod.adapters import container, debian
 from nb2prod.adapters.pip_config import parse_config_list
 from nb2prod.cli import main
-from nb2prod.containerize import (
+from nb2prod.errors import ContainerError, MissingToolError, TargetError
+from nb2prod.image.containerize import (
     ContainerfileContext,
     ImageOptions,
     containerize,
@@ -24,7 +25,6 @@ from nb2prod.containerize import (
     image_labels,
     render_containerfile,
 )
-from nb2prod.errors import ContainerError, MissingToolError, TargetError
 
 from tests.conftest import tree_snapshot
 from tests.factories import service_metadata
@@ -346,7 +346,7 @@ def test_unknown_backend_is_refused_by_the_command_line() -> None:
 
 
 def test_package_containerize_passes_image_options(monkeypatch: pytest.MonkeyPatch) -> None:
-    from nb2prod import run as package_module
+    from nb2prod.pipeline import run as package_module
 
     seen: dict[str, Any] = {}
 
@@ -364,8 +364,8 @@ def test_package_containerize_passes_image_options(monkeypatch: pytest.MonkeyPat
 def test_verify_image_refuses_an_image_of_another_bento(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from nb2prod.target import Target
-    from nb2prod.verify import verify_image
+    from nb2prod.pipeline.verify import verify_image
+    from nb2prod.release.reader import Target
 
     info = container.ImageInfo(
         "img", "id", 1, {"nb2prod.bento-tag": "iris-classifier:old"}, "1", ()
@@ -382,7 +382,7 @@ def test_verify_image_refuses_an_image_of_another_bento(
 def test_loadtest_refuses_an_image_of_another_bento_before_starting_it(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from nb2prod import loadtest
+    from nb2prod.ops import loadtest
 
     info = container.ImageInfo(
         "img", "id", 1, {"nb2prod.bento-tag": "iris-classifier:old"}, "1", ()
@@ -403,7 +403,7 @@ def test_loadtest_refuses_an_image_of_another_bento_before_starting_it(
 def test_package_says_the_release_stands_when_only_its_image_fails(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from nb2prod import run as package_module
+    from nb2prod.pipeline import run as package_module
 
     release = tmp_path / "dist" / "svc-1.0.0"
     monkeypatch.setattr(

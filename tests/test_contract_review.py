@@ -15,8 +15,8 @@ from typing import Literal
 import pytest
 from click.testing import CliRunner
 from nb2prod.cli import main
-from nb2prod.contract import Contract
-from nb2prod.contract_review import diff_contracts, field_rows
+from nb2prod.pipeline.contract import Contract
+from nb2prod.release.review import diff_contracts, field_rows
 from pydantic import BaseModel, ConfigDict, Field
 
 

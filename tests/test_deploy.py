@@ -16,19 +16,19 @@ import pytest
 import yaml
 from click.testing import CliRunner
 from nb2prod.cli import main
-from nb2prod.config import Config, DeployConfig
-from nb2prod.deploy import MIB, DeployFacts, deploy_files, sizing
 from nb2prod.errors import ConfigError
-from nb2prod.observability import observability_files
-from nb2prod.release import canonical_json, sha256_bytes
+from nb2prod.notebook.config import Config, DeployConfig
+from nb2prod.ops.deploy import MIB, DeployFacts, deploy_files, sizing
+from nb2prod.ops.observability import observability_files
+from nb2prod.ops.slo import observed_from
+from nb2prod.release.reader import resolve
+from nb2prod.release.writer import canonical_json, sha256_bytes
 from nb2prod.runtime.schema import (
     OutputMetric,
     ReleaseManifest,
     Serving,
     dump,
 )
-from nb2prod.slo import observed_from
-from nb2prod.target import resolve
 
 from tests.conftest import tree_snapshot
 from tests.factories import monitoring_plan, service_metadata
@@ -284,7 +284,7 @@ def test_deploy_config_keys_are_checked() -> None:
 
 
 def test_an_unknown_deploy_key_is_an_error_naming_it(tmp_path: Path) -> None:
-    from nb2prod.config import load_config_file
+    from nb2prod.notebook.config import load_config_file
 
     path = tmp_path / "nb2prod.toml"
     path.write_text("[deploy]\nreplica = 3\n")
@@ -425,8 +425,8 @@ def test_release_tree_is_deploy_files_under_deploy_with_the_measured_numbers(
 ) -> None:
     """What package's write stage calls after verify: the staging directory has no
     release.json yet, the measured numbers come from the verify report."""
-    from nb2prod.deploy import release_tree
-    from nb2prod.target import Target
+    from nb2prod.ops.deploy import release_tree
+    from nb2prod.release.reader import Target
 
     (release / "release.json").unlink()
     tree = release_tree(

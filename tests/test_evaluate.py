@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from nb2prod.config import Config
 from nb2prod.errors import GateError
-from nb2prod.evaluate import evaluate
-from nb2prod.monitoring import batching
+from nb2prod.notebook.config import Config
+from nb2prod.ops.monitoring import batching
+from nb2prod.pipeline.evaluate import evaluate
 from nb2prod.runtime.schema import BatchDifference, Robustness, RobustnessFailure
 
 

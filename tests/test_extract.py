@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 from nb2prod.errors import NotebookError
-from nb2prod.extract import extract
-from nb2prod.notebook import Role, annotate
+from nb2prod.notebook.annotations import Role, annotate
+from nb2prod.notebook.extract import extract
 
 from tests.conftest import code, minimal_cells, notebook
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import skops.io
-from nb2prod.history import fitted_fingerprint, model_fingerprint
+from nb2prod.pipeline.history import fitted_fingerprint, model_fingerprint
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 

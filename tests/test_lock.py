@@ -6,9 +6,9 @@ from importlib import metadata
 from pathlib import Path
 
 import pytest
-from nb2prod.capture import Capture
 from nb2prod.errors import LockError
-from nb2prod.lock import lock_environment
+from nb2prod.pipeline.capture import Capture
+from nb2prod.pipeline.lock import lock_environment
 from nb2prod.runtime.schema import ProbeResult, StoredObject
 
 PYDANTIC = metadata.version("pydantic")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from nb2prod.monitoring import output_metrics, sensitive_fields
+from nb2prod.ops.monitoring import output_metrics, sensitive_fields
 from pydantic import BaseModel, Field
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import nbformat
 import pytest
 from nb2prod.errors import NotebookError
-from nb2prod.notebook import Role, annotate, require_roles
+from nb2prod.notebook.annotations import Role, annotate, require_roles
 
 from tests.conftest import code, minimal_cells, notebook
 

@@ -16,19 +16,19 @@ from pathlib import Path
 import pytest
 import yaml
 from nb2prod.adapters.locust import LOCUSTFILE
-from nb2prod.alerts import rule_groups
-from nb2prod.config import Config, load_config
-from nb2prod.dashboard import dashboard, queries
 from nb2prod.errors import ConfigError
-from nb2prod.loadplan import contract_inputs, loadtest_settings
-from nb2prod.observability import (
+from nb2prod.notebook.config import Config, load_config
+from nb2prod.ops.alerts import rule_groups
+from nb2prod.ops.dashboard import dashboard, queries
+from nb2prod.ops.loadplan import contract_inputs, loadtest_settings
+from nb2prod.ops.observability import (
     GRAFANA_DASHBOARD,
     LOCUSTFILE_PATH,
     PROMETHEUS_RULES,
     observability_files,
 )
+from nb2prod.ops.slo import Observed, Timing, duration
 from nb2prod.runtime.schema import ServiceLevels
-from nb2prod.slo import Observed, Timing, duration
 
 from tests.golden import compare_tree
 

@@ -755,8 +755,8 @@ def test_a_default_reference_is_named_by_the_key_it_came_from() -> None:
 
 
 def test_the_reference_plan_names_the_key_its_variable_comes_from() -> None:
-    from nb2prod.capture import _reference_plan
-    from nb2prod.config import Config
+    from nb2prod.notebook.config import Config
+    from nb2prod.pipeline.capture import _reference_plan
 
     plan = _reference_plan(Config())
     assert (plan.variable, plan.key, plan.explicit) == ("eval_X", "[evaluation] eval_x", False)

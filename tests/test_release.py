@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from nb2prod.release import Staging, canonical_json
+from nb2prod.release.writer import Staging, canonical_json
 
 from tests.conftest import tree_snapshot
 

@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 from nb2prod.cli import main
 from nb2prod.errors import MissingToolError
-from nb2prod.spark import session
+from nb2prod.scoring.spark import session
 
 from tests.test_batch import ROWS, make_release, write_rows
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from nb2prod.verify import Expected, _compare_envelope, expectations
+from nb2prod.pipeline.verify import Expected, _compare_envelope, expectations
 
 EXAMPLE = {
     "index": 0,

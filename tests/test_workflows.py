@@ -15,7 +15,7 @@ import yaml
 from click.testing import CliRunner
 from nb2prod.cli import main
 from nb2prod.errors import Nb2ProdError
-from nb2prod.workflows import WorkflowSpec, find_notebook, render_workflow
+from nb2prod.ops.workflows import WorkflowSpec, find_notebook, render_workflow
 
 from tests.conftest import IRIS
 

@@ -16,11 +16,11 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from .analyse import CheckReport, check_path
-from .batch import score
+from .notebook.analyse import CheckReport, check_path
+from .pipeline.run import PackageRequest, PackageResult
+from .pipeline.run import package as _package
 from .progress import Progress
-from .run import PackageRequest, PackageResult
-from .run import package as _package
+from .scoring.batch import score
 
 __all__ = ["check", "package", "score"]
 

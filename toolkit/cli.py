@@ -19,8 +19,8 @@ import click
 from rich.console import Console
 from rich.markup import escape
 
-from . import __version__
 from .errors import Nb2ProdError
+from .version import __version__
 
 # No emoji codes (":notebook:" is part of a finding's location) and no wrapping (one error, one line);
 # every dynamic text goes through escape() so "[...]" in a message is printed, not parsed.
@@ -132,7 +132,7 @@ def _image_options(func: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _options(**given: Any) -> Any:
-    from .containerize import ImageOptions
+    from .image.containerize import ImageOptions
 
     return ImageOptions(
         backend=given["backend"],
@@ -222,9 +222,9 @@ def package(
     **image: Any,
 ) -> None:
     """Execute NOTEBOOK and turn it into a verified release."""  # fmt: skip
-    from .parameters import parse_parameter
-    from .run import PackageRequest
-    from .run import package as run_package
+    from .notebook.parameters import parse_parameter
+    from .pipeline.run import PackageRequest
+    from .pipeline.run import package as run_package
 
     given = sorted(k for k, v in image.items() if v is not None)
     if given and not containerize:
@@ -272,7 +272,7 @@ def check(notebooks: tuple[Path, ...], fmt: str, strict: bool) -> None:
     import json
 
     from .adapters.secrets import SecretScanner
-    from .analyse import check_path
+    from .notebook.analyse import check_path
 
     with SecretScanner() as scanner:
         reports = [check_path(path, scanner) for path in notebooks]
@@ -308,9 +308,9 @@ def contract_show(target: str, fmt: str) -> None:
     At a terminal the tables fit its width; piped, they are plain columns that never wrap."""
     from rich.table import Table
 
-    from .capture import release_fitted_state
-    from .contract_review import SHOW_COLUMNS, contract_markdown, contract_text, field_rows
-    from .target import load_contract
+    from .pipeline.capture import release_fitted_state
+    from .release.reader import load_contract
+    from .release.review import SHOW_COLUMNS, contract_markdown, contract_text, field_rows
 
     data = load_contract(target)
     if fmt == "markdown":
@@ -366,9 +366,9 @@ def contract_diff(old: str, new: str, fmt: str, allow_major_bump: bool) -> None:
     """Every change from OLD to NEW, classified; exit 0 when nothing breaks, 1 otherwise."""
     import json
 
-    from .contract_review import diff_contracts
-    from .history import major_bump
-    from .target import load_contract
+    from .pipeline.history import major_bump
+    from .release.reader import load_contract
+    from .release.review import diff_contracts
 
     before, after = load_contract(old), load_contract(new)
     diff = diff_contracts(before, after)
@@ -409,8 +409,8 @@ def _is_major_bump(old: str, new: str, major_bump: Callable[[str, str], bool]) -
 def verify(target: str, image: str | None, backend: str | None) -> None:
     """Serve TARGET (or run its IMAGE), send its examples, and compare with the notebook's outputs."""
     from .adapters import container
-    from .target import resolve
-    from .verify import raise_for_differences, verify_image, verify_target
+    from .pipeline.verify import raise_for_differences, verify_image, verify_target
+    from .release.reader import resolve
 
     if backend and image is None:
         raise click.UsageError("--backend chooses the engine that runs --image IMG; add --image")
@@ -445,7 +445,7 @@ def verify(target: str, image: str | None, backend: str | None) -> None:
 @_handled
 def containerize(target: str, **image: Any) -> None:
     """Build an OCI image of TARGET (release directory or bento tag), without a Docker daemon."""
-    from .containerize import containerize as run_containerize
+    from .image.containerize import containerize as run_containerize
 
     result = run_containerize(target, _options(**image), ConsoleProgress())
     console.print()
@@ -474,8 +474,8 @@ def containerize(target: str, **image: Any) -> None:
 @_handled
 def deploy_files(target: str, image: str | None, out: Path | None, config: Path | None) -> None:
     """Kubernetes manifests, Helm chart and KServe InferenceService for TARGET (release or bento)."""
-    from .config import DeployConfig, load_config_file
-    from .deploy import write_deploy_files
+    from .notebook.config import DeployConfig, load_config_file
+    from .ops.deploy import write_deploy_files
 
     deploy = load_config_file(config).config.deploy if config else DeployConfig()
     written = write_deploy_files(target, image=image, out=out, config=deploy)
@@ -522,7 +522,7 @@ def ci_workflow(
     kind: str, notebook: str | None, install: str | None, out: Path | None, force: bool
 ) -> None:
     """Write a CI workflow: check, package, contract gate, containerize, verify, upload."""
-    from .workflows import write_workflow
+    from .ops.workflows import write_workflow
 
     path = write_workflow(
         "github" if kind == "github" else "gitlab",
@@ -559,7 +559,7 @@ def base_image(
 ) -> None:
     """Build a Debian 12 + Python 3.11 base image from Debian's packages (no registry needed)."""
     from .adapters import container
-    from .base_image import DEFAULT_BASE, BaseImageRequest, ensure_base_image
+    from .image.base import DEFAULT_BASE, BaseImageRequest, ensure_base_image
 
     engine = container.choose(backend)
     console.print(f"backend: {engine.name} ({escape(engine.why)})")
@@ -585,7 +585,7 @@ def serve(target: str, port: int) -> None:
     SIGTERM, SIGINT (Ctrl-C) or SIGHUP stops the server and its workers; the exit status is then
     128 + the signal's number."""
     from .adapters import bento
-    from .target import resolve
+    from .release.reader import resolve
 
     resolved = resolve(target)
     if resolved.metadata().release.auth == "token" and not (
@@ -642,7 +642,7 @@ def loadtest(
     out: Path | None,
 ) -> None:
     """Serve TARGET (or run its IMAGE), load it with Locust, and check it against its [slo]."""
-    from .loadtest import LoadTestRequest, run_loadtest
+    from .ops.loadtest import LoadTestRequest, run_loadtest
 
     if backend and image is None:
         raise click.UsageError("--backend chooses the engine that runs --image IMG; add --image")
@@ -741,7 +741,7 @@ def score(
     workers: int | None,
 ) -> None:
     """Score INPUT (.parquet, .csv or .jsonl) with TARGET's pipeline into OUTPUT."""
-    from .batch import ScoreRequest, score_file
+    from .scoring.batch import ScoreRequest, score_file
 
     if master is not None and engine != "spark":
         raise click.UsageError("--master is a Spark setting: add --engine spark")

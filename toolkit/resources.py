@@ -6,8 +6,12 @@ The templates live in ``templates/`` at the top of the repository and are instal
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from importlib.resources import files
 from pathlib import Path
+from typing import Any
+
+import jinja2
 
 from .errors import Nb2ProdError
 
@@ -22,3 +26,18 @@ def template_dir(name: str) -> Path:
             hint="The installation is incomplete; reinstall nb2prod (pip install --force-reinstall nb2prod).",
         )
     return path
+
+
+def render_template(
+    template: str, context: Mapping[str, Any], *, html: bool, templates: str = "report"
+) -> bytes:
+    """A template of ``templates/<templates>``, strict (undefined is an error), autoescaped for
+    HTML."""
+    environment = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(template_dir(templates)),
+        undefined=jinja2.StrictUndefined,
+        autoescape=html,
+        keep_trailing_newline=True,
+        trim_blocks=False,
+    )
+    return environment.get_template(template).render(**context).encode()

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from nb2prod.adapters import container
-from nb2prod.base_image import DEFAULT_BASE
+from nb2prod.image.base import DEFAULT_BASE
 
 from tests.conftest import copy_iris, tree_snapshot
 from tests.e2e.conftest import IMAGE, MarkedBundle, Run, nb2prod, podman

@@ -25,7 +25,7 @@ import pytest
 import yaml
 from nb2prod.adapters.locust import LOCUSTFILE
 from nb2prod.adapters.loopback import free_port, wait_ready
-from nb2prod.verify import check_served, expectations
+from nb2prod.pipeline.verify import check_served, expectations
 
 from tests.conftest import tree_snapshot
 from tests.e2e.conftest import IMAGE, Run, nb2prod, podman

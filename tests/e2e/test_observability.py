@@ -25,11 +25,11 @@ import pytest
 import yaml
 from nb2prod.adapters import bento
 from nb2prod.adapters.loopback import free_port
-from nb2prod.alerts import rule_groups
-from nb2prod.dashboard import queries
-from nb2prod.release import canonical_yaml
-from nb2prod.slo import Timing, observed_from
-from nb2prod.target import resolve
+from nb2prod.ops.alerts import rule_groups
+from nb2prod.ops.dashboard import queries
+from nb2prod.ops.slo import Timing, observed_from
+from nb2prod.release.reader import resolve
+from nb2prod.release.writer import canonical_yaml
 
 from tests.conftest import code, notebook, write_notebook
 from tests.e2e.conftest import Run, nb2prod

@@ -13,7 +13,7 @@ import httpx
 import pytest
 from nb2prod.adapters import bento
 from nb2prod.errors import ServeError
-from nb2prod.release import canonical_json
+from nb2prod.release.writer import canonical_json
 
 from tests.conftest import copy_iris, tree_snapshot
 from tests.e2e.conftest import Run, bento_tags, nb2prod

@@ -21,8 +21,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from nb2prod.adapters import bento
-from nb2prod.batch import ScoreRequest, score_file
 from nb2prod.errors import ScoreError
+from nb2prod.scoring.batch import ScoreRequest, score_file
 
 from tests.e2e.conftest import Run, nb2prod
 
@@ -75,7 +75,7 @@ def spark() -> Iterator[Any]:
     if shutil.which("java") is None:
         pytest.skip("no java on PATH (apt-get install openjdk-17-jre-headless)")
     pytest.importorskip("pyspark", reason="PySpark is not installed (pip install 'nb2prod[spark]')")
-    from nb2prod.spark import session
+    from nb2prod.scoring.spark import session
 
     spark = session("local[2]")
     spark.conf.set("spark.sql.shuffle.partitions", "2")

@@ -26,8 +26,8 @@ from pathlib import Path
 
 import psutil
 
-from ..adapters.loopback import free_port, tail, wait_ready
 from ..errors import BuildError, ServeError, TargetError
+from .loopback import free_port, tail, wait_ready
 
 _BENTOML = [sys.executable, "-m", "bentoml"]
 

@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..adapters.loopback import free_port, tail, wait_ready
 from ..errors import ContainerError, MissingToolError
+from .loopback import free_port, tail, wait_ready
 
 ENGINES = ("docker", "podman", "buildah")
 # What `apt-get install` needs on Debian 12 for nb2prod's container commands (docs/containers.md).
@@ -37,6 +37,7 @@ CONTAINERS_CONF = (
     Path(__file__).resolve().parent.parent.parent / "templates/container/containers.conf"
 )
 SERVICE_PORT = 3000  # the port the image's CMD serves on
+UID = 10001  # the unprivileged user the service runs as
 
 
 @dataclass(frozen=True)

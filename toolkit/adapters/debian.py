@@ -13,8 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..adapters.loopback import tail
 from ..errors import ContainerError, MissingToolError
+from .loopback import tail
 
 
 @dataclass(frozen=True)

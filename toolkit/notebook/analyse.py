@@ -1,0 +1,716 @@
+"""Stage 1b, analyse: static checks of a notebook, no execution (``nb2prod check``).
+
+Finds what breaks a notebook in production before a packaging run: hidden state (names the service
+code takes from cells that do not go into the service), wrong shapes, magics, star imports,
+out-of-order runs, unseeded randomness, oversized outputs, and credentials. Every finding names the
+cell. ``docs/check.md`` lists every code with an example and the fix.
+"""
+
+from __future__ import annotations
+
+import ast
+import builtins
+import json
+import re
+import symtable
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import nbformat
+
+from ..adapters.secrets import SecretScanner
+from ..errors import NotebookError
+from .annotations import (
+    REQUIRED_ROLES,
+    AnnotatedNotebook,
+    Cell,
+    Role,
+    annotate_cell,
+    load_node,
+)
+
+Severity = Literal["error", "warning", "info"]
+MAX_OUTPUT_BYTES = 512 * 1024
+
+
+@dataclass(frozen=True)
+class Code:
+    severity: Severity
+    meaning: str
+    hint: str  # what to do about it; a finding may give a more specific one
+
+
+#: Every finding's code; docs/check.md has an example and the fix for each.
+CODES: dict[str, Code] = {
+    "NB100": Code("error", "annotation: unknown role, two roles, or a bad option",
+                  "Use a role from the table in docs/annotations.md, one per cell; only `model` "
+                  "takes an option (`name=`)."),
+    "NB101": Code("error", "a role the service needs has no cell",
+                  "Mark the cell with `#| nb2prod: <role>` or the tag `nb2prod:<role>`; the "
+                  "service needs model, preprocess and examples cells."),
+    "NB102": Code("error", "more than one model cell",
+                  "Keep one `model` cell that leaves the fitted model; fit in `train` cells."),
+    "NB110": Code("error", "syntax error in a cell that goes into the service",
+                  "Fix the syntax; this code is copied into the service as it is."),
+    "NB200": Code("error", "hidden dependency: code defined only by a cell that is not in the "
+                  "service, or a name from a skip cell",
+                  "Move the definition or import into a `setup` cell."),
+    "NB201": Code("error", "a name the service code uses is never defined",
+                  "Define or import it in a `setup` cell."),
+    "NB202": Code("info", "fitted state: a value from a train, model or untagged cell that the "
+                  "service reads; exported with the model",
+                  "Nothing to do: at package time it is stored (skops, joblib or cloudpickle), "
+                  "hashed and listed in model/model.json. It must not be training data "
+                  "([artifacts] max_rows)."),
+    "NB203": Code("error", "fitted state read while the service module is imported",
+                  "Read the value inside a function (fitted state is loaded after the import), "
+                  "or compute it in a `setup` cell."),
+    "NB210": Code("error", "a function a role needs is missing or takes the wrong parameters",
+                  "preprocess(inputs), predict(model, features), postprocess(raw, inputs), "
+                  "fallback(inp); extra parameters need defaults."),
+    "NB211": Code("error", "Input or Output is missing or not a pydantic model",
+                  "Define `class Input(BaseModel)` and `class Output(BaseModel)` in the "
+                  "contract cell."),
+    "NB212": Code("error", "the model or examples cell does not assign its variable",
+                  "Assign `model = ...` (or the `name=` of the model cell) and `examples = [...]`."),
+    "NB213": Code("error", "no postprocess cell, and Output does not have exactly one field",
+                  "Add a `postprocess` cell defining `postprocess(raw, inputs) -> list[Output]`, "
+                  "or give Output one field."),
+    "NB300": Code("error", "shell escape or magic in a cell that goes into the service",
+                  "Install packages in the environment, not from the notebook; move other "
+                  "magics to a `train` or untagged cell."),
+    "NB301": Code("warning", "shell escape or magic in a cell that does not go into the service",
+                  "Harmless at package time; keep it out of service cells."),
+    "NB302": Code("error", "star import in a cell that goes into the service",
+                  "Import the names you use (`from numpy import array`)."),
+    "NB310": Code("warning", "saved execution counts show cells run out of order",
+                  "Restart the kernel and run all cells; package always runs top to bottom."),
+    "NB311": Code("warning", "random generator without a seed in a train or model cell",
+                  "Pass `random_state=` or a seed, or call `np.random.seed(...)` first."),
+    "NB312": Code("warning", "cell outputs over the size limit",
+                  "Clear the outputs or print less."),
+    "NB400": Code("error", "credential in a cell's source",
+                  "Remove it, rotate it (it is in your history), and read it from the "
+                  "environment at run time."),
+    "NB401": Code("error", "credential in a cell's saved outputs",
+                  "Clear the cell's output and rotate the credential."),
+}  # fmt: skip
+_SKIP_HINT = (
+    "Skip cells never run at package time: define it in a cell that runs (a `setup` cell if "
+    "the service needs the code)."
+)
+
+_FUNCTIONS = {  # role -> (function, number of parameters, their names)
+    Role.PREPROCESS: ("preprocess", 1, "inputs"),
+    Role.PREDICT: ("predict", 2, "model, features"),
+    Role.POSTPROCESS: ("postprocess", 2, "raw, inputs"),
+    Role.FALLBACK: ("fallback", 1, "inp"),
+}
+_BUILTINS = set(dir(builtins)) | {"__name__", "__file__", "__doc__", "__builtins__"}
+_MAGIC = re.compile(r"^\s*(!|%)")
+# estimators and splitters whose results change from run to run without random_state
+_NEEDS_RANDOM_STATE = {
+    "train_test_split", "RandomForestClassifier", "RandomForestRegressor", "ExtraTreesClassifier",
+    "ExtraTreesRegressor", "GradientBoostingClassifier", "GradientBoostingRegressor",
+    "HistGradientBoostingClassifier", "HistGradientBoostingRegressor", "DecisionTreeClassifier",
+    "DecisionTreeRegressor", "BaggingClassifier", "BaggingRegressor", "AdaBoostClassifier",
+    "AdaBoostRegressor", "IsolationForest", "KMeans", "MiniBatchKMeans", "MLPClassifier",
+    "MLPRegressor", "SGDClassifier", "SGDRegressor", "ShuffleSplit", "StratifiedShuffleSplit",
+    "RandomizedSearchCV", "TSNE", "XGBClassifier", "XGBRegressor", "LGBMClassifier",
+    "LGBMRegressor",
+}  # fmt: skip
+_SHUFFLING_SPLITTERS = {"KFold", "StratifiedKFold", "GroupKFold"}
+
+
+@dataclass(frozen=True)
+class Finding:
+    code: str
+    message: str
+    cell: int | None = None
+    hint: str | None = None  # more specific than the code's own hint
+
+    @property
+    def severity(self) -> Severity:
+        return CODES[self.code].severity
+
+    @property
+    def fix(self) -> str:
+        """What to do about it: the finding's own hint, else its code's."""
+        return self.hint or CODES[self.code].hint
+
+    def render(self, path: Path) -> str:
+        where = f"cell {self.cell}" if self.cell is not None else "notebook"
+        return f"{path}:{where}: {self.severity} {self.code}: {self.message}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "cell": self.cell,
+            "severity": self.severity,
+            "code": self.code,
+            "message": self.message,
+            "hint": self.fix,
+        }
+
+
+@dataclass(frozen=True)
+class CheckReport:
+    path: Path
+    findings: tuple[Finding, ...]
+
+    @property
+    def errors(self) -> tuple[Finding, ...]:
+        return tuple(f for f in self.findings if f.severity == "error")
+
+    @property
+    def warnings(self) -> tuple[Finding, ...]:
+        return tuple(f for f in self.findings if f.severity == "warning")
+
+    @property
+    def notes(self) -> tuple[Finding, ...]:
+        return tuple(f for f in self.findings if f.severity == "info")
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "path": str(self.path),
+            "errors": len(self.errors),
+            "warnings": len(self.warnings),
+            "findings": [f.to_json() for f in self.findings],
+        }
+
+
+def check_path(path: Path, scanner: SecretScanner | None = None) -> CheckReport:
+    """Check the notebook at ``path`` (unreadable files raise :class:`NotebookError`)."""
+    if path.suffix != ".ipynb":
+        raise NotebookError(f"{path}: not a .ipynb notebook")
+    return check(load_node(path), path, scanner)
+
+
+def check(
+    node: nbformat.NotebookNode, path: Path, scanner: SecretScanner | None = None
+) -> CheckReport:
+    """All findings for an in-memory notebook, sorted by cell."""
+    findings: list[Finding] = []
+    cells: list[Cell] = []
+    for index, raw in enumerate(node.cells):
+        if raw.cell_type != "code":
+            continue
+        try:
+            cells.append(annotate_cell(index, raw, path))
+        except NotebookError as exc:
+            message = _strip_path(exc.message, path).split("`: ", 1)[-1]  # the location is the cell
+            findings.append(Finding("NB100", message, exc.cell))
+            source = raw.source if isinstance(raw.source, str) else "".join(raw.source)
+            cells.append(Cell(index=index, source=source))
+    notebook = AnnotatedNotebook(path=path, node=node, cells=tuple(cells))
+    findings += _roles(notebook)
+    trees = {}
+    for cell in notebook.cells:
+        findings += _hygiene(cell)
+        if cell.role is not Role.SKIP:
+            tree = _python(cell)
+            if tree is None and cell.goes_into_service and not _is_cell_magic(cell):
+                findings.append(_syntax_finding(cell))
+            if tree is not None:
+                trees[cell.index] = tree
+    findings += _dataflow(notebook, trees)
+    findings += _shapes(notebook, trees)
+    findings += _run_order(node)
+    findings += _randomness(notebook, trees)
+    findings += _output_sizes(node)
+    findings += _secrets(node, scanner)
+    order = {code: i for i, code in enumerate(CODES)}
+    findings.sort(key=lambda f: (f.cell if f.cell is not None else -1, order[f.code], f.message))
+    return CheckReport(path=path, findings=tuple(_unique(findings)))
+
+
+def _unique(findings: Iterable[Finding]) -> Iterator[Finding]:
+    seen = set()
+    for finding in findings:
+        if finding not in seen:
+            seen.add(finding)
+            yield finding
+
+
+def _strip_path(message: str, path: Path) -> str:
+    return message.removeprefix(f"{path}: ")
+
+
+def _roles(notebook: AnnotatedNotebook) -> list[Finding]:
+    findings = [
+        Finding("NB101", f"no cell has the role '{role}'")
+        for role in REQUIRED_ROLES
+        if not notebook.has_role(role)
+    ]
+    for extra in notebook.with_role(Role.MODEL)[1:]:
+        findings.append(Finding("NB102", "a second 'model' cell; keep one", extra.index))
+    return findings
+
+
+def _is_cell_magic(cell: Cell) -> bool:
+    return cell.first_line.startswith("%%")
+
+
+def _hygiene(cell: Cell) -> list[Finding]:
+    findings = []
+    code = "NB300" if cell.goes_into_service else "NB301"
+    for number, line in enumerate(cell.source.splitlines(), start=1):
+        if _MAGIC.match(line):
+            findings.append(
+                Finding(code, f"line {number}: `{line.strip()[:60]}` is IPython syntax", cell.index)
+            )
+            if _is_cell_magic(cell):
+                break
+    return findings
+
+
+def _python(cell: Cell) -> ast.Module | None:
+    """The cell as Python, magic lines blanked so the rest can still be analysed."""
+    if _is_cell_magic(cell):
+        return None
+    lines = [
+        (m.group(0)[:-1] + "pass") if (m := _MAGIC.match(line)) else line
+        for line in cell.source.splitlines()
+    ]
+    try:
+        return ast.parse("\n".join(lines))
+    except SyntaxError:
+        return None
+
+
+def _syntax_finding(cell: Cell) -> Finding:
+    try:
+        ast.parse(cell.source)
+    except SyntaxError as exc:
+        return Finding("NB110", f"line {exc.lineno}: {exc.msg}", cell.index)
+    return Finding("NB110", "not valid Python", cell.index)  # pragma: no cover
+
+
+def _source_of(tree: ast.Module) -> str:
+    return ast.unparse(tree)
+
+
+@dataclass(frozen=True)
+class Scope:
+    """What one cell binds and reads at module level."""
+
+    defined: frozenset[str]  # names the cell binds at module level
+    used: frozenset[str]  # names it reads from module level or builtins, and does not bind
+    at_import: frozenset[str]  # of those, the ones read when the module runs (not in a function)
+
+
+def _scope(tree: ast.Module) -> Scope:
+    table = symtable.symtable(_source_of(tree), "cell", "exec")
+    defined = {
+        s.get_name()
+        for s in table.get_symbols()
+        if s.is_assigned() or s.is_imported() or s.is_namespace()
+    }
+    used: set[str] = set()
+    at_import: set[str] = set()
+
+    def walk(scope: symtable.SymbolTable, deferred: bool) -> None:
+        for symbol in scope.get_symbols():
+            if not symbol.is_referenced():
+                continue
+            if scope is table:
+                if not (symbol.is_assigned() or symbol.is_imported() or symbol.is_namespace()):
+                    used.add(symbol.get_name())
+                    at_import.add(symbol.get_name())
+            elif symbol.is_global():  # read inside a function, class or comprehension
+                used.add(symbol.get_name())
+                if not deferred:
+                    at_import.add(symbol.get_name())
+        for child in scope.get_children():
+            # a def or lambda body runs when called; a class body or comprehension runs where it is
+            runs_later = child.get_type() == "function" and not child.get_name().startswith(
+                ("<listcomp", "<setcomp", "<dictcomp", "<genexpr")
+            )
+            walk(child, deferred or runs_later)
+
+    walk(table, deferred=False)
+    return Scope(frozenset(defined), frozenset(used - defined), frozenset(at_import - defined))
+
+
+BindingKind = Literal["value", "function", "class", "module"]
+
+
+def _binding_kinds(tree: ast.Module) -> dict[str, BindingKind]:
+    """How a cell binds each module-level name; the last binding in the cell wins."""
+    kinds: dict[str, BindingKind] = {}
+
+    def visit(statements: list[ast.stmt]) -> None:
+        for node in statements:
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                kinds[node.name] = "function"
+            elif isinstance(node, ast.ClassDef):
+                kinds[node.name] = "class"
+            elif isinstance(node, ast.Import | ast.ImportFrom):
+                for alias in node.names:
+                    kinds[alias.asname or alias.name.split(".")[0]] = "module"
+            else:
+                for child in ast.walk(node):
+                    if isinstance(child, ast.Name) and isinstance(child.ctx, ast.Store):
+                        kinds[child.id] = "value"
+                for field in ("body", "orelse", "finalbody", "handlers"):
+                    nested = getattr(node, field, None)
+                    if isinstance(nested, list):
+                        visit([n for n in nested if isinstance(n, ast.stmt)])
+                for handler in getattr(node, "handlers", []):
+                    visit(handler.body)
+
+    visit(tree.body)
+    return kinds
+
+
+@dataclass(frozen=True)
+class Dependency:
+    """A name service code reads that no service cell defines."""
+
+    name: str
+    reader: Cell  # the service cell that reads it
+    origin: Cell | None  # the last cell that runs and binds it (None: only skip cells, or none)
+    kind: BindingKind | None  # how the origin binds it
+    at_import: bool  # read while the service module is imported, not inside a function
+    skipped: Cell | None = None  # a skip cell binding it, when no running cell does
+
+
+@dataclass(frozen=True)
+class FittedValue:
+    """A value from a train, model or untagged cell that service code reads: a release artifact."""
+
+    name: str
+    cell: Cell
+    read_by: tuple[Cell, ...]
+
+    @property
+    def role(self) -> str:
+        return "parameters" if self.cell.is_parameters else str(self.cell.role or "untagged")
+
+    @property
+    def readers(self) -> str:
+        """``preprocess (cell 7) and fallback (cell 9)``."""
+        return " and ".join(f"{c.role} (cell {c.index})" for c in self.read_by)
+
+
+def dependencies(notebook: AnnotatedNotebook, trees: dict[int, ast.Module]) -> list[Dependency]:
+    """Every name the service cells read from outside the service, with where it comes from."""
+    service = [c for c in notebook.service_cells if c.index in trees]
+    scopes = {index: _scope(tree) for index, tree in trees.items()}
+    provided = set().union(*(scopes[c.index].defined for c in service)) if service else set()
+    if not notebook.has_role(Role.CONTRACT):
+        provided |= {"Input", "Output"}  # inferred in the kernel and put into the service
+    running: dict[str, tuple[Cell, BindingKind]] = {}  # the last binding that runs wins
+    skipped: dict[str, Cell] = {}
+    for cell in notebook.cells:
+        if cell.goes_into_service:
+            continue
+        if cell.role is Role.SKIP:
+            tree = _python(cell)
+            for name in _scope(tree).defined if tree is not None else ():
+                skipped.setdefault(name, cell)
+            continue
+        if cell.index not in trees:
+            continue
+        kinds = _binding_kinds(trees[cell.index])
+        for name in scopes[cell.index].defined:
+            running[name] = (cell, kinds.get(name, "value"))
+    found = []
+    for cell in service:
+        scope = scopes[cell.index]
+        for name in sorted(scope.used - provided - _BUILTINS):
+            origin, kind = running.get(name, (None, None))
+            found.append(
+                Dependency(
+                    name=name,
+                    reader=cell,
+                    origin=origin,
+                    kind=kind,
+                    at_import=name in scope.at_import,
+                    skipped=skipped.get(name) if origin is None else None,
+                )
+            )
+    return found
+
+
+def fitted_state(notebook: AnnotatedNotebook) -> tuple[FittedValue, ...]:
+    """The values service code reads from train, model or untagged cells, in notebook order:
+    exported with the model as release artifacts."""
+    trees = {
+        c.index: tree
+        for c in notebook.cells
+        if c.role is not Role.SKIP and (tree := _python(c)) is not None
+    }
+    return _fitted(dependencies(notebook, trees))
+
+
+def _fitted(found: list[Dependency]) -> tuple[FittedValue, ...]:
+    readers: dict[str, tuple[Cell, list[Cell]]] = {}
+    for dep in found:
+        if dep.origin is not None and dep.kind == "value" and not dep.at_import:
+            readers.setdefault(dep.name, (dep.origin, []))[1].append(dep.reader)
+    values = [FittedValue(name, cell, tuple(read_by)) for name, (cell, read_by) in readers.items()]
+    return tuple(sorted(values, key=lambda v: (v.cell.index, v.name)))
+
+
+def _dataflow(notebook: AnnotatedNotebook, trees: dict[int, ast.Module]) -> list[Finding]:
+    findings = []
+    found = dependencies(notebook, trees)
+    for dep in found:
+        name, origin, cell = dep.name, dep.origin, dep.reader
+        if origin is None and dep.skipped is not None:
+            message = (
+                f"name '{name}' is defined only in cell {dep.skipped.index} (skip), "
+                "which never runs at package time"
+            )
+            findings.append(Finding("NB200", message, cell.index, hint=_SKIP_HINT))
+        elif origin is None:
+            findings.append(Finding("NB201", f"name '{name}' is never defined", cell.index))
+        elif dep.kind != "value":
+            kind = "parameters" if origin.is_parameters else (origin.role or "untagged")
+            how = "imported" if dep.kind == "module" else f"a {dep.kind} defined"
+            message = (
+                f"name '{name}' is {how} only in cell {origin.index} ({kind}), which does not "
+                "go into the service"
+            )
+            hint = (
+                f"Move the {'import' if dep.kind == 'module' else 'definition'} of `{name}` "
+                f"into a `setup` cell (code travels with the service; only values are exported)."
+            )
+            findings.append(Finding("NB200", message, cell.index, hint=hint))
+        elif dep.at_import:
+            kind = "parameters" if origin.is_parameters else (origin.role or "untagged")
+            message = (
+                f"name '{name}' from cell {origin.index} ({kind}) is read while the service "
+                "module is imported (a class body, default argument or decorator); fitted state "
+                "is loaded only after that"
+            )
+            findings.append(Finding("NB203", message, cell.index))
+    for value in _fitted(found):
+        message = (
+            f"cell {value.cell.index} ({value.role}) defines `{value.name}`, read by "
+            f"{value.readers}: exported with the model as fitted state"
+        )
+        findings.append(Finding("NB202", message, value.cell.index))
+    for index, tree in trees.items():
+        cell = next(c for c in notebook.cells if c.index == index)
+        if cell.goes_into_service and any(
+            isinstance(node, ast.ImportFrom) and any(a.name == "*" for a in node.names)
+            for node in ast.walk(tree)
+        ):
+            findings.append(
+                Finding("NB302", "`import *` hides which names the service uses", cell.index)
+            )
+    return findings
+
+
+def _shapes(notebook: AnnotatedNotebook, trees: dict[int, ast.Module]) -> list[Finding]:
+    findings: list[Finding] = []
+    for role, (name, count, params) in _FUNCTIONS.items():
+        cells = [c for c in notebook.with_role(role) if c.index in trees]
+        if not cells:
+            continue
+        defs = [
+            node
+            for c in cells
+            for node in trees[c.index].body
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.name == name
+        ]
+        if not defs:
+            findings.append(
+                Finding("NB210", f"the {role} cell defines no `{name}({params})`", cells[0].index)
+            )
+        elif not _takes(defs[-1].args, count):
+            where = next(c.index for c in cells if defs[-1] in trees[c.index].body)
+            findings.append(
+                Finding(
+                    "NB210",
+                    f"`{name}` must take {count} parameter(s) ({params})",
+                    where,
+                )
+            )
+    contract = [c for c in notebook.with_role(Role.CONTRACT) if c.index in trees]
+    if contract:
+        classes = {
+            node.name: (c.index, node)
+            for c in notebook.service_cells
+            if c.index in trees
+            for node in trees[c.index].body
+            if isinstance(node, ast.ClassDef)
+        }
+        for name in ("Input", "Output"):
+            if name not in classes:
+                findings.append(
+                    Finding("NB211", f"the contract defines no class `{name}`", contract[0].index)
+                )
+            elif not _is_pydantic(name, classes):
+                findings.append(
+                    Finding(
+                        "NB211",
+                        f"`{name}` is not a pydantic BaseModel",
+                        classes[name][0],
+                    )
+                )
+        if not notebook.has_role(Role.POSTPROCESS) and "Output" in classes:
+            from .extract import single_output_field
+
+            try:
+                single_output_field(notebook, trees)
+            except NotebookError as exc:
+                label = next(c.label for c in notebook.cells if c.index == exc.cell)
+                message = _strip_path(exc.message, notebook.path).removeprefix(f"{label}: ")
+                findings.append(Finding("NB213", message, exc.cell))
+    for role, variable in ((Role.MODEL, notebook.model_variable), (Role.EXAMPLES, "examples")):
+        cells = [c for c in notebook.with_role(role) if c.index in trees]
+        if cells and not any(variable in _assigned(trees[c.index]) for c in cells):
+            findings.append(
+                Finding("NB212", f"the {role} cell does not assign `{variable}`", cells[0].index)
+            )
+    return findings
+
+
+def _takes(args: ast.arguments, count: int) -> bool:
+    positional = args.posonlyargs + args.args
+    required = len(positional) - len(args.defaults)
+    return required <= count and (len(positional) >= count or args.vararg is not None)
+
+
+def _is_pydantic(name: str, classes: dict[str, tuple[int, ast.ClassDef]], depth: int = 0) -> bool:
+    if depth > 10 or name not in classes:
+        return False
+    for base in classes[name][1].bases:
+        base_name = ast.unparse(base)
+        if base_name.split(".")[-1] in ("BaseModel", "RootModel"):
+            return True
+        if _is_pydantic(base_name, classes, depth + 1):
+            return True
+    return False
+
+
+def _assigned(tree: ast.Module) -> set[str]:
+    names = set()
+    for node in tree.body:
+        targets = (
+            node.targets
+            if isinstance(node, ast.Assign)
+            else [node.target]
+            if isinstance(node, ast.AnnAssign | ast.AugAssign)
+            else []
+        )
+        for target in targets:
+            names |= {n.id for n in ast.walk(target) if isinstance(n, ast.Name)}
+    return names
+
+
+def _run_order(node: nbformat.NotebookNode) -> list[Finding]:
+    last: tuple[int, int] | None = None  # (cell index, execution count)
+    for index, cell in enumerate(node.cells):
+        count = cell.get("execution_count") if cell.cell_type == "code" else None
+        if count is None:
+            continue
+        if last is not None and count <= last[1]:
+            message = (
+                f"ran before cell {last[0]} (execution counts {count} and {last[1]}); the saved "
+                "outputs come from an out-of-order run, while package runs top to bottom"
+            )
+            return [Finding("NB310", message, index)]
+        last = (index, count)
+    return []
+
+
+def _randomness(notebook: AnnotatedNotebook, trees: dict[int, ast.Module]) -> list[Finding]:
+    seeded = {
+        ast.unparse(call.func).split(".")[0]
+        for tree in trees.values()
+        for call in ast.walk(tree)
+        if isinstance(call, ast.Call) and ast.unparse(call.func).endswith(".seed")
+    }
+    findings = []
+    for cell in notebook.cells:
+        if cell.role not in (Role.TRAIN, Role.MODEL) or cell.index not in trees:
+            continue
+        for call in ast.walk(trees[cell.index]):
+            if not isinstance(call, ast.Call):
+                continue
+            func = ast.unparse(call.func)
+            leaf = func.split(".")[-1]
+            keywords = {k.arg: k.value for k in call.keywords}
+            problem = None
+            if leaf in _NEEDS_RANDOM_STATE and "random_state" not in keywords:
+                problem = f"`{leaf}(...)` without random_state"
+            elif (
+                leaf in _SHUFFLING_SPLITTERS
+                and _true(keywords.get("shuffle"))
+                and ("random_state" not in keywords)
+            ):
+                problem = f"`{leaf}(shuffle=True)` without random_state"
+            elif func.endswith("random.default_rng") and not call.args and "seed" not in keywords:
+                problem = "`default_rng()` without a seed"
+            elif (
+                leaf in ("Random", "RandomState")
+                and re.match(r"^(np|numpy)\.random\.\w+$|^random\.\w+$", func)
+                and not call.args
+                and not keywords
+            ):
+                problem = f"`{func}()` without a seed"
+            elif (
+                re.match(r"^(np|numpy)\.random\.\w+$|^random\.\w+$", func)
+                and leaf not in ("seed", "default_rng", "RandomState", "Random", "Generator")
+                and func.split(".")[0] not in seeded
+            ):
+                problem = f"`{func}(...)` with no `{func.rsplit('.', 1)[0]}.seed(...)` anywhere"
+            if problem:
+                findings.append(Finding("NB311", f"{problem}; runs will differ", cell.index))
+    return findings
+
+
+def _true(node: ast.expr | None) -> bool:
+    return isinstance(node, ast.Constant) and node.value is True
+
+
+def _output_sizes(node: nbformat.NotebookNode) -> list[Finding]:
+    findings = []
+    for index, cell in enumerate(node.cells):
+        size = len(json.dumps(cell.get("outputs", [])))
+        if size > MAX_OUTPUT_BYTES:
+            message = (
+                f"outputs are {size // 1024} KiB (limit {MAX_OUTPUT_BYTES // 1024} KiB); "
+                "clear them or print less, they bloat every diff and release"
+            )
+            findings.append(Finding("NB312", message, index))
+    return findings
+
+
+def _output_text(cell: nbformat.NotebookNode) -> str:
+    parts = []
+    for output in cell.get("outputs", []):
+        if "text" in output:
+            parts.append(_join(output["text"]))
+        for mime, value in output.get("data", {}).items():
+            if mime.startswith("text/") or mime == "application/json":
+                parts.append(_join(value) if not isinstance(value, dict) else json.dumps(value))
+        if output.get("output_type") == "error":
+            parts.append(f"{output.get('ename')}: {output.get('evalue')}")
+    return "\n".join(parts)
+
+
+def _join(value: Any) -> str:
+    return "".join(value) if isinstance(value, list) else str(value)
+
+
+def _secrets(node: nbformat.NotebookNode, scanner: SecretScanner | None) -> list[Finding]:
+    if scanner is None:
+        with SecretScanner() as own:
+            return _secrets(node, own)
+    findings = []
+    for index, cell in enumerate(node.cells):
+        source = _join(cell.source)
+        for hit in scanner.scan(source):
+            message = f"line {hit.line}: credential found ({hit.kind}); remove it and rotate it"
+            findings.append(Finding("NB400", message, index))
+        if cell.cell_type == "code":
+            for hit in scanner.scan(_output_text(cell)):
+                message = f"credential found in the saved output ({hit.kind}); clear the output"
+                findings.append(Finding("NB401", message, index))
+    return findings

@@ -1,0 +1,331 @@
+"""Configuration (SPEC section 3): ``nb2prod.toml``, ``--config PATH`` or ``[tool.nb2prod]``.
+
+Every key is optional; an unknown key is an error naming the key and the file. Validation is
+pydantic with ``extra="forbid"``, so the schema below is the documentation of what is accepted.
+"""
+
+from __future__ import annotations
+
+import operator
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from ..errors import ConfigError
+from ..runtime.schema import ServiceLevels
+
+_SEMVER = re.compile(
+    r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?$"
+)
+_NAME = re.compile(r"^[a-z0-9]([a-z0-9._-]*[a-z0-9])?$")
+_DNS_LABEL = re.compile(r"^(?=.{1,63}$)[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
+_CPU = re.compile(r"^([0-9]+m|[0-9]+(\.[0-9]+)?)$")
+_GATE = re.compile(r"^\s*(>=|<=|==|>|<)\s*(-?\d+(?:\.\d*)?(?:[eE][-+]?\d+)?)\s*$")
+_OPERATORS: Mapping[str, Callable[[float, float], bool]] = {
+    ">=": operator.ge,
+    ">": operator.gt,
+    "<=": operator.le,
+    "<": operator.lt,
+    "==": operator.eq,
+}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+@dataclass(frozen=True)
+class Gate:
+    """A quality gate such as ``accuracy >= 0.9``."""
+
+    metric: str
+    op: str
+    threshold: float
+
+    def passes(self, value: float) -> bool:
+        return _OPERATORS[self.op](value, self.threshold)
+
+    def __str__(self) -> str:
+        return f"{self.op} {self.threshold:g}"
+
+
+class CircuitBreaker(_Strict):
+    failures: int = Field(5, ge=1)
+    reset_s: float = Field(30.0, gt=0)
+
+
+class FallbackConfig(_Strict):
+    timeout_ms: int | None = Field(None, gt=0)
+    min_confidence: float | None = Field(None, ge=0, le=1)
+    circuit_breaker: CircuitBreaker = CircuitBreaker()
+
+
+class ContractConfig(_Strict):
+    """Contract inference, used only when the notebook has no `contract` cell."""
+
+    training_data: str | None = None  # a DataFrame variable the train cells leave in the kernel
+    margin: float = Field(0.1, ge=0)  # observed range widened by this fraction on each side
+    max_categories: int = Field(10, ge=1)  # strings with at most this many values become enums
+
+
+class EvaluationConfig(_Strict):
+    """The held-out data the notebook leaves in the kernel, and how the report uses it."""
+
+    # the held-out rows: a DataFrame (or list of dicts) of Input fields, scored the way the service
+    # answers (preprocess -> predict -> postprocess), or the features the predict cell takes
+    eval_x: str = "eval_X"
+    eval_y: str = "eval_y"  # their true targets (one column, or one per output)
+    # compared with eval_y when eval_x holds Input rows; default: Output's first field
+    output_field: str | None = None
+    task: Literal["auto", "classification", "regression"] = (
+        "auto"  # auto: from eval_y and the model
+    )
+    slices: list[str] = Field(default_factory=list)  # columns of eval_X to break metrics down by
+    # how much worse than the previous release each metric may be (absolute)
+    max_regression: dict[str, float] = Field(default_factory=dict)
+
+
+class CardConfig(_Strict):
+    """Model card text that is not in the notebook."""
+
+    intended_use: str | None = None
+    limitations: str | None = None  # default: a markdown cell headed "Limitations"
+
+
+class ServiceConfig(_Strict):
+    auth: Literal["token", "none"] = "token"
+    workers: int = Field(1, ge=1)
+    # adaptive batching of /v1/predict: requests that arrive while the model is busy run together
+    batching: bool = True
+    max_batch_size: int = Field(64, ge=1)  # most requests one model call may take
+    # batching is switched on only if every batch answers as its items alone, numbers within this
+    batching_tolerance: float = Field(0.0, ge=0)
+    max_batch_rows: int = Field(1000, ge=1)  # largest body /v1/predict_batch accepts
+    log_bodies: bool = False  # request and response bodies in the logs (sensitive fields redacted)
+
+
+class MonitoringConfig(_Strict):
+    """Input drift: reference statistics captured at package time, compared while serving."""
+
+    # a variable the notebook leaves: a DataFrame with Input's field names as columns, a list of
+    # dicts, or a 2-D array whose columns preprocess shows to be Input's fields in order.
+    # Default: [contract] training_data, else [evaluation] eval_x.
+    reference: str | None = None
+    bins: int = Field(10, ge=2, le=100)  # quantile bins per numeric field
+    window: int = Field(1000, ge=100)  # the service compares the last `window` values per field
+
+
+class ArtifactsConfig(_Strict):
+    """Fitted state: values service code reads from train, model or untagged cells."""
+
+    # a DataFrame, Series or array with more rows than this looks like training data: an error
+    max_rows: int = Field(1000, ge=1)
+    allow: list[str] = Field(default_factory=list)  # names allowed to ship whatever their size
+
+
+class CanaryConfig(_Strict):
+    """The canary variant in deploy/canary/: the new version beside the stable one."""
+
+    # pods of the new version; the Service spreads requests over all pods, so the canary gets
+    # replicas / (replicas + stable replicas) of the traffic
+    replicas: int = Field(1, ge=1)
+
+
+class DeployConfig(_Strict):
+    """Kubernetes, Helm and KServe files in deploy/ (docs/deploy.md)."""
+
+    namespace: str | None = None  # metadata.namespace of every object; None: kubectl's -n
+    replicas: int = Field(2, ge=1)  # pods of the stable Deployment
+    min_replicas: int | None = Field(None, ge=1)  # autoscaling floor; default: replicas
+    max_replicas: int | None = Field(None, ge=1)  # autoscaling ceiling; default: 2 x min
+    cpu_target: int = Field(70, ge=1, le=100)  # average CPU utilisation (%) the autoscaler keeps
+    cpu: str = "500m"  # CPU request per pod (no CPU limit: a limit throttles, see deploy.md)
+    memory_headroom: float = Field(1.5, ge=1.0)  # memory limit = measured memory x this
+    token_secret: str | None = None  # Secret holding the bearer token; default <name>-token
+    canary: CanaryConfig = CanaryConfig()
+
+    @field_validator("namespace", "token_secret")
+    @classmethod
+    def _check_dns_name(cls, value: str | None) -> str | None:
+        if value is not None and not _DNS_LABEL.match(value):
+            raise ValueError(
+                "must be a Kubernetes name: lowercase letters, digits and '-', starting and "
+                "ending with a letter or digit, at most 63 characters"
+            )
+        return value
+
+    @field_validator("cpu")
+    @classmethod
+    def _check_cpu(cls, value: str) -> str:
+        if not _CPU.match(value):
+            raise ValueError('must be a Kubernetes CPU quantity such as "500m" or "2"')
+        return value
+
+    @model_validator(mode="after")
+    def _check_bounds(self) -> DeployConfig:
+        if self.autoscaling_min > self.autoscaling_max:
+            raise ValueError(
+                f"min_replicas ({self.autoscaling_min}) is above max_replicas "
+                f"({self.autoscaling_max})"
+            )
+        return self
+
+    @property
+    def autoscaling_min(self) -> int:
+        return self.min_replicas if self.min_replicas is not None else self.replicas
+
+    @property
+    def autoscaling_max(self) -> int:
+        return self.max_replicas if self.max_replicas is not None else 2 * self.autoscaling_min
+
+
+class Config(_Strict):
+    """The validated configuration of one notebook."""
+
+    name: str | None = None
+    version: str = "0.1.0"
+    owner: str | None = None
+    gates: dict[str, str] = Field(default_factory=dict)
+    fallback: FallbackConfig = FallbackConfig()
+    service: ServiceConfig = ServiceConfig()
+    contract: ContractConfig = ContractConfig()
+    evaluation: EvaluationConfig = EvaluationConfig()
+    card: CardConfig = CardConfig()
+    monitoring: MonitoringConfig = MonitoringConfig()
+    artifacts: ArtifactsConfig = ArtifactsConfig()
+    # [slo]: latency, errors, availability, fallbacks, drift and load the service is held to
+    # (runtime/schema.py::ServiceLevels, shared with the service, which cuts its buckets there)
+    slo: ServiceLevels = ServiceLevels()
+    deploy: DeployConfig = DeployConfig()
+
+    @field_validator("name")
+    @classmethod
+    def _check_name(cls, value: str | None) -> str | None:
+        if value is not None and not _NAME.match(value):
+            raise ValueError(
+                "must be lowercase letters, digits, '.', '_' or '-', starting and ending "
+                "with a letter or digit (it becomes the bento name)"
+            )
+        return value
+
+    @field_validator("version")
+    @classmethod
+    def _check_version(cls, value: str) -> str:
+        if not _SEMVER.match(value):
+            raise ValueError("must be a semantic version such as 1.2.0")
+        return value
+
+    @field_validator("gates")
+    @classmethod
+    def _check_gates(cls, value: dict[str, str]) -> dict[str, str]:
+        for metric, spec in value.items():
+            if not isinstance(spec, str) or not _GATE.match(spec):
+                raise ValueError(
+                    f"gate for '{metric}' is {spec!r}; write an operator and a number, "
+                    'such as ">= 0.9" (operators: >=, >, <=, <, ==)'
+                )
+        return value
+
+    def parsed_gates(self) -> tuple[Gate, ...]:
+        gates = []
+        for metric, spec in sorted(self.gates.items()):
+            match = _GATE.match(spec)
+            assert match is not None  # checked by the validator
+            gates.append(Gate(metric, match.group(1), float(match.group(2))))
+        return tuple(gates)
+
+    def service_name(self, notebook: Path) -> str:
+        """The configured name, or one derived from the notebook's file stem."""
+        if self.name:
+            return self.name
+        derived = re.sub(r"[^a-z0-9._-]+", "-", notebook.stem.lower()).strip("-._")
+        return derived or "service"
+
+
+@dataclass(frozen=True)
+class LoadedConfig:
+    """A config together with where it came from (for messages and provenance)."""
+
+    config: Config
+    source: str  # "nb2prod.toml", "pyproject.toml [tool.nb2prod]", or "defaults"
+    path: Path | None
+
+
+def load_config(notebook: Path, explicit: Path | None = None) -> LoadedConfig:
+    """Find and validate the configuration for ``notebook``.
+
+    Order: ``explicit`` (``--config``), then ``nb2prod.toml`` beside the notebook, then the nearest
+    enclosing ``pyproject.toml`` with a ``[tool.nb2prod]`` table, else the defaults.
+    """
+    if explicit is not None:
+        return load_config_file(explicit)
+    beside = notebook.resolve().parent / "nb2prod.toml"
+    if beside.is_file():
+        return _from_file(beside, table=None)
+    for directory in notebook.resolve().parents:
+        pyproject = directory / "pyproject.toml"
+        if pyproject.is_file() and _tool_table(_read_toml(pyproject)) is not None:
+            return _from_file(pyproject, table=_tool_table)
+    return LoadedConfig(Config(), "defaults", None)
+
+
+def load_config_file(path: Path) -> LoadedConfig:
+    """A config file given by name: an nb2prod.toml, or a pyproject.toml's [tool.nb2prod]."""
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such config file")
+    return _from_file(path, table=_tool_table if path.name == "pyproject.toml" else None)
+
+
+def _tool_table(data: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    table = data.get("tool", {}).get("nb2prod")
+    return table if isinstance(table, Mapping) else None
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot be read ({exc.strerror})") from None
+
+
+def _from_file(
+    path: Path, table: Callable[[Mapping[str, Any]], Mapping[str, Any] | None] | None
+) -> LoadedConfig:
+    data: Mapping[str, Any] | None = _read_toml(path)
+    where = str(path)
+    if table is not None:
+        data = table(data or {})
+        where = f"{path} [tool.nb2prod]"
+        if data is None:
+            raise ConfigError(f"{path}: has no [tool.nb2prod] table")
+    try:
+        config = Config.model_validate(dict(data or {}))
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, where)) from None
+    return LoadedConfig(config, where, path)
+
+
+def _describe(exc: ValidationError, where: str) -> str:
+    problems = []
+    for error in exc.errors():
+        key = ".".join(str(part) for part in error["loc"])
+        if error["type"] == "extra_forbidden":
+            problems.append(f"unknown key '{key}'")
+        else:
+            message = error["msg"].removeprefix("Value error, ")
+            problems.append(f"'{key}': {message}")
+    return f"{where}: " + "; ".join(problems)

@@ -1,0 +1,173 @@
+"""Stage 4, execute: run the notebook (papermill) and probe what the release needs.
+
+The notebook that runs is the user's notebook with ``skip`` cells left out and nb2prod's probe
+cell appended (one call into :mod:`nb2prod.probe`). Every cell keeps its original index in ``metadata.nb2prod.index`` so an error
+names the cell the user sees.
+"""
+
+from __future__ import annotations
+
+import copy
+import shutil
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import nbformat
+
+from ..adapters.kernel import run_notebook
+from ..errors import ExecutionError
+from ..notebook.annotations import AnnotatedNotebook, Role
+from ..runtime.schema import ProbePlan
+from .capture import (
+    CAPTURE_TAG,
+    Capture,
+    probe_cell_source,
+    probe_plan,
+    read_capture,
+    read_failure,
+    traceback_file,
+)
+from .render import render_pipeline
+
+if TYPE_CHECKING:
+    from .parse import Parsed
+
+
+@dataclass(frozen=True)
+class Execution:
+    """The executed notebook (probe cell removed) and what the probe found in the kernel."""
+
+    executed: nbformat.NotebookNode
+    capture: Capture
+
+    def summary(self) -> str:
+        return (
+            f"{len(self.capture.result.examples)} examples, model {self.capture.result.model_class}"
+        )
+
+
+def execute_notebook(parsed: Parsed, parameters: Mapping[str, Any], scratch: Path) -> Execution:
+    """Run ``parsed``'s notebook with the probe, which imports the service code as it will be
+    released (rendered into ``scratch``) and runs the examples through it."""
+    capture_dir = scratch / "capture"
+    capture_dir.mkdir()
+    pipeline_file = scratch / "pipeline.py"
+    pipeline_file.write_bytes(render_pipeline(parsed.context))
+    plan = probe_plan(
+        out_dir=capture_dir,
+        pipeline_file=pipeline_file,
+        notebook=parsed.notebook,
+        extraction=parsed.extraction,
+        config=parsed.config,
+    )
+    return execute(
+        parsed.notebook,
+        plan=plan,
+        parameters=parameters,
+        scratch=scratch,
+        keep_failed_as=f"{parsed.notebook.path.stem}.executed.ipynb",
+    )
+
+
+def execute(
+    notebook: AnnotatedNotebook,
+    *,
+    plan: ProbePlan,
+    parameters: Mapping[str, Any],
+    scratch: Path,
+    keep_failed_as: str,
+) -> Execution:
+    """Run the notebook; on a failing cell raise :class:`ExecutionError` naming it.
+
+    The executed notebook of a failed run is saved as ``keep_failed_as`` in a new temporary
+    directory (outside any release) that the error's hint names; a run that succeeds leaves none.
+    """
+    node = _runnable(notebook, probe_cell_source(plan))
+    output_path = scratch / "executed.ipynb"
+    failure = run_notebook(
+        node,
+        output_path=output_path,
+        cwd=notebook.path.resolve().parent,
+        parameters=parameters,
+        scratch=scratch,
+    )
+    executed = nbformat.read(output_path, as_version=4)
+    if failure is not None:
+        keep_failed_at = Path(tempfile.mkdtemp(prefix="nb2prod-failed-")) / keep_failed_as
+        nbformat.write(executed, keep_failed_at)
+        index, label = _failing_cell(notebook, executed)
+        raise ExecutionError(
+            f"{notebook.path}: {label} raised {failure.ename}: {failure.evalue}",
+            hint=f"The executed notebook, with the failing cell marked, is at {keep_failed_at}",
+            cell_index=index,
+            ename=failure.ename,
+            evalue=failure.evalue,
+        )
+    problem = read_failure(Path(plan.out_dir))
+    if problem is not None:
+        bug = traceback_file(Path(plan.out_dir))
+        if bug is not None:  # nb2prod's own bug: keep its traceback for the report
+            kept = Path(tempfile.mkdtemp(prefix="nb2prod-failed-")) / bug.name
+            shutil.copy(bug, kept)
+            problem.hint = f"This is a bug in nb2prod; please report it with {kept}."
+        raise problem
+    capture = read_capture(Path(plan.out_dir))
+    executed.cells = [c for c in executed.cells if CAPTURE_TAG not in c.metadata.get("tags", [])]
+    return Execution(executed=executed, capture=capture)
+
+
+def _runnable(notebook: AnnotatedNotebook, capture_source: str) -> nbformat.NotebookNode:
+    node = copy.deepcopy(notebook.node)
+    roles = {c.index: c.role for c in notebook.cells}
+    kept = []
+    for index, cell in enumerate(node.cells):
+        if roles.get(index) is Role.SKIP:
+            continue
+        cell.metadata.setdefault("nb2prod", {})["index"] = index
+        kept.append(cell)
+    capture = nbformat.v4.new_code_cell(capture_source)
+    capture.metadata["tags"] = [CAPTURE_TAG]
+    kept.append(capture)
+    node.cells = kept
+    return node
+
+
+def _failing_cell(
+    notebook: AnnotatedNotebook, executed: nbformat.NotebookNode
+) -> tuple[int | None, str]:
+    """The original index of the cell that raised, and how to name it.
+
+    Found by its error output: papermill's own index does not count the error banner it inserts
+    at the top of the saved notebook.
+    """
+    failed = next(
+        (
+            cell
+            for cell in executed.cells
+            if cell.cell_type == "code"
+            and (
+                any(o.get("output_type") == "error" for o in cell.get("outputs", []))
+                or cell.metadata.get("papermill", {}).get("exception")
+            )
+        ),
+        None,
+    )
+    if failed is None:
+        return None, "a cell"
+    tags = failed.metadata.get("tags", [])
+    if CAPTURE_TAG in tags:
+        return None, "nb2prod's probe cell"
+    if "injected-parameters" in tags:
+        return None, "the parameters papermill injected"
+    index = failed.metadata.get("nb2prod", {}).get("index")
+    by_index = {c.index: c for c in notebook.cells}
+    if index not in by_index:
+        return index, f"cell {index}"
+    cell = by_index[index]
+    label = cell.label
+    if cell.role is None:
+        label = label.replace(f"cell {index} ", f"cell {index} (untagged) ", 1)
+    return index, label

@@ -1,0 +1,182 @@
+"""Stage 8, report: evaluation/report.{json,md,html} and MODEL_CARD.md, as in-memory files.
+
+Rendered from ``templates/report`` with Jinja in strict mode (an undefined variable is an error;
+HTML is autoescaped). Pictures come from :mod:`nb2prod.adapters.charts` and are embedded, so
+report.html is one self-contained file.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import nbformat
+
+from ..adapters import charts
+from ..notebook.config import Config
+from ..ops.monitoring import batching
+from ..release.review import field_rows
+from ..release.writer import canonical_json
+from ..resources import render_template
+from ..version import __version__
+from .contract import Contract
+from .evaluate import ROBUSTNESS, Evaluation
+
+MODEL_CARD = "MODEL_CARD.md"
+_LIMITATIONS = re.compile(r"^\s*(#+\s*|\*\*)limitations\b[.:]?(\*\*)?[.:]?\s*", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Limitations:
+    text: str
+    source: str  # where the text came from, said in the card
+
+
+def render_reports(
+    evaluation: Evaluation,
+    *,
+    name: str,
+    version: str,
+    notebook: str,
+    node: nbformat.NotebookNode,
+    config: Config,
+    contract: Contract,
+    model_class: str,
+    model_format: str,
+    training_data: Mapping[str, Any] | None,
+    artifacts: Sequence[str] = (),
+) -> dict[str, bytes]:
+    report = evaluation.to_json()
+    holdout = report["holdout"]
+    slice_metric = "accuracy" if holdout and holdout["task"] == "classification" else "mae"
+    gates = {r.gate.metric: r for r in evaluation.results}
+    metric_rows = [
+        {
+            "name": metric,
+            "value": f"{value:.4f}",
+            "gate": str(gates[metric].gate) if metric in gates else "-",
+            "verdict": ("pass" if gates[metric].passed else "FAIL") if metric in gates else "",
+        }
+        for metric, value in sorted(evaluation.metrics.items())
+    ]
+    robust = gates.get(ROBUSTNESS)
+    if robust is not None:  # the contract probe's gate, beside the notebook's metrics
+        metric_rows.append(
+            {
+                "name": ROBUSTNESS,
+                "value": f"{robust.value:.4f}",
+                "gate": str(robust.gate),
+                "verdict": "pass" if robust.passed else "FAIL",
+            }
+        )
+    description, limitations = _notebook_text(node, config)
+    context = {
+        "name": name,
+        "version": version,
+        "notebook": notebook,
+        "nb2prod_version": __version__,
+        "gates_enforced": evaluation.gates_enforced,
+        "metric_rows": metric_rows,
+        "holdout": holdout,
+        "slice_metric": slice_metric,
+        "previous": report["previous_release"],
+        "latency": report["latency"],
+        "eval_x": config.evaluation.eval_x,
+        "eval_y": config.evaluation.eval_y,
+        "robustness": _robustness(evaluation, config),
+    }
+    pictures = [
+        {"png": base64.b64encode(png).decode(), "alt": alt, "section": section}
+        for section, alt, png in _pictures(evaluation, slice_metric)
+    ]
+    card = {
+        **context,
+        "owner": config.owner,
+        "intended_use": config.card.intended_use,
+        "description": description,
+        "limitations": limitations,
+        "training_data": training_data,
+        "model_class": model_class,
+        "model_format": model_format,
+        "artifacts": list(artifacts),
+        "contract_sha256": contract.sha256,
+        "slo": config.slo.model_dump(),
+        "contract_sides": [
+            {"name": side.capitalize(), "rows": field_rows(schema, None)}
+            for side, schema in (
+                ("input", contract.input_schema),
+                ("output", contract.output_schema),
+            )
+        ],
+    }
+    return {
+        "evaluation/report.json": canonical_json(report),
+        "evaluation/report.md": render_template("report.md.j2", context, html=False),
+        "evaluation/report.html": render_template(
+            "report.html.j2", {**context, "pictures": pictures}, html=True
+        ),
+        MODEL_CARD: render_template("MODEL_CARD.md.j2", card, html=False),
+    }
+
+
+def _robustness(evaluation: Evaluation, config: Config) -> dict[str, Any] | None:
+    """The contract probe's figures, with the texts the templates show."""
+    robustness = evaluation.robustness
+    if robustness is None:
+        return None
+    smallest = robustness.smallest_failure
+    return {
+        **robustness.model_dump(mode="json"),
+        "failed": robustness.tested - robustness.answered,
+        "smallest_input": json.dumps(smallest.input, sort_keys=True) if smallest else None,
+        "by_exception": ", ".join(f"{k} {v}" for k, v in sorted(robustness.exceptions.items())),
+        "batching": batching(robustness, config).why,
+    }
+
+
+def _pictures(evaluation: Evaluation, slice_metric: str) -> list[tuple[str, str, bytes]]:
+    """(section, caption, PNG) for every picture of the report."""
+    pictures = []
+    holdout = evaluation.holdout
+    if holdout and "confusion" in holdout:  # multi-output classifications have none
+        png = charts.confusion_matrix(holdout["labels"], holdout["confusion"])
+        pictures.append(("holdout", "Confusion matrix", png))
+    elif holdout and "residuals" in holdout:
+        pictures.append(("holdout", "Residuals", charts.residuals(holdout["residuals"])))
+    for column, groups in (holdout or {}).get("slices", {}).items():
+        png = charts.slice_bars(column, groups, slice_metric)
+        pictures.append(("holdout", f"{slice_metric} by {column}", png))
+    if evaluation.latency:
+        series = {f"batch {lat.batch}": lat.pipeline_ms for lat in evaluation.latency}
+        pictures.append(("latency", "Latency histogram", charts.latency_histogram(series)))
+    return pictures
+
+
+def _notebook_text(node: nbformat.NotebookNode, config: Config) -> tuple[str | None, Limitations]:
+    """The first markdown cell (the description) and the limitations, saying where they came from."""
+    description = None
+    found: Limitations | None = None
+    for index, cell in enumerate(node.cells):
+        if cell.cell_type != "markdown":
+            continue
+        paragraphs = [p.strip() for p in cell.source.split("\n\n") if p.strip()]
+        kept = []
+        for paragraph in paragraphs:
+            if _LIMITATIONS.match(paragraph) and found is None:
+                text = _LIMITATIONS.sub("", paragraph, count=1).strip()
+                found = Limitations(text, f"markdown cell {index} of the notebook")
+            else:
+                kept.append(paragraph)
+        if description is None:
+            description = "\n\n".join(p for p in kept if not p.startswith("# ")) or None
+    if config.card.limitations:
+        return description, Limitations(config.card.limitations, "[card] limitations in the config")
+    return description, found or Limitations(
+        "Not stated.",
+        "nowhere: add a markdown paragraph starting **Limitations** or set "
+        "[card] limitations in the config",
+    )

@@ -1,0 +1,186 @@
+"""``nb2prod package``: one annotated notebook in, one verified release out (SPEC section 1).
+
+:func:`package` reads like the job: parse the notebook and its config, execute it (papermill)
+with the probe that captures model and examples, evaluate against the gates, build the contract,
+lock the environment, write the release, build the bento, verify it answers like the notebook,
+commit. Stages hand each other frozen results; only :class:`nb2prod.release.Staging` writes, and
+the release moves into place only at the very end (a failure leaves nothing behind).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from ..adapters import bento
+from ..adapters.git import git_state
+from ..errors import Nb2ProdError
+from ..image.containerize import ContainerImage, ImageOptions, containerize
+from ..ops.deploy import release_tree
+from ..progress import Progress, Silent, stage
+from ..release.reader import Target, previous_release
+from ..release.writer import RELEASE_JSON, Staging
+from ..runtime.schema import Serving
+from .assemble import ReleaseFacts, release_manifest, write_release
+from .cache import RunCache, installed_distributions, run_key
+from .contract import build_contract
+from .evaluate import evaluate
+from .execute import Execution, execute_notebook
+from .history import (
+    existing,
+    fitted_fingerprint,
+    gate_contract,
+    guard_release,
+    previous_metrics,
+    up_to_date,
+)
+from .lock import lock_environment
+from .parse import parse
+from .verify import raise_for_differences, verify_target
+
+
+@dataclass(frozen=True)
+class PackageRequest:
+    notebook: Path
+    config: Path | None = None
+    out: Path | None = None
+    parameters: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    enforce_gates: bool = True
+    allow_drift: bool = False
+    allow_breaking: bool = False
+    use_cache: bool = True
+    replace: bool = False  # --replace: overwrite a released version that differs
+    image: ImageOptions | None = None  # --containerize: build an OCI image of the release too
+
+
+@dataclass(frozen=True)
+class PackageResult:
+    release_dir: Path
+    bento_tag: str
+    name: str
+    version: str
+    examples_verified: int
+    cold_start_s: float
+    up_to_date: bool = False  # the existing release was made from the same inputs; nothing redone
+    image: ContainerImage | None = None  # with --containerize
+
+
+def package(request: PackageRequest, progress: Progress | None = None) -> PackageResult:
+    """The release of ``request.notebook`` and, with ``request.image``, its OCI image.
+
+    The image is built from the committed release, exactly as ``nb2prod containerize`` would:
+    a failed image build leaves the (complete, verified) release in place and says so."""
+    progress = progress or Silent()
+    result = _release(request, progress)
+    if request.image is None:
+        return result
+    try:
+        image = containerize(str(result.release_dir), request.image, progress)
+    except Nb2ProdError as exc:
+        raise type(exc)(
+            f"{exc.message}\n(the release {result.release_dir} is complete and verified; "
+            "only its image failed)",
+            hint=(exc.hint + " " if exc.hint else "")
+            + f"Retry with: nb2prod containerize {result.release_dir}",
+        ) from exc
+    return replace(result, image=image)
+
+
+def _release(request: PackageRequest, progress: Progress) -> PackageResult:
+    with stage(progress, "parse", str(request.notebook)) as s:
+        parsed = parse(request.notebook, request.config, request.parameters, progress, request.out)
+        s.detail = parsed.summary()
+    destination = parsed.destination
+    key = run_key(
+        notebook=request.notebook.read_bytes(),
+        parameters=request.parameters,
+        config=parsed.config_bytes,
+        installed=installed_distributions(),
+        allow_drift=request.allow_drift,
+    )
+    found = existing(destination)
+    if request.use_cache and found is not None and up_to_date(found, key):
+        progress.note(f"reused: {destination} was made from the same notebook, parameters, config "
+                      "and packages, its files match release.json and its bento is in the store; "
+                      "nothing to do (--no-cache rebuilds it)")  # fmt: skip
+        return PackageResult(found.directory.resolve(), found.manifest.bento_tag, parsed.name,
+                             parsed.config.version, 0, 0.0, up_to_date=True)  # fmt: skip
+    notebook_sha256 = parsed.context.notebook_sha256
+    guard_release(found, notebook_sha256=notebook_sha256, replace=request.replace)
+    cache = RunCache()
+    cached = cache.load(key) if request.use_cache else None
+    # the newest earlier release (or the one of this version --replace replaces): the contract and
+    # the metrics are compared with it
+    baseline = previous_release(
+        destination.parent, parsed.name, parsed.config.version, include_same=True
+    )
+    with Staging(destination) as staging, tempfile.TemporaryDirectory(prefix="nb2prod-") as tmp:
+        with stage(
+            progress, "execute", "reusing the cached run" if cached else "papermill, top to bottom"
+        ) as s:
+            execution = (Execution(cached.executed, cached.capture) if cached
+                         else execute_notebook(parsed, request.parameters, Path(tmp)))  # fmt: skip
+            s.detail = execution.summary() + (f" (reused, cache key {key[:12]})" if cached else "")
+        capture = execution.capture
+        with stage(progress, "evaluate", "gates, baseline, previous release, latency") as s:
+            evaluation = evaluate(
+                capture.result.metrics, parsed.config.parsed_gates(), enforce=request.enforce_gates,
+                holdout=capture.result.holdout, latency=capture.result.latency,
+                previous=previous_metrics(baseline),
+                max_regression=parsed.config.evaluation.max_regression,
+                robustness=capture.result.robustness,
+            )  # fmt: skip
+            s.detail = evaluation.headline()
+        with stage(progress, "contract", "JSON Schema of Input and Output") as s:
+            contract = build_contract(capture, parsed.config.version)
+            diff = gate_contract(baseline, contract, parsed.config.version, request.allow_breaking)
+            fingerprint = fitted_fingerprint(
+                (capture.model.file, capture.model.format),
+                ((a.manifest.name, a.path, a.manifest.format) for a in capture.artifacts),
+            )
+            guard_release(found, notebook_sha256=notebook_sha256, model_fingerprint=fingerprint,
+                          contract_sha256=contract.sha256, replace=request.replace)  # fmt: skip
+            s.detail = f"sha256 {contract.sha256[:12]}" + (
+                f", {diff.verdict} against {baseline.version}" if baseline else ""
+            )
+        with stage(progress, "lock", "reusing the cached lock" if cached else "uv") as s:
+            if cached:
+                lock = cached.lock
+            else:
+                lock = lock_environment(capture, request.notebook.name, request.allow_drift)
+                cache.store(key, capture.model.file.parent, execution.executed, lock)
+            s.detail = lock.summary() + (" (reused)" if cached else "")
+        facts = ReleaseFacts(
+            parsed=parsed, notebook_sha256=notebook_sha256, execution=execution,
+            evaluation=evaluation, contract=contract, contract_diff=diff, baseline=baseline,
+            allow_breaking=request.allow_breaking, lock=lock, git=git_state(request.notebook),
+            model_fingerprint=fingerprint,
+        )  # fmt: skip
+        with stage(progress, "write", str(destination)):
+            write_release(staging, facts, progress)
+        with stage(progress, "build", "bentoml build") as s:
+            tag = s.detail = bento.build(staging.path("service/bentofile.yaml"), staging.root)
+        try:
+            with stage(progress, "verify", "serve on loopback, send every example") as s:
+                report = verify_target(Target(tag, staging.root, None), check_files=False)
+                raise_for_differences(report)
+                s.detail = report.summary()
+            staging.write_json("openapi.json", report.openapi)
+            serving = Serving(cold_start_s=report.cold_start_s, memory_bytes=report.memory_bytes)
+            # deploy/'s Kubernetes, Helm and KServe files, sized from what verify measured
+            staging.write_tree(release_tree(Target(tag, staging.root, None),
+                                            parsed.config.deploy, serving=serving))  # fmt: skip
+            staging.write_json(RELEASE_JSON, release_manifest(
+                facts, request, key, tag, cached=cached is not None, staging=staging,
+                replaced=found.replaced() if found and request.replace else None,
+                serving=serving))  # fmt: skip
+            release_dir = staging.commit()
+        except BaseException:
+            bento.delete(tag)  # no bento without its release
+            raise
+    return PackageResult(release_dir, tag, parsed.name, parsed.config.version, report.examples,
+                         report.cold_start_s)  # fmt: skip

@@ -1,0 +1,1 @@
+"""nb2prod.scoring."""
