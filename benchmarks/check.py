@@ -39,7 +39,7 @@ def main() -> None:
     path = Path(tempfile.mkdtemp()) / "big.ipynb"
     nbformat.write(generated(count), path)
     from nb2prod.adapters.secrets import SecretScanner
-    from nb2prod.notebook.analyse import check_path
+    from nb2prod.notebook.check import check_path
 
     start = time.perf_counter()
     nbformat.read(path, as_version=4)

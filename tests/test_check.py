@@ -10,7 +10,7 @@ import nbformat
 import pytest
 from click.testing import CliRunner
 from nb2prod.cli import main
-from nb2prod.notebook.analyse import CODES, check_path
+from nb2prod.notebook.check import CODES, check_path
 
 from tests.notebooks import make_check_fixtures
 
@@ -149,8 +149,8 @@ def test_package_refuses_a_notebook_with_check_errors(tmp_path: Path) -> None:
     ],
 )
 def test_a_generator_is_unseeded_only_when_made_without_a_seed(train: str, warned: bool) -> None:
-    from nb2prod.notebook.analyse import check
     from nb2prod.notebook.annotations import load_node
+    from nb2prod.notebook.check import check
 
     path = make_check_fixtures.HERE / "clean.ipynb"
     node = load_node(path)

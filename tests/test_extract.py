@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from nb2prod.errors import NotebookError
 from nb2prod.notebook.annotations import Role, annotate
+from nb2prod.notebook.dataflow import analyse
 from nb2prod.notebook.extract import extract
 
 from tests.conftest import code, minimal_cells, notebook
@@ -17,7 +18,7 @@ PATH = Path("nb.ipynb")
 def test_setup_cells_come_first_and_train_cells_stay_out() -> None:
     cells = [code("#| nb2prod: train\nimport pandas")] + minimal_cells()
     cells.append(code("#| nb2prod: setup\nimport numpy as np"))
-    result = extract(annotate(notebook(*cells), PATH))
+    result = extract(analyse(annotate(notebook(*cells), PATH)))
     assert [c.role for c in result.cells] == [
         Role.SETUP, Role.SETUP, Role.CONTRACT, Role.PREPROCESS
     ]  # fmt: skip
@@ -25,7 +26,7 @@ def test_setup_cells_come_first_and_train_cells_stay_out() -> None:
 
 
 def test_defaults_when_predict_and_postprocess_are_absent() -> None:
-    result = extract(annotate(notebook(*minimal_cells()), PATH))
+    result = extract(analyse(annotate(notebook(*minimal_cells()), PATH)))
     assert result.default_predict is True
     assert result.default_output_field == "y"
     assert result.has_fallback is False
@@ -37,7 +38,7 @@ def test_no_default_when_the_cells_exist() -> None:
         code("#| nb2prod: postprocess\ndef postprocess(raw, inputs):\n    return raw"),
         code("#| nb2prod: fallback\ndef fallback(inp):\n    return Output(y=0)"),
     ]
-    result = extract(annotate(notebook(*cells), PATH))
+    result = extract(analyse(annotate(notebook(*cells), PATH)))
     assert (result.default_predict, result.default_output_field, result.has_fallback) == (
         False, None, True
     )  # fmt: skip
@@ -50,7 +51,7 @@ def test_output_with_two_fields_needs_a_postprocess_cell() -> None:
         "class Output(BaseModel):\n    y: float\n    z: float\n"
     )
     with pytest.raises(NotebookError) as err:
-        extract(annotate(notebook(*cells), PATH))
+        extract(analyse(annotate(notebook(*cells), PATH)))
     assert "cell 1 (contract)" in err.value.message and "it has 2 (y, z)" in err.value.message
 
 
@@ -59,25 +60,25 @@ def test_shell_escapes_and_magics_in_service_cells_are_errors(line: str) -> None
     cells = minimal_cells()
     cells[2] = code(f"#| nb2prod: preprocess\n{line}\ndef preprocess(inputs):\n    return inputs")
     with pytest.raises(NotebookError) as err:
-        extract(annotate(notebook(*cells), PATH))
+        extract(analyse(annotate(notebook(*cells), PATH)))
     assert "cell 2 (preprocess)" in err.value.message and "line 2" in err.value.message
 
 
 def test_magics_outside_the_service_are_left_alone() -> None:
     cells = minimal_cells() + [code("!pip list\n%matplotlib inline")]
-    assert extract(annotate(notebook(*cells), PATH)).cells
+    assert extract(analyse(annotate(notebook(*cells), PATH))).cells
 
 
 def test_syntax_error_names_the_cell_and_line() -> None:
     cells = minimal_cells()
     cells[2] = code("#| nb2prod: preprocess\ndef preprocess(inputs)\n    return inputs")
     with pytest.raises(NotebookError, match=r"cell 2 \(preprocess\).*line 2: syntax error"):
-        extract(annotate(notebook(*cells), PATH))
+        extract(analyse(annotate(notebook(*cells), PATH)))
 
 
 def test_without_a_contract_cell_the_contract_is_inferred() -> None:
     cells = [c for c in minimal_cells() if "nb2prod: contract" not in c.source]
-    result = extract(annotate(notebook(*cells), PATH))
+    result = extract(analyse(annotate(notebook(*cells), PATH)))
     assert result.infer_contract is True and result.default_output_field == "prediction"
 
 
@@ -85,7 +86,7 @@ def test_a_postprocess_cell_needs_a_contract_cell() -> None:
     cells = [c for c in minimal_cells() if "nb2prod: contract" not in c.source]
     cells.append(code("#| nb2prod: postprocess\ndef postprocess(raw, inputs):\n    return raw"))
     with pytest.raises(NotebookError, match="a postprocess cell builds Output"):
-        extract(annotate(notebook(*cells), PATH))
+        extract(analyse(annotate(notebook(*cells), PATH)))
 
 
 def test_fitted_state_lists_each_value_once_with_every_reader() -> None:
@@ -101,7 +102,7 @@ def test_fitted_state_lists_each_value_once_with_every_reader() -> None:
             "#| nb2prod: fallback\ndef fallback(inp):\n    return Output(y=encoder.get(inp.x, 0))"
         ),
     ]
-    result = extract(annotate(notebook(*cells), PATH))
+    result = extract(analyse(annotate(notebook(*cells), PATH)))
     assert [(v.name, v.cell.index, v.role) for v in result.artifacts] == [
         ("scale", 0, "parameters"),
         ("encoder", 6, "train"),

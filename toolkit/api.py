@@ -16,7 +16,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from .notebook.analyse import CheckReport, check_path
+from .notebook.check import CheckReport, check_path
 from .pipeline.run import PackageRequest, PackageResult
 from .pipeline.run import package as _package
 from .progress import Progress

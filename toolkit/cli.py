@@ -272,7 +272,7 @@ def check(notebooks: tuple[Path, ...], fmt: str, strict: bool) -> None:
     import json
 
     from .adapters.secrets import SecretScanner
-    from .notebook.analyse import check_path
+    from .notebook.check import check_path
 
     with SecretScanner() as scanner:
         reports = [check_path(path, scanner) for path in notebooks]

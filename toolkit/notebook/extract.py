@@ -1,6 +1,7 @@
 """Stage 2, extract: choose the cells that go into the service and check they can stand alone.
 
-Pure: works on the parsed notebook only (no kernel). The result says which cells become
+Pure: works on the notebook's one analysis (``dataflow.py``: cells parsed, fitted state found), no
+kernel. The result says which cells become
 ``pipeline.py``, which roles need nb2prod's defaults, and which top-level modules the service
 code imports (they become pinned requirements), and which values it reads from cells that do not
 go into the service (fitted state, exported with the model).
@@ -13,10 +14,8 @@ import sys
 from dataclasses import dataclass
 
 from ..errors import NotebookError
-from .analyse import FittedValue, fitted_state
 from .annotations import AnnotatedNotebook, Cell, Role, require_roles
-
-_MAGIC_PREFIXES = ("!", "%")
+from .dataflow import FittedValue, NotebookAnalysis, ParsedCell, single_output_field
 
 
 @dataclass(frozen=True)
@@ -35,16 +34,16 @@ class Extraction:
 INFERRED_OUTPUT_FIELD = "prediction"
 
 
-def extract(notebook: AnnotatedNotebook) -> Extraction:
+def extract(analysis: NotebookAnalysis) -> Extraction:
+    """What goes into the service; :class:`NotebookError` naming the cell when it cannot."""
+    notebook = analysis.notebook
     require_roles(notebook)
     setup = [c for c in notebook.service_cells if c.role is Role.SETUP]
     rest = [c for c in notebook.service_cells if c.role is not Role.SETUP]
     cells = tuple(setup + rest)
     imports: set[str] = set()
-    trees = {}
     for cell in cells:
-        trees[cell.index] = tree = parse_cell(cell, notebook)
-        imports |= _imported_modules(tree)
+        imports |= _imported_modules(_service_tree(analysis.cells[cell.index], notebook))
     infer = not notebook.has_role(Role.CONTRACT)
     if infer and notebook.has_role(Role.POSTPROCESS):
         cell = notebook.with_role(Role.POSTPROCESS)[0]
@@ -60,7 +59,7 @@ def extract(notebook: AnnotatedNotebook) -> Extraction:
     if infer:
         default_output_field = INFERRED_OUTPUT_FIELD
     elif not notebook.has_role(Role.POSTPROCESS):
-        default_output_field = single_output_field(notebook, trees)
+        default_output_field = single_output_field(analysis)
     stdlib = set(sys.stdlib_module_names) | {"__future__"}
     return Extraction(
         cells=cells,
@@ -69,28 +68,30 @@ def extract(notebook: AnnotatedNotebook) -> Extraction:
         has_fallback=notebook.has_role(Role.FALLBACK),
         imports=tuple(sorted(imports - stdlib)),
         infer_contract=infer,
-        artifacts=fitted_state(notebook),
+        artifacts=analysis.fitted,
     )
 
 
-def parse_cell(cell: Cell, notebook: AnnotatedNotebook) -> ast.Module:
+def _service_tree(parsed: ParsedCell, notebook: AnnotatedNotebook) -> ast.Module:
     """A service cell's syntax tree; magics and syntax errors raise naming the cell."""
-    for number, line in enumerate(cell.source.splitlines(), start=1):
-        if line.lstrip().startswith(_MAGIC_PREFIXES):
-            raise NotebookError(
-                f"{notebook.path}: {cell.label}: line {number} is an IPython magic or shell "
-                f"escape ({line.strip()!r}); it cannot run inside the service",
-                hint="Move it to an untagged or `train` cell, or declare the package as a "
-                "dependency of your environment instead of installing it from the notebook.",
-                cell=cell.index,
-            )
-    try:
-        return ast.parse(cell.source, filename=f"cell {cell.index}")
-    except SyntaxError as exc:
+    cell = parsed.cell
+    if parsed.magics:
+        line = parsed.magics[0]
         raise NotebookError(
-            f"{notebook.path}: {cell.label}: line {exc.lineno}: syntax error: {exc.msg}",
+            f"{notebook.path}: {cell.label}: line {line.number} is an IPython magic or shell "
+            f"escape ({line.text.strip()!r}); it cannot run inside the service",
+            hint="Move it to an untagged or `train` cell, or declare the package as a "
+            "dependency of your environment instead of installing it from the notebook.",
             cell=cell.index,
-        ) from None
+        )
+    if parsed.tree is None:
+        error = parsed.error
+        assert error is not None  # a cell without magics has a tree or a syntax error
+        raise NotebookError(
+            f"{notebook.path}: {cell.label}: line {error.lineno}: syntax error: {error.msg}",
+            cell=cell.index,
+        )
+    return parsed.tree
 
 
 def _imported_modules(tree: ast.Module) -> set[str]:
@@ -101,29 +102,3 @@ def _imported_modules(tree: ast.Module) -> set[str]:
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             found.add(node.module.split(".")[0])
     return found
-
-
-def single_output_field(notebook: AnnotatedNotebook, trees: dict[int, ast.Module]) -> str:
-    """The one field of Output, which the default postprocess fills from each raw item."""
-    for cell in notebook.with_role(Role.CONTRACT):
-        for node in trees[cell.index].body:
-            if isinstance(node, ast.ClassDef) and node.name == "Output":
-                fields = [
-                    stmt.target.id
-                    for stmt in node.body
-                    if isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name)
-                ]
-                if len(fields) == 1:
-                    return fields[0]
-                raise NotebookError(
-                    f"{notebook.path}: {cell.label}: there is no `postprocess` cell, so Output "
-                    f"must have exactly one field to fill from the model's predictions; "
-                    f"it has {len(fields)} ({', '.join(fields) or 'none'})",
-                    hint="Add a cell `#| nb2prod: postprocess` defining "
-                    "`def postprocess(raw, inputs) -> list[Output]`.",
-                    cell=cell.index,
-                )
-    raise NotebookError(
-        f"{notebook.path}: no contract cell defines `class Output`",
-        hint="Define `class Output(BaseModel)` in the cell marked `#| nb2prod: contract`.",
-    )

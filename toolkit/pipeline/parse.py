@@ -1,7 +1,8 @@
 """Stage 1 of ``package``: the notebook, its configuration and what goes into the service.
 
-Reads and statically checks the notebook (``nb2prod check``'s errors stop here, before any
-kernel starts), loads the configuration, checks ``-p`` parameters and extracts the service cells.
+Reads the notebook and analyses it once (``notebook/dataflow.py``); the check rules and the
+extraction both read that analysis (``nb2prod check``'s errors stop here, before any kernel
+starts). Loads the configuration, checks ``-p`` parameters and extracts the service cells.
 """
 
 from __future__ import annotations
@@ -12,9 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import NotebookError
-from ..notebook.analyse import check
 from ..notebook.annotations import AnnotatedNotebook, read_notebook
+from ..notebook.check import check_analysis
 from ..notebook.config import Config, load_config
+from ..notebook.dataflow import NotebookAnalysis, analyse
 from ..notebook.extract import Extraction, extract
 from ..notebook.parameters import check_parameters
 from ..progress import Progress
@@ -45,21 +47,13 @@ def parse(
     progress: Progress,
     out: Path | None = None,
 ) -> Parsed:
+    """The notebook read, analysed, checked and extracted, with its configuration."""
     notebook = read_notebook(path)
     loaded = load_config(path, config)
     check_parameters(notebook, parameters)
-    checked = check(notebook.node, notebook.path)
-    if checked.errors:
-        first, *more = checked.errors
-        rest = "".join(f"\n  {f.render(notebook.path)}" for f in more[:20])
-        raise NotebookError(
-            first.render(notebook.path) + (f" (and {len(more)} more){rest}" if more else ""),
-            hint=f"{first.fix} (`nb2prod check` lists them all; docs/check.md explains each code.)",
-            cell=checked.errors[0].cell,
-        )
-    for warning in checked.warnings:
-        progress.note(f"warning: {warning.render(notebook.path)}")
-    extraction = extract(notebook)
+    analysis = analyse(notebook)  # each cell parsed once, for the check and the extraction
+    _check(analysis, progress)
+    extraction = extract(analysis)
     if not extraction.has_fallback:
         progress.note(
             "warning: no `fallback` cell; when the model cannot answer, the service returns 503"
@@ -85,3 +79,19 @@ def parse(
             previous=previous_release(destination.parent, name, version),
         ),
     )
+
+
+def _check(analysis: NotebookAnalysis, progress: Progress) -> None:
+    """Stop on ``nb2prod check``'s errors, naming the first; pass its warnings on."""
+    checked = check_analysis(analysis)
+    path = analysis.notebook.path
+    if checked.errors:
+        first, *more = checked.errors
+        rest = "".join(f"\n  {f.render(path)}" for f in more[:20])
+        raise NotebookError(
+            first.render(path) + (f" (and {len(more)} more){rest}" if more else ""),
+            hint=f"{first.fix} (`nb2prod check` lists them all; docs/check.md explains each code.)",
+            cell=first.cell,
+        )
+    for warning in checked.warnings:
+        progress.note(f"warning: {warning.render(path)}")

@@ -1,19 +1,18 @@
-"""Stage 1b, analyse: static checks of a notebook, no execution (``nb2prod check``).
+"""Stage 1b, check: static checks of a notebook, no execution (``nb2prod check``).
 
 Finds what breaks a notebook in production before a packaging run: hidden state (names the service
 code takes from cells that do not go into the service), wrong shapes, magics, star imports,
 out-of-order runs, unseeded randomness, oversized outputs, and credentials. Every finding names the
-cell. ``docs/check.md`` lists every code with an example and the fix.
+cell. ``docs/check.md`` lists every code with an example and the fix. The rules read one
+:class:`~.dataflow.NotebookAnalysis`; ``package`` hands the same analysis on to ``extract``.
 """
 
 from __future__ import annotations
 
 import ast
-import builtins
 import json
 import re
-import symtable
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -29,6 +28,15 @@ from .annotations import (
     Role,
     annotate_cell,
     load_node,
+)
+from .dataflow import (
+    Dependency,
+    FittedValue,
+    NotebookAnalysis,
+    ParsedCell,
+    analyse,
+    role_name,
+    single_output_field,
 )
 
 Severity = Literal["error", "warning", "info"]
@@ -108,8 +116,6 @@ _FUNCTIONS = {  # role -> (function, number of parameters, their names)
     Role.POSTPROCESS: ("postprocess", 2, "raw, inputs"),
     Role.FALLBACK: ("fallback", 1, "inp"),
 }
-_BUILTINS = set(dir(builtins)) | {"__name__", "__file__", "__doc__", "__builtins__"}
-_MAGIC = re.compile(r"^\s*(!|%)")
 # estimators and splitters whose results change from run to run without random_state
 _NEEDS_RANDOM_STATE = {
     "train_test_split", "RandomForestClassifier", "RandomForestRegressor", "ExtraTreesClassifier",
@@ -191,6 +197,40 @@ def check(
     node: nbformat.NotebookNode, path: Path, scanner: SecretScanner | None = None
 ) -> CheckReport:
     """All findings for an in-memory notebook, sorted by cell."""
+    notebook, annotation = _annotate(node, path)
+    return check_analysis(analyse(notebook), scanner, annotation=annotation)
+
+
+def check_analysis(
+    analysis: NotebookAnalysis,
+    scanner: SecretScanner | None = None,
+    *,
+    annotation: Sequence[Finding] = (),
+) -> CheckReport:
+    """All findings for an analysed notebook, sorted by cell (``package`` checks the analysis it
+    then extracts from). ``annotation``: the NB100 findings met while annotating it."""
+    notebook = analysis.notebook
+    findings = list(annotation)
+    findings += _roles(notebook)
+    for cell in notebook.cells:
+        parsed = analysis.cells[cell.index]
+        findings += _hygiene(parsed)
+        if (syntax := _syntax(parsed)) is not None:
+            findings.append(syntax)
+    findings += _dataflow(analysis)
+    findings += _shapes(analysis)
+    findings += _run_order(notebook.node)
+    findings += _randomness(notebook, analysis.trees)
+    findings += _output_sizes(notebook.node)
+    findings += _secrets(notebook.node, scanner)
+    order = {code: i for i, code in enumerate(CODES)}
+    findings.sort(key=lambda f: (f.cell if f.cell is not None else -1, order[f.code], f.message))
+    return CheckReport(path=notebook.path, findings=tuple(_unique(findings)))
+
+
+def _annotate(node: nbformat.NotebookNode, path: Path) -> tuple[AnnotatedNotebook, list[Finding]]:
+    """Every code cell with its role; a cell whose annotation is wrong is an NB100 finding and is
+    analysed as an untagged cell."""
     findings: list[Finding] = []
     cells: list[Cell] = []
     for index, raw in enumerate(node.cells):
@@ -203,26 +243,7 @@ def check(
             findings.append(Finding("NB100", message, exc.cell))
             source = raw.source if isinstance(raw.source, str) else "".join(raw.source)
             cells.append(Cell(index=index, source=source))
-    notebook = AnnotatedNotebook(path=path, node=node, cells=tuple(cells))
-    findings += _roles(notebook)
-    trees = {}
-    for cell in notebook.cells:
-        findings += _hygiene(cell)
-        if cell.role is not Role.SKIP:
-            tree = _python(cell)
-            if tree is None and cell.goes_into_service and not _is_cell_magic(cell):
-                findings.append(_syntax_finding(cell))
-            if tree is not None:
-                trees[cell.index] = tree
-    findings += _dataflow(notebook, trees)
-    findings += _shapes(notebook, trees)
-    findings += _run_order(node)
-    findings += _randomness(notebook, trees)
-    findings += _output_sizes(node)
-    findings += _secrets(node, scanner)
-    order = {code: i for i, code in enumerate(CODES)}
-    findings.sort(key=lambda f: (f.cell if f.cell is not None else -1, order[f.code], f.message))
-    return CheckReport(path=path, findings=tuple(_unique(findings)))
+    return AnnotatedNotebook(path=path, node=node, cells=tuple(cells)), findings
 
 
 def _unique(findings: Iterable[Finding]) -> Iterator[Finding]:
@@ -248,264 +269,99 @@ def _roles(notebook: AnnotatedNotebook) -> list[Finding]:
     return findings
 
 
-def _is_cell_magic(cell: Cell) -> bool:
-    return cell.first_line.startswith("%%")
-
-
-def _hygiene(cell: Cell) -> list[Finding]:
-    findings = []
+def _hygiene(parsed: ParsedCell) -> list[Finding]:
+    cell = parsed.cell
     code = "NB300" if cell.goes_into_service else "NB301"
-    for number, line in enumerate(cell.source.splitlines(), start=1):
-        if _MAGIC.match(line):
-            findings.append(
-                Finding(code, f"line {number}: `{line.strip()[:60]}` is IPython syntax", cell.index)
-            )
-            if _is_cell_magic(cell):
-                break
+    magics = parsed.magics[:1] if parsed.is_cell_magic else parsed.magics
+    return [
+        Finding(code, f"line {m.number}: `{m.text.strip()[:60]}` is IPython syntax", cell.index)
+        for m in magics
+    ]
+
+
+def _syntax(parsed: ParsedCell) -> Finding | None:
+    """NB110 for a service cell that is not Python (a cell magic has its own finding)."""
+    cell = parsed.cell
+    if parsed.tree is not None or not cell.goes_into_service or parsed.is_cell_magic:
+        return None
+    error = parsed.source_error()
+    if error is None:
+        return Finding("NB110", "not valid Python", cell.index)
+    return Finding("NB110", f"line {error.lineno}: {error.msg}", cell.index)
+
+
+def _dataflow(analysis: NotebookAnalysis) -> list[Finding]:
+    findings = [f for dep in analysis.dependencies if (f := _dependency(dep)) is not None]
+    findings += [_fitted(value) for value in analysis.fitted]
+    findings += _star_imports(analysis)
     return findings
 
 
-def _python(cell: Cell) -> ast.Module | None:
-    """The cell as Python, magic lines blanked so the rest can still be analysed."""
-    if _is_cell_magic(cell):
-        return None
-    lines = [
-        (m.group(0)[:-1] + "pass") if (m := _MAGIC.match(line)) else line
-        for line in cell.source.splitlines()
-    ]
-    try:
-        return ast.parse("\n".join(lines))
-    except SyntaxError:
-        return None
-
-
-def _syntax_finding(cell: Cell) -> Finding:
-    try:
-        ast.parse(cell.source)
-    except SyntaxError as exc:
-        return Finding("NB110", f"line {exc.lineno}: {exc.msg}", cell.index)
-    return Finding("NB110", "not valid Python", cell.index)  # pragma: no cover
-
-
-def _source_of(tree: ast.Module) -> str:
-    return ast.unparse(tree)
-
-
-@dataclass(frozen=True)
-class Scope:
-    """What one cell binds and reads at module level."""
-
-    defined: frozenset[str]  # names the cell binds at module level
-    used: frozenset[str]  # names it reads from module level or builtins, and does not bind
-    at_import: frozenset[str]  # of those, the ones read when the module runs (not in a function)
-
-
-def _scope(tree: ast.Module) -> Scope:
-    table = symtable.symtable(_source_of(tree), "cell", "exec")
-    defined = {
-        s.get_name()
-        for s in table.get_symbols()
-        if s.is_assigned() or s.is_imported() or s.is_namespace()
-    }
-    used: set[str] = set()
-    at_import: set[str] = set()
-
-    def walk(scope: symtable.SymbolTable, deferred: bool) -> None:
-        for symbol in scope.get_symbols():
-            if not symbol.is_referenced():
-                continue
-            if scope is table:
-                if not (symbol.is_assigned() or symbol.is_imported() or symbol.is_namespace()):
-                    used.add(symbol.get_name())
-                    at_import.add(symbol.get_name())
-            elif symbol.is_global():  # read inside a function, class or comprehension
-                used.add(symbol.get_name())
-                if not deferred:
-                    at_import.add(symbol.get_name())
-        for child in scope.get_children():
-            # a def or lambda body runs when called; a class body or comprehension runs where it is
-            runs_later = child.get_type() == "function" and not child.get_name().startswith(
-                ("<listcomp", "<setcomp", "<dictcomp", "<genexpr")
-            )
-            walk(child, deferred or runs_later)
-
-    walk(table, deferred=False)
-    return Scope(frozenset(defined), frozenset(used - defined), frozenset(at_import - defined))
-
-
-BindingKind = Literal["value", "function", "class", "module"]
-
-
-def _binding_kinds(tree: ast.Module) -> dict[str, BindingKind]:
-    """How a cell binds each module-level name; the last binding in the cell wins."""
-    kinds: dict[str, BindingKind] = {}
-
-    def visit(statements: list[ast.stmt]) -> None:
-        for node in statements:
-            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
-                kinds[node.name] = "function"
-            elif isinstance(node, ast.ClassDef):
-                kinds[node.name] = "class"
-            elif isinstance(node, ast.Import | ast.ImportFrom):
-                for alias in node.names:
-                    kinds[alias.asname or alias.name.split(".")[0]] = "module"
-            else:
-                for child in ast.walk(node):
-                    if isinstance(child, ast.Name) and isinstance(child.ctx, ast.Store):
-                        kinds[child.id] = "value"
-                for field in ("body", "orelse", "finalbody", "handlers"):
-                    nested = getattr(node, field, None)
-                    if isinstance(nested, list):
-                        visit([n for n in nested if isinstance(n, ast.stmt)])
-                for handler in getattr(node, "handlers", []):
-                    visit(handler.body)
-
-    visit(tree.body)
-    return kinds
-
-
-@dataclass(frozen=True)
-class Dependency:
-    """A name service code reads that no service cell defines."""
-
-    name: str
-    reader: Cell  # the service cell that reads it
-    origin: Cell | None  # the last cell that runs and binds it (None: only skip cells, or none)
-    kind: BindingKind | None  # how the origin binds it
-    at_import: bool  # read while the service module is imported, not inside a function
-    skipped: Cell | None = None  # a skip cell binding it, when no running cell does
-
-
-@dataclass(frozen=True)
-class FittedValue:
-    """A value from a train, model or untagged cell that service code reads: a release artifact."""
-
-    name: str
-    cell: Cell
-    read_by: tuple[Cell, ...]
-
-    @property
-    def role(self) -> str:
-        return "parameters" if self.cell.is_parameters else str(self.cell.role or "untagged")
-
-    @property
-    def readers(self) -> str:
-        """``preprocess (cell 7) and fallback (cell 9)``."""
-        return " and ".join(f"{c.role} (cell {c.index})" for c in self.read_by)
-
-
-def dependencies(notebook: AnnotatedNotebook, trees: dict[int, ast.Module]) -> list[Dependency]:
-    """Every name the service cells read from outside the service, with where it comes from."""
-    service = [c for c in notebook.service_cells if c.index in trees]
-    scopes = {index: _scope(tree) for index, tree in trees.items()}
-    provided = set().union(*(scopes[c.index].defined for c in service)) if service else set()
-    if not notebook.has_role(Role.CONTRACT):
-        provided |= {"Input", "Output"}  # inferred in the kernel and put into the service
-    running: dict[str, tuple[Cell, BindingKind]] = {}  # the last binding that runs wins
-    skipped: dict[str, Cell] = {}
-    for cell in notebook.cells:
-        if cell.goes_into_service:
-            continue
-        if cell.role is Role.SKIP:
-            tree = _python(cell)
-            for name in _scope(tree).defined if tree is not None else ():
-                skipped.setdefault(name, cell)
-            continue
-        if cell.index not in trees:
-            continue
-        kinds = _binding_kinds(trees[cell.index])
-        for name in scopes[cell.index].defined:
-            running[name] = (cell, kinds.get(name, "value"))
-    found = []
-    for cell in service:
-        scope = scopes[cell.index]
-        for name in sorted(scope.used - provided - _BUILTINS):
-            origin, kind = running.get(name, (None, None))
-            found.append(
-                Dependency(
-                    name=name,
-                    reader=cell,
-                    origin=origin,
-                    kind=kind,
-                    at_import=name in scope.at_import,
-                    skipped=skipped.get(name) if origin is None else None,
-                )
-            )
-    return found
-
-
-def fitted_state(notebook: AnnotatedNotebook) -> tuple[FittedValue, ...]:
-    """The values service code reads from train, model or untagged cells, in notebook order:
-    exported with the model as release artifacts."""
-    trees = {
-        c.index: tree
-        for c in notebook.cells
-        if c.role is not Role.SKIP and (tree := _python(c)) is not None
-    }
-    return _fitted(dependencies(notebook, trees))
-
-
-def _fitted(found: list[Dependency]) -> tuple[FittedValue, ...]:
-    readers: dict[str, tuple[Cell, list[Cell]]] = {}
-    for dep in found:
-        if dep.origin is not None and dep.kind == "value" and not dep.at_import:
-            readers.setdefault(dep.name, (dep.origin, []))[1].append(dep.reader)
-    values = [FittedValue(name, cell, tuple(read_by)) for name, (cell, read_by) in readers.items()]
-    return tuple(sorted(values, key=lambda v: (v.cell.index, v.name)))
-
-
-def _dataflow(notebook: AnnotatedNotebook, trees: dict[int, ast.Module]) -> list[Finding]:
-    findings = []
-    found = dependencies(notebook, trees)
-    for dep in found:
-        name, origin, cell = dep.name, dep.origin, dep.reader
-        if origin is None and dep.skipped is not None:
-            message = (
-                f"name '{name}' is defined only in cell {dep.skipped.index} (skip), "
-                "which never runs at package time"
-            )
-            findings.append(Finding("NB200", message, cell.index, hint=_SKIP_HINT))
-        elif origin is None:
-            findings.append(Finding("NB201", f"name '{name}' is never defined", cell.index))
-        elif dep.kind != "value":
-            kind = "parameters" if origin.is_parameters else (origin.role or "untagged")
-            how = "imported" if dep.kind == "module" else f"a {dep.kind} defined"
-            message = (
-                f"name '{name}' is {how} only in cell {origin.index} ({kind}), which does not "
-                "go into the service"
-            )
-            hint = (
-                f"Move the {'import' if dep.kind == 'module' else 'definition'} of `{name}` "
-                f"into a `setup` cell (code travels with the service; only values are exported)."
-            )
-            findings.append(Finding("NB200", message, cell.index, hint=hint))
-        elif dep.at_import:
-            kind = "parameters" if origin.is_parameters else (origin.role or "untagged")
-            message = (
-                f"name '{name}' from cell {origin.index} ({kind}) is read while the service "
-                "module is imported (a class body, default argument or decorator); fitted state "
-                "is loaded only after that"
-            )
-            findings.append(Finding("NB203", message, cell.index))
-    for value in _fitted(found):
+def _dependency(dep: Dependency) -> Finding | None:
+    """NB200, NB201 or NB203 for a name the service reads from outside it; None for fitted state."""
+    name, origin, cell = dep.name, dep.origin, dep.reader
+    if origin is None and dep.skipped is not None:
         message = (
-            f"cell {value.cell.index} ({value.role}) defines `{value.name}`, read by "
-            f"{value.readers}: exported with the model as fitted state"
+            f"name '{name}' is defined only in cell {dep.skipped.index} (skip), "
+            "which never runs at package time"
         )
-        findings.append(Finding("NB202", message, value.cell.index))
-    for index, tree in trees.items():
-        cell = next(c for c in notebook.cells if c.index == index)
-        if cell.goes_into_service and any(
+        return Finding("NB200", message, cell.index, hint=_SKIP_HINT)
+    if origin is None:
+        return Finding("NB201", f"name '{name}' is never defined", cell.index)
+    kind = role_name(origin)
+    if dep.kind != "value":
+        how = "imported" if dep.kind == "module" else f"a {dep.kind} defined"
+        message = (
+            f"name '{name}' is {how} only in cell {origin.index} ({kind}), which does not "
+            "go into the service"
+        )
+        hint = (
+            f"Move the {'import' if dep.kind == 'module' else 'definition'} of `{name}` "
+            f"into a `setup` cell (code travels with the service; only values are exported)."
+        )
+        return Finding("NB200", message, cell.index, hint=hint)
+    if dep.at_import:
+        message = (
+            f"name '{name}' from cell {origin.index} ({kind}) is read while the service "
+            "module is imported (a class body, default argument or decorator); fitted state "
+            "is loaded only after that"
+        )
+        return Finding("NB203", message, cell.index)
+    return None
+
+
+def _fitted(value: FittedValue) -> Finding:
+    message = (
+        f"cell {value.cell.index} ({value.role}) defines `{value.name}`, read by "
+        f"{value.readers}: exported with the model as fitted state"
+    )
+    return Finding("NB202", message, value.cell.index)
+
+
+def _star_imports(analysis: NotebookAnalysis) -> list[Finding]:
+    return [
+        Finding("NB302", "`import *` hides which names the service uses", index)
+        for index, tree in analysis.trees.items()
+        if analysis.cells[index].cell.goes_into_service
+        and any(
             isinstance(node, ast.ImportFrom) and any(a.name == "*" for a in node.names)
             for node in ast.walk(tree)
-        ):
-            findings.append(
-                Finding("NB302", "`import *` hides which names the service uses", cell.index)
-            )
+        )
+    ]
+
+
+def _shapes(analysis: NotebookAnalysis) -> list[Finding]:
+    """What each role must provide: its function, the contract's classes, its variable."""
+    notebook, trees = analysis.notebook, analysis.trees
+    findings = _functions(notebook, trees)
+    if any(c.index in trees for c in notebook.with_role(Role.CONTRACT)):
+        findings += _contract(analysis)
+    findings += _variables(notebook, trees)
     return findings
 
 
-def _shapes(notebook: AnnotatedNotebook, trees: dict[int, ast.Module]) -> list[Finding]:
+def _functions(notebook: AnnotatedNotebook, trees: dict[int, ast.Module]) -> list[Finding]:
+    """NB210: each function a role needs is defined and takes its parameters."""
     findings: list[Finding] = []
     for role, (name, count, params) in _FUNCTIONS.items():
         cells = [c for c in notebook.with_role(role) if c.index in trees]
@@ -524,43 +380,52 @@ def _shapes(notebook: AnnotatedNotebook, trees: dict[int, ast.Module]) -> list[F
         elif not _takes(defs[-1].args, count):
             where = next(c.index for c in cells if defs[-1] in trees[c.index].body)
             findings.append(
-                Finding(
-                    "NB210",
-                    f"`{name}` must take {count} parameter(s) ({params})",
-                    where,
-                )
+                Finding("NB210", f"`{name}` must take {count} parameter(s) ({params})", where)
             )
-    contract = [c for c in notebook.with_role(Role.CONTRACT) if c.index in trees]
-    if contract:
-        classes = {
-            node.name: (c.index, node)
-            for c in notebook.service_cells
-            if c.index in trees
-            for node in trees[c.index].body
-            if isinstance(node, ast.ClassDef)
-        }
-        for name in ("Input", "Output"):
-            if name not in classes:
-                findings.append(
-                    Finding("NB211", f"the contract defines no class `{name}`", contract[0].index)
-                )
-            elif not _is_pydantic(name, classes):
-                findings.append(
-                    Finding(
-                        "NB211",
-                        f"`{name}` is not a pydantic BaseModel",
-                        classes[name][0],
-                    )
-                )
-        if not notebook.has_role(Role.POSTPROCESS) and "Output" in classes:
-            from .extract import single_output_field
+    return findings
 
-            try:
-                single_output_field(notebook, trees)
-            except NotebookError as exc:
-                label = next(c.label for c in notebook.cells if c.index == exc.cell)
-                message = _strip_path(exc.message, notebook.path).removeprefix(f"{label}: ")
-                findings.append(Finding("NB213", message, exc.cell))
+
+def _contract(analysis: NotebookAnalysis) -> list[Finding]:
+    """NB211: Input and Output are pydantic models; NB213: without postprocess, Output has one
+    field."""
+    notebook, trees = analysis.notebook, analysis.trees
+    contract = next(c for c in notebook.with_role(Role.CONTRACT) if c.index in trees)
+    classes = {
+        node.name: (c.index, node)
+        for c in notebook.service_cells
+        if c.index in trees
+        for node in trees[c.index].body
+        if isinstance(node, ast.ClassDef)
+    }
+    findings = []
+    for name in ("Input", "Output"):
+        if name not in classes:
+            findings.append(
+                Finding("NB211", f"the contract defines no class `{name}`", contract.index)
+            )
+        elif not _is_pydantic(name, classes):
+            findings.append(
+                Finding("NB211", f"`{name}` is not a pydantic BaseModel", classes[name][0])
+            )
+    if not notebook.has_role(Role.POSTPROCESS) and "Output" in classes:
+        try:
+            single_output_field(analysis)
+        except NotebookError as exc:
+            findings.append(_output_fields(exc, notebook))
+    return findings
+
+
+def _output_fields(exc: NotebookError, notebook: AnnotatedNotebook) -> Finding:
+    if exc.cell is None:  # Output is defined, but in no contract cell
+        return Finding("NB213", _strip_path(exc.message, notebook.path), hint=exc.hint)
+    label = next(c.label for c in notebook.cells if c.index == exc.cell)
+    message = _strip_path(exc.message, notebook.path).removeprefix(f"{label}: ")
+    return Finding("NB213", message, exc.cell)
+
+
+def _variables(notebook: AnnotatedNotebook, trees: dict[int, ast.Module]) -> list[Finding]:
+    """NB212: the model and examples cells assign their variables."""
+    findings = []
     for role, variable in ((Role.MODEL, notebook.model_variable), (Role.EXAMPLES, "examples")):
         cells = [c for c in notebook.with_role(role) if c.index in trees]
         if cells and not any(variable in _assigned(trees[c.index]) for c in cells):
@@ -620,6 +485,7 @@ def _run_order(node: nbformat.NotebookNode) -> list[Finding]:
 
 
 def _randomness(notebook: AnnotatedNotebook, trees: dict[int, ast.Module]) -> list[Finding]:
+    """NB311: a random generator without a seed in a train or model cell."""
     seeded = {
         ast.unparse(call.func).split(".")[0]
         for tree in trees.values()
@@ -631,38 +497,43 @@ def _randomness(notebook: AnnotatedNotebook, trees: dict[int, ast.Module]) -> li
         if cell.role not in (Role.TRAIN, Role.MODEL) or cell.index not in trees:
             continue
         for call in ast.walk(trees[cell.index]):
-            if not isinstance(call, ast.Call):
-                continue
-            func = ast.unparse(call.func)
-            leaf = func.split(".")[-1]
-            keywords = {k.arg: k.value for k in call.keywords}
-            problem = None
-            if leaf in _NEEDS_RANDOM_STATE and "random_state" not in keywords:
-                problem = f"`{leaf}(...)` without random_state"
-            elif (
-                leaf in _SHUFFLING_SPLITTERS
-                and _true(keywords.get("shuffle"))
-                and ("random_state" not in keywords)
-            ):
-                problem = f"`{leaf}(shuffle=True)` without random_state"
-            elif func.endswith("random.default_rng") and not call.args and "seed" not in keywords:
-                problem = "`default_rng()` without a seed"
-            elif (
-                leaf in ("Random", "RandomState")
-                and re.match(r"^(np|numpy)\.random\.\w+$|^random\.\w+$", func)
-                and not call.args
-                and not keywords
-            ):
-                problem = f"`{func}()` without a seed"
-            elif (
-                re.match(r"^(np|numpy)\.random\.\w+$|^random\.\w+$", func)
-                and leaf not in ("seed", "default_rng", "RandomState", "Random", "Generator")
-                and func.split(".")[0] not in seeded
-            ):
-                problem = f"`{func}(...)` with no `{func.rsplit('.', 1)[0]}.seed(...)` anywhere"
-            if problem:
+            if isinstance(call, ast.Call) and (problem := _unseeded(call, seeded)):
                 findings.append(Finding("NB311", f"{problem}; runs will differ", cell.index))
     return findings
+
+
+_RANDOM_MODULE_CALL = re.compile(r"^(np|numpy)\.random\.\w+$|^random\.\w+$")
+
+
+def _unseeded(call: ast.Call, seeded: set[str]) -> str | None:
+    """What makes this call's result differ from run to run, if anything."""
+    func = ast.unparse(call.func)
+    leaf = func.split(".")[-1]
+    keywords = {k.arg: k.value for k in call.keywords}
+    if leaf in _NEEDS_RANDOM_STATE and "random_state" not in keywords:
+        return f"`{leaf}(...)` without random_state"
+    if (
+        leaf in _SHUFFLING_SPLITTERS
+        and _true(keywords.get("shuffle"))
+        and ("random_state" not in keywords)
+    ):
+        return f"`{leaf}(shuffle=True)` without random_state"
+    if func.endswith("random.default_rng") and not call.args and "seed" not in keywords:
+        return "`default_rng()` without a seed"
+    if (
+        leaf in ("Random", "RandomState")
+        and _RANDOM_MODULE_CALL.match(func)
+        and not call.args
+        and not keywords
+    ):
+        return f"`{func}()` without a seed"
+    if (
+        _RANDOM_MODULE_CALL.match(func)
+        and leaf not in ("seed", "default_rng", "RandomState", "Random", "Generator")
+        and func.split(".")[0] not in seeded
+    ):
+        return f"`{func}(...)` with no `{func.rsplit('.', 1)[0]}.seed(...)` anywhere"
+    return None
 
 
 def _true(node: ast.expr | None) -> bool:
