@@ -9,9 +9,11 @@ from typing import Any
 
 import nbformat
 import pytest
+from nb2prod.errors import ParameterError
 from nb2prod.notebook import dataflow
 from nb2prod.notebook.annotations import Role, annotate
 from nb2prod.notebook.check import check
+from nb2prod.notebook.parameters import check_parameters
 from nb2prod.pipeline.parse import parse
 from nb2prod.progress import Silent
 
@@ -26,6 +28,7 @@ def fitted_notebook() -> nbformat.NotebookNode:
     cells += [
         code("#| nb2prod: train\nscale = 2.0\n!echo fitted"),
         code("#| nb2prod: skip\nplot = scale"),
+        code("threshold = 0.5", "parameters"),
     ]
     node = notebook(*cells)
     node.cells.insert(0, nbformat.v4.new_markdown_cell("# a markdown cell is not parsed"))
@@ -50,11 +53,11 @@ def test_package_parses_each_cell_once_and_finds_fitted_state_once(
 
     monkeypatch.setattr(ast, "parse", counting_parse)
     monkeypatch.setattr(dataflow, "fitted_state", counting_fitted)
-    result = parse(path, None, {}, Silent(), out=tmp_path / "out")
+    result = parse(path, None, {"threshold": 0.7}, Silent(), out=tmp_path / "out")
 
     code_cells = [f"cell {c.index}" for c in result.notebook.cells]
-    assert len(code_cells) == 7
-    assert parsed == Counter(code_cells)  # check and extract read one parse of each cell
+    assert len(code_cells) == 8
+    assert parsed == Counter(code_cells)  # -p, check and extract read one parse of each cell
     assert len(fitted_runs) == 1
     assert [(v.name, v.cell.index) for v in result.extraction.artifacts] == [("scale", 6)]
 
@@ -97,3 +100,14 @@ def test_an_error_only_the_symbol_table_sees_is_a_syntax_finding_not_a_crash() -
     (finding,) = check(notebook(*cells), Path("nb.ipynb")).findings
     assert (finding.code, finding.cell) == ("NB110", 2)
     assert finding.message == "line 2: duplicate argument 'inputs' in function definition"
+
+
+def test_p_names_are_read_from_the_parameters_cell_of_the_analysis() -> None:
+    cells = [code("%matplotlib inline\nalpha: float = 0.5\nbeta = 2", "parameters")]
+    analysis = dataflow.analyse(annotate(notebook(*cells, *minimal_cells()), Path("nb.ipynb")))
+    check_parameters(analysis, {"alpha": 0.1, "beta": 3})  # the magic line is blanked, not fatal
+    with pytest.raises(ParameterError, match=r"-p gamma: the parameters cell \(cell 0 .*no such"):
+        check_parameters(analysis, {"gamma": 1})
+    untagged = dataflow.analyse(annotate(notebook(*minimal_cells()), Path("nb.ipynb")))
+    with pytest.raises(ParameterError, match="no cell is tagged 'parameters'"):
+        check_parameters(untagged, {"alpha": 0.1})

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..errors import ParameterError
-from .annotations import AnnotatedNotebook
+from .dataflow import NotebookAnalysis
 
 
 def parse_parameter(value: str) -> Any:
@@ -27,9 +27,11 @@ def parse_parameter(value: str) -> Any:
     return value
 
 
-def check_parameters(notebook: AnnotatedNotebook, parameters: Mapping[str, Any]) -> None:
+def check_parameters(analysis: NotebookAnalysis, parameters: Mapping[str, Any]) -> None:
+    """Every ``-p`` name must be assigned by a cell tagged ``parameters``."""
     if not parameters:
         return
+    notebook = analysis.notebook
     cells = [c for c in notebook.cells if c.is_parameters]
     if not cells:
         raise ParameterError(
@@ -38,11 +40,8 @@ def check_parameters(notebook: AnnotatedNotebook, parameters: Mapping[str, Any])
         )
     known: set[str] = set()
     for cell in cells:
-        try:
-            tree = ast.parse(cell.source)
-        except SyntaxError:
-            continue
-        for node in tree.body:
+        tree = analysis.cells[cell.index].tree
+        for node in tree.body if tree is not None else ():
             targets = node.targets if isinstance(node, ast.Assign) else (
                 [node.target] if isinstance(node, ast.AnnAssign) else []
             )  # fmt: skip

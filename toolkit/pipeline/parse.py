@@ -1,8 +1,8 @@
 """Stage 1 of ``package``: the notebook, its configuration and what goes into the service.
 
-Reads the notebook and analyses it once (``notebook/dataflow.py``); the check rules and the
-extraction both read that analysis (``nb2prod check``'s errors stop here, before any kernel
-starts). Loads the configuration, checks ``-p`` parameters and extracts the service cells.
+Reads the notebook and analyses it once (``notebook/dataflow.py``); the ``-p`` check, the check
+rules and the extraction all read that analysis (``nb2prod check``'s errors stop here, before any
+kernel starts). Loads the configuration and extracts the service cells.
 """
 
 from __future__ import annotations
@@ -49,9 +49,9 @@ def parse(
 ) -> Parsed:
     """The notebook read, analysed, checked and extracted, with its configuration."""
     notebook = read_notebook(path)
+    analysis = analyse(notebook)  # each cell parsed once, for -p, the check and the extraction
     loaded = load_config(path, config)
-    check_parameters(notebook, parameters)
-    analysis = analyse(notebook)  # each cell parsed once, for the check and the extraction
+    check_parameters(analysis, parameters)
     _check(analysis, progress)
     extraction = extract(analysis)
     if not extraction.has_fallback:
