@@ -148,7 +148,7 @@ def test_the_kernel_gets_none_of_the_packagers_secrets(tmp_path: Path) -> None:
     before = sorted(p.name for p in out.parent.iterdir())
     refused = nb2prod_env("package", path, "--out", out, "--no-cache", "--replace", **secrets)
     assert refused.code == 1
-    assert "cell 1 (untagged)" in refused.stderr and "the value of DB_PASSWORD" in refused.stderr
+    assert "cell 1 `import os`, output line 1: the value of DB_PASSWORD" in refused.stderr
     assert secrets["DB_PASSWORD"] not in refused.stderr + refused.stdout
     assert sorted(p.name for p in out.parent.iterdir()) == before  # nothing written
 
