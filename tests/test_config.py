@@ -115,3 +115,19 @@ def test_service_and_monitoring_keys(tmp_path: Path) -> None:
     assert (config.monitoring.reference, config.monitoring.bins, config.monitoring.window) == (
         "train_df", 5, 500,
     )  # fmt: skip
+
+
+def test_execution_env_names_variables_and_never_nb2prods_own(tmp_path: Path) -> None:
+    from nb2prod.notebook.config import load_config_file
+
+    good = tmp_path / "good.toml"
+    good.write_text('[execution]\nenv = ["DATABASE_URL"]\n')
+    assert load_config_file(good).config.execution.env == ["DATABASE_URL"]
+    for bad, says in (
+        ('["NB2PROD_API_TOKEN"]', "never reach the kernel"),
+        ('["A-B"]', "not an environment"),
+    ):
+        path = tmp_path / "bad.toml"
+        path.write_text(f"[execution]\nenv = {bad}\n")
+        with pytest.raises(ConfigError, match=says):
+            load_config_file(path)

@@ -102,8 +102,18 @@ def test_nb2prods_containers_conf_is_used_only_when_the_user_has_none(tmp_path: 
     assert not container.containers_conf_needed({"XDG_CONFIG_HOME": str(tmp_path)})
     needed = container.containers_conf_needed({"XDG_CONFIG_HOME": str(tmp_path / "none")})
     assert needed == (not Path("/etc/containers/containers.conf").is_file())
-    text = container.CONTAINERS_CONF.read_text()
+    text = container.containers_conf(runc="/usr/sbin/runc").read_text()
     assert 'runtime = "runc"' in text and 'cgroup_manager = "cgroupfs"' in text
+
+
+def test_without_runc_the_engines_own_runtime_is_used_and_its_failure_names_the_package() -> None:
+    text = container.containers_conf(runc="").read_text()
+    assert "runtime =" not in text.replace("# ", "") and 'cgroup_manager = "cgroupfs"' in text
+    crun = "Error: crun: setrlimit `RLIMIT_NOFILE`: Operation not permitted: OCI permission denied"
+    assert "apt-get install runc" in (container.runtime_hint(crun) or "")
+    missing = 'Error: default OCI runtime "runc" not found: invalid argument'
+    assert "apt-get install runc" in (container.runtime_hint(missing) or "")
+    assert container.runtime_hint("Error: image not known") is None
 
 
 # --- the Containerfile and its labels ---------------------------------------------------------

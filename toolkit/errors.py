@@ -113,3 +113,11 @@ class DeployError(Nb2ProdError):
 class ScoreError(Nb2ProdError):
     """Batch scoring cannot run: an unreadable or unknown table, a missing or clashing column,
     a release whose files changed; invalid rows are not errors (they go to the errors file)."""
+
+
+class ReleaseBusyError(Nb2ProdError):
+    """Another nb2prod run is writing the same release destination (its pid and command named)."""
+
+
+class SecretLeakError(Nb2ProdError):
+    """A credential is in an executed cell's output or in fitted state (named; never shown)."""

@@ -117,7 +117,7 @@ def test_serve_stops_the_server_and_its_workers_on_a_signal(
 ) -> None:
     proc, port, spawned = started
     commands = [" ".join(p.cmdline()) for p in spawned]
-    assert any("bentoml serve" in c for c in commands), commands
+    assert any("bento_main serve" in c for c in commands), commands
     assert any("worker" in c for c in commands), commands  # workers run in sessions of their own
     os.kill(proc.pid, sig)  # as `kill PID` does, not to the process group
     assert proc.wait(timeout=60) == 128 + sig
@@ -203,7 +203,7 @@ def test_kill_during_package_leaves_no_server_staging_bento_or_temp_files(tmp_pa
     spawned: set[psutil.Process] = set()
     try:
         deadline = time.monotonic() + 300
-        while not any("bentoml serve" in " ".join(p.cmdline()) for p in running(spawned)):
+        while not any("bento_main serve" in " ".join(p.cmdline()) for p in running(spawned)):
             assert proc.poll() is None and time.monotonic() < deadline, output.read_text()
             time.sleep(0.2)
             with contextlib.suppress(psutil.Error):
@@ -213,7 +213,9 @@ def test_kill_during_package_leaves_no_server_staging_bento_or_temp_files(tmp_pa
         assert proc.wait(timeout=60) == 128 + signal.SIGTERM, output.read_text()
         assert running(spawned) == []
         assert leftovers(tmp) == []
-        assert list(dist.glob("*")) == []  # the staged release is gone
+        # the staged release is gone; the destination's claim file stays, empty (release/claim.py)
+        assert [p.name for p in dist.glob("*")] == [".iris.nb2prod-claim"]
+        assert (dist / ".iris.nb2prod-claim").read_text() == ""
         assert bento_tags() == tags  # and so is the bento it had built
     finally:
         kill(proc, spawned)

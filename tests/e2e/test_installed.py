@@ -65,6 +65,15 @@ def test_installed_wheel_checks_packages_and_serves(
         capture_output=True, text=True, cwd=work, env=env, check=True,
     )  # fmt: skip
     assert str(venv) in located.stdout and str(ROOT) not in located.stdout
+    # the container path finds its containers.conf inside the installed package (issue #23: it
+    # looked for site-packages/templates/), with runc or without
+    conf = subprocess.run(
+        [str(venv / "bin" / "python"), "-c", "from nb2prod.adapters.container import "
+         "containers_conf as c; print(c(runc='/usr/sbin/runc')); print(c(runc=''))"],
+        capture_output=True, text=True, cwd=work, env=env, check=True,
+    )  # fmt: skip
+    for path in conf.stdout.split():
+        assert path.startswith(str(venv)) and Path(path).is_file(), path
 
     checked = subprocess.run(
         [nb2prod, "check", "iris.ipynb"], capture_output=True, text=True, cwd=work, env=env

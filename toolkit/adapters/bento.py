@@ -27,14 +27,25 @@ from pathlib import Path
 import psutil
 
 from ..errors import BuildError, ServeError, TargetError
+from ..scratch import keep
+from .bento_main import METRICS_DIR_ENV
+from .children import die_with_parent
 from .loopback import free_port, tail, wait_ready
 
 _BENTOML = [sys.executable, "-m", "bentoml"]
+# servers run through bento_main: a metrics directory of their own (see that module)
+_SERVE = [sys.executable, "-m", f"{__package__}.bento_main", "serve"]
 
 
 def _env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    # no telemetry: serve would otherwise look a tracking host up at start
-    return {**os.environ, "BENTOML_DO_NOT_TRACK": "true", **(extra or {})}
+    # no telemetry: serve would otherwise look a tracking host up at start; temporary files go
+    # where nb2prod's own go (a packaging run's scratch directory, removed even after a crash)
+    return {
+        **os.environ,
+        "BENTOML_DO_NOT_TRACK": "true",
+        "TMPDIR": tempfile.gettempdir(),
+        **(extra or {}),
+    }
 
 
 def build(bentofile: Path, build_ctx: Path) -> str:
@@ -44,6 +55,7 @@ def build(bentofile: Path, build_ctx: Path) -> str:
         capture_output=True,
         text=True,
         env=_env(),
+        preexec_fn=die_with_parent(),
         # BentoML resolves requirements_txt against the working directory and refuses paths
         # with a hidden component, so build from inside the (non-hidden) build context
         cwd=build_ctx,
@@ -134,12 +146,13 @@ def serve(
     port = port or free_port()
     log_dir = Path(tempfile.mkdtemp(prefix="nb2prod-serve-"))
     log = log_dir / "serve.log"
+    metrics = log_dir / "metrics"  # this server's Prometheus multiprocess files, no one else's
+    metrics.mkdir()
     started = time.monotonic()
     with log.open("wb") as sink:
         proc = subprocess.Popen(
             [
-                *_BENTOML,
-                "serve",
+                *_SERVE,
                 target,
                 "--host",
                 "127.0.0.1",
@@ -150,8 +163,9 @@ def serve(
             stdout=sink,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            env=_env(env),
+            env=_env({**(env or {}), METRICS_DIR_ENV: str(metrics)}),
             start_new_session=True,  # its own process group, which stop() signals
+            preexec_fn=die_with_parent(),  # a verify server never outlives nb2prod
         )
     url = f"http://127.0.0.1:{port}"
     keep_log = False
@@ -164,6 +178,7 @@ def serve(
         yield Server(url=url, pid=proc.pid, cold_start_s=time.monotonic() - started, log=log)
     finally:
         stop(proc)
+        shutil.rmtree(metrics, ignore_errors=True)
         if not keep_log:
             shutil.rmtree(log_dir, ignore_errors=True)
 
@@ -185,12 +200,14 @@ def run_foreground(target: str, *, port: int, env: Mapping[str, str] | None = No
         sig: signal.signal(sig, lambda signum, _frame: received.append(signum))
         for sig in _STOP_SIGNALS
     }
+    metrics = Path(tempfile.mkdtemp(prefix="nb2prod-metrics-"))
     try:
         proc = subprocess.Popen(
-            [*_BENTOML, "serve", target, "--host", "127.0.0.1", "--port", str(port)],
+            [*_SERVE, target, "--host", "127.0.0.1", "--port", str(port)],
             stdin=subprocess.DEVNULL,
-            env=_env(env),
+            env=_env({**(env or {}), METRICS_DIR_ENV: str(metrics)}),
             start_new_session=True,  # Ctrl-C reaches nb2prod only; it decides what the server gets
+            preexec_fn=die_with_parent(),  # `kill -9` of nb2prod serve stops the server too
         )
         workers: set[psutil.Process] = set()
         while not received and proc.poll() is None:
@@ -203,6 +220,7 @@ def run_foreground(target: str, *, port: int, env: Mapping[str, str] | None = No
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        shutil.rmtree(metrics, ignore_errors=True)
     if received:
         return 128 + received[0]
     return proc.returncode if proc.returncode >= 0 else 128 - proc.returncode
@@ -222,13 +240,14 @@ def _wait_ready(
         raise ServeError(
             f"the service did not become ready within {timeout_s:.0f} s:\n"
             + tail(log.read_text(errors="replace")),
-            hint=f"Full log: {log}. A worker that cannot import the service is restarted forever.",
+            hint=f"Full log: {keep(log, 'nb2prod-serve-')}. A worker that cannot import the "
+            "service is restarted forever.",
         ) from None
     if exited is not None:
         raise ServeError(
             f"bentoml serve exited with {exited} before it was ready:\n"
             + tail(log.read_text(errors="replace")),
-            hint=f"Full log: {log}",
+            hint=f"Full log: {keep(log, 'nb2prod-serve-')}",
         )
 
 

@@ -3,9 +3,9 @@
 The engine is chosen by :func:`choose`: docker only when its daemon answers (a client binary alone
 cannot build), then podman, then buildah (which builds but cannot run containers). podman and
 buildah read ``CONTAINERS_CONF``; when the user has set none and the machine has no
-containers.conf of its own, nb2prod points it at ``templates/container/containers.conf``
-(runc, cgroupfs, fixed ulimits: the defaults fail on hosts with hybrid cgroups or without
-permission to raise rlimits). Everything else comes from the environment as for any podman
+containers.conf of its own, nb2prod points it at its own, found in the installed templates
+(cgroupfs, fixed ulimits, and runc where installed: the defaults fail on hosts with hybrid
+cgroups or without permission to raise rlimits; :func:`containers_conf`). Everything else comes from the environment as for any podman
 command, including ``CONTAINERS_STORAGE_CONF`` (tests use it for a private store).
 """
 
@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ContainerError, MissingToolError
+from ..resources import template_dir
 from .loopback import free_port, tail, wait_ready
 
 ENGINES = ("docker", "podman", "buildah")
@@ -32,9 +33,6 @@ ENGINES = ("docker", "podman", "buildah")
 DEBIAN_PACKAGES = (
     "podman buildah runc uidmap slirp4netns netavark aardvark-dns containernetworking-plugins "
     "iptables fuse-overlayfs mmdebstrap"
-)
-CONTAINERS_CONF = (
-    Path(__file__).resolve().parent.parent.parent / "templates/container/containers.conf"
 )
 SERVICE_PORT = 3000  # the port the image's CMD serves on
 UID = 10001  # the unprivileged user the service runs as
@@ -159,8 +157,31 @@ def _engine(name: str, binary: str, why: str) -> Engine:
     if name == "docker":
         env["DOCKER_BUILDKIT"] = "1"  # build secrets need BuildKit
     elif containers_conf_needed():
-        env["CONTAINERS_CONF"] = str(CONTAINERS_CONF)
+        env["CONTAINERS_CONF"] = str(containers_conf())
     return Engine(name, binary, why, env)
+
+
+def containers_conf(runc: str | None = None) -> Path:
+    """nb2prod's containers.conf, from the installed templates: runc where it is installed (crun,
+    Debian's default, fails on hosts with hybrid cgroups), else the engine's own runtime."""
+    runc = runc if runc is not None else (shutil.which("runc") or "")
+    name = "containers.conf" if runc else "containers-default-runtime.conf"
+    return template_dir("container") / name
+
+
+def runtime_hint(stderr: str) -> str | None:
+    """What to do when the OCI runtime is the problem, read off an engine's error output."""
+    if 'OCI runtime "runc" not found' in stderr or "runc: executable file not found" in stderr:
+        return (
+            "The containers.conf in use names runc, which is not installed: apt-get install runc, "
+            'or point CONTAINERS_CONF at a containers.conf without `runtime = "runc"`.'
+        )
+    if "crun:" in stderr and ("cgroups in hybrid mode" in stderr or "setrlimit" in stderr):
+        return (
+            "crun cannot run containers on this host (hybrid cgroups or no permission to raise "
+            "rlimits): apt-get install runc; nb2prod then uses it (docs/containers.md)."
+        )
+    return None
 
 
 def containers_conf_needed(environ: Mapping[str, str] | None = None) -> bool:
@@ -276,10 +297,11 @@ def build(
                 on_step(step if len(step) <= 110 else step[:107] + "...")
         status = proc.wait()
     if status != 0:
+        text = log.read_text(encoding="utf-8", errors="replace")
         raise ContainerError(
-            f"{engine.name} build of {reference} failed (exit status {status}):\n"
-            + tail(log.read_text(encoding="utf-8", errors="replace")),
-            hint=f"Full log: {log}; the build context (Containerfile, bento/) is {context}.",
+            f"{engine.name} build of {reference} failed (exit status {status}):\n" + tail(text),
+            hint=(runtime_hint(text) or "")
+            + f" Full log: {log}; the build context (Containerfile, bento/) is {context}.",
         )
 
 
@@ -366,7 +388,8 @@ def run_service(
         if proc.returncode != 0:
             raise ContainerError(
                 f"{engine.name} run {image} failed:\n{tail(proc.stderr)}",
-                hint=f"Is {image} in {engine.name}'s local storage? `{engine.name} images` lists it.",
+                hint=runtime_hint(proc.stderr)
+                or f"Is {image} in {engine.name}'s local storage? `{engine.name} images` lists it.",
             )
         url = f"http://127.0.0.1:{port}"
         _wait_ready(engine, name, url, started, ready_timeout_s)

@@ -37,12 +37,14 @@ def run_notebook(
     cwd: Path,
     parameters: Mapping[str, Any],
     scratch: Path,
+    env: Mapping[str, str] | None = None,
     timeout_s: int | None = None,
 ) -> CellFailure | None:
     """Execute ``node`` and save the executed notebook to ``output_path``.
 
-    Returns None on success, or the failing cell (papermill has already saved the notebook with
-    that cell marked).
+    ``env`` is the kernel's whole environment (None: this process's, as jupyter_client does by
+    default). Returns None on success, or the failing cell (papermill has already saved the
+    notebook with that cell marked).
     """
     import papermill
     from papermill.exceptions import PapermillExecutionError
@@ -60,6 +62,7 @@ def run_notebook(
                 progress_bar=False,
                 log_output=False,
                 execution_timeout=timeout_s,
+                **({} if env is None else {"kernel_manager_class": _manager_with_env(env)}),
             )
         except PapermillExecutionError as exc:
             return CellFailure(exc.cell_index, exc.ename, exc.evalue)
@@ -95,3 +98,19 @@ def _private_kernelspec(root: Path) -> Iterator[None]:
             os.environ.pop("JUPYTER_PATH", None)
         else:
             os.environ["JUPYTER_PATH"] = previous
+
+
+def _manager_with_env(env: Mapping[str, str]) -> type:
+    """nbclient's kernel manager, starting the kernel with ``env`` instead of a copy of
+    ``os.environ`` (jupyter_client's provisioner takes ``env`` from ``start_kernel``'s keywords
+    and adds only its own ``JPY_*`` variables)."""
+    from jupyter_client.manager import AsyncKernelManager
+
+    kernel_env = dict(env)
+
+    class _Manager(AsyncKernelManager):
+        async def start_kernel(self, **kw: Any) -> None:  # type: ignore[override]
+            kw["env"] = dict(kernel_env)
+            await super().start_kernel(**kw)
+
+    return _Manager

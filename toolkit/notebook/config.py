@@ -127,6 +127,27 @@ class MonitoringConfig(_Strict):
     window: int = Field(1000, ge=100)  # the service compares the last `window` values per field
 
 
+class ExecutionConfig(_Strict):
+    """How the notebook runs in its kernel at package time."""
+
+    # environment variables the kernel gets besides what any notebook needs (PATH, HOME, locale,
+    # TMPDIR, Jupyter's and the numeric libraries' settings: pipeline/execute.py KERNEL_ENV);
+    # nothing else of the packager's environment reaches the kernel
+    env: list[str] = Field(default_factory=list)
+
+    @field_validator("env")
+    @classmethod
+    def _check_env(cls, names: list[str]) -> list[str]:
+        for name in names:
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+                raise ValueError(f"{name!r} is not an environment variable name")
+            if name.startswith("NB2PROD_"):
+                raise ValueError(
+                    f"{name}: nb2prod's own settings and secrets never reach the kernel"
+                )
+        return names
+
+
 class ArtifactsConfig(_Strict):
     """Fitted state: values service code reads from train, model or untagged cells."""
 
@@ -205,6 +226,7 @@ class Config(_Strict):
     card: CardConfig = CardConfig()
     monitoring: MonitoringConfig = MonitoringConfig()
     artifacts: ArtifactsConfig = ArtifactsConfig()
+    execution: ExecutionConfig = ExecutionConfig()
     # [slo]: latency, errors, availability, fallbacks, drift and load the service is held to
     # (runtime/schema.py::ServiceLevels, shared with the service, which cuts its buckets there)
     slo: ServiceLevels = ServiceLevels()

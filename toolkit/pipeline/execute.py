@@ -8,9 +8,9 @@ names the cell the user sees.
 from __future__ import annotations
 
 import copy
+import os
 import shutil
-import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,6 +21,7 @@ from ..adapters.kernel import run_notebook
 from ..errors import ExecutionError
 from ..notebook.annotations import AnnotatedNotebook, Role
 from ..runtime.schema import ProbePlan
+from ..scratch import keep_dir
 from .capture import (
     CAPTURE_TAG,
     Capture,
@@ -69,7 +70,39 @@ def execute_notebook(parsed: Parsed, parameters: Mapping[str, Any], scratch: Pat
         parameters=parameters,
         scratch=scratch,
         keep_failed_as=f"{parsed.notebook.path.stem}.executed.ipynb",
+        env=kernel_environment(os.environ, parsed.config.execution.env),
     )
+
+
+# What a kernel needs of the packager's environment to run a notebook as it runs in Jupyter:
+# where programs and home are, locale and time zone, temporary files, this Python and its
+# virtualenv, Jupyter's and matplotlib's directories, thread counts of the numeric libraries,
+# CA bundles, Java for PySpark. Anything else (tokens, passwords, cloud credentials, nb2prod's own
+# NB2PROD_* settings) stays out unless the config names it in [execution] env.
+KERNEL_ENV = frozenset(
+    {
+        "PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LANGUAGE", "TZ", "TERM",
+        "TMPDIR", "TMP", "TEMP", "PYTHONPATH", "PYTHONHASHSEED", "PYTHONUTF8",
+        "PYTHONIOENCODING", "VIRTUAL_ENV", "CONDA_PREFIX", "CONDA_DEFAULT_ENV", "IPYTHONDIR",
+        "MPLBACKEND", "MPLCONFIGDIR", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
+        "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS", "NUMEXPR_MAX_THREADS",
+        "VECLIB_MAXIMUM_THREADS", "CUDA_VISIBLE_DEVICES", "SSL_CERT_FILE", "SSL_CERT_DIR",
+        "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "LD_LIBRARY_PATH", "JAVA_HOME", "SPARK_HOME",
+        "PYSPARK_PYTHON", "SOURCE_DATE_EPOCH",
+    }
+)  # fmt: skip
+KERNEL_ENV_PREFIXES = ("LC_", "JUPYTER_", "XDG_")
+
+
+def kernel_environment(environ: Mapping[str, str], listed: Sequence[str] = ()) -> dict[str, str]:
+    """The kernel's environment: the allow-list above plus the names ``[execution] env`` lists;
+    never an ``NB2PROD_*`` variable (the config refuses to list one)."""
+    return {
+        name: value
+        for name, value in environ.items()
+        if not name.startswith("NB2PROD_")
+        and (name in KERNEL_ENV or name.startswith(KERNEL_ENV_PREFIXES) or name in listed)
+    }
 
 
 def execute(
@@ -79,6 +112,7 @@ def execute(
     parameters: Mapping[str, Any],
     scratch: Path,
     keep_failed_as: str,
+    env: Mapping[str, str] | None = None,
 ) -> Execution:
     """Run the notebook; on a failing cell raise :class:`ExecutionError` naming it.
 
@@ -93,10 +127,11 @@ def execute(
         cwd=notebook.path.resolve().parent,
         parameters=parameters,
         scratch=scratch,
+        env=env,
     )
     executed = nbformat.read(output_path, as_version=4)
     if failure is not None:
-        keep_failed_at = Path(tempfile.mkdtemp(prefix="nb2prod-failed-")) / keep_failed_as
+        keep_failed_at = keep_dir("nb2prod-failed-") / keep_failed_as
         nbformat.write(executed, keep_failed_at)
         index, label = _failing_cell(notebook, executed)
         raise ExecutionError(
@@ -110,7 +145,7 @@ def execute(
     if problem is not None:
         bug = traceback_file(Path(plan.out_dir))
         if bug is not None:  # nb2prod's own bug: keep its traceback for the report
-            kept = Path(tempfile.mkdtemp(prefix="nb2prod-failed-")) / bug.name
+            kept = keep_dir("nb2prod-failed-") / bug.name
             shutil.copy(bug, kept)
             problem.hint = f"This is a bug in nb2prod; please report it with {kept}."
         raise problem

@@ -9,8 +9,11 @@ the release moves into place only at the very end (a failure leaves nothing behi
 
 from __future__ import annotations
 
+import os
+import shutil
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
@@ -22,9 +25,11 @@ from ..errors import Nb2ProdError
 from ..image.containerize import ContainerImage, ImageOptions, containerize
 from ..ops.deploy import release_tree
 from ..progress import Progress, Silent, stage
+from ..release.claim import Claim, Leftovers, claim
 from ..release.reader import Target, previous_release
 from ..release.writer import RELEASE_JSON, Staging
 from ..runtime.schema import Serving
+from ..scratch import run_scratch
 from .assemble import ReleaseFacts, release_manifest, write_release
 from .cache import RunCache, installed_distributions, run_key
 from .contract import build_contract
@@ -38,8 +43,9 @@ from .history import (
     previous_metrics,
     up_to_date,
 )
+from .leaks import find_leaks, raise_for_leaks
 from .lock import lock_environment
-from .parse import parse
+from .parse import Parsed, parse
 from .verify import raise_for_differences, verify_target
 
 
@@ -95,6 +101,42 @@ def _release(request: PackageRequest, progress: Progress) -> PackageResult:
         parsed = parse(request.notebook, request.config, request.parameters, progress, request.out)
         s.detail = parsed.summary()
     destination = parsed.destination
+    with _claimed(destination, progress) as held:
+        return _release_claimed(request, parsed, held, progress)
+
+
+@contextmanager
+def _claimed(destination: Path, progress: Progress) -> Iterator[Claim]:
+    """The destination's claim (one run at a time), what a killed run left removed, and a
+    scratch directory for this run's temporary files (``tempfile``'s and its children's), which
+    the claim records so that even a ``kill -9`` leaves nothing the next run does not remove."""
+    with claim(destination) as held:
+        if held.found:
+            _remove_leftovers(held, held.found, destination)
+            progress.note(f"cleaned up after an interrupted run: {held.found.describe()}")
+        with run_scratch() as scratch:
+            held.record(path=scratch)
+            try:
+                yield held
+            finally:
+                held.forget(path=scratch)
+
+
+def _remove_leftovers(held: Claim, found: Leftovers, destination: Path) -> None:
+    kept = existing(destination)
+    for path in found.paths:
+        shutil.rmtree(path, ignore_errors=True)
+        held.forget(path=path)
+    for tag in found.bentos:
+        if kept is None or kept.manifest.bento_tag != tag:  # a release names it: it stays
+            bento.delete(tag)
+        held.forget(bento=tag)
+
+
+def _release_claimed(
+    request: PackageRequest, parsed: Parsed, held: Claim, progress: Progress
+) -> PackageResult:
+    destination = parsed.destination
     key = run_key(
         notebook=request.notebook.read_bytes(),
         parameters=request.parameters,
@@ -119,6 +161,7 @@ def _release(request: PackageRequest, progress: Progress) -> PackageResult:
         destination.parent, parsed.name, parsed.config.version, include_same=True
     )
     with Staging(destination) as staging, tempfile.TemporaryDirectory(prefix="nb2prod-") as tmp:
+        held.record(path=staging.root)
         with stage(
             progress, "execute", "reusing the cached run" if cached else "papermill, top to bottom"
         ) as s:
@@ -126,6 +169,8 @@ def _release(request: PackageRequest, progress: Progress) -> PackageResult:
                          else execute_notebook(parsed, request.parameters, Path(tmp)))  # fmt: skip
             s.detail = execution.summary() + (f" (reused, cache key {key[:12]})" if cached else "")
         capture = execution.capture
+        artifacts = ((a.manifest.name, a.path) for a in capture.artifacts)
+        raise_for_leaks(find_leaks(parsed.notebook, execution.executed, artifacts, os.environ))
         with stage(progress, "evaluate", "gates, baseline, previous release, latency") as s:
             evaluation = evaluate(
                 capture.result.metrics, parsed.config.parsed_gates(), enforce=request.enforce_gates,
@@ -164,6 +209,7 @@ def _release(request: PackageRequest, progress: Progress) -> PackageResult:
             write_release(staging, facts, progress)
         with stage(progress, "build", "bentoml build") as s:
             tag = s.detail = bento.build(staging.path("service/bentofile.yaml"), staging.root)
+            held.record(bento=tag)
         try:
             with stage(progress, "verify", "serve on loopback, send every example") as s:
                 report = verify_target(Target(tag, staging.root, None), check_files=False)
@@ -182,5 +228,7 @@ def _release(request: PackageRequest, progress: Progress) -> PackageResult:
         except BaseException:
             bento.delete(tag)  # no bento without its release
             raise
+        finally:
+            held.forget(path=staging.root, bento=tag)
     return PackageResult(release_dir, tag, parsed.name, parsed.config.version, report.examples,
                          report.cold_start_s)  # fmt: skip

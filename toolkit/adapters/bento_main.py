@@ -1,0 +1,31 @@
+"""``python -m nb2prod.adapters.bento_main ARGS``: the ``bentoml`` command with a metrics
+directory of its own.
+
+BentoML keeps its Prometheus multiprocess files in ``$BENTOML_HOME/prometheus_multiproc_dir`` and
+empties that directory whenever a server starts, so a server started to verify release 1.1.0
+wiped the counters of release 1.0.0 served from the same ``BENTOML_HOME``. Every server nb2prod
+starts runs through this module instead, with ``NB2PROD_METRICS_DIR`` naming a directory for its
+process tree alone (the arbiter hands it to its workers as ``PROMETHEUS_MULTIPROC_DIR``); the same
+setting BentoML's own pytest plugin makes. Without the variable this is plain ``bentoml``.
+"""
+
+from __future__ import annotations
+
+import os
+
+METRICS_DIR_ENV = "NB2PROD_METRICS_DIR"
+
+
+def main() -> None:
+    directory = os.environ.pop(METRICS_DIR_ENV, None)
+    if directory:
+        from bentoml._internal.configuration.containers import BentoMLContainer
+
+        BentoMLContainer.prometheus_multiproc_dir.set(directory)
+    from bentoml_cli.cli import cli
+
+    cli()
+
+
+if __name__ == "__main__":
+    main()
