@@ -100,6 +100,19 @@ FIXTURES: dict[str, tuple[list[str], list[dict[str, object]]]] = {
         ),
         [expect(0, "NB202", "info")],
     ),
+    "NB204_fitted_from_environment": (
+        base(
+            train=(
+                "#| nb2prod: train\nimport os\nsuffix = os.environ.get('DB_PASSWORD', '')\n"
+                "scaler = 2.0\ndata = 1\ndef fit(d):\n    return d"
+            ),
+            preprocess=(
+                "#| nb2prod: preprocess\ndef preprocess(inputs):\n"
+                "    return np.array([[i.x * scaler + len(suffix)] for i in inputs])"
+            ),
+        ),
+        [expect(2, "NB204"), expect(2, "NB202", "info")],
+    ),
     "NB203_read_at_import": (
         base(
             train="#| nb2prod: train\nUNIT = 'cm'\nLOW = 0\nfactor = 3\ndata = 1\n"

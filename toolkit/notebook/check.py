@@ -75,6 +75,10 @@ CODES: dict[str, Code] = {
     "NB203": Code("error", "fitted state read while the service module is imported",
                   "Read the value inside a function (fitted state is loaded after the import), "
                   "or compute it in a `setup` cell."),
+    "NB204": Code("error", "fitted state read from the packager's environment",
+                  "Read it where the service runs: call os.environ.get(...) inside preprocess, "
+                  "predict or postprocess, so the deployment's own value is used and nothing of "
+                  "the packager's environment ships with the model."),
     "NB210": Code("error", "a function a role needs is missing or takes the wrong parameters",
                   "preprocess(inputs), predict(model, features), postprocess(raw, inputs), "
                   "fallback(inp); extra parameters need defaults."),
@@ -292,7 +296,7 @@ def _syntax(parsed: ParsedCell) -> Finding | None:
 
 def _dataflow(analysis: NotebookAnalysis) -> list[Finding]:
     findings = [f for dep in analysis.dependencies if (f := _dependency(dep)) is not None]
-    findings += [_fitted(value) for value in analysis.fitted]
+    findings += [_fitted(value, analysis.trees.get(value.cell.index)) for value in analysis.fitted]
     findings += _star_imports(analysis)
     return findings
 
@@ -330,12 +334,41 @@ def _dependency(dep: Dependency) -> Finding | None:
     return None
 
 
-def _fitted(value: FittedValue) -> Finding:
+def _fitted(value: FittedValue, tree: ast.Module | None) -> Finding:
+    if tree is not None and _from_environment(tree, value.name):
+        message = (
+            f"cell {value.cell.index} ({value.role}) sets `{value.name}` from the environment, "
+            f"read by {value.readers}: the packager's value would ship as fitted state"
+        )
+        return Finding("NB204", message, value.cell.index)
     message = (
         f"cell {value.cell.index} ({value.role}) defines `{value.name}`, read by "
         f"{value.readers}: exported with the model as fitted state"
     )
     return Finding("NB202", message, value.cell.index)
+
+
+def _from_environment(tree: ast.Module, name: str) -> bool:
+    """True when an assignment to ``name`` reads ``os.environ``/``os.getenv`` (or ``environ`` and
+    ``getenv`` imported from os) in its value."""
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Assign | ast.AnnAssign | ast.AugAssign):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            named = {
+                t.id for target in targets for t in ast.walk(target) if isinstance(t, ast.Name)
+            }
+            if name in named and node.value is not None and _reads_environment(node.value):
+                return True
+    return False
+
+
+def _reads_environment(value: ast.expr) -> bool:
+    for node in ast.walk(value):
+        if isinstance(node, ast.Attribute) and node.attr in ("environ", "getenv", "environb"):
+            return True
+        if isinstance(node, ast.Name) and node.id in ("environ", "getenv"):
+            return True
+    return False
 
 
 def _star_imports(analysis: NotebookAnalysis) -> list[Finding]:
