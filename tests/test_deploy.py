@@ -21,14 +21,10 @@ from nb2prod.notebook.config import Config, DeployConfig
 from nb2prod.ops.deploy import MIB, DeployFacts, deploy_files, sizing
 from nb2prod.ops.observability import observability_files
 from nb2prod.ops.slo import observed_from
+from nb2prod.release.manifest import ReleaseManifest, Serving
 from nb2prod.release.reader import resolve
 from nb2prod.release.writer import canonical_json, sha256_bytes
-from nb2prod.runtime.schema import (
-    OutputMetric,
-    ReleaseManifest,
-    Serving,
-    dump,
-)
+from nb2prod.runtime.schema import OutputMetric, dump
 
 from tests.conftest import tree_snapshot
 from tests.factories import monitoring_plan, service_metadata

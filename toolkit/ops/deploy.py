@@ -29,9 +29,9 @@ from typing import Any
 from ..adapters.container import SERVICE_PORT, UID
 from ..errors import DeployError
 from ..notebook.config import DeployConfig
+from ..release.manifest import ReleaseManifest, Serving
 from ..release.reader import Target, check_release_files, resolve
 from ..release.writer import RELEASE_JSON, Staging, canonical_yaml
-from ..runtime.schema import ReleaseManifest, Serving
 from ..version import __version__
 from .observability import observability_files
 from .slo import observed_from

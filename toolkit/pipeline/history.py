@@ -22,10 +22,11 @@ from packaging.version import Version
 
 from ..adapters import bento
 from ..errors import ContractError, Nb2ProdError, ReleaseExistsError
+from ..release.manifest import ReleaseManifest, Replaced
 from ..release.reader import PreviousRelease, Target, check_release_files, load_contract
 from ..release.review import ContractDiff, diff_contracts
 from ..release.writer import RELEASE_JSON, sha256_bytes
-from ..runtime.schema import ReleaseManifest, Replaced, SchemaMismatch, load
+from ..runtime.schema import SchemaMismatch, load
 from .contract import Contract
 
 

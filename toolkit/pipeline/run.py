@@ -22,9 +22,9 @@ from ..errors import Nb2ProdError
 from ..image.containerize import ContainerImage, ImageOptions, containerize
 from ..ops.deploy import release_tree
 from ..progress import Progress, Silent, stage
+from ..release.manifest import Serving
 from ..release.reader import Target, previous_release
 from ..release.writer import RELEASE_JSON, Staging
-from ..runtime.schema import Serving
 from .assemble import ReleaseFacts, release_manifest, write_release
 from .cache import RunCache, installed_distributions, run_key
 from .contract import build_contract
