@@ -33,7 +33,7 @@ from ..probe.protocol import (
     ReferencePlan,
     RobustnessPlan,
 )
-from ..runtime.schema import ArtifactManifest, ModelManifest, SchemaMismatch, load
+from ..runtime.schema import ArtifactManifest, SchemaMismatch, load
 
 CAPTURE_TAG = "nb2prod-capture"
 
@@ -160,7 +160,7 @@ def release_fitted_state(target: str) -> list[str]:
     from ..release.reader import resolve
 
     try:
-        manifest = resolve(target).read(ModelManifest, "model/model.json")
+        manifest = resolve(target).model
     except TargetError:
         return []
     return [describe_artifact(a) for a in manifest.artifacts]

@@ -1,11 +1,12 @@
-"""The files of a release that only nb2prod reads back (never the served bento): release.json,
-as frozen models (:func:`~nb2prod.runtime.schema.load` names the file and the
-field when one does not fit)."""
+"""The files of a release that only nb2prod reads back, never the served bento: release.json and
+examples.json, as frozen models (:func:`~nb2prod.runtime.schema.load` names the file and the field
+when one does not fit). Read through :class:`nb2prod.release.reader.Release`."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from ..probe.protocol import ProbeExample
 from ..runtime.schema import Frozen
 
 # ---------------------------------------------------------------- release.json
@@ -55,3 +56,13 @@ class ReleaseManifest(Frozen):
     replaced: Replaced | None = None
     serving: Serving | None = None  # None in releases made before nb2prod measured it
     files: dict[str, str]  # relative path -> sha256
+
+
+# ---------------------------------------------------------------- examples.json
+
+
+class Examples(Frozen):
+    """examples.json: the examples and the notebook's own outputs for them (what verify expects)."""
+
+    generated_by: str  # nb2prod's version and the notebook
+    examples: tuple[ProbeExample, ...]
