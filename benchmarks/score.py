@@ -18,7 +18,6 @@ Run: .venv/bin/python benchmarks/score.py [RELEASE_DIR] [--rows N] [--rounds N] 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import random
 import shutil
@@ -36,6 +35,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from nb2prod.adapters import bento  # noqa: E402
+from nb2prod.release.reader import Release  # noqa: E402
 from nb2prod.scoring.batch import ScoreRequest, cores, load_scorer, score_file  # noqa: E402
 from serve import TOKEN, release_dir  # noqa: E402
 
@@ -88,7 +88,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="nb2prod-bench-score-"))
     try:
         with release_dir(args.release) as release:
-            tag = json.loads((release / "release.json").read_text())["bento_tag"]
+            tag = Release.open(release).bento_tag
             rows = flowers(args.rows)
             source = work / "flowers.parquet"
             pq.write_table(pa.Table.from_pylist(rows), source)

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import statistics
 import subprocess
@@ -37,6 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from nb2prod.adapters import bento  # noqa: E402
+from nb2prod.release.reader import Release  # noqa: E402
 
 TOKEN = "benchmark-token"
 FLOWERS = [
@@ -146,9 +146,9 @@ def main() -> None:
     args = parser.parse_args()
     os.environ["BENTOML_DO_NOT_TRACK"] = "true"
     with release_dir(args.release) as release:
-        info = json.loads((release / "release.json").read_text())
+        tag = Release.open(release).bento_tag
         generated = Target(
-            "generated", info["bento_tag"], "/v1/predict", "/v1/predict_batch",
+            "generated", tag, "/v1/predict", "/v1/predict_batch",
             {"Authorization": f"Bearer {TOKEN}"}, {"NB2PROD_API_TOKEN": TOKEN},
         )  # fmt: skip
         handwritten = Target(
@@ -162,7 +162,7 @@ def main() -> None:
                 print(f"round {round_ + 1}: {target.label} ...", flush=True)
                 results[target.label].append(measure(target))
     gen, hand = best(results["generated"]), best(results["hand-written"])
-    print(f"\n{info['bento_tag']}: best of {args.rounds} rounds (cpus: {os.cpu_count()})\n")
+    print(f"\n{tag}: best of {args.rounds} rounds (cpus: {os.cpu_count()})\n")
     print(f"{'':28}{'generated':>12}{'hand-written':>14}{'ratio':>8}")
     for c in SINGLE:
         print(f"{f'p50 ms, concurrency {c}':28}{gen.p50_ms[c]:>12.2f}{hand.p50_ms[c]:>14.2f}{gen.p50_ms[c] / hand.p50_ms[c]:>8.2f}")  # fmt: skip

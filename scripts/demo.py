@@ -16,6 +16,7 @@ from pathlib import Path
 
 import httpx
 from nb2prod.adapters.loopback import free_port
+from nb2prod.release.reader import Release
 
 ROOT = Path(__file__).resolve().parent.parent
 RELEASE = ROOT / "dist" / "iris-classifier-1.0.0"
@@ -54,7 +55,7 @@ def main() -> int:
                 print("the server exited before it was ready", file=sys.stderr)
                 return 1
             time.sleep(0.3)
-        example = json.loads((RELEASE / "examples.json").read_text())["examples"][1]["input"]
+        example = Release.open(RELEASE).examples[1].input
         say(
             f"curl -X POST {url}/v1/predict -H 'Authorization: Bearer ...' "
             f"-H 'Content-Type: application/json' -d '{json.dumps(example)}'"

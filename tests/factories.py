@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
+from nb2prod.probe.protocol import ProbeExample
+from nb2prod.release.manifest import Examples, ReleaseManifest, Serving
 from nb2prod.runtime.schema import (
     Batching,
     CircuitBreakerSettings,
@@ -63,5 +66,37 @@ def monitoring_plan(
         drift=DriftReference(window=100, unavailable="none in this test"),
         batching=Batching(
             enabled=batching, why="on" if batching else "off: test", items_alone=not batching
+        ),
+    )
+
+
+def release_manifest(
+    *,
+    files: Mapping[str, str],
+    name: str = "iris-classifier",
+    version: str = "1.0.0",
+    bento_tag: str = "iris-classifier:abcdefghijklmnop",
+    python_version: str = "3.11.7",
+    serving: Serving | None = None,
+) -> ReleaseManifest:
+    """release.json of a release whose other files have the sha256s ``files``."""
+    return ReleaseManifest(
+        name=name, version=version, bento_tag=bento_tag, created_at="2026-11-23T00:00:00+00:00",
+        git_commit=None, git_dirty=None, notebook="iris.ipynb", notebook_sha256="e" * 64,
+        parameters={}, config=None, gates_enforced=True, python_version=python_version,
+        nb2prod_version="0.1.0", bentoml_version=None, cache_key="k", reused=(),
+        allow_drift=False, allow_breaking=False, contract_verdict="first",
+        model_fingerprint="f", contract_sha256="c" * 64, drift=(), serving=serving,
+        files=dict(files),
+    )  # fmt: skip
+
+
+def examples(*pairs: tuple[Mapping[str, Any], Mapping[str, Any]]) -> Examples:
+    """examples.json of (input, output) pairs, in order."""
+    return Examples(
+        generated_by="nb2prod 0.1.0 from iris.ipynb",
+        examples=tuple(
+            ProbeExample(index=i, input=dict(inp), output=dict(out))
+            for i, (inp, out) in enumerate(pairs)
         ),
     )

@@ -27,7 +27,7 @@ from nb2prod.release.writer import canonical_json, sha256_file
 from nb2prod.runtime.schema import ModelManifest, dump
 from nb2prod.scoring.batch import ScoreRequest, score, score_file
 
-from tests.factories import monitoring_plan, service_metadata
+from tests.factories import monitoring_plan, release_manifest, service_metadata
 
 # y = factor * x; the model path raises for x == 13; confidence falls with y.
 PIPELINE = """
@@ -127,8 +127,10 @@ def make_release(
         for p in sorted(root.rglob("*"))
         if p.is_file() and "__pycache__" not in p.parts
     }
-    release = {"bento_tag": "doubler:test", "name": "doubler", "version": "1.2.3", "files": files}
-    (root / "release.json").write_bytes(canonical_json(release))
+    release = release_manifest(
+        files=files, name="doubler", version="1.2.3", bento_tag="doubler:test"
+    )
+    (root / "release.json").write_bytes(canonical_json(dump(release)))
     return root
 
 

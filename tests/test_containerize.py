@@ -3,7 +3,6 @@ labels, the host's pip settings, apt sources, and errors that name what is wrong
 
 from __future__ import annotations
 
-import json
 import stat
 import tempfile
 from pathlib import Path
@@ -25,9 +24,11 @@ from nb2prod.image.containerize import (
     image_labels,
     render_containerfile,
 )
+from nb2prod.release.writer import canonical_json
+from nb2prod.runtime.schema import dump
 
 from tests.conftest import tree_snapshot
-from tests.factories import service_metadata
+from tests.factories import release_manifest, service_metadata
 
 METADATA = service_metadata(
     owner="Data Science <ds@example.com>",
@@ -252,9 +253,8 @@ def fake_release(tmp_path: Path) -> Path:
     )
     (release / "service" / "metadata.json").write_text(metadata.model_dump_json())
     (release / "requirements.lock").write_text("numpy==2.0.0 \\\n    --hash=sha256:00\n")
-    (release / "release.json").write_text(
-        json.dumps({"bento_tag": "iris-classifier:abc", "python_version": "3.11.7", "files": {}})
-    )
+    manifest = release_manifest(files={}, bento_tag="iris-classifier:abc")
+    (release / "release.json").write_bytes(canonical_json(dump(manifest)))
     return release
 
 
@@ -375,14 +375,14 @@ def test_verify_image_refuses_an_image_of_another_bento(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from nb2prod.pipeline.verify import verify_image
-    from nb2prod.release.reader import Target
+    from nb2prod.release.reader import Release
 
     info = container.ImageInfo(
         "img", "id", 1, {"nb2prod.bento-tag": "iris-classifier:old"}, "1", ()
     )
     monkeypatch.setattr(container, "inspect_image", lambda engine, ref: info)
     engine = container.Engine("podman", "/usr/bin/podman", "test")
-    target = Target("iris-classifier:new", tmp_path, None)
+    target = Release(tmp_path, "iris-classifier:new", "bento", None)
     with pytest.raises(
         TargetError, match="built from bento iris-classifier:old, not iris-classifier:new"
     ):

@@ -21,17 +21,13 @@ from nb2prod.notebook.config import Config, DeployConfig
 from nb2prod.ops.deploy import MIB, DeployFacts, deploy_files, sizing
 from nb2prod.ops.observability import observability_files
 from nb2prod.ops.slo import observed_from
+from nb2prod.release.manifest import Serving
 from nb2prod.release.reader import resolve
 from nb2prod.release.writer import canonical_json, sha256_bytes
-from nb2prod.runtime.schema import (
-    OutputMetric,
-    ReleaseManifest,
-    Serving,
-    dump,
-)
+from nb2prod.runtime.schema import OutputMetric, dump
 
 from tests.conftest import tree_snapshot
-from tests.factories import monitoring_plan, service_metadata
+from tests.factories import examples, monitoring_plan, release_manifest, service_metadata
 
 K8S_VERSION = "1.29.0"  # a version most managed clusters still run; the schemas ship offline
 DIGEST = "registry.example/ml/iris-classifier@sha256:" + "ab" * 32
@@ -314,24 +310,20 @@ def release(tmp_path: Path) -> Path:
             )
         ),
         "contract.json": canonical_json(
-            {"input": {"type": "object", "properties": {k: {"type": "number"} for k in example}}}
+            {
+                "input": {"type": "object", "properties": {k: {"type": "number"} for k in example}},
+                "output": {"type": "object", "properties": {"species": {"type": "string"}}},
+                "sha256": "c" * 64,
+            }
         ),
-        "examples.json": canonical_json(
-            {"examples": [{"input": example, "output": {"species": "setosa"}}]}
-        ),
+        "examples.json": canonical_json(dump(examples((example, {"species": "setosa"})))),
     }
     for path, data in files.items():
         (root / path).write_bytes(data)
-    manifest = ReleaseManifest(
-        name="iris-classifier", version="1.0.0", bento_tag="iris-classifier:abcdefghijklmnop",
-        created_at="2026-11-23T00:00:00+00:00", git_commit=None, git_dirty=None,
-        notebook="iris.ipynb", notebook_sha256="e" * 64, parameters={}, config=None,
-        gates_enforced=True, python_version="3.11.7", nb2prod_version="0.1.0",
-        bentoml_version=None, cache_key="k", reused=(), allow_drift=False, allow_breaking=False,
-        contract_verdict="first", model_fingerprint="f", contract_sha256="c" * 64, drift=(),
-        serving=Serving(cold_start_s=20.0, memory_bytes=400 * MIB),
+    manifest = release_manifest(
         files={path: sha256_bytes(data) for path, data in files.items()},
-    )  # fmt: skip
+        serving=Serving(cold_start_s=20.0, memory_bytes=400 * MIB),
+    )
     (root / "release.json").write_bytes(canonical_json(dump(manifest)))
     return root
 
@@ -426,11 +418,11 @@ def test_release_tree_is_deploy_files_under_deploy_with_the_measured_numbers(
     """What package's write stage calls after verify: the staging directory has no
     release.json yet, the measured numbers come from the verify report."""
     from nb2prod.ops.deploy import release_tree
-    from nb2prod.release.reader import Target
+    from nb2prod.release.reader import Release
 
     (release / "release.json").unlink()
     tree = release_tree(
-        Target("iris-classifier:abcdefghijklmnop", release, None),
+        Release.staged(release, "iris-classifier:abcdefghijklmnop"),
         DeployConfig(),
         serving=Serving(cold_start_s=5.0, memory_bytes=250 * MIB),
     )

@@ -7,7 +7,7 @@ from nb2prod.errors import GateError
 from nb2prod.notebook.config import Config
 from nb2prod.ops.monitoring import batching
 from nb2prod.pipeline.evaluate import evaluate
-from nb2prod.runtime.schema import BatchDifference, Robustness, RobustnessFailure
+from nb2prod.probe.protocol import BatchDifference, Robustness, RobustnessFailure
 
 
 def gates(**specs: str):  # type: ignore[no-untyped-def]

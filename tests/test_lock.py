@@ -9,7 +9,7 @@ import pytest
 from nb2prod.errors import LockError
 from nb2prod.pipeline.capture import Capture
 from nb2prod.pipeline.lock import lock_environment
-from nb2prod.runtime.schema import ProbeResult, StoredObject
+from nb2prod.probe.protocol import ProbeResult, StoredObject
 
 PYDANTIC = metadata.version("pydantic")
 PYDANTIC_CORE = metadata.version("pydantic-core")

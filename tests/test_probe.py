@@ -20,15 +20,7 @@ from nb2prod.probe.failure import Fail, PipelineSource
 from nb2prod.probe.fill import fill_problem
 from nb2prod.probe.infer import Column, TrainingData, infer_input, infer_output
 from nb2prod.probe.metrics import holdout, scores
-from nb2prod.probe.reference import field_reference, reference_columns
-from nb2prod.probe.robustness import (
-    boundary_inputs,
-    first_difference,
-    random_inputs,
-)
-from nb2prod.probe.serialize import referenced_modules, store
-from nb2prod.runtime.model import load_artifacts
-from nb2prod.runtime.schema import (
+from nb2prod.probe.protocol import (
     ArtifactPlan,
     ArtifactRef,
     EvaluationPlan,
@@ -38,8 +30,16 @@ from nb2prod.runtime.schema import (
     ProbePlan,
     ProbeResult,
     RobustnessPlan,
-    load,
 )
+from nb2prod.probe.reference import field_reference, reference_columns
+from nb2prod.probe.robustness import (
+    boundary_inputs,
+    first_difference,
+    random_inputs,
+)
+from nb2prod.probe.serialize import referenced_modules, store
+from nb2prod.runtime.model import load_artifacts
+from nb2prod.runtime.schema import load
 from pydantic import BaseModel, Field
 from sklearn.dummy import DummyClassifier, DummyRegressor
 from sklearn.linear_model import LinearRegression, LogisticRegression

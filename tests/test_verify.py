@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from nb2prod.pipeline.verify import Expected, _compare_envelope, expectations
+from nb2prod.probe.protocol import ProbeExample
 
-EXAMPLE = {
-    "index": 0,
-    "input": {"x": 1.0},
-    "output": {"label": "a", "confidence": 0.25},
-    "fallback_output": {"label": "b", "confidence": None},
-}
+EXAMPLE = ProbeExample(
+    index=0,
+    input={"x": 1.0},
+    output={"label": "a", "confidence": 0.25},
+    fallback_output={"label": "b", "confidence": None},
+)
 
 
 def envelope(output, degraded=False, reason=None):  # type: ignore[no-untyped-def]
@@ -38,7 +39,7 @@ def test_missing_and_extra_fields_and_degraded_answers_are_differences() -> None
 def test_low_confidence_examples_expect_the_fallback() -> None:
     (item,) = expectations([EXAMPLE], 0.5)
     assert (item.output, item.degraded, item.reason) == (
-        EXAMPLE["fallback_output"], True, "low_confidence"
+        EXAMPLE.fallback_output, True, "low_confidence"
     )  # fmt: skip
     (item,) = expectations([EXAMPLE], 0.2)
-    assert item.output == EXAMPLE["output"] and not item.degraded
+    assert item.output == EXAMPLE.output and not item.degraded

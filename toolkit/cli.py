@@ -414,15 +414,15 @@ def verify(target: str, image: str | None, backend: str | None) -> None:
 
     if backend and image is None:
         raise click.UsageError("--backend chooses the engine that runs --image IMG; add --image")
-    resolved = resolve(target)
+    release = resolve(target)
     if image is None:
-        console.print(f"▸ verifying {resolved.bento_tag}")
-        report = verify_target(resolved)
+        console.print(f"▸ verifying {release.bento_tag}")
+        report = verify_target(release)
     else:
         engine = container.choose(backend, need_run=True)
         console.print(f"backend: {engine.name} ({escape(engine.why)})")
-        console.print(f"▸ verifying image {escape(image)} against {resolved.bento_tag}")
-        report = verify_image(resolved, image, engine)
+        console.print(f"▸ verifying image {escape(image)} against {release.bento_tag}")
+        report = verify_image(release, image, engine)
     raise_for_differences(report)
     health = {True: "; HEALTHCHECK healthy", False: "; HEALTHCHECK FAILED", None: ""}
     memory = f"; memory {report.memory_bytes / 2**20:.0f} MiB" if report.memory_bytes else ""
@@ -587,16 +587,16 @@ def serve(target: str, port: int) -> None:
     from .adapters import bento
     from .release.reader import resolve
 
-    resolved = resolve(target)
-    if resolved.metadata().release.auth == "token" and not (
+    release = resolve(target)
+    if release.metadata.release.auth == "token" and not (
         os.environ.get("NB2PROD_API_TOKEN") or os.environ.get("NB2PROD_API_TOKEN_FILE")
     ):
         raise Nb2ProdError(
-            f"{resolved.bento_tag} requires a bearer token and none is set",
+            f"{release.bento_tag} requires a bearer token and none is set",
             hint="export NB2PROD_API_TOKEN=... (or NB2PROD_API_TOKEN_FILE=path) and try again.",
         )
-    console.print(f"serving {resolved.bento_tag} on http://127.0.0.1:{port}  (Ctrl-C stops)")
-    sys.exit(bento.run_foreground(resolved.bento_tag, port=port))
+    console.print(f"serving {release.bento_tag} on http://127.0.0.1:{port}  (Ctrl-C stops)")
+    sys.exit(bento.run_foreground(release.bento_tag, port=port))
 
 
 @main.command()

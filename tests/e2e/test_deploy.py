@@ -26,6 +26,7 @@ import yaml
 from nb2prod.adapters.locust import LOCUSTFILE
 from nb2prod.adapters.loopback import free_port, wait_ready
 from nb2prod.pipeline.verify import check_served, expectations
+from nb2prod.release.reader import Release
 
 from tests.conftest import tree_snapshot
 from tests.e2e.conftest import IMAGE, Run, nb2prod, podman
@@ -139,18 +140,18 @@ def test_the_deployment_runs_in_podman_kube_play_with_parity_and_auth(
     # without base64-decoding it (Kubernetes and later podman decode it): accept either.
     mounted = exec_in(name, "cat", "/var/run/secrets/nb2prod/token").stdout.strip()
     assert mounted in (token, base64.b64encode(token.encode()).decode())
-    examples = json.loads((release / "examples.json").read_text())["examples"]
-    metadata = json.loads((release / "service" / "metadata.json").read_text())
+    packaged = Release.open(release)
+    examples = packaged.examples
     report = check_served(
         url,
         mounted,
-        expectations(examples, metadata["release"]["fallback"]["min_confidence"]),
+        expectations(examples, packaged.metadata.release.fallback.min_confidence),
         cold_start_s=time.monotonic() - started,
     )
     assert report.differences == () and report.examples == len(examples)
     assert 400 <= report.invalid_status < 500
 
-    denied = httpx.post(f"{url}/v1/predict", json=examples[0]["input"], timeout=10)
+    denied = httpx.post(f"{url}/v1/predict", json=examples[0].input, timeout=10)
     assert denied.status_code == 401
     assert httpx.get(f"{url}/readyz", timeout=10).status_code == 200  # probes need no token
 

@@ -23,14 +23,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import jinja2
-import yaml
 
 from ..adapters import bento, container
 from ..adapters.container import UID
 from ..adapters.pip_config import PipSettings, host_pip_settings
 from ..errors import ContainerError, TargetError
 from ..progress import Progress, Silent, stage
-from ..release.reader import Target, check_release_files, resolve
+from ..release.reader import resolve
 from ..resources import template_dir
 from ..runtime.schema import ReleaseInfo
 from ..version import __version__
@@ -88,15 +87,14 @@ def containerize(
     options = options or ImageOptions()
     progress = progress or Silent()
     started = time.perf_counter()
-    resolved = resolve(target)
-    if resolved.release_dir is not None:
-        check_release_files(resolved)
-    metadata = resolved.metadata().release
+    release = resolve(target)
+    release.check_integrity()
+    metadata = release.metadata.release
     pip = host_pip_settings() if not (options.ca_bundle and options.index_url) else None
     ca_bundle, ca_source = _ca_bundle(options.ca_bundle, pip)
     index_url = options.index_url or (pip.index_url if pip else None)
     context_dir = _context_dir(options.context_dir)
-    bento_dir = bento.path_of(resolved.bento_tag)  # before the engine: a base build takes 40 s
+    bento_dir = bento.path_of(release.bento_tag)  # before the engine: a base build takes 40 s
     engine = container.choose(options.backend)
     progress.note(f"backend: {engine.name} ({engine.why})")
     if ca_bundle:
@@ -112,7 +110,7 @@ def containerize(
             s.detail = "in local storage"
     name, version = metadata.name, metadata.version
     reference = options.reference or f"localhost/{name}:{version}"
-    labels = image_labels(metadata, bento_tag=resolved.bento_tag, base_image=base, created=_now())
+    labels = image_labels(metadata, bento_tag=release.bento_tag, base_image=base, created=_now())
     work = Path(tempfile.mkdtemp(prefix="nb2prod-image-"))
     context = context_dir or work / "context"
     try:
@@ -122,15 +120,15 @@ def containerize(
                 containerfile=render_containerfile(
                     ContainerfileContext(
                         nb2prod_version=__version__,
-                        bento_tag=resolved.bento_tag,
+                        bento_tag=release.bento_tag,
                         base_image=base,
-                        python=_python_version(resolved, bento_dir),
+                        python=".".join(release.python_version.split(".")[:2]),
                         uid=UID,
                         port=container.SERVICE_PORT,
                         labels=[(k, dockerfile_quote(v)) for k, v in sorted(labels.items())],
                     )
                 ),
-                lock=_lock_file(resolved, bento_dir),
+                lock=release.requirements_lock,
                 bento_dir=bento_dir,
             )
         secrets = {"ca": ca_bundle} if ca_bundle else {}
@@ -162,7 +160,7 @@ def containerize(
         backend=engine.name,
         backend_why=engine.why,
         base_image=base,
-        bento_tag=resolved.bento_tag,
+        bento_tag=release.bento_tag,
         labels=info.labels,
         ca_bundle=ca_bundle,
         ca_source=ca_source,
@@ -242,22 +240,6 @@ def _write_context(context: Path, *, containerfile: bytes, lock: Path, bento_dir
     shutil.copytree(
         bento_dir, context / "bento", ignore=shutil.ignore_patterns("__pycache__", "*.pyc")
     )
-
-
-def _lock_file(target: Target, bento_dir: Path) -> Path:
-    """The release's requirements.lock, or the bento's copy of it for a bento tag."""
-    if target.release_dir is not None:
-        return target.release_dir / "requirements.lock"
-    return bento_dir / "env" / "python" / "requirements.txt"
-
-
-def _python_version(target: Target, bento_dir: Path) -> str:
-    if target.release_dir is not None:
-        full = str(target.read_json("release.json")["python_version"])
-    else:
-        bentofile = yaml.safe_load((bento_dir / "src" / "bentofile.yaml").read_text("utf-8"))
-        full = str(bentofile["docker"]["python_version"])
-    return ".".join(full.split(".")[:2])
 
 
 def _now() -> str:

@@ -29,9 +29,9 @@ from typing import Any
 from ..adapters.container import SERVICE_PORT, UID
 from ..errors import DeployError
 from ..notebook.config import DeployConfig
-from ..release.reader import Target, check_release_files, resolve
-from ..release.writer import RELEASE_JSON, Staging, canonical_yaml
-from ..runtime.schema import ReleaseManifest, Serving
+from ..release.manifest import Serving
+from ..release.reader import Release, resolve
+from ..release.writer import Staging, canonical_yaml
 from ..version import __version__
 from .observability import observability_files
 from .slo import observed_from
@@ -69,21 +69,17 @@ class DeployFacts:
     memory_bytes: int | None
 
 
-def facts_from_release(target: Target, image: str | None = None) -> DeployFacts:
+def facts_from_release(release: Release, image: str | None = None) -> DeployFacts:
     """The facts of a release directory (or a bento's copy of its files).
 
     ``image`` defaults to what ``nb2prod containerize`` tags: ``localhost/<name>:<version>``.
     Cold start and memory come from release.json's ``serving`` record when the release has one."""
-    info = target.metadata().release
-    serving = (
-        target.read(ReleaseManifest, RELEASE_JSON).serving
-        if target.release_dir is not None
-        else None
-    )
+    info = release.metadata.release
+    serving = release.manifest.serving if release.manifest is not None else None
     return DeployFacts(
         name=info.name,
         version=info.version,
-        bento_tag=target.bento_tag,
+        bento_tag=release.bento_tag,
         auth=info.auth,
         contract_sha256=info.contract_sha256,
         model_sha256=info.model_sha256,
@@ -94,17 +90,17 @@ def facts_from_release(target: Target, image: str | None = None) -> DeployFacts:
 
 
 def release_tree(
-    target: Target,
+    release: Release,
     config: DeployConfig,
     *,
     serving: Serving,
 ) -> dict[str, bytes]:
     """deploy/'s Kubernetes, Helm and KServe files for a release being packaged, keyed by their
-    path in the release (``deploy/...``), once verify measured cold start and memory. ``target``
-    points at the staging directory (its service/metadata.json is written by then); the write
-    stage wrote deploy/'s alerting rules, dashboard and load test."""
+    path in the release (``deploy/...``), once verify measured cold start and memory. ``release``
+    is the staged one (:meth:`Release.staged`: its service/metadata.json is written by then); the
+    write stage wrote deploy/'s alerting rules, dashboard and load test."""
     facts = replace(
-        facts_from_release(target),
+        facts_from_release(release),
         cold_start_s=serving.cold_start_s,
         memory_bytes=serving.memory_bytes,
     )
@@ -589,16 +585,15 @@ def write_deploy_files(
     """deploy/ for an existing release (or bento), written to ``out`` (default
     ``deploy-<name>-<version>``) through Staging: all files or, on failure, none. ``out`` is
     replaced only when it is empty or an earlier output of this command."""
-    resolved = resolve(target)
-    if resolved.release_dir is not None:
-        check_release_files(resolved)
-    facts = facts_from_release(resolved, image)
+    release = resolve(target)
+    release.check_integrity()
+    facts = facts_from_release(release, image)
     destination = out or Path(f"deploy-{facts.name}-{facts.version}")
     _check_replaceable(destination)
     # the alerting rules, dashboard and load test a release's deploy/ has (nb2prod.observability)
     observed = {
         path.removeprefix(f"{DEPLOY_DIR}/"): data
-        for path, data in observability_files(observed_from(resolved)).items()
+        for path, data in observability_files(observed_from(release)).items()
     }
     files = dict(sorted({**deploy_files(facts, config), **observed}.items()))
     with Staging(destination) as staging:

@@ -53,8 +53,8 @@ class LoadTestResult:
 
 def run_loadtest(request: LoadTestRequest, on_line: Callable[[str], None]) -> LoadTestResult:
     """Serve the target, load it, and write loadtest.json and loadtest.html."""
-    target = resolve(request.target)
-    observed = observed_from(target)
+    release = resolve(request.target)
+    observed = observed_from(release)
     out = request.out or Path(f"loadtest-{observed.name}-{observed.version}")
     out.mkdir(parents=True, exist_ok=True)
     # the files a release carries in deploy/, so the load can be run again by hand
@@ -69,7 +69,7 @@ def run_loadtest(request: LoadTestRequest, on_line: Callable[[str], None]) -> Lo
     )
     token = secrets.token_urlsafe(24)
     json_path = out / "report.json"
-    with _served(target.bento_tag, request.image, request.backend, token) as url:
+    with _served(release.bento_tag, request.image, request.backend, token) as url:
         on_line(f"loading {url} with {load.users} users at {load.rate:g} requests/s for "
                 f"{load.duration_s:g} s")  # fmt: skip
         summary = locust_adapter.run(url, token, locustfile, load, json_path, on_line)

@@ -14,16 +14,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..notebook.config import Config
+from ..probe.protocol import ProbeResult, ReferenceStats, Robustness
 from ..release.review import fields
-from ..runtime.schema import (
-    Batching,
-    DriftReference,
-    MonitoringPlan,
-    OutputMetric,
-    ProbeResult,
-    ReferenceStats,
-    Robustness,
-)
+from ..runtime.schema import Batching, DriftReference, MonitoringPlan, OutputMetric
 
 
 def sensitive_fields(schema: Mapping[str, Any]) -> list[str]:

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..release.reader import Target
+from ..release.reader import Release
 from ..runtime.schema import MonitoringPlan, ServiceLevels
 
 PREDICT_ROUTES = "/v1/predict|/v1/predict_batch"  # a regex over the `route` label
@@ -61,18 +61,15 @@ def observed(
     )
 
 
-def observed_from(target: Target) -> Observed:
+def observed_from(release: Release) -> Observed:
     """The :class:`Observed` of an existing release (directory or bento)."""
-    release = target.metadata().release
-    monitoring = target.read(MonitoringPlan, "service/monitoring.json")
-    contract = target.read_json("contract.json")
-    examples = target.read_json("examples.json")["examples"]
+    info = release.metadata.release
     return observed(
-        release.name,
-        release.version,
-        monitoring,
-        contract["input"],
-        tuple(e["input"] for e in examples),
+        info.name,
+        info.version,
+        release.monitoring,
+        release.contract["input"],
+        tuple(e.input for e in release.examples),
     )
 
 

@@ -24,6 +24,7 @@ from ..ops.monitoring import monitoring_plan
 from ..ops.observability import observability_files
 from ..ops.slo import observed
 from ..progress import Progress
+from ..release.manifest import ReleaseManifest, Replaced, Serving
 from ..release.reader import PreviousRelease
 from ..release.review import ContractDiff
 from ..release.writer import Staging, sha256_bytes, sha256_file
@@ -31,12 +32,9 @@ from ..runtime.schema import (
     FallbackSummary,
     ModelManifest,
     ReleaseInfo,
-    ReleaseManifest,
-    Replaced,
     RuntimeManifest,
     ServiceMetadata,
     ServiceSettings,
-    Serving,
     dump,
 )
 from ..version import __version__

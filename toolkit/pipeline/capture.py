@@ -1,6 +1,6 @@
 """The host side of the kernel probe: the plan it is given, and what it found.
 
-:func:`probe_plan` builds the :class:`~nb2prod.runtime.schema.ProbePlan` from what the earlier
+:func:`probe_plan` builds the :class:`~nb2prod.probe.protocol.ProbePlan` from what the earlier
 stages know; :func:`probe_cell_source` is the one cell appended to the notebook, a call into
 :mod:`nb2prod.probe` with the plan serialised; :func:`read_capture` reads the probe's result
 back (``schema.load``, so a mismatch names the file and the field) as a :class:`Capture`, or
@@ -22,21 +22,18 @@ from ..notebook.config import Config
 from ..notebook.extract import Extraction
 from ..probe import FAILURE_FILE, RESULT_FILE, TRACEBACK_FILE
 from ..probe.artifacts import human_size
-from ..runtime.schema import (
-    ArtifactManifest,
+from ..probe.protocol import (
     ArtifactPlan,
     ArtifactRef,
     EvaluationPlan,
     InferPlan,
-    ModelManifest,
     ProbeFailure,
     ProbePlan,
     ProbeResult,
     ReferencePlan,
     RobustnessPlan,
-    SchemaMismatch,
-    load,
 )
+from ..runtime.schema import ArtifactManifest, SchemaMismatch, load
 
 CAPTURE_TAG = "nb2prod-capture"
 
@@ -163,7 +160,7 @@ def release_fitted_state(target: str) -> list[str]:
     from ..release.reader import resolve
 
     try:
-        manifest = resolve(target).read(ModelManifest, "model/model.json")
+        manifest = resolve(target).model
     except TargetError:
         return []
     return [describe_artifact(a) for a in manifest.artifacts]

@@ -18,7 +18,7 @@ from typing import Any
 
 from ..errors import GateError
 from ..notebook.config import Gate
-from ..runtime.schema import Holdout, LatencySamples, Robustness
+from ..probe.protocol import Holdout, LatencySamples, Robustness
 
 ROBUSTNESS = "robustness"  # the contract probe's gate: share of admitted inputs answered
 DEFAULT_ROBUSTNESS = Gate(ROBUSTNESS, ">=", 1.0)

@@ -20,7 +20,7 @@ import nbformat
 from ..adapters.kernel import run_notebook
 from ..errors import ExecutionError
 from ..notebook.annotations import AnnotatedNotebook, Role
-from ..runtime.schema import ProbePlan
+from ..probe.protocol import ProbePlan
 from ..scratch import keep_dir
 from .capture import (
     CAPTURE_TAG,

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 import re
 import zipfile
 from collections.abc import Iterable
@@ -21,11 +20,11 @@ from pathlib import Path
 from packaging.version import Version
 
 from ..adapters import bento
-from ..errors import ContractError, Nb2ProdError, ReleaseExistsError
-from ..release.reader import PreviousRelease, Target, check_release_files, load_contract
+from ..errors import ContractError, Nb2ProdError, ReleaseExistsError, TargetError
+from ..release.manifest import ReleaseManifest, Replaced
+from ..release.reader import PreviousRelease, Release, load_contract
 from ..release.review import ContractDiff, diff_contracts
-from ..release.writer import RELEASE_JSON, sha256_bytes
-from ..runtime.schema import ReleaseManifest, Replaced, SchemaMismatch, load
+from ..release.writer import sha256_bytes
 from .contract import Contract
 
 
@@ -33,9 +32,13 @@ from .contract import Contract
 class Existing:
     """The release already at the destination."""
 
-    directory: Path
+    release: Release
     manifest: ReleaseManifest
     sha256: str  # of its release.json
+
+    @property
+    def directory(self) -> Path:
+        return self.release.root
 
     def replaced(self) -> Replaced:
         return Replaced(
@@ -48,12 +51,11 @@ class Existing:
 
 def existing(destination: Path) -> Existing | None:
     """The release at ``destination``, or None where there is none nb2prod can read."""
-    path = destination / RELEASE_JSON
-    if not path.is_file():
-        return None
     try:
-        return Existing(destination, load(ReleaseManifest, path), sha256_bytes(path.read_bytes()))
-    except (OSError, SchemaMismatch):
+        release = Release.open(destination)
+        assert release.manifest is not None  # a release directory has its release.json
+        return Existing(release, release.manifest, release.manifest_sha256())
+    except (OSError, TargetError):
         return None
 
 
@@ -64,7 +66,7 @@ def up_to_date(found: Existing | None, key: str) -> bool:
     try:
         if not bento.exists(found.manifest.bento_tag):
             return False
-        check_release_files(Target(found.manifest.bento_tag, found.directory, found.directory))
+        found.release.check_integrity()
     except (OSError, Nb2ProdError):
         return False
     return True
@@ -176,9 +178,6 @@ def previous_metrics(baseline: PreviousRelease | None) -> tuple[str, dict[str, f
     if baseline is None:
         return None
     try:
-        report = json.loads(
-            (Path(baseline.directory) / "evaluation" / "report.json").read_text(encoding="utf-8")
-        )
-        return baseline.version, dict(report["metrics"])
-    except (OSError, ValueError, KeyError):
+        return baseline.version, Release.open(Path(baseline.directory)).metrics
+    except (OSError, TargetError):
         return None  # an earlier release without a readable report has nothing to compare

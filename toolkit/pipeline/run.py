@@ -26,9 +26,9 @@ from ..image.containerize import ContainerImage, ImageOptions, containerize
 from ..ops.deploy import release_tree
 from ..progress import Progress, Silent, stage
 from ..release.claim import Claim, Leftovers, claim
-from ..release.reader import Target, previous_release
+from ..release.manifest import Serving
+from ..release.reader import Release, previous_release
 from ..release.writer import RELEASE_JSON, Staging
-from ..runtime.schema import Serving
 from ..scratch import run_scratch
 from .assemble import ReleaseFacts, release_manifest, write_release
 from .cache import RunCache, installed_distributions, run_key
@@ -212,13 +212,13 @@ def _release_claimed(
             held.record(bento=tag)
         try:
             with stage(progress, "verify", "serve on loopback, send every example") as s:
-                report = verify_target(Target(tag, staging.root, None), check_files=False)
+                report = verify_target(Release.staged(staging.root, tag), check_files=False)
                 raise_for_differences(report)
                 s.detail = report.summary()
             staging.write_json("openapi.json", report.openapi)
             serving = Serving(cold_start_s=report.cold_start_s, memory_bytes=report.memory_bytes)
             # deploy/'s Kubernetes, Helm and KServe files, sized from what verify measured
-            staging.write_tree(release_tree(Target(tag, staging.root, None),
+            staging.write_tree(release_tree(Release.staged(staging.root, tag),
                                             parsed.config.deploy, serving=serving))  # fmt: skip
             staging.write_json(RELEASE_JSON, release_manifest(
                 facts, request, key, tag, cached=cached is not None, staging=staging,

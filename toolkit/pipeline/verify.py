@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import secrets
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
@@ -21,7 +21,8 @@ from ..adapters import bento, container
 from ..adapters.procfs import tree_memory_bytes
 from ..errors import ParityError
 from ..image.containerize import check_built_from
-from ..release.reader import Target, check_release_files
+from ..probe.protocol import ProbeExample
+from ..release.reader import Release
 
 REL_TOL = 1e-9
 
@@ -69,25 +70,25 @@ class VerifyReport:
         )
 
 
-def expectations(examples: list[Mapping[str, Any]], min_confidence: float | None) -> list[Expected]:
+def expectations(examples: Sequence[ProbeExample], min_confidence: float | None) -> list[Expected]:
     """What the service must answer: the model's output, or the fallback's where the guard
     would route a low-confidence answer to it."""
     expected = []
     for example in examples:
-        output = example["output"]
+        output = example.output
         confidence = output.get("confidence")
         low = (
             min_confidence is not None
             and isinstance(confidence, (int, float))
             and confidence < min_confidence
         )
-        if low and example.get("fallback_output") is not None:
+        if low and example.fallback_output is not None:
             expected.append(
-                Expected(example["index"], example["input"], example["fallback_output"], True,
+                Expected(example.index, example.input, example.fallback_output, True,
                          "low_confidence")
             )  # fmt: skip
         else:
-            expected.append(Expected(example["index"], example["input"], output, False, None))
+            expected.append(Expected(example.index, example.input, output, False, None))
     return expected
 
 
@@ -104,16 +105,17 @@ class Served(Protocol):
     def pid(self) -> int | None: ...  # the server's main process on this host, when known
 
 
-def verify_target(target: Target, *, check_files: bool = True) -> VerifyReport:
-    """Serve ``target`` on a free loopback port with a fresh token and check it."""
-    return _verify(target, check_files, lambda env: bento.serve(target.bento_tag, env=env))
+def verify_target(release: Release, *, check_files: bool = True) -> VerifyReport:
+    """Serve ``release`` on a free loopback port with a fresh token and check it; its files are
+    checked first (:meth:`Release.check_integrity`) unless ``check_files`` is false."""
+    return _verify(release, check_files, lambda env: bento.serve(release.bento_tag, env=env))
 
 
-def verify_image(target: Target, image: str, engine: container.Engine) -> VerifyReport:
+def verify_image(release: Release, image: str, engine: container.Engine) -> VerifyReport:
     """Run ``image`` on a free loopback port with a fresh token and check it against
-    ``target``'s examples; the container is removed whatever happens. ``healthy`` is the
+    ``release``'s examples; the container is removed whatever happens. ``healthy`` is the
     image's own HEALTHCHECK run once after the checks (podman; None with docker)."""
-    check_built_from(image, engine, target.bento_tag)
+    check_built_from(image, engine, release.bento_tag)
     health: list[bool | None] = []
 
     @contextmanager
@@ -122,19 +124,19 @@ def verify_image(target: Target, image: str, engine: container.Engine) -> Verify
             yield running
             health.append(container.healthcheck(engine, running.name))
 
-    report = _verify(target, True, start)
+    report = _verify(release, True, start)
     return replace(report, healthy=health[0] if health else None)
 
 
 def _verify(
-    target: Target,
+    release: Release,
     check_files: bool,
     start: Callable[[Mapping[str, str]], AbstractContextManager[Served, Any]],
 ) -> VerifyReport:
-    if check_files and target.release_dir is not None:
-        check_release_files(target)
-    examples = target.read_json("examples.json")["examples"]
-    fallback = target.metadata().release.fallback
+    if check_files:
+        release.check_integrity()
+    examples = release.examples
+    fallback = release.metadata.release.fallback
     token = secrets.token_urlsafe(24)
     with start({"NB2PROD_API_TOKEN": token}) as server:
         report = check_served(

@@ -1,15 +1,16 @@
 """The kernel probe: what nb2prod collects inside the notebook's kernel after the notebook ran.
 
 The host appends one cell to the notebook, ``run(globals(), '<plan json>')``, with a
-:class:`~nb2prod.runtime.schema.ProbePlan`. The probe imports the rendered ``service/pipeline.py``
+:class:`~nb2prod.probe.protocol.ProbePlan`. The probe imports the rendered ``service/pipeline.py``
 and runs it with the notebook's own objects through nb2prod's runtime, then writes a
-:class:`~nb2prod.runtime.schema.ProbeResult` (``probe.json``) and the stored model into the plan's
-``out_dir``, or a :class:`~nb2prod.runtime.schema.ProbeFailure` (``probe-failure.json``) saying
+:class:`~nb2prod.probe.protocol.ProbeResult` (``probe.json``) and the stored model into the plan's
+``out_dir``, or a :class:`~nb2prod.probe.protocol.ProbeFailure` (``probe-failure.json``) saying
 what the user must change. It never raises into the notebook, so papermill never reports it as a
 failing cell.
 
 | module | what |
 | --- | --- |
+| ``protocol`` | the plan the host hands in and the result (or failure) the probe writes back |
 | ``kernel`` | the steps, in order, reading the notebook's namespace |
 | ``infer`` | contract inference from examples and training data (pure) |
 | ``metrics`` | held-out figures against a trivial baseline (pure) |
@@ -31,7 +32,8 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from ..runtime.schema import Frozen, ProbeFailure, ProbePlan, dump
+from ..runtime.schema import Frozen, dump
+from .protocol import ProbeFailure, ProbePlan
 
 RESULT_FILE = "probe.json"
 FAILURE_FILE = "probe-failure.json"

@@ -17,9 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from ..runtime import model as runtime
-from ..runtime.schema import ArtifactManifest, ArtifactPlan, ArtifactRef
+from ..runtime.schema import ArtifactManifest
 from . import serialize
 from .failure import Fail
+from .protocol import ArtifactPlan, ArtifactRef
 from .values import a
 
 DIRECTORY = "artifacts"  # below the probe's out_dir, and below the release's model/

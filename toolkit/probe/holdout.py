@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..runtime import model as runtime
-from ..runtime.schema import EvaluationPlan, Holdout
 from . import metrics
 from .failure import Fail, PipelineSource
+from .protocol import EvaluationPlan, Holdout
 from .values import as_list, is_number, plain
 
 BATCH = 512  # rows per pipeline call on the service's path

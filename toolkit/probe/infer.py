@@ -13,8 +13,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..runtime.schema import InferPlan, InferredFrom
 from .failure import Fail
+from .protocol import InferPlan, InferredFrom
 from .values import plain
 
 HEADER = (

@@ -18,7 +18,6 @@ from typing import Any
 from pydantic import BaseModel
 
 from ..runtime import model as runtime
-from ..runtime.schema import InferPlan, ProbeExample, ProbePlan, ProbeResult, ReferenceStats
 from . import (
     artifacts,
     environment,
@@ -31,6 +30,7 @@ from . import (
     serialize,
 )
 from .failure import Fail, PipelineSource
+from .protocol import InferPlan, ProbeExample, ProbePlan, ProbeResult, ReferenceStats
 from .values import as_list, is_number, plain
 
 PIPELINE_MODULE = "_nb2prod_pipeline"

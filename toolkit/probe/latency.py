@@ -8,7 +8,7 @@ from types import ModuleType
 from typing import Any
 
 from ..runtime import model as runtime
-from ..runtime.schema import LatencySamples
+from .protocol import LatencySamples
 
 ROUNDS = {1: 50, 32: 20}  # batch size -> timed calls
 

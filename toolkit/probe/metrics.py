@@ -1,6 +1,6 @@
 """Held-out figures: the model and a trivial baseline, confusion or residuals, slices.
 
-Pure: plain lists of true and predicted values in, a :class:`~nb2prod.runtime.schema.Holdout`
+Pure: plain lists of true and predicted values in, a :class:`~nb2prod.probe.protocol.Holdout`
 out. The baselines equal scikit-learn's ``DummyClassifier(strategy="most_frequent")`` and
 ``DummyRegressor(strategy="mean")``; tests compare with them.
 """
@@ -11,7 +11,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
-from ..runtime.schema import Holdout
+from .protocol import Holdout
 
 Task = Literal["classification", "regression"]
 MAX_RESIDUALS = 2000  # points in the residual plot

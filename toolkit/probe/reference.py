@@ -14,8 +14,9 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from ..runtime.model import category_key
-from ..runtime.schema import FieldReference, ReferenceStats
+from ..runtime.schema import FieldReference
 from .failure import Fail
+from .protocol import ReferenceStats
 from .values import as_list, is_number, plain
 
 MAX_CATEGORIES = 50  # more distinct values is free text, not a category

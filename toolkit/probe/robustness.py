@@ -25,8 +25,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from ..runtime import model as runtime
-from ..runtime.schema import BatchDifference, Robustness, RobustnessFailure, RobustnessPlan
 from .failure import PipelineSource
+from .protocol import BatchDifference, Robustness, RobustnessFailure, RobustnessPlan
 
 OMITTED = object()  # a field left out of the input
 ODD_LENGTHS = (1, 3, 7, 101)

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from ..runtime import model as runtime
-from ..runtime.schema import StoredObject
 from .failure import Fail
+from .protocol import StoredObject
 
 NOTEBOOK_MODULES = frozenset({"__main__", "__mp_main__"})
 # the module of each format, which the service must then install

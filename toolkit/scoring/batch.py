@@ -335,26 +335,15 @@ def load_scorer(root: Path) -> Scorer:
 
 
 def release_root(target: str | Path) -> Path:
-    """The directory of TARGET's service/ and model/, its files checked first.
+    """The directory of TARGET's service/ and model/, its files checked first
+    (:meth:`~nb2prod.release.reader.Release.check_integrity`: a release directory's every file
+    against ``release.json``, the runtime copy against ``service/metadata.json``; the model's
+    sha256 is checked when it is loaded)."""
+    from ..release.reader import resolve
 
-    A release directory: every file against ``release.json``. A bento tag: the runtime copy
-    against ``service/metadata.json`` (the model's sha256 is checked when it is loaded).
-    """
-    from ..release.reader import check_release_files, resolve
-
-    resolved = resolve(str(target))
-    if resolved.release_dir is not None:
-        check_release_files(resolved)
-        return resolved.release_dir.resolve()
-    from ..release.writer import sha256_file
-
-    runtime = resolved.root / "service" / "runtime"
-    for relative, recorded in sorted(resolved.metadata().runtime.files.items()):
-        if not (runtime / relative).is_file() or sha256_file(runtime / relative) != recorded:
-            raise ScoreError(
-                f"{runtime / relative}: missing or not the runtime the release was built with"
-            )
-    return resolved.root.resolve()
+    release = resolve(str(target))
+    release.check_integrity()
+    return release.root.resolve()
 
 
 def check_columns(scorer: Scorer, columns: Sequence[str] | None, keep: Sequence[str]) -> None:

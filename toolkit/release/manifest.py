@@ -1,0 +1,68 @@
+"""The files of a release that only nb2prod reads back, never the served bento: release.json and
+examples.json, as frozen models (:func:`~nb2prod.runtime.schema.load` names the file and the field
+when one does not fit). Read through :class:`nb2prod.release.reader.Release`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..probe.protocol import ProbeExample
+from ..runtime.schema import Frozen
+
+# ---------------------------------------------------------------- release.json
+
+
+class Replaced(Frozen):
+    """The release a ``--replace`` overwrote: enough to tell what was lost."""
+
+    release_sha256: str  # sha256 of its release.json
+    bento_tag: str
+    notebook_sha256: str
+    created_at: str
+
+
+class Serving(Frozen):
+    """What ``verify`` measured of the served release (sizes deploy/'s probes and memory)."""
+
+    cold_start_s: float | None  # start of `bentoml serve` to /readyz answering
+    memory_bytes: int | None  # PSS of the server's processes after answering every example
+
+
+class ReleaseManifest(Frozen):
+    """release.json: what the release is, what made it, and the sha256 of every other file."""
+
+    name: str
+    version: str
+    bento_tag: str
+    created_at: str
+    git_commit: str | None
+    git_dirty: bool | None
+    notebook: str
+    notebook_sha256: str
+    parameters: dict[str, Any]
+    config: str | None  # where the configuration came from
+    gates_enforced: bool
+    python_version: str
+    nb2prod_version: str
+    bentoml_version: str | None
+    cache_key: str
+    reused: tuple[str, ...]  # stages taken from the run cache
+    allow_drift: bool
+    allow_breaking: bool
+    contract_verdict: str
+    model_fingerprint: str  # what the model is, whatever bytes its serializer wrote this time
+    contract_sha256: str
+    drift: tuple[dict[str, Any], ...]
+    replaced: Replaced | None = None
+    serving: Serving | None = None  # None in releases made before nb2prod measured it
+    files: dict[str, str]  # relative path -> sha256
+
+
+# ---------------------------------------------------------------- examples.json
+
+
+class Examples(Frozen):
+    """examples.json: the examples and the notebook's own outputs for them (what verify expects)."""
+
+    generated_by: str  # nb2prod's version and the notebook
+    examples: tuple[ProbeExample, ...]
