@@ -36,7 +36,10 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from nb2prod.adapters import bento  # noqa: E402
 from nb2prod.release.reader import Release  # noqa: E402
-from nb2prod.scoring.batch import ScoreRequest, cores, load_scorer, score_file  # noqa: E402
+from nb2prod.scoring.job import ScoreRequest  # noqa: E402
+from nb2prod.scoring.local import cores  # noqa: E402
+from nb2prod.scoring.run import score_file  # noqa: E402
+from nb2prod.scoring.scorer import load_scorer  # noqa: E402
 from serve import TOKEN, release_dir  # noqa: E402
 
 FIELDS = ("sepal_length", "sepal_width", "petal_length", "petal_width")

@@ -25,7 +25,9 @@ from nb2prod.cli import main
 from nb2prod.errors import ScoreError, TargetError
 from nb2prod.release.writer import canonical_json, sha256_file
 from nb2prod.runtime.schema import ModelManifest, dump
-from nb2prod.scoring.batch import ScoreRequest, score, score_file
+from nb2prod.scoring.job import ScoreRequest
+from nb2prod.scoring.local import score
+from nb2prod.scoring.run import score_file
 
 from tests.factories import monitoring_plan, release_manifest, service_metadata
 

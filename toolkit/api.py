@@ -20,7 +20,7 @@ from .notebook.check import CheckReport, check_path
 from .pipeline.run import PackageRequest, PackageResult
 from .pipeline.run import package as _package
 from .progress import Progress
-from .scoring.batch import score
+from .scoring.local import score
 
 __all__ = ["check", "package", "score"]
 

@@ -741,7 +741,8 @@ def score(
     workers: int | None,
 ) -> None:
     """Score INPUT (.parquet, .csv or .jsonl) with TARGET's pipeline into OUTPUT."""
-    from .scoring.batch import ScoreRequest, score_file
+    from .scoring.job import ScoreRequest
+    from .scoring.run import score_file
 
     if master is not None and engine != "spark":
         raise click.UsageError("--master is a Spark setting: add --engine spark")

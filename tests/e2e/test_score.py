@@ -22,7 +22,8 @@ import pyarrow.parquet as pq
 import pytest
 from nb2prod.adapters import bento
 from nb2prod.errors import ScoreError
-from nb2prod.scoring.batch import ScoreRequest, score_file
+from nb2prod.scoring.job import ScoreRequest
+from nb2prod.scoring.run import score_file
 
 from tests.conftest import IRIS, copy_iris
 from tests.e2e.conftest import Run, nb2prod

@@ -10,8 +10,9 @@ starlette and numpy; never nb2prod's packaging code (``make lint`` enforces it w
 | ``schema`` | the typed files a release carries (model.json, metadata.json, monitoring.json) |
 | ``model`` | load the hashed model, run preprocess -> predict -> postprocess, validate Output |
 | ``guard`` | fallback decisions (timeout, circuit breaker, kill switch, confidence) and batching |
+| ``answer`` | the answer path, one for the service and batch scoring: guard, model, fallback, Output |
 | ``auth`` | bearer token and JSON-only bodies (ASGI middlewares) |
 | ``telemetry`` | JSON logs, Prometheus series, drift scores, the request middleware |
 | ``openapi`` | the corrected OpenAPI document |
-| ``app`` | the service's behaviour; the generated ``service.py`` only declares its routes |
+| ``app`` | the service's routes around the answer path; the generated ``service.py`` declares them |
 """

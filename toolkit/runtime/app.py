@@ -2,9 +2,10 @@
 
 :class:`Release` reads what a release carries (metadata.json, monitoring.json, model.json) and
 builds the pydantic models of SPEC section 6 around the notebook's ``Input`` and ``Output``.
-:class:`Handlers` is the service's base class: the answer path (guard, batching, fallback,
-metrics) shared by ``/v1/predict`` and ``/v1/predict_batch``. :func:`install` adds the
-middlewares and the ``/v1/metadata`` route.
+:class:`Handlers` is the service's base class: ``/v1/predict`` and ``/v1/predict_batch`` answered
+through :class:`~.answer.Answerer` (the answer path batch scoring uses too), with the
+server's own concerns around it (time budget, adaptive batching, metrics, logs).
+:func:`install` adds the middlewares and the ``/v1/metadata`` route.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, Field, create_model
 
 from . import auth, guard, model, openapi, telemetry
+from .answer import Answer, Answerer, Failure, load_model
 from .schema import ModelManifest, MonitoringPlan, ServiceMetadata, load
 
 logger = logging.getLogger("nb2prod.service")
@@ -97,29 +99,21 @@ def bento_tag() -> str:
 
 
 class Handlers:
-    """The answer path of a generated service (its BentoML class inherits this)."""
+    """The served release (its BentoML class inherits this): routes to the answer path.
+
+    Answers come from :class:`~.answer.Answerer`, as batch scoring's do; what is the
+    server's is here: the model called in the guard's thread pool within the time budget,
+    adaptive batching, metrics, logs and the HTTP envelope.
+    """
 
     release: Release  # set on the generated class
 
     def __init__(self) -> None:
         release = self.release
-        fallback = release.metadata.release.fallback
         telemetry.configure_logging()
-        self.model = model.load_model(
-            release.model_path,
-            release.model.sha256,
-            release.model.format,
-            list(release.model.trusted),
-        )
-        # fitted state the notebook's service code reads by name, before the first request
-        model.load_artifacts(release.root / "model", release.model.artifacts, release.pipeline)
-        self.guard = guard.Guard(
-            timeout_ms=fallback.timeout_ms,
-            min_confidence=fallback.min_confidence,
-            failures=fallback.circuit_breaker.failures,
-            reset_s=fallback.circuit_breaker.reset_s,
-            disable_file=release.metadata.service.disable_file,
-        )
+        loaded = load_model(release.root, release.model, release.pipeline)
+        self.answerer = Answerer(release.pipeline, loaded, release.metadata, release.monitoring)
+        self.guard = self.answerer.guard
         self.metrics = telemetry.metrics(release.monitoring)
         # nb2prod_model_disabled, read again for every scrape: the kill switch needs no traffic
         self.metrics.switched_off = self.guard.switched_off
@@ -150,17 +144,14 @@ class Handlers:
             result = await asyncio.wait_for(asyncio.shield(future), self.guard.timeout_s)
         except guard.TIMEOUT_ERRORS:
             future.cancel()
-            result = self.fallback(inp, "timeout")
+            result = self.settle([inp], [self.answerer.fallback(inp, "timeout")])[0]
         return self.deliver(result)
 
     async def predict_many(self, inputs: list[Any]) -> Any:
         if not inputs:
             return self.release.BatchResult(results=[])
         self.drift.observe(inputs)
-        if self.release.monitoring.batching.items_alone:  # a batch would change answers
-            raw = await self.answer_each(inputs)
-        else:
-            raw = await self.answer(inputs)
+        raw = await self.answer(inputs)
         results = [self.deliver(r) for r in raw]
         failed = next((r for r in raw if isinstance(r, guard.NoAnswer)), None)
         if failed is not None:  # one item neither the model nor the fallback could answer: 503
@@ -187,70 +178,56 @@ class Handlers:
         telemetry.detach()  # the batcher's task serves many requests: no single request id
         return await self.answer(inputs)
 
-    async def answer_each(self, inputs: list[Any]) -> list[Any]:
-        """Each input answered on its own, in order."""
-        return [(await self.answer([inp]))[0] for inp in inputs]
-
     async def answer(self, inputs: list[Any]) -> list[Any]:
         """One Prediction or NoAnswer per input, in order."""
-        reason = self.guard.admit()
-        if reason is not None:
-            return [self.fallback(inp, reason) for inp in inputs]
-        timings: dict[str, float] = {}
-        pipeline = self.release.pipeline
-        try:
-            # the model runs in the guard's thread pool; this coroutine only waits for it
-            outputs = await self.guard.call(model.run, pipeline, self.model, inputs, timings)
-        except guard.TIMEOUT_ERRORS:
-            self.guard.record(ok=False)
-            return [self.fallback(inp, "timeout") for inp in inputs]
-        except Exception as exc:
-            if len(inputs) > 1:  # one bad item must not degrade the others
-                return await self.answer_each(inputs)
-            telemetry.log_failure(
-                logger,
-                "model path failed; the fallback answers",
-                exc,
-                inputs,
-                self.release.sensitive,
-            )
-            self.guard.record(ok=False)
-            return [self.fallback(inputs[0], "error")]
-        self.guard.record(ok=True)
-        self.metrics.observe_call(len(inputs), timings)
-        prediction = self.release.Prediction
-        results = [
-            self.fallback(inp, "low_confidence")
-            if self.guard.low_confidence(out)
-            else prediction(
-                output=out, model_version=self.release.version, degraded=False, reason=None
-            )
-            for inp, out in zip(inputs, outputs, strict=True)
-        ]
-        self.metrics.observe_outputs(
-            [r.output for r in results if isinstance(r, prediction) and not r.degraded]  # type: ignore[attr-defined]
-        )
-        return results
+        answers = await self.answerer.answer(inputs, self.call_model)
+        answered = [output for output, reason, _ in answers if reason is None]
+        if answered:
+            self.metrics.observe_outputs(answered)
+        return self.settle(inputs, answers)
 
-    def fallback(self, inp: Any, reason: str) -> Any:
-        """The fallback's Prediction, or NoAnswer (a 503) when there is none or it failed.
+    async def call_model(self, inputs: list[Any]) -> list[Any]:
+        """The model path in the guard's thread pool, within the time budget (this coroutine
+        only waits for it); each stage timed for the histograms."""
+        timings: dict[str, float] = {}
+        outputs: list[Any] = await self.guard.call(self.answerer.run, inputs, timings)
+        self.metrics.observe_call(len(inputs), timings)
+        return outputs
+
+    def settle(self, inputs: list[Any], answers: list[Answer]) -> list[Any]:
+        """Each answer as the routes return it: a Prediction, or NoAnswer (a 503) when neither
+        the model nor the fallback answered; what raised is logged, sensitive fields redacted.
 
         Counted where it is delivered (deliver), so an answer computed but not sent is not counted.
         """
-        if not self.release.metadata.release.fallback.available:
-            return guard.NoAnswer(
-                reason, "the model could not answer and the notebook defines no fallback"
-            )
-        try:
-            output = model.fallback(self.release.pipeline, inp)
-        except Exception as exc:
+        prediction, version = self.release.Prediction, self.release.version
+        results: list[Any] = []
+        for inp, (output, reason, failure) in zip(inputs, answers, strict=True):
+            if failure is not None:
+                self.log(failure, inp)
+            if output is None:
+                assert reason is not None and failure is not None  # how the Answerer says it
+                message = failure.message(reason, detail=False)
+                results.append(guard.NoAnswer(reason, message))
+            else:
+                degraded = reason is not None
+                results.append(
+                    prediction(
+                        output=output, model_version=version, degraded=degraded, reason=reason
+                    )
+                )
+        return results
+
+    def log(self, failure: Failure, inp: Any) -> None:
+        sensitive = self.release.sensitive
+        if failure.model is not None:
             telemetry.log_failure(
-                logger, "the fallback failed too", exc, [inp], self.release.sensitive
+                logger, "model path failed; the fallback answers", failure.model, [inp], sensitive
             )
-            return guard.NoAnswer(reason, "the model could not answer and the fallback failed")
-        return self.release.Prediction(
-            output=output, model_version=self.release.version, degraded=True, reason=reason
-        )
+        if failure.fallback is not None:
+            telemetry.log_failure(
+                logger, "the fallback failed too", failure.fallback, [inp], sensitive
+            )
 
 
 def v1_app(release: Release) -> Any:

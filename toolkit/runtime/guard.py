@@ -16,6 +16,15 @@ DISABLED_ENV = "NB2PROD_MODEL_DISABLED"
 DISABLE_FILE_ENV = "NB2PROD_DISABLE_FILE"
 
 
+def disabled_by_env() -> bool:
+    """The kill switch as the environment sets it now (NB2PROD_MODEL_DISABLED)."""
+    return os.environ.get(DISABLED_ENV, "") not in ("", "0", "false")
+
+
+class OverBudget(Exception):
+    """The model path did not answer within the time budget: the fallback answers, ``timeout``."""
+
+
 class NoAnswer(Exception):
     """Neither the model nor a fallback could answer: HTTP 503 with the reason, no traceback."""
 
@@ -31,25 +40,32 @@ class NoAnswer(Exception):
 
 
 class Guard:
-    """Decides when the model answers and when the fallback does (SPEC section 6 reasons)."""
+    """Decides when the model answers and when the fallback does (SPEC section 6 reasons).
+
+    ``failures=None``: no circuit breaker. ``disable_file=None``: the kill switch is ``disabled``
+    alone, decided once (by default NB2PROD_MODEL_DISABLED, read now).
+    """
 
     def __init__(
         self,
         *,
         timeout_ms: int | None,
         min_confidence: float | None,
-        failures: int,
+        failures: int | None,
         reset_s: float,
-        disable_file: str,
+        disable_file: str | None,
+        disabled: bool | None = None,
     ) -> None:
         self.timeout_s = timeout_ms / 1000 if timeout_ms else None
         self.min_confidence = min_confidence
         self.failures = failures
         self.reset_s = reset_s
-        self.disabled = os.environ.get(DISABLED_ENV, "") not in ("", "0", "false")
+        self.disabled = disabled_by_env() if disabled is None else disabled
         # The kill switch on a running service: while this file exists the fallback answers.
         # A file reaches every worker at once and adds no route an attacker could call.
-        self.disable_file = Path(os.environ.get(DISABLE_FILE_ENV) or disable_file)
+        self.disable_file = (
+            None if disable_file is None else Path(os.environ.get(DISABLE_FILE_ENV) or disable_file)
+        )
         self._lock = threading.Lock()
         self._consecutive = 0
         self._opened_at: float | None = None
@@ -59,7 +75,7 @@ class Guard:
 
     def switched_off(self) -> bool:
         """The kill switch: NB2PROD_MODEL_DISABLED at start, or the file now (one stat())."""
-        return self.disabled or self.disable_file.exists()
+        return self.disabled or (self.disable_file is not None and self.disable_file.exists())
 
     def admit(self) -> str | None:
         """None when the model may be tried, else the reason the fallback must answer."""
@@ -77,13 +93,19 @@ class Guard:
         """Run the model path in the pool, within the time budget when one is set.
 
         The event loop only awaits, so a stuck call holds one pool thread, never the server.
+        A TimeoutError, the budget's or one the model path raised, is :class:`OverBudget`.
         """
         future = asyncio.wrap_future(self._pool.submit(fn, *args))
-        if self.timeout_s is None:
-            return await future
-        return await asyncio.wait_for(future, self.timeout_s)
+        try:
+            if self.timeout_s is None:
+                return await future
+            return await asyncio.wait_for(future, self.timeout_s)
+        except TIMEOUT_ERRORS:
+            raise OverBudget from None
 
     def record(self, ok: bool) -> None:
+        if self.failures is None:  # no circuit breaker: nothing to count
+            return
         with self._lock:
             self._trial = False
             if ok:

@@ -7,8 +7,8 @@ The release travels to the executors as one zip of its ``service/`` and ``model/
 (``SparkContext.addFile``), named by its sha256, which each executor checks before unpacking it.
 Each Python worker imports the release once and scores the Arrow batches Spark hands it
 (``mapInArrow``: no conversion to pandas and back, so a null stays a null and an integer an
-integer) with the same :class:`nb2prod.batch.Scorer` as the local engine: the answers are the
-local engine's, row for row. Executors need what the release needs: the Python minor version it
+integer) with the same :class:`.scorer.Scorer` as the local engine: the answers are the local engine's,
+row for row. Executors need what the release needs: the Python minor version it
 was built with, its ``requirements.lock`` installed, and nb2prod (with pyarrow); docs/batch.md.
 """
 
@@ -33,20 +33,16 @@ import pyarrow as pa
 from ..errors import MissingToolError, ScoreError
 from ..progress import RowProgress
 from ..release.writer import sha256_file
-from .batch import (
-    DEFAULT_BATCH_SIZE,
+from .job import DEFAULT_BATCH_SIZE, ScoreRequest, ScoreSummary, check_batch_size, tally
+from .scorer import (
     ERROR,
     ROW,
     Scorer,
-    ScoreRequest,
-    ScoreSummary,
-    check_batch_size,
     check_columns,
     check_kept_json,
     load_scorer,
     release_root,
     score_piece,
-    tally,
 )
 from .tables import Piece, settled, table_format
 
@@ -166,7 +162,7 @@ def _scored(
     scorer = load_scorer(root)
     spark = dataframe.sparkSession
     name, digest = ship(spark, root)
-    disabled = bool(scorer.guard().disabled)  # decided here, whatever the executors' env
+    disabled = scorer.switched_off()  # decided here, whatever the executors' environment
     fields = [f for f in scorer.input_fields if json_lines or f in dataframe.columns]
     if json_lines:
         sample = dataframe.limit(batch_size).collect()
@@ -192,8 +188,7 @@ def _scored(
         from pyspark import TaskContext
 
         release = _unpacked(name, digest)
-        guard = release.guard()
-        guard.disabled = disabled
+        answerer = release.answerer(disabled)
         context = TaskContext.get()
         first = (offsets or {}).get(context.partitionId(), 0) if context else 0
         for batch in batches:
@@ -205,7 +200,7 @@ def _scored(
                     else Piece(first, batch=part)
                 )
                 first += part.num_rows
-                table = score_piece(release, guard, piece, keep, batch_size)
+                table = score_piece(release, answerer, piece, keep, batch_size)
                 for i, column in enumerate(keep_arrow or ()):  # JSON Lines: the driver's types
                     table = table.set_column(i, column, table.column(i).cast(column.type))
                 yield from table.select(columns).to_batches()
