@@ -1,4 +1,4 @@
-"""Stage 1, parse: read a notebook and give every code cell its nb2prod role (SPEC section 2).
+"""Annotations (``package``'s parse stage): read a notebook and give every code cell its nb2prod role (SPEC section 2).
 
 A role comes from a cell tag ``nb2prod:<role>`` or from a directive on the cell's first line,
 ``#| nb2prod: <role> [key=value ...]``. Both may be present as long as they agree. Cells are

@@ -1,4 +1,4 @@
-"""Stage 1b, check: static checks of a notebook, no execution (``nb2prod check``).
+"""The check rules (``nb2prod check``, and ``package``'s parse stage): static checks of a notebook, no execution (``nb2prod check``).
 
 Finds what breaks a notebook in production before a packaging run: hidden state (names the service
 code takes from cells that do not go into the service), wrong shapes, magics, star imports,

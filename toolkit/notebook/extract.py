@@ -1,4 +1,4 @@
-"""Stage 2, extract: choose the cells that go into the service and check they can stand alone.
+"""Extraction (``package``'s parse stage): choose the cells that go into the service and check they can stand alone.
 
 Pure: works on the notebook's one analysis (``dataflow.py``: cells parsed, fitted state found), no
 kernel. The result says which cells become

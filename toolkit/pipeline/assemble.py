@@ -1,4 +1,4 @@
-"""Stage 7, write: the release's files, from the typed results of the stages before it.
+"""The write stage of ``package``: the release's files, from the typed results of the stages before it.
 
 ``run.py`` runs the stages; this module turns what they found (:class:`ReleaseFacts`) into the
 files of SPEC section 5 inside the staging directory. Every byte goes through

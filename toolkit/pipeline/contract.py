@@ -1,4 +1,4 @@
-"""Stage 5, contract: the versioned input/output contract (``contract.json``).
+"""The contract stage of ``package``: the versioned input/output contract (``contract.json``).
 
 JSON Schema (draft 2020-12, as pydantic emits it) of ``Input`` and ``Output``, the examples, the
 contract version and a sha256. The sha256 covers the two schemas only, serialized canonically,

@@ -1,4 +1,4 @@
-"""Stage 7, evaluate: the notebook's metrics against the quality gates, a trivial baseline and the
+"""The evaluate stage of ``package``: the notebook's metrics against the quality gates, a trivial baseline and the
 previous release, per-slice metrics, the latency of the serving path, and the contract probe's
 share of admitted inputs answered (the ``robustness`` gate, 100% unless ``[gates]`` lowers it).
 

@@ -1,4 +1,4 @@
-"""Stage 4, execute: run the notebook (papermill) and probe what the release needs.
+"""The execute stage of ``package``: run the notebook (papermill) and probe what the release needs.
 
 The notebook that runs is the user's notebook with ``skip`` cells left out and nb2prod's probe
 cell appended (one call into :mod:`nb2prod.probe`). Every cell keeps its original index in ``metadata.nb2prod.index`` so an error

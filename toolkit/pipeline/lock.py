@@ -1,4 +1,4 @@
-"""Stage 6, lock: ``requirements.lock`` with every package pinned and hashed.
+"""The lock stage of ``package``: ``requirements.lock`` with every package pinned and hashed.
 
 Direct requirements are facts from the kernel: the distributions providing the modules that the
 service code imports and that the pickled model refers to, pinned to the versions the notebook ran

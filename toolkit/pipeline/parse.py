@@ -1,4 +1,4 @@
-"""Stage 1 of ``package``: the notebook, its configuration and what goes into the service.
+"""The parse stage, the first of ``package``: the notebook, its configuration and what goes into the service.
 
 Reads the notebook and analyses it once (``notebook/dataflow.py``); the ``-p`` check, the check
 rules and the extraction all read that analysis (``nb2prod check``'s errors stop here, before any

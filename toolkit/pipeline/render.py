@@ -1,4 +1,4 @@
-"""Stage 3, render: the generated text files of a release (service project, RUNBOOK.md).
+"""Rendering, for ``package``'s write stage (and ``pipeline.py`` before execute): the generated text files of a release (service project, RUNBOOK.md).
 
 The template in ``templates/release`` is rendered by cookiecutter in strict mode (an undefined
 variable is an error). Its context is :class:`ServiceContext`, a typed object dumped to JSON, never

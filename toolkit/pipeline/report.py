@@ -1,4 +1,4 @@
-"""Stage 8, report: evaluation/report.{json,md,html} and MODEL_CARD.md, as in-memory files.
+"""The report, written by ``package``'s write stage: evaluation/report.{json,md,html} and MODEL_CARD.md, as in-memory files.
 
 Rendered from ``templates/report`` with Jinja in strict mode (an undefined variable is an error;
 HTML is autoescaped). Pictures come from :mod:`nb2prod.adapters.charts` and are embedded, so

@@ -1,4 +1,4 @@
-"""Stage 9, verify: the served bento (or its image) must answer every example as the notebook did.
+"""The verify stage of ``package`` (and ``nb2prod verify``): the served bento (or its image) must answer every example as the notebook did.
 
 Sends each example to ``POST /v1/predict`` (and all of them at once to ``/v1/predict_batch``),
 compares the answers with the notebook's own outputs from ``examples.json``, and checks that
