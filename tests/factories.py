@@ -35,6 +35,7 @@ def service_metadata(
     runtime_files: Mapping[str, str] | None = None,
     owner: str | None = None,
     git_commit: str | None = None,
+    files: Mapping[str, str] | None = None,
 ) -> ServiceMetadata:
     """service/metadata.json of a release (defaults: the iris example's settings)."""
     return ServiceMetadata(
@@ -52,6 +53,7 @@ def service_metadata(
             log_bodies=False, disable_file=disable_file,
         ),
         runtime=RuntimeManifest(nb2prod_version="0.1.0", files=dict(runtime_files or {})),
+        files=dict(files or {}),
     )  # fmt: skip
 
 

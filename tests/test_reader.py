@@ -177,3 +177,77 @@ def test_previous_release_skips_what_nb2prod_cannot_read(tmp_path: Path) -> None
     found = previous_release(dist, "iris-classifier", "2.0.0")
     assert found is not None and found.version == "1.0.0"
     assert found.directory == str(dist / "iris-classifier-1.0.0")
+
+
+# --- the bento is this release's (issue #23: release.json re-pointed, a bento edited in the store)
+
+
+def lay_bento(home: Path, tag: str, files: dict[str, bytes]) -> Path:
+    """A bento in a BentoML store as `bentoml build` lays it out: bento.yaml and src/."""
+    name, _, version = tag.partition(":")
+    store = home / "bentos" / name / version
+    for relative, data in files.items():
+        (store / "src" / relative).parent.mkdir(parents=True, exist_ok=True)
+        (store / "src" / relative).write_bytes(data)
+    (store / "bento.yaml").write_text(f"name: {name}\nversion: {version}\n")
+    return store
+
+
+def bento_release(root: Path, name: str = "iris-classifier") -> tuple[Path, dict[str, bytes]]:
+    """A release whose metadata.json records every file its bento carries, and those files."""
+    carried = {
+        "service/pipeline.py": f"# {name}'s pipeline\n".encode(),
+        "contract.json": canonical_json({"input": {}, "output": {}, "sha256": "c" * 64}),
+    }
+    runtime = {f"service/runtime/{k}": v for k, v in RUNTIME.items()}
+    metadata = canonical_json(dump(service_metadata(
+        name=name,
+        runtime_files={k: sha256_bytes(v) for k, v in RUNTIME.items()},
+        files={k: sha256_bytes(v) for k, v in carried.items()},
+    )))  # fmt: skip
+    files = {**carried, **runtime, "service/metadata.json": metadata}
+    for relative, data in files.items():
+        (root / relative).parent.mkdir(parents=True, exist_ok=True)
+        (root / relative).write_bytes(data)
+    manifest = release_manifest(
+        files={k: sha256_bytes(v) for k, v in files.items()}, bento_tag=f"{name}:abc"
+    )
+    (root / "release.json").write_bytes(canonical_json(dump(manifest)))
+    return root, files
+
+
+def test_a_release_checks_that_its_bento_carries_its_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BENTOML_HOME", str(tmp_path / "home"))
+    root, files = bento_release(tmp_path / "dist" / "iris-classifier-1.0.0")
+    store = lay_bento(tmp_path / "home", "iris-classifier:abc", files)
+    Release.open(root).check_integrity()
+    Release.of_bento("iris-classifier:abc").check_integrity()
+
+    # a line added to the bento's pipeline.py in the store: refused, the file named
+    pipeline = store / "src" / "service" / "pipeline.py"
+    pipeline.write_bytes(files["service/pipeline.py"] + b"open('/tmp/inputs', 'a')\n")
+    for release in (Release.open(root), Release.of_bento("iris-classifier:abc")):
+        with pytest.raises(TargetError) as caught:
+            release.check_integrity()
+        assert caught.value.message.startswith(f"{pipeline}: sha256 differs from the one")
+
+
+def test_a_release_json_pointed_at_another_bento_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BENTOML_HOME", str(tmp_path / "home"))
+    root, _ = bento_release(tmp_path / "dist" / "iris-classifier-1.0.0")
+    _, other = bento_release(tmp_path / "other", name="fraud-scorer")
+    lay_bento(tmp_path / "home", "fraud-scorer:abc", other)
+    manifest = json.loads((root / "release.json").read_text())
+    manifest["bento_tag"] = "fraud-scorer:abc"  # release.json lists no hash of itself
+    (root / "release.json").write_text(json.dumps(manifest))
+    with pytest.raises(TargetError) as caught:
+        Release.open(root).check_integrity()
+    metadata = (
+        tmp_path / "home" / "bentos" / "fraud-scorer" / "abc" / "src" / "service" / "metadata.json"
+    )
+    assert caught.value.message.startswith(f"{metadata}: sha256 differs from the one release.json")
+    assert "fraud-scorer:abc is not the one packaged with this release" in caught.value.message

@@ -69,3 +69,29 @@ def test_fitted_state_is_hash_checked_at_start_and_loaded_by_name(tmp_path: Path
     tampered.write_bytes(tampered.read_bytes() + b"\0")
     with pytest.raises(RuntimeError, match="offsets.joblib: sha256 is"):
         release.check()
+
+
+def test_a_service_whose_files_changed_after_packaging_refuses_to_start(tmp_path: Path) -> None:
+    """metadata.json records every file the bento carries: a line added to pipeline.py in the
+    bento store, or a runtime file edited, stops the service before any worker starts."""
+    release, pipeline = release_with_fitted_state(tmp_path)
+    code = tmp_path / "service" / "pipeline.py"
+    code.write_text("def preprocess(inputs):\n    return inputs\n")
+    app = tmp_path / "service" / "runtime" / "app.py"
+    app.parent.mkdir()
+    app.write_text("# the runtime\n")
+    metadata = service_metadata(
+        name="n", auth="none", fallback=False, batching_max_size=8, max_batch_rows=10,
+        runtime_files={"app.py": runtime.sha256_file(app)},
+        files={"service/pipeline.py": runtime.sha256_file(code)},
+    )  # fmt: skip
+    write(tmp_path / "service" / "metadata.json", dump(metadata))
+    release = Release.load(tmp_path / "service", pipeline)
+    release.check()  # as packaged: starts
+    code.write_text(code.read_text() + "open('/tmp/every-input', 'a').write(str(inputs))\n")
+    with pytest.raises(RuntimeError, match=f"{code}: sha256 differs .* Refusing to start"):
+        release.check()
+    code.write_text("def preprocess(inputs):\n    return inputs\n")
+    app.write_text("# the runtime, edited\n")
+    with pytest.raises(RuntimeError, match="runtime/app.py: sha256 differs"):
+        release.check()

@@ -588,6 +588,7 @@ def serve(target: str, port: int) -> None:
     from .release.reader import resolve
 
     release = resolve(target)
+    release.check_integrity()  # the release's files, and a bento that is this release's
     if release.metadata.release.auth == "token" and not (
         os.environ.get("NB2PROD_API_TOKEN") or os.environ.get("NB2PROD_API_TOKEN_FILE")
     ):

@@ -9,9 +9,11 @@ bento is built and verified.
 
 from __future__ import annotations
 
+import fnmatch
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 import nbformat
@@ -239,6 +241,7 @@ def write_release(staging: Staging, facts: ReleaseFacts, progress: Progress) -> 
                     nb2prod_version=__version__,
                     files={name: sha256_bytes(data) for name, data in runtime_files().items()},
                 ),
+                files=bento_digests(staging),
             )
         ),
     )
@@ -258,23 +261,48 @@ def write_release(staging: Staging, facts: ReleaseFacts, progress: Progress) -> 
     )
 
 
+# what the bento carries of the release (bentofile.yaml's include)
+BENTO_INCLUDE = (
+    f"{SERVICE_DIR}/*.py",
+    f"{RUNTIME_DIR}/*.py",
+    f"{SERVICE_DIR}/metadata.json",
+    f"{SERVICE_DIR}/monitoring.json",
+    "model/*",
+    "model/artifacts/*",
+    "contract.json",
+    "examples.json",
+    "evaluation/*",
+)
+
+
+def bento_digests(staging: Staging) -> dict[str, str]:
+    """sha256 of every staged file the bento will carry, but metadata.json (which records them)
+    and the runtime copy (which ``runtime.files`` records)."""
+    return {
+        relative: sha256_file(staging.path(relative))
+        for relative in staging.files()
+        if in_bento(relative)
+        and relative != f"{SERVICE_DIR}/metadata.json"
+        and not relative.startswith(f"{RUNTIME_DIR}/")
+    }
+
+
+def in_bento(relative: str) -> bool:
+    parts = PurePosixPath(relative).parts
+    return any(
+        len(parts) == len(pattern.split("/"))
+        and all(fnmatch.fnmatchcase(p, q) for p, q in zip(parts, pattern.split("/"), strict=True))
+        for pattern in BENTO_INCLUDE
+    )
+
+
 def bentofile(name: str, version: str, labels: Mapping[str, str]) -> dict[str, Any]:
     return {
         "service": f"{SERVICE_DIR}.service:{class_name(name)}",
         "name": name,
         "description": f"{name} {version}, packaged by nb2prod {__version__}",
         "labels": dict(labels),
-        "include": [
-            f"{SERVICE_DIR}/*.py",
-            f"{RUNTIME_DIR}/*.py",
-            f"{SERVICE_DIR}/metadata.json",
-            f"{SERVICE_DIR}/monitoring.json",
-            "model/*",
-            "model/artifacts/*",
-            "contract.json",
-            "examples.json",
-            "evaluation/*",
-        ],
+        "include": list(BENTO_INCLUDE),
         "python": {"requirements_txt": "requirements.lock", "lock_packages": False},
         "docker": {"python_version": "3.11"},
     }

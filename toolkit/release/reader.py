@@ -165,8 +165,9 @@ class Release:
 
     def check_integrity(self) -> None:
         """Refuse a release whose files are not the ones nb2prod packaged: every file release.json
-        lists must have its recorded sha256 (a release directory), and the serving runtime's copy
-        in service/runtime/ must be the one service/metadata.json records (also a bento's)."""
+        lists must have its recorded sha256 (a release directory), the serving runtime's copy
+        in service/runtime/ must be the one service/metadata.json records (also a bento's), and
+        the bento must be this release's (:meth:`check_bento`)."""
         for relative, recorded in sorted(self.files.items()):
             path = self.path(relative)
             if not path.is_file():
@@ -188,6 +189,41 @@ class Release:
                 raise TargetError(
                     f"{path}: not the runtime the release was built with (sha256 differs from "
                     f"the one {METADATA_JSON} records)"
+                )
+        self.check_bento()
+
+    def check_bento(self) -> None:
+        """Refuse a bento that is not this release's: service/metadata.json, every file it
+        records and the runtime copy must be in the bento with the sha256 release.json records
+        (a release directory), or metadata.json records (a bento). Catches a release.json pointed
+        at another service's bento and a bento edited in the store (the service's own start check
+        catches the second too). A bento not in the store is left to the command that needs it."""
+        if self.source == "staging" or not bento.exists(self.bento_tag):
+            return
+        src = self if self.source == "bento" else Release.of_bento(self.bento_tag)
+        carried: dict[str, str | None] = {
+            METADATA_JSON: None,  # what records the others: release.json records it
+            **src.metadata.files,
+            **{f"{RUNTIME_DIR}/{k}": v for k, v in src.metadata.runtime.files.items()},
+        }
+        records = RELEASE_JSON if self.source == "directory" else METADATA_JSON
+        for relative, own in sorted(carried.items()):
+            expected = self.files.get(relative) if self.source == "directory" else own
+            path = src.path(relative)
+            if self.source == "directory" and expected is None:
+                raise TargetError(
+                    f"bento {self.bento_tag}: carries {relative}, which {RELEASE_JSON} does not "
+                    "list: it is not this release's bento"
+                )
+            if expected is None:
+                continue
+            if not path.is_file():
+                raise TargetError(f"{path}: missing from bento {self.bento_tag}")
+            if sha256_file(path) != expected:
+                raise TargetError(
+                    f"{path}: sha256 differs from the one {records} records; bento "
+                    f"{self.bento_tag} is not the one packaged with this release, or was "
+                    "modified after packaging"
                 )
 
     def _read(self, model: type[M], relative: str) -> M:

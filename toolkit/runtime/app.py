@@ -84,12 +84,28 @@ class Release:
     def check(self) -> None:
         """Before any worker starts: a token when auth wants one, the packaged model's bytes."""
         auth.api_token(self.metadata.release.auth)
+        self.check_files()
         model.check_sha256(self.model_path, self.model.sha256)
         for artifact in self.model.artifacts:  # fitted state: the packaged bytes too
             model.check_sha256(self.root / "model" / artifact.file, artifact.sha256)
         if self.metadata.release.auth == "none":
             telemetry.configure_logging()
             logger.warning('AUTH IS OFF: auth = "none" in the config, every /v1/* route is open')
+
+    def check_files(self) -> None:
+        """Every file metadata.json records (service code, the runtime copy, monitoring, model,
+        contract, examples) still has its sha256: a bento edited after packaging does not start."""
+        recorded = {**self.metadata.files}
+        recorded.update({f"service/runtime/{k}": v for k, v in self.metadata.runtime.files.items()})
+        for relative, sha256 in sorted(recorded.items()):
+            path = self.root / relative
+            if not path.is_file():
+                raise RuntimeError(f"{path}: recorded in service/metadata.json but missing")
+            if model.sha256_file(path) != sha256:
+                raise RuntimeError(
+                    f"{path}: sha256 differs from the one service/metadata.json records; the "
+                    "release was modified after packaging. Refusing to start."
+                )
 
 
 def bento_tag() -> str:

@@ -208,3 +208,7 @@ class ServiceMetadata(Frozen):
     release: ReleaseInfo
     service: ServiceSettings
     runtime: RuntimeManifest
+    # sha256 of every other file the bento carries (service code, monitoring.json, model, contract,
+    # examples, evaluation), relative to the release directory; the runtime's are in `runtime`.
+    # Checked before any worker starts, and by `nb2prod verify`/`serve` against release.json.
+    files: dict[str, str] = {}
