@@ -3,7 +3,7 @@
 Everything is built here as Python data from the release's own facts (:class:`DeployFacts`) and the
 ``[deploy]`` config, and dumped as YAML with sorted keys, so the same release gives the same bytes.
 :func:`deploy_files` returns the tree (relative path -> bytes); the caller writes it through
-:class:`~nb2prod.release.Staging` (``package``'s write stage, or ``nb2prod deploy-files``).
+:class:`~nb2prod.release.writer.Staging` (``package``'s write stage, or ``nb2prod deploy-files``).
 
 The Helm chart is made from the same builders as the plain manifests: where the chart reads a
 value from values.yaml, the builder gets a :class:`Ref` instead of the value, and the dumped YAML
@@ -590,7 +590,7 @@ def write_deploy_files(
     facts = facts_from_release(release, image)
     destination = out or Path(f"deploy-{facts.name}-{facts.version}")
     _check_replaceable(destination)
-    # the alerting rules, dashboard and load test a release's deploy/ has (nb2prod.observability)
+    # the alerting rules, dashboard and load test a release's deploy/ has (nb2prod.ops.observability)
     observed = {
         path.removeprefix(f"{DEPLOY_DIR}/"): data
         for path, data in observability_files(observed_from(release)).items()

@@ -2,7 +2,7 @@
 
 The release is served on loopback (``bentoml serve``, or its image with ``--image``) with a fresh
 token; :mod:`nb2prod.adapters.locust` runs the release's locustfile against it with the inputs of
-:func:`nb2prod.loadplan.loadtest_settings` (the examples, and inputs generated from the contract's
+:func:`nb2prod.ops.loadplan.loadtest_settings` (the examples, and inputs generated from the contract's
 JSON Schema); the summary is written as ``report.json`` and ``report.html`` (with the latency
 over time), beside the locustfile and its settings.
 The same locustfile and settings are in every release's ``deploy/`` for a deployed URL.

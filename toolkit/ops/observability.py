@@ -1,9 +1,9 @@
 """The observability files of a release's ``deploy/``: alerts, dashboard, load test.
 
-:func:`observability_files` is the one entry point: from an :class:`~nb2prod.slo.Observed`
+:func:`observability_files` is the one entry point: from an :class:`~nb2prod.ops.slo.Observed`
 (made at package time from the config and the capture, or read back from an existing release by
-:func:`~nb2prod.slo.observed_from`) it returns ``{relative path: bytes}``, the same bytes for
-the same release, for :class:`~nb2prod.release.Staging` (or ``deploy-files``) to write.
+:func:`~nb2prod.ops.slo.observed_from`) it returns ``{relative path: bytes}``, the same bytes for
+the same release, for :class:`~nb2prod.release.writer.Staging` (or ``deploy-files``) to write.
 """
 
 from __future__ import annotations

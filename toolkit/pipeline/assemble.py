@@ -2,7 +2,7 @@
 
 ``run.py`` runs the stages; this module turns what they found (:class:`ReleaseFacts`) into the
 files of SPEC section 5 inside the staging directory. Every byte goes through
-:class:`~nb2prod.release.Staging`, the only code that writes a release. ``release.json`` and
+:class:`~nb2prod.release.writer.Staging`, the only code that writes a release. ``release.json`` and
 ``openapi.json`` (and deploy/'s Kubernetes, Helm and KServe files) come later, after the
 bento is built and verified.
 """

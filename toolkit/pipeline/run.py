@@ -3,7 +3,7 @@
 :func:`package` reads like the job: parse the notebook and its config, execute it (papermill)
 with the probe that captures model and examples, evaluate against the gates, build the contract,
 lock the environment, write the release, build the bento, verify it answers like the notebook,
-commit. Stages hand each other frozen results; only :class:`nb2prod.release.Staging` writes, and
+commit. Stages hand each other frozen results; only :class:`nb2prod.release.writer.Staging` writes, and
 the release moves into place only at the very end (a failure leaves nothing behind).
 """
 
