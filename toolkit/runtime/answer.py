@@ -10,8 +10,8 @@ request gets:
 - the kill switch (``disabled``) and an open circuit breaker (``circuit_open``) send every input
   to the fallback before the model is tried;
 - a batch the model path raises on is answered again item by item, so one bad item never
-  degrades the others; a single item that raises gets the fallback (``error``), one that runs
-  over the time budget too (``timeout``);
+  degrades the others; a single item that raises gets the fallback (``error``); every item of a
+  call past the time budget (serving only) gets it too (``timeout``);
 - an Output whose ``confidence`` is below ``[fallback] min_confidence`` is replaced by the
   fallback's (``low_confidence``);
 - a release whose batches answer differently from their items alone (``monitoring.json``) has
