@@ -21,7 +21,7 @@ HOLD = textwrap.dedent(
     from nb2prod.release.claim import claim
     destination, leftover = Path(sys.argv[1]), Path(sys.argv[2])
     with claim(destination) as held:
-        leftover.mkdir()
+        leftover.mkdir(parents=True)
         held.record(path=leftover, bento="iris-classifier:deadbeef")
         print("holding", flush=True)
         time.sleep(600)
@@ -69,6 +69,13 @@ def test_a_killed_run_gives_the_claim_back_and_its_leftovers_are_named(tmp_path:
         assert again.found is None
 
 
+def test_the_claim_is_kept_out_of_the_destinations_directory(tmp_path: Path) -> None:
+    destination = tmp_path / "dist" / "iris-classifier-1.0.0"
+    with claim(destination):
+        assert not (tmp_path / "dist").exists() or list((tmp_path / "dist").iterdir()) == []
+    assert claim_file(destination) != claim_file(tmp_path / "other" / "iris-classifier-1.0.0")
+
+
 def test_a_run_that_ends_leaves_nothing_recorded(tmp_path: Path) -> None:
     destination = tmp_path / "iris-classifier-1.0.0"
     with pytest.raises(RuntimeError), claim(destination) as held:
@@ -83,6 +90,7 @@ def test_a_run_that_ends_leaves_nothing_recorded(tmp_path: Path) -> None:
 
 def test_leftovers_that_are_gone_are_not_named(tmp_path: Path) -> None:
     destination = tmp_path / "iris-classifier-1.0.0"
+    claim_file(destination).parent.mkdir(parents=True, exist_ok=True)
     claim_file(destination).write_text(
         json.dumps({"pid": 1, "started": "then", "paths": [str(tmp_path / "gone")]})
     )

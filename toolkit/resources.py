@@ -6,6 +6,7 @@ The templates live in ``templates/`` at the top of the repository and are instal
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from importlib.resources import files
 from pathlib import Path
@@ -41,3 +42,13 @@ def render_template(
         trim_blocks=False,
     )
     return environment.get_template(template).render(**context).encode()
+
+
+def cache_root() -> Path:
+    """nb2prod's own state on this machine: ``$NB2PROD_CACHE_DIR``, else
+    ``$XDG_CACHE_HOME/nb2prod`` (``~/.cache/nb2prod``): the run cache and the destinations' claims."""
+    configured = os.environ.get("NB2PROD_CACHE_DIR")
+    if configured:
+        return Path(configured)
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "nb2prod"

@@ -83,9 +83,7 @@ def test_a_second_run_is_refused_and_kill_9_leaves_nothing_the_next_run_does_not
         third = nb2prod_env("package", notebook, "--out", out, TMPDIR=tmp)
         assert third.code == 0, third.stdout + third.stderr
         assert f"cleaned up after an interrupted run: pid {first.pid}" in third.stdout
-        assert sorted(p.name for p in dist.iterdir()) == [
-            ".iris-classifier-1.0.0.nb2prod-claim", "iris-classifier-1.0.0",
-        ]  # fmt: skip
+        assert sorted(p.name for p in dist.iterdir()) == ["iris-classifier-1.0.0"]
         made = json.loads((out / "release.json").read_text())["bento_tag"]
         assert bento_tags() == sorted([*tags, made])  # the killed run's bento is gone
         assert leftovers(tmp) == []

@@ -11,7 +11,6 @@ temporary directory and renamed into place, so a crash never leaves a half entry
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import tempfile
 from collections.abc import Mapping
@@ -24,6 +23,7 @@ import nbformat
 # one loop over the environment's distributions, shared with the kernel probe
 from ..probe.environment import installed_distributions as installed_distributions
 from ..release.writer import canonical_json, sha256_bytes
+from ..resources import cache_root
 from ..version import __version__
 from .capture import Capture, probe_code_sha256, read_capture
 from .lock import Drift, Lock
@@ -54,14 +54,6 @@ class CachedRun:
     capture: Capture
     executed: nbformat.NotebookNode
     lock: Lock
-
-
-def cache_root() -> Path:
-    configured = os.environ.get("NB2PROD_CACHE_DIR")
-    if configured:
-        return Path(configured)
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "nb2prod"
 
 
 class RunCache:

@@ -2,8 +2,9 @@
 
 ``nb2prod package`` claims its destination (``dist/<name>-<version>``) before it reads what stands
 there and holds the claim until the release is committed or discarded. The claim is an exclusive
-``flock`` on ``.<name>-<version>.nb2prod-claim`` beside the destination: the kernel drops it when
-the process ends, however it ends (``kill -9`` included), so a claim can never outlive its run.
+``flock`` on a file named after the destination's absolute path in nb2prod's cache directory
+(``claims/``: nothing is added beside the releases); the kernel drops the lock when the process
+ends, however it ends (``kill -9`` included), so a claim can never outlive its run.
 
 While it runs, the claimant records in that file what it is making that a crash would leave
 behind: its staging directory, its scratch directory and, once built, its bento. A run that ends
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import os
 import sys
@@ -27,8 +29,9 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ReleaseBusyError
+from ..resources import cache_root
 
-CLAIM_SUFFIX = ".nb2prod-claim"
+CLAIM_SUFFIX = ".claim"
 
 
 @dataclass(frozen=True)
@@ -83,8 +86,10 @@ class Claim:
 
 
 def claim_file(destination: Path) -> Path:
+    """The destination's claim file: one per absolute path, in the cache directory."""
     destination = destination.resolve()
-    return destination.parent / f".{destination.name}{CLAIM_SUFFIX}"
+    digest = hashlib.sha256(str(destination).encode()).hexdigest()[:32]
+    return cache_root() / "claims" / f"{destination.name}-{digest}{CLAIM_SUFFIX}"
 
 
 def _read(fd: int) -> dict[str, Any]:
