@@ -84,10 +84,10 @@ class Release:
     def check(self) -> None:
         """Before any worker starts: a token when auth wants one, the packaged model's bytes."""
         auth.api_token(self.metadata.release.auth)
-        self.check_files()
         model.check_sha256(self.model_path, self.model.sha256)
         for artifact in self.model.artifacts:  # fitted state: the packaged bytes too
             model.check_sha256(self.root / "model" / artifact.file, artifact.sha256)
+        self.check_files()  # the service code, runtime copy, contract and examples too
         if self.metadata.release.auth == "none":
             telemetry.configure_logging()
             logger.warning('AUTH IS OFF: auth = "none" in the config, every /v1/* route is open')
