@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from nb2prod.pipeline import run as package_module
 from nb2prod.cli import main
+from nb2prod.pipeline import run as package_module
 from nb2prod.pipeline.run import PackageResult
 
 from tests.conftest import code, minimal_cells, notebook, write_notebook

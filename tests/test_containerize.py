@@ -12,11 +12,11 @@ from typing import Any
 import jinja2
 import pytest
 from click.testing import CliRunner
-from nb2prod.image import containerize as containerize_module
 from nb2prod.adapters import container, debian
 from nb2prod.adapters.pip_config import parse_config_list
 from nb2prod.cli import main
 from nb2prod.errors import ContainerError, MissingToolError, TargetError
+from nb2prod.image import containerize as containerize_module
 from nb2prod.image.containerize import (
     ContainerfileContext,
     ImageOptions,
