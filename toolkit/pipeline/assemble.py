@@ -236,6 +236,8 @@ def write_release(staging: Staging, facts: ReleaseFacts, progress: Progress) -> 
                     max_batch_rows=service.max_batch_rows,
                     log_bodies=service.log_bodies,
                     disable_file=facts.parsed.context.disable_file,
+                    max_body_bytes=service.body_limit,
+                    input_types=service.input_types,
                 ),
                 runtime=RuntimeManifest(
                     nb2prod_version=__version__,

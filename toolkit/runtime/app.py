@@ -18,7 +18,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, create_model
 
-from . import auth, guard, model, openapi, telemetry
+from . import auth, guard, limits, model, openapi, telemetry
 from .schema import ModelManifest, MonitoringPlan, ServiceMetadata, load
 
 logger = logging.getLogger("nb2prod.service")
@@ -35,6 +35,7 @@ class Release:
     metadata: ServiceMetadata
     monitoring: MonitoringPlan
     model: ModelManifest
+    Input: type[BaseModel]  # the notebook's Input as bodies are read (limits.body_model)
     Prediction: type[BaseModel]
     BatchRequest: type[BaseModel]
     BatchResult: type[BaseModel]
@@ -52,17 +53,22 @@ class Release:
             reason=(Reason | None, ...),
         )
         rows = metadata.service.max_batch_rows
+        inp = limits.body_model(pipeline.Input, metadata.service.input_types)
         return cls(
             root=root,
             pipeline=pipeline,
             metadata=metadata,
             monitoring=load(MonitoringPlan, service_dir / "monitoring.json"),
             model=load(ModelManifest, root / "model" / "model.json"),
+            Input=inp,
             Prediction=prediction,
-            BatchRequest=create_model(
-                "BatchRequest",
-                __doc__="The body of /v1/predict_batch.",
-                inputs=(Annotated[list[pipeline.Input], Field(max_length=rows)], ...),  # type: ignore[name-defined,arg-type]
+            BatchRequest=limits.body_model(
+                create_model(
+                    "BatchRequest",
+                    __doc__="The body of /v1/predict_batch.",
+                    inputs=(Annotated[list[inp], Field(max_length=rows)], ...),  # type: ignore[valid-type,arg-type]
+                ),
+                metadata.service.input_types,
             ),
             BatchResult=create_model("BatchResult", results=(list[prediction], ...)),
         )
@@ -306,3 +312,9 @@ def install(service: Any, release: Release) -> None:
     if token:
         service.add_asgi_middleware(auth.BearerAuth, auth="token")
     service.add_asgi_middleware(auth.JsonOnly)
+    settings = release.metadata.service
+    service.add_asgi_middleware(
+        limits.BodyLimit,
+        max_bytes=settings.max_body_bytes or limits.default_max_body_bytes(settings.max_batch_rows),
+        max_rows=settings.max_batch_rows,
+    )

@@ -205,6 +205,10 @@ class ServiceSettings(Frozen):
     max_batch_rows: int
     log_bodies: bool
     disable_file: str  # the kill-switch file, unless NB2PROD_DISABLE_FILE says otherwise
+    # largest request body in bytes (413 above it); None in releases made before the limit
+    max_body_bytes: int | None = None
+    # how request bodies' JSON types are read; releases made before "strict" were "lax"
+    input_types: Literal["strict", "lax"] = "lax"
 
 
 class RuntimeManifest(Frozen):
@@ -280,6 +284,7 @@ class RobustnessPlan(Frozen):
     seed: int = 0  # fixed, so the same contract gives the same inputs
     batch_size: int = 16
     tolerance: float = 0.0  # [service] batching_tolerance: largest |alone - batch| for numbers
+    input_types: Literal["strict", "lax"] = "strict"  # [service] input_types: as the service reads
     budget_s: float = 60.0  # answering inputs alone stops after this long (the report says)
 
 
