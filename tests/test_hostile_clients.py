@@ -9,21 +9,99 @@ from __future__ import annotations
 
 import asyncio
 import json
+import secrets
 import time
 import tracemalloc
 import warnings
+from pathlib import Path
 from typing import Any
 
 import pytest
 from nb2prod.notebook.config import ServiceConfig
-from nb2prod.runtime import limits
+from nb2prod.runtime import auth, limits, routes, telemetry
+from prometheus_client import CollectorRegistry, Counter, generate_latest
 from pydantic import BaseModel, Field, ValidationError
-from starlette.responses import JSONResponse
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.responses import JSONResponse, PlainTextResponse
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
 
 with warnings.catch_warnings():  # starlette 1.x would rather have httpx2; httpx works the same
     warnings.simplefilter("ignore")
+    from starlette.testclient import TestClient
 
 TOKEN = "a-token-of-32-characters-0123456"
+
+
+# ---------------------------------------------------------------- 1. bounded metric labels
+
+
+class RawPathMetrics:
+    """BentoML 1.4's metrics middleware in small: a counter labelled with ``scope["path"]``."""
+
+    def __init__(self, app: Any, registry: CollectorRegistry) -> None:
+        self.app = app
+        self.requests = Counter("requests", "requests", ["endpoint"], registry=registry)
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            self.requests.labels(endpoint=scope["path"]).inc()
+        await self.app(scope, receive, send)
+
+
+def bentoml_like_app(tmp_path: Path, registry: CollectorRegistry) -> Starlette:
+    """BentoML's routes and middleware order: its metrics first, then the service's middlewares."""
+    (tmp_path / "index.css").write_text("body {}")
+
+    async def ok(request: Any) -> Any:
+        return PlainTextResponse(request.url.path)
+
+    v1 = Starlette(routes=[Route("/metadata", ok)])
+    return Starlette(
+        routes=[
+            Route("/livez", ok), Route("/metrics", ok), Route("/v1/predict", ok, methods=["POST"]),
+            Mount("/v1", v1), Mount("/static_content", StaticFiles(directory=tmp_path)),
+        ],
+        middleware=[
+            Middleware(RawPathMetrics, registry=registry), Middleware(routes.BoundedLabels),
+        ],
+    )  # fmt: skip
+
+
+def test_random_paths_share_one_metric_label(tmp_path: Path) -> None:
+    registry = CollectorRegistry()
+    with TestClient(bentoml_like_app(tmp_path, registry)) as client:  # runs the lifespan
+        client.get("/first-unknown")
+        before = generate_latest(registry)
+        for i in range(3000):
+            prefix = ("", "/v1", "/static_content", "/v1/predict")[i % 4]
+            client.get(f"{prefix}/{secrets.token_hex(8)}")
+        after = generate_latest(registry)
+        # the routes below BentoML's middlewares see the path that was sent
+        assert client.get("/static_content/index.css").text == "body {}"
+        assert client.get("/v1/metadata").text == "/v1/metadata"
+        assert client.post("/v1/predict").text == "/v1/predict"
+        assert client.get("/livez?x=1").text == "/livez"
+    endpoints = {
+        s.labels["endpoint"]
+        for m in registry.collect()
+        for s in m.samples
+        if "endpoint" in s.labels
+    }
+    assert endpoints == {
+        "/{unmatched}", "/static_content/{path}", "/v1/metadata", "/v1/predict", "/livez"
+    }  # fmt: skip
+    assert len(after.splitlines()) == len(before.splitlines()) + 2  # the static label, created
+    assert len(after) < len(before) + 200
+
+
+def test_labels_are_routes_or_one_shared_label() -> None:
+    assert routes.label("/v1/predict") == "/v1/predict"
+    assert routes.label("/metrics") == "/metrics"
+    assert routes.label("/static_content/a.css") == "/static_content/{path}"
+    for path in ("/v1/predict/", "/V1/predict", "//v1/predict", "/v1", "/x" * 500, "/%00"):
+        assert routes.label(path) == routes.UNMATCHED
 
 
 # ---------------------------------------------------------------- 2. body and batch limits
@@ -175,3 +253,92 @@ def test_input_types_default_to_strict_and_refuse_other_words() -> None:
     assert ServiceConfig(input_types="lax").input_types == "lax"
     with pytest.raises(ValidationError):
         ServiceConfig(input_types="loose")  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------- 5. auth
+
+
+async def answered(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    await PlainTextResponse("ok")(scope, receive, send)
+
+
+def bearer_client(monkeypatch: pytest.MonkeyPatch) -> TestClient:
+    monkeypatch.setenv(auth.TOKEN_ENV, TOKEN)
+    return TestClient(auth.BearerAuth(answered, auth="token"))
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        f"Bearer {TOKEN}",
+        f"bearer {TOKEN}",
+        f"BEARER {TOKEN}",
+        f"bEaReR   {TOKEN}",
+        f"Bearer\t{TOKEN}",
+    ],
+)
+def test_the_bearer_scheme_is_case_insensitive(
+    monkeypatch: pytest.MonkeyPatch, header: str
+) -> None:
+    client = bearer_client(monkeypatch)
+    assert client.get("/v1/metadata", headers={"Authorization": header}).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "header", [TOKEN, f"Basic {TOKEN}", f"Bearer {TOKEN[:-1]}", f"Bearer {TOKEN}x", "Bearer", ""]
+)
+def test_anything_but_the_token_is_refused(monkeypatch: pytest.MonkeyPatch, header: str) -> None:
+    client = bearer_client(monkeypatch)
+    response = client.get("/v1/metadata", headers={"Authorization": header})
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"] == 'Bearer realm="nb2prod"'
+
+
+def test_only_the_documented_routes_are_open(monkeypatch: pytest.MonkeyPatch) -> None:
+    client = bearer_client(monkeypatch)
+    candidates = [
+        *routes.OPEN, "/static_content/index.css", "/v1/predict", "/v1/predict_batch",
+        "/v1/metadata", "/v1", "/v1/", "/nope", "/V1/predict", "//v1/predict", "/docs.json/",
+        "/metrics/", "/static_content", "/livez/../v1/predict", "/v2/health/ready",
+    ]  # fmt: skip
+    open_paths = {p for p in candidates if client.get(p).status_code != 401}
+    assert open_paths == {
+        "/", "/docs.json", "/schema.json", "/healthz", "/livez", "/readyz", "/metrics",
+        "/static_content/index.css",
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize("length", [1, 8, 15])
+def test_a_short_token_is_refused_at_start(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, length: int
+) -> None:
+    monkeypatch.setenv(auth.TOKEN_ENV, "t" * length)
+    with pytest.raises(RuntimeError) as err:
+        auth.api_token("token")
+    assert f"{auth.TOKEN_ENV} has {length} characters" in str(err.value)
+    assert "shorter than 16" in str(err.value)
+    token_file = tmp_path / "token"
+    token_file.write_text("s" * length + "\n")
+    monkeypatch.delenv(auth.TOKEN_ENV)
+    monkeypatch.setenv(auth.TOKEN_FILE_ENV, str(token_file))
+    with pytest.raises(RuntimeError) as err:
+        auth.api_token("token")
+    assert f"{token_file} has {length} characters" in str(err.value)
+
+
+def test_a_token_of_16_characters_is_enough(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(auth.TOKEN_ENV, " " + "t" * 16 + "\n")
+    assert auth.api_token("token") == b"t" * 16
+
+
+def test_redaction_ignores_the_case_and_spaces_of_keys() -> None:
+    body = {
+        "EMAIL": "a@b", " Email ": "c@d", "inputs": [{"eMail\t": "e@f", "x": 1}],
+        "emails": "kept", "x": {"email": "g@h"},
+    }  # fmt: skip
+    redacted = telemetry.redact(body, frozenset({"email"}))
+    assert redacted == {
+        "EMAIL": "[REDACTED]", " Email ": "[REDACTED]",
+        "inputs": [{"eMail\t": "[REDACTED]", "x": 1}], "emails": "kept",
+        "x": {"email": "[REDACTED]"},
+    }  # fmt: skip

@@ -8,7 +8,10 @@ workers' memory and the time to an answer, the status and its body.
 from __future__ import annotations
 
 import json
+import re
 import secrets
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -18,8 +21,9 @@ import httpx
 import psutil
 import pytest
 from nb2prod.adapters import bento
+from nb2prod.errors import ServeError
 
-from tests.e2e.conftest import Run
+from tests.e2e.conftest import Run, nb2prod
 
 pytestmark = pytest.mark.e2e
 TOKEN = secrets.token_urlsafe(24)
@@ -82,6 +86,36 @@ class PeakMemory:
     @property
     def grew_mib(self) -> float:
         return (self.peak - self.before) / 2**20
+
+
+def test_random_paths_do_not_grow_the_metrics(server: bento.Server, client: httpx.Client) -> None:
+    def scrape() -> str:
+        return client.get("/metrics").text
+
+    for path in ("/warm-up", "/v1/warm-up", "/static_content/warm-up"):  # each label exists once
+        client.get(path, headers=AUTH)
+    assert client.post("/v1/predict", json=ITEM, headers=AUTH).status_code == 200
+    before = scrape()
+    with PeakMemory(server.pid) as memory:
+        for i in range(3000):
+            prefix = ("", "/v1", "/static_content", "/v1/predict")[i % 4]
+            status = client.get(f"{prefix}/{secrets.token_hex(8)}?q={i}", headers=AUTH).status_code
+            assert status in (404, 405), status
+    after = scrape()
+    print(
+        f"3000 random paths: {len(samples(before))} -> {len(samples(after))} samples, "
+        f"/metrics {len(before)} -> {len(after)} bytes, RSS +{memory.grew_mib:.0f} MiB"
+    )
+    assert len(samples(after)) == len(samples(before))  # not one new series
+    assert len(after) < len(before) + 2048  # only the counters' digits
+    assert memory.grew_mib < 30
+    endpoints = set(re.findall(r'bentoml_service_request_total\{endpoint="([^"]*)"', after))
+    assert endpoints <= {*OPEN - {"/static_content/swagger-ui.css"}, "/static_content/{path}",
+                         "/v1/predict", "/v1/predict_batch", "/v1/metadata", "/{unmatched}"}  # fmt: skip
+    assert {"/v1/predict", "/{unmatched}"} <= endpoints
+    # the routes themselves still see the path they were sent
+    assert client.get("/static_content/swagger-ui.css").status_code == 200
+    assert client.post("/v1/predict", json=ITEM, headers=AUTH).json()["degraded"] is False
 
 
 def test_a_huge_batch_is_refused_before_it_is_read(
@@ -147,3 +181,69 @@ def test_json_types_are_strict(client: httpx.Client, value: object) -> None:
 def test_an_integer_is_a_number(client: httpx.Client) -> None:
     response = client.post("/v1/predict", json={**ITEM, "petal_length": 5}, headers=AUTH)
     assert response.status_code == 200
+
+
+def test_the_bearer_scheme_is_case_insensitive(client: httpx.Client) -> None:
+    for scheme in ("Bearer", "bearer", "BEARER", "bEaReR"):
+        headers = {"Authorization": f"{scheme}  {TOKEN}"}
+        assert client.get("/v1/metadata", headers=headers).status_code == 200, scheme
+    for wrong in (f"Basic {TOKEN}", TOKEN, f"Bearer {TOKEN[:-1]}", "Bearer"):
+        assert client.get("/v1/metadata", headers={"Authorization": wrong}).status_code == 401
+
+
+ROUTES = """
+import json, sys
+import bentoml
+from starlette.routing import Mount
+
+def walk(routes, prefix=""):
+    for route in routes:
+        if isinstance(route, Mount) and not getattr(route, "routes", None):
+            yield prefix + route.path + "/{path}", ["GET"]
+        elif isinstance(route, Mount):
+            yield from walk(route.routes, prefix + route.path)
+        else:
+            yield prefix + route.path, sorted(route.methods or ["GET"])
+
+app = bentoml.load(sys.argv[1]).to_asgi(is_main=True)
+print(json.dumps(sorted(walk(app.routes))))
+"""
+
+
+def test_exactly_the_documented_routes_answer_without_a_token(
+    iris_release: tuple[Path, Run], client: httpx.Client
+) -> None:
+    """Every route of the served app (listed from BentoML's own app), plus paths that are no
+    route, asked without a token: those that answer are the documented open set, no more."""
+    listed = subprocess.run(
+        [sys.executable, "-c", ROUTES, tag_of(iris_release[0])],
+        capture_output=True, text=True, check=True, timeout=120,
+    )  # fmt: skip
+    routes = json.loads(listed.stdout.splitlines()[-1])
+    assert {path for path, _ in routes} == {
+        *OPEN - {"/static_content/swagger-ui.css"}, "/static_content/{path}",
+        "/v1/predict", "/v1/predict_batch", "/v1/metadata",
+    }  # fmt: skip
+    asked: dict[str, int] = {}
+    for path, methods in routes:
+        path = path.replace("/static_content/{path}", "/static_content/swagger-ui.css")
+        for method in methods:
+            if method != "HEAD":
+                body = {"json": ITEM} if method == "POST" else {}
+                asked[path] = client.request(method, path, **body).status_code  # type: ignore[arg-type]
+    for path in ("/nope", "/v1", "/v1/", "/v1/nope", "//v1/predict", "/V1/predict", "/docs.json/"):
+        asked[path] = client.get(path).status_code
+    answered = {path for path, status in asked.items() if status != 401}
+    assert answered == OPEN, asked
+
+
+def test_a_short_token_is_refused_at_start(
+    iris_release: tuple[Path, Run], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    short = {"NB2PROD_API_TOKEN": "fifteen-chars-x"}
+    with pytest.raises(ServeError) as err, bento.serve(tag_of(iris_release[0]), env=short):
+        pass
+    assert "shorter than 16" in err.value.message
+    monkeypatch.setenv("NB2PROD_API_TOKEN", "fifteen-chars-x")
+    run = nb2prod("serve", iris_release[0])  # said before BentoML starts
+    assert run.code == 1 and "has 15 characters; refusing to start" in run.stderr

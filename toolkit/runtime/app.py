@@ -18,7 +18,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, create_model
 
-from . import auth, guard, limits, model, openapi, telemetry
+from . import auth, guard, limits, model, openapi, routes, telemetry
 from .schema import ModelManifest, MonitoringPlan, ServiceMetadata, load
 
 logger = logging.getLogger("nb2prod.service")
@@ -300,6 +300,8 @@ def install(service: Any, release: Release) -> None:
         document.setdefault("components", {}).setdefault("schemas", {}).update(defs)
         return document
 
+    # first: below BentoML's metrics, it gives the routes back the path they only saw a label of
+    service.add_asgi_middleware(routes.BoundedLabels)
     service.add_asgi_middleware(openapi.CorrectedDocs, build=documented)
     # the first middleware added is the outermost: every /v1/* request is measured and logged
     service.add_asgi_middleware(

@@ -25,10 +25,10 @@ from collections.abc import Callable
 from typing import Any
 
 from . import model
+from .routes import API as ROUTES
 from .schema import DriftReference, MonitoringPlan
 
 REDACTED = "[REDACTED]"
-ROUTES = frozenset({"/v1/predict", "/v1/predict_batch", "/v1/metadata"})
 PREDICT_ROUTES = ("/v1/predict", "/v1/predict_batch")
 # SPEC section 6 (app.Reason): why the fallback answered, or why there was no answer (503)
 FALLBACK_REASONS = ("error", "timeout", "low_confidence", "circuit_open", "disabled")
@@ -71,12 +71,25 @@ def detach() -> None:
 
 
 def redact(value: Any, sensitive: frozenset[str]) -> Any:
-    """JSON-like data with every value under a sensitive key replaced, at any depth."""
-    if isinstance(value, dict):
-        return {k: REDACTED if k in sensitive else redact(v, sensitive) for k, v in value.items()}
-    if isinstance(value, list):
-        return [redact(v, sensitive) for v in value]
-    return value
+    """JSON-like data with every value under a sensitive key replaced, at any depth.
+
+    Keys match whatever their case and surrounding whitespace: a body that spells ``"Email "``
+    is refused by the contract, but its value is still logged with the refused body.
+    """
+    keys = frozenset(_key(k) for k in sensitive)
+
+    def walk(node: Any) -> Any:
+        if isinstance(node, dict):
+            return {k: REDACTED if _key(k) in keys else walk(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [walk(v) for v in node]
+        return node
+
+    return walk(value)
+
+
+def _key(name: Any) -> Any:
+    return name.strip().casefold() if isinstance(name, str) else name
 
 
 def secret_values(inputs: list[Any], sensitive: frozenset[str]) -> list[str]:
