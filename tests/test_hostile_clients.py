@@ -8,7 +8,9 @@ middleware matters, a stand-in labels its series with the raw path exactly as Be
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
+import logging
 import secrets
 import time
 import tracemalloc
@@ -18,7 +20,7 @@ from typing import Any
 
 import pytest
 from nb2prod.notebook.config import ServiceConfig
-from nb2prod.runtime import auth, limits, routes, telemetry
+from nb2prod.runtime import auth, guard, limits, routes, telemetry
 from prometheus_client import CollectorRegistry, Counter, generate_latest
 from pydantic import BaseModel, Field, ValidationError
 from starlette.applications import Starlette
@@ -253,6 +255,71 @@ def test_input_types_default_to_strict_and_refuse_other_words() -> None:
     assert ServiceConfig(input_types="lax").input_types == "lax"
     with pytest.raises(ValidationError):
         ServiceConfig(input_types="loose")  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------- 4. the kill-switch file
+
+
+def test_a_kill_switch_path_too_long_stops_the_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(guard.DISABLE_FILE_ENV, "/tmp/" + "x" * 300)
+    with pytest.raises(RuntimeError) as err:
+        guard.check_kill_switch("/tmp/default.disabled")
+    assert "cannot be checked (File name too long); refusing to start" in str(err.value)
+    assert len(str(err.value)) < 400  # the path is shortened, the line stays readable
+
+
+def deny(monkeypatch: pytest.MonkeyPatch) -> None:
+    """stat() answering EACCES, as in a directory the service's user may not search."""
+
+    def stat(self: Path, **kwargs: Any) -> Any:
+        raise PermissionError(errno.EACCES, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "stat", stat)
+
+
+def test_a_kill_switch_the_service_may_not_check_stops_the_start(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    guard.check_kill_switch(str(tmp_path / "missing" / "off"))  # absent: fine, the model is on
+    deny(monkeypatch)
+    with pytest.raises(RuntimeError) as err:
+        guard.check_kill_switch(str(tmp_path / "off"))
+    assert "cannot be checked (Permission denied); refusing to start" in str(err.value)
+
+
+def make_guard(path: Path) -> guard.Guard:
+    return guard.Guard(
+        timeout_ms=None, min_confidence=None, failures=5, reset_s=1.0, disable_file=str(path)
+    )
+
+
+@pytest.mark.parametrize("error", [errno.EACCES, errno.ENAMETOOLONG])
+def test_a_running_service_keeps_the_switch_when_the_file_cannot_be_checked(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, error: int
+) -> None:
+    switch = tmp_path / "off"
+    switch.touch()
+    checked = make_guard(switch)
+    assert checked.switched_off() and checked.admit() == "disabled"
+
+    def stat(self: Path, **kwargs: Any) -> Any:
+        raise OSError(error, "cannot", str(self))
+
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler(logging.ERROR)
+    handler.emit = records.append  # type: ignore[method-assign]
+    logging.getLogger("nb2prod.service").addHandler(handler)
+    monkeypatch.setattr(Path, "stat", stat)
+    try:
+        for _ in range(100):
+            assert checked.switched_off()  # the last known state, never an exception
+    finally:
+        logging.getLogger("nb2prod.service").removeHandler(handler)
+    (record,) = records  # logged once, not once per request
+    assert "keeping the model off" in record.getMessage()
+    monkeypatch.undo()
+    switch.unlink()
+    assert not checked.switched_off() and checked.admit() is None
 
 
 # ---------------------------------------------------------------- 5. auth

@@ -247,3 +247,29 @@ def test_a_short_token_is_refused_at_start(
     monkeypatch.setenv("NB2PROD_API_TOKEN", "fifteen-chars-x")
     run = nb2prod("serve", iris_release[0])  # said before BentoML starts
     assert run.code == 1 and "has 15 characters; refusing to start" in run.stderr
+
+
+@pytest.mark.parametrize("kind", ["name too long", "no such directory"])
+def test_a_kill_switch_file_that_cannot_be_checked(
+    iris_release: tuple[Path, Run], tmp_path: Path, kind: str
+) -> None:
+    """A path stat() cannot check stops the start with one clear line (not a crash loop); a
+    missing directory only means the switch is not set."""
+    path = "/tmp/" + "x" * 300 if kind == "name too long" else str(tmp_path / "gone" / "off")
+    env = {"NB2PROD_API_TOKEN": TOKEN, "NB2PROD_DISABLE_FILE": path}
+    start = time.monotonic()
+    if kind == "no such directory":
+        with bento.serve(tag_of(iris_release[0]), env=env) as running:
+            answer = httpx.post(f"{running.url}/v1/predict", json=ITEM, headers=AUTH).json()
+        assert answer["degraded"] is False
+        return
+    with (
+        pytest.raises(ServeError) as err,
+        bento.serve(tag_of(iris_release[0]), env=env, ready_timeout_s=90),
+    ):
+        pass
+    assert "exited" in err.value.message, err.value.message[-2000:]
+    assert "kill-switch file" in err.value.message and "File name too long" in err.value.message
+    seconds = time.monotonic() - start
+    print(f"kill-switch path too long: serve exited in {seconds:.1f} s")
+    assert seconds < 60

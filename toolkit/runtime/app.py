@@ -86,8 +86,10 @@ class Release:
         return frozenset(self.monitoring.sensitive)
 
     def check(self) -> None:
-        """Before any worker starts: a token when auth wants one, the packaged model's bytes."""
+        """Before any worker starts: a token when auth wants one, a kill-switch file that can be
+        checked, the packaged model's bytes."""
         auth.api_token(self.metadata.release.auth)
+        guard.check_kill_switch(self.metadata.service.disable_file)
         model.check_sha256(self.model_path, self.model.sha256)
         for artifact in self.model.artifacts:  # fitted state: the packaged bytes too
             model.check_sha256(self.root / "model" / artifact.file, artifact.sha256)
@@ -303,7 +305,8 @@ def install(service: Any, release: Release) -> None:
     # first: below BentoML's metrics, it gives the routes back the path they only saw a label of
     service.add_asgi_middleware(routes.BoundedLabels)
     service.add_asgi_middleware(openapi.CorrectedDocs, build=documented)
-    # the first middleware added is the outermost: every /v1/* request is measured and logged
+    # a middleware added earlier is outside those added later: every /v1/* request, 401s and
+    # refused bodies included, is measured and logged
     service.add_asgi_middleware(
         telemetry.Observe,
         monitoring=release.monitoring,
