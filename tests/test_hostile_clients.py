@@ -11,6 +11,7 @@ import asyncio
 import errno
 import json
 import logging
+import re
 import secrets
 import time
 import tracemalloc
@@ -409,3 +410,51 @@ def test_redaction_ignores_the_case_and_spaces_of_keys() -> None:
         "inputs": [{"eMail\t": "[REDACTED]", "x": 1}], "emails": "kept",
         "x": {"email": "[REDACTED]"},
     }  # fmt: skip
+
+
+# ---------------------------------------------------------------- 6. series that exist from start
+
+
+def test_every_known_series_exists_before_the_first_request() -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from tests.test_service_runtime import MONITORING
+
+    telemetry.metrics(MONITORING).expect_invalid(["x", "c", "email"])
+    found = {
+        (s.name, tuple(sorted((k, v) for k, v in s.labels.items() if k != "le")))
+        for family in text_string_to_metric_families(generate_latest().decode())
+        for s in family.samples
+    }
+    for stage in telemetry.STAGES:
+        assert ("nb2prod_stage_duration_seconds_bucket", (("stage", stage),)) in found
+    for field in ("x", "c"):  # the fields with a drift reference
+        assert ("nb2prod_input_drift_psi", (("field", field),)) in found
+        assert ("nb2prod_input_drift_observations", (("field", field),)) in found
+    for route in ("/v1/predict", "/v1/predict_batch"):
+        for field in ("x", "c", "email", "(other)", "(body)"):
+            labels = (("field", field), ("route", route))
+            assert ("nb2prod_validation_failures_total", labels) in found
+
+
+def test_the_dashboard_queries_only_series_that_exist_from_start() -> None:
+    from nb2prod.ops.dashboard import dashboard, queries
+    from nb2prod.ops.slo import observed
+
+    from tests.test_service_runtime import MONITORING
+
+    telemetry.metrics(MONITORING).expect_invalid(["x", "c", "email"])
+    exported = {
+        line.split("{")[0].split(" ")[0]
+        for line in generate_latest().decode().splitlines()
+        if line.startswith("nb2prod_")
+    }
+    board = dashboard(observed("svc", "1.0.0", MONITORING, {}, ()))
+    queried = {name for q in queries(board) for name in re.findall(r"\b(nb2prod_\w+)", q)}
+    # nb2prod_release_info is set by the service when it starts (tests/e2e/test_hostile.py)
+    assert queried - exported == {"nb2prod_release_info"}
+    undrifted = MONITORING.model_copy(
+        update={"drift": MONITORING.drift.model_copy(update={"fields": {}})}
+    )
+    board = dashboard(observed("svc", "1.0.0", undrifted, {}, ()))
+    assert not any("nb2prod_input_drift_psi" in q for q in queries(board))

@@ -273,3 +273,16 @@ def test_a_kill_switch_file_that_cannot_be_checked(
     seconds = time.monotonic() - start
     print(f"kill-switch path too long: serve exited in {seconds:.1f} s")
     assert seconds < 60
+
+
+def test_every_series_the_dashboard_queries_exists_on_a_fresh_service(
+    iris_release: tuple[Path, Run],
+) -> None:
+    release = iris_release[0]
+    dashboard = (release / "deploy" / "grafana-dashboard.json").read_text()
+    queried = set(re.findall(r"\b(nb2prod_[a-z0-9_]+)", dashboard))
+    assert len(queried) >= 10, queried
+    with bento.serve(tag_of(release), env={"NB2PROD_API_TOKEN": TOKEN}) as fresh:
+        scraped = httpx.get(f"{fresh.url}/metrics").text
+    exported = {line.split("{")[0].split(" ")[0] for line in samples(scraped)}
+    assert queried - exported == set()
