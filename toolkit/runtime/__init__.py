@@ -11,6 +11,8 @@ starlette and numpy; never nb2prod's packaging code (``make lint`` enforces it w
 | ``model`` | load the hashed model, run preprocess -> predict -> postprocess, validate Output |
 | ``guard`` | fallback decisions (timeout, circuit breaker, kill switch, confidence) and batching |
 | ``auth`` | bearer token and JSON-only bodies (ASGI middlewares) |
+| ``limits`` | request bodies: size limit, batch length before validation, strict JSON types |
+| ``routes`` | the routes, the open ones, bounded endpoint labels for BentoML's metrics |
 | ``telemetry`` | JSON logs, Prometheus series, drift scores, the request middleware |
 | ``openapi`` | the corrected OpenAPI document |
 | ``app`` | the service's behaviour; the generated ``service.py`` only declares its routes |
