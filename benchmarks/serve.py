@@ -38,7 +38,7 @@ sys.path.insert(0, str(ROOT))
 from nb2prod.adapters import bento  # noqa: E402
 from nb2prod.release.reader import Release  # noqa: E402
 
-TOKEN = "benchmark-token"
+TOKEN = "benchmark-token-not-secret"
 FLOWERS = [
     {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2},
     {"sepal_length": 6.0, "sepal_width": 2.9, "petal_length": 4.5, "petal_width": 1.5},

@@ -586,16 +586,19 @@ def serve(target: str, port: int) -> None:
     128 + the signal's number."""
     from .adapters import bento
     from .release.reader import resolve
+    from .runtime.auth import MIN_TOKEN_LENGTH, api_token
 
     release = resolve(target)
     release.check_integrity()  # the release's files, and a bento that is this release's
-    if release.metadata.release.auth == "token" and not (
-        os.environ.get("NB2PROD_API_TOKEN") or os.environ.get("NB2PROD_API_TOKEN_FILE")
-    ):
-        raise Nb2ProdError(
-            f"{release.bento_tag} requires a bearer token and none is set",
-            hint="export NB2PROD_API_TOKEN=... (or NB2PROD_API_TOKEN_FILE=path) and try again.",
-        )
+    if release.metadata.release.auth == "token":
+        try:  # the service's own check, before BentoML starts (it would say the same, later)
+            api_token("token")
+        except RuntimeError as exc:
+            raise Nb2ProdError(
+                f"{release.bento_tag} requires a bearer token: {exc}",
+                hint=f"export NB2PROD_API_TOKEN=... (at least {MIN_TOKEN_LENGTH} characters) "
+                "or NB2PROD_API_TOKEN_FILE=path, and try again.",
+            ) from None
     console.print(f"serving {release.bento_tag} on http://127.0.0.1:{port}  (Ctrl-C stops)")
     sys.exit(bento.run_foreground(release.bento_tag, port=port))
 

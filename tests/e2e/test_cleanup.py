@@ -71,7 +71,7 @@ def start_serving(release: Path, log: Path) -> tuple[subprocess.Popen[bytes], in
             proc = subprocess.Popen(
                 [sys.executable, "-m", "nb2prod", "serve", str(release), "--port", str(port)],
                 stdout=sink, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                env={**os.environ, "NB2PROD_API_TOKEN": "cleanup-token"},
+                env={**os.environ, "NB2PROD_API_TOKEN": "cleanup-token-not-secret"},
                 start_new_session=True,  # a signal the test sends reaches this process only
             )  # fmt: skip
         deadline = time.monotonic() + 120

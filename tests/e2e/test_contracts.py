@@ -137,8 +137,10 @@ def test_every_failing_field_is_named_in_a_4xx(iris_release: tuple[Path, Run]) -
     release, _ = iris_release
     tag = json.loads((release / "release.json").read_text())["bento_tag"]
     good = {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}
-    with bento.serve(tag, env={"NB2PROD_API_TOKEN": "t"}) as server:
-        client = httpx.Client(base_url=server.url, headers={"Authorization": "Bearer t"})
+    with bento.serve(tag, env={"NB2PROD_API_TOKEN": "contracts-token-not-secret"}) as server:
+        client = httpx.Client(
+            base_url=server.url, headers={"Authorization": "Bearer contracts-token-not-secret"}
+        )
         batch = client.post(
             "/v1/predict_batch",
             json={"inputs": [good, {**good, "sepal_width": "wide", "petal_width": 11}]},

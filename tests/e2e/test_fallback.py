@@ -21,7 +21,7 @@ from tests.conftest import code, notebook, write_notebook
 from tests.e2e.conftest import nb2prod
 
 pytestmark = pytest.mark.e2e
-TOKEN = "fault-token"
+TOKEN = "fault-token-not-secret"
 TIMEOUT_MS = 300
 HEADERS = {"Authorization": f"Bearer {TOKEN}"}
 

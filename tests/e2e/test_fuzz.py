@@ -17,7 +17,7 @@ from nb2prod.adapters import bento
 from tests.e2e.conftest import Run
 
 pytestmark = pytest.mark.e2e
-TOKEN = "fuzz-token"
+TOKEN = "fuzz-token-not-secret"
 
 
 def test_schemathesis_finds_no_server_error_or_schema_violation(

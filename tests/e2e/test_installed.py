@@ -89,7 +89,7 @@ def test_installed_wheel_checks_packages_and_serves(
     port = free_port()
     server = subprocess.Popen(
         [nb2prod, "serve", str(release), "--port", str(port)],
-        cwd=work, env=env | {"NB2PROD_API_TOKEN": "installed-test"},
+        cwd=work, env=env | {"NB2PROD_API_TOKEN": "installed-test-not-secret"},
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )  # fmt: skip
     try:
@@ -105,7 +105,7 @@ def test_installed_wheel_checks_packages_and_serves(
         answer = httpx.post(
             f"{url}/v1/predict",
             json=example["input"],
-            headers={"Authorization": "Bearer installed-test"},
+            headers={"Authorization": "Bearer installed-test-not-secret"},
             timeout=10,
         )
         assert answer.status_code == 200, answer.text

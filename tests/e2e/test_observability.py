@@ -35,7 +35,7 @@ from tests.conftest import code, notebook, write_notebook
 from tests.e2e.conftest import Run, nb2prod
 
 pytestmark = pytest.mark.e2e
-TOKEN = "slo-token"
+TOKEN = "slo-token-not-secret"
 HEADERS = {"Authorization": f"Bearer {TOKEN}"}
 PROMQL_WORDS = {
     "by", "without", "on", "ignoring", "group_left", "group_right", "and", "or", "unless",

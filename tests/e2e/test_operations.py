@@ -21,7 +21,7 @@ from tests.conftest import code, notebook, write_notebook
 from tests.e2e.conftest import Run, nb2prod
 
 pytestmark = pytest.mark.e2e
-TOKEN = "ops-token"
+TOKEN = "ops-token-not-secret"
 HEADERS = {"Authorization": f"Bearer {TOKEN}"}
 SECRET_VALID = "alice.secret@corp.example"
 SECRET_INVALID = "NOT-AN-EMAIL-s3cr3t-9931"
@@ -227,6 +227,22 @@ def test_a_sensitive_value_never_reaches_the_logs(
     refused = lines[rejected.headers["x-request-id"]]
     assert refused["outcome"] == "invalid" and refused["invalid_fields"] == ["email"]
     assert refused["request_body"]["email"] == "[REDACTED]"
+
+
+def test_redaction_ignores_the_case_and_spaces_of_keys(
+    server: tuple[httpx.Client, bento.Server],
+) -> None:
+    """A body that misspells the sensitive key is refused, and still logged (log_bodies = true):
+    its value is redacted all the same."""
+    client, running = server
+    secret = "carol.s3cret-key-case@corp.example"
+    sent = {"amount": 10, "country": "de", " EMAIL ": secret, "inputs": [{"Email": secret}]}
+    refused = client.post("/v1/predict", json=sent, headers={"X-Request-ID": "key-case"})
+    assert refused.status_code == 400
+    line = logged(running, "key-case")["key-case"]
+    assert line["request_body"][" EMAIL "] == "[REDACTED]"
+    assert line["request_body"]["inputs"] == [{"Email": "[REDACTED]"}]
+    assert secret not in running.log.read_text(errors="replace")
 
 
 def test_the_drift_gauge_rises_with_skewed_inputs(

@@ -109,9 +109,9 @@ def test_served_release_answers_every_row_as_local_scoring(
         invalid.setdefault(line["id"], []).append((line["field"], line["message"]))
     assert len(answered) + len(invalid) == ROWS and len(invalid) == ROWS // 5
     tag = json.loads((iris_release[0] / "release.json").read_text())["bento_tag"]
-    headers = {"Authorization": "Bearer score-token"}
+    headers = {"Authorization": "Bearer score-token-not-secret"}
     with (
-        bento.serve(tag, env={"NB2PROD_API_TOKEN": "score-token"}) as server,
+        bento.serve(tag, env={"NB2PROD_API_TOKEN": "score-token-not-secret"}) as server,
         httpx.Client(base_url=server.url, headers=headers, timeout=30) as client,
     ):
         for row in generated_rows(ROWS):

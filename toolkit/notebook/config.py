@@ -24,6 +24,7 @@ from pydantic import (
 )
 
 from ..errors import ConfigError
+from ..runtime.limits import default_max_body_bytes
 from ..runtime.schema import ServiceLevels
 
 _SEMVER = re.compile(
@@ -112,8 +113,18 @@ class ServiceConfig(_Strict):
     max_batch_size: int = Field(64, ge=1)  # most requests one model call may take
     # batching is switched on only if every batch answers as its items alone, numbers within this
     batching_tolerance: float = Field(0.0, ge=0)
-    max_batch_rows: int = Field(1000, ge=1)  # largest body /v1/predict_batch accepts
+    max_batch_rows: int = Field(1000, ge=1)  # most inputs /v1/predict_batch accepts
+    # largest request body in bytes (413 above it); default: max_batch_rows x 4 KiB + 64 KiB
+    max_body_bytes: int | None = Field(None, ge=1024)
+    # JSON types of request bodies: "strict" (a string is not a number, nor is true) or "lax"
+    # (pydantic's coercion: "5.1" -> 5.1, "true" -> true)
+    input_types: Literal["strict", "lax"] = "strict"
     log_bodies: bool = False  # request and response bodies in the logs (sensitive fields redacted)
+
+    @property
+    def body_limit(self) -> int:
+        """max_body_bytes, or its default for max_batch_rows."""
+        return self.max_body_bytes or default_max_body_bytes(self.max_batch_rows)
 
 
 class MonitoringConfig(_Strict):

@@ -97,11 +97,18 @@ def dashboard(observed: Observed) -> dict[str, Any]:
             "short", [], 12, stacked=True,
         ),
         _row("Inputs and internals"),
-        _timeseries(
-            "Input drift (PSI) by field against the limit",
-            [('max by (field) (nb2prod_input_drift_psi{job="$job"})', "{{field}}")],
-            "none", [(slo.max_drift_psi, "red")], 12,
-        ),
+    ]  # fmt: skip
+    if observed.drift_fields:  # a release without drift reference exports no drift series
+        panels.append(
+            _timeseries(
+                "Input drift (PSI) by field against the limit",
+                [('max by (field) (nb2prod_input_drift_psi{job="$job"})', "{{field}}")],
+                "none",
+                [(slo.max_drift_psi, "red")],
+                12,
+            )  # fmt: skip
+        )
+    panels += [
         _timeseries(
             "Rejected inputs/s by field",
             [(f'sum by (field) (rate(nb2prod_validation_failures_total{{job="$job"}}[{RATE}]))',

@@ -280,6 +280,8 @@ def _metadata(staging: Staging, facts: ReleaseFacts, model_sha256: str) -> Servi
             max_batch_rows=service.max_batch_rows,
             log_bodies=service.log_bodies,
             disable_file=facts.parsed.context.disable_file,
+            max_body_bytes=service.body_limit,
+            input_types=service.input_types,
         ),
         runtime=RuntimeManifest(
             nb2prod_version=__version__,

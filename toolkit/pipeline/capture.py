@@ -96,7 +96,9 @@ def probe_plan(
             max_rows=config.artifacts.max_rows,
             allow=tuple(config.artifacts.allow),
         ),
-        robustness=RobustnessPlan(tolerance=config.service.batching_tolerance),
+        robustness=RobustnessPlan(
+            tolerance=config.service.batching_tolerance, input_types=config.service.input_types
+        ),
     )
 
 

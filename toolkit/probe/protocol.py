@@ -70,6 +70,7 @@ class RobustnessPlan(Frozen):
     seed: int = 0  # fixed, so the same contract gives the same inputs
     batch_size: int = 16
     tolerance: float = 0.0  # [service] batching_tolerance: largest |alone - batch| for numbers
+    input_types: Literal["strict", "lax"] = "strict"  # [service] input_types: as the service reads
     budget_s: float = 60.0  # answering inputs alone stops after this long (the report says)
 
 

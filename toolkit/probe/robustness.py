@@ -25,6 +25,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from ..runtime import model as runtime
+from ..runtime.limits import read_json
 from .failure import PipelineSource
 from .protocol import BatchDifference, Robustness, RobustnessFailure, RobustnessPlan
 
@@ -213,8 +214,8 @@ def _probe(
 ) -> Robustness:
     admitted: list[tuple[dict[str, Any], Any]] = []
     for value in values:
-        try:  # as the service reads a body: JSON, validated against Input
-            admitted.append((value, pipeline.Input.model_validate_json(json.dumps(value))))
+        try:  # as the service reads a body: JSON, validated against Input, strict types or not
+            admitted.append((value, read_json(pipeline.Input, json.dumps(value), plan.input_types)))
         except (ValidationError, TypeError, ValueError):
             continue
     alone, fallback_answered = _answer_alone(pipeline, model, admitted, plan, has_fallback)

@@ -12,6 +12,8 @@ starlette and numpy; never nb2prod's packaging code (``make lint`` enforces it w
 | ``guard`` | fallback decisions (timeout, circuit breaker, kill switch, confidence) and batching |
 | ``answer`` | the answer path, one for the service and batch scoring: guard, model, fallback, Output |
 | ``auth`` | bearer token and JSON-only bodies (ASGI middlewares) |
+| ``limits`` | request bodies: size limit, batch length before validation, strict JSON types |
+| ``routes`` | the routes, the open ones, bounded endpoint labels for BentoML's metrics |
 | ``telemetry`` | JSON logs, Prometheus series, drift scores, the request middleware |
 | ``openapi`` | the corrected OpenAPI document |
 | ``app`` | the service's routes around the answer path; the generated ``service.py`` declares them |

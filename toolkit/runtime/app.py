@@ -19,7 +19,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, create_model
 
-from . import auth, guard, model, openapi, telemetry
+from . import auth, guard, limits, model, openapi, routes, telemetry
 from .answer import Answer, Answerer, Failure, load_model
 from .schema import ModelManifest, MonitoringPlan, ServiceMetadata, load
 
@@ -37,6 +37,7 @@ class Release:
     metadata: ServiceMetadata
     monitoring: MonitoringPlan
     model: ModelManifest
+    Input: type[BaseModel]  # the notebook's Input as bodies are read (limits.body_model)
     Prediction: type[BaseModel]
     BatchRequest: type[BaseModel]
     BatchResult: type[BaseModel]
@@ -54,17 +55,22 @@ class Release:
             reason=(Reason | None, ...),
         )
         rows = metadata.service.max_batch_rows
+        inp = limits.body_model(pipeline.Input, metadata.service.input_types)
         return cls(
             root=root,
             pipeline=pipeline,
             metadata=metadata,
             monitoring=load(MonitoringPlan, service_dir / "monitoring.json"),
             model=load(ModelManifest, root / "model" / "model.json"),
+            Input=inp,
             Prediction=prediction,
-            BatchRequest=create_model(
-                "BatchRequest",
-                __doc__="The body of /v1/predict_batch.",
-                inputs=(Annotated[list[pipeline.Input], Field(max_length=rows)], ...),  # type: ignore[name-defined,arg-type]
+            BatchRequest=limits.body_model(
+                create_model(
+                    "BatchRequest",
+                    __doc__="The body of /v1/predict_batch.",
+                    inputs=(Annotated[list[inp], Field(max_length=rows)], ...),  # type: ignore[valid-type,arg-type]
+                ),
+                metadata.service.input_types,
             ),
             BatchResult=create_model("BatchResult", results=(list[prediction], ...)),
         )
@@ -82,8 +88,10 @@ class Release:
         return frozenset(self.monitoring.sensitive)
 
     def check(self) -> None:
-        """Before any worker starts: a token when auth wants one, the packaged model's bytes."""
+        """Before any worker starts: a token when auth wants one, a kill-switch file that can be
+        checked, the packaged model's bytes."""
         auth.api_token(self.metadata.release.auth)
+        guard.check_kill_switch(self.metadata.service.disable_file)
         model.check_sha256(self.model_path, self.model.sha256)
         for artifact in self.model.artifacts:  # fitted state: the packaged bytes too
             model.check_sha256(self.root / "model" / artifact.file, artifact.sha256)
@@ -287,8 +295,11 @@ def install(service: Any, release: Release) -> None:
         document.setdefault("components", {}).setdefault("schemas", {}).update(defs)
         return document
 
+    # first: below BentoML's metrics, it gives the routes back the path they only saw a label of
+    service.add_asgi_middleware(routes.BoundedLabels)
     service.add_asgi_middleware(openapi.CorrectedDocs, build=documented)
-    # the first middleware added is the outermost: every /v1/* request is measured and logged
+    # a middleware added earlier is outside those added later: every /v1/* request, 401s and
+    # refused bodies included, is measured and logged
     service.add_asgi_middleware(
         telemetry.Observe,
         monitoring=release.monitoring,
@@ -299,3 +310,9 @@ def install(service: Any, release: Release) -> None:
     if token:
         service.add_asgi_middleware(auth.BearerAuth, auth="token")
     service.add_asgi_middleware(auth.JsonOnly)
+    settings = release.metadata.service
+    service.add_asgi_middleware(
+        limits.BodyLimit,
+        max_bytes=settings.max_body_bytes or limits.default_max_body_bytes(settings.max_batch_rows),
+        max_rows=settings.max_batch_rows,
+    )

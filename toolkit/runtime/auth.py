@@ -1,15 +1,26 @@
-"""Who may call the service: the bearer token (SPEC section 6) and what bodies /v1 accepts."""
+"""Who may call the service: the bearer token (SPEC section 6) and what bodies /v1 accepts.
+
+With ``auth = "token"`` every path needs ``Authorization: Bearer <token>`` except the open ones of
+:data:`routes.OPEN` (health probes, /metrics, the OpenAPI document, BentoML's index page): a path
+that is not a route gets 401 like a protected one, so nothing answers a scan without the token.
+"""
 
 from __future__ import annotations
 
 import hmac
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
+from .routes import is_open
+
 TOKEN_ENV = "NB2PROD_API_TOKEN"
 TOKEN_FILE_ENV = "NB2PROD_API_TOKEN_FILE"
+MIN_TOKEN_LENGTH = 16  # characters; shorter tokens can be guessed or are placeholders
+_SPACE = b" \t"
+_CREDENTIALS = re.compile(rb"([^ \t]+)[ \t]+(.*?)[ \t]*", re.DOTALL)  # scheme, then the token
 
 
 def api_token(auth: str) -> bytes | None:
@@ -31,7 +42,25 @@ def api_token(auth: str) -> bytes | None:
             f'this service is configured with auth = "token" but neither {TOKEN_ENV} nor '
             f"{TOKEN_FILE_ENV} is set; refusing to start without a token"
         )
+    if len(token) < MIN_TOKEN_LENGTH:
+        where = TOKEN_ENV if os.environ.get(TOKEN_ENV, "").strip() else token_file
+        raise RuntimeError(
+            f"the token in {where} has {len(token)} characters; refusing to start with a token "
+            f"shorter than {MIN_TOKEN_LENGTH} (make one with: python -c "
+            '"import secrets; print(secrets.token_urlsafe(32))")'
+        )
     return token.encode()
+
+
+def bearer_token(header: bytes) -> bytes | None:
+    """The credentials of an ``Authorization: Bearer <token>`` header, None for another scheme.
+
+    The scheme is case-insensitive (RFC 9110 section 11.1); spaces around the token are ignored.
+    """
+    found = _CREDENTIALS.fullmatch(header.strip(_SPACE))
+    if found is None or found[1].lower() != b"bearer":
+        return None
+    return found[2]
 
 
 async def send_json(send: Any, status: int, payload: dict, *headers: tuple[bytes, bytes]) -> None:
@@ -47,19 +76,19 @@ async def send_json(send: Any, status: int, payload: dict, *headers: tuple[bytes
 
 
 class BearerAuth:
-    """ASGI middleware: every /v1/* route needs `Authorization: Bearer <token>`."""
+    """ASGI middleware: every path but the open ones needs `Authorization: Bearer <token>`."""
 
     def __init__(self, app: Any, auth: str) -> None:
         self.app = app
         token = api_token(auth)
         assert token is not None, "BearerAuth is only installed with auth = token"
-        self.expected = b"Bearer " + token
+        self.expected = token
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if scope["type"] == "http" and scope["path"].startswith("/v1/"):
-            given = dict(scope["headers"]).get(b"authorization", b"")
+        if scope["type"] == "http" and not is_open(scope["path"]):
+            given = bearer_token(dict(scope["headers"]).get(b"authorization", b""))
             # constant-time comparison, so response timing does not leak the token
-            if not hmac.compare_digest(given, self.expected):
+            if given is None or not hmac.compare_digest(given, self.expected):
                 await send_json(
                     send, 401, {"error": "missing or wrong bearer token"},
                     (b"www-authenticate", b'Bearer realm="nb2prod"'),

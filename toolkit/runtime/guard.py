@@ -4,6 +4,8 @@ confidence floor (SPEC section 6 reasons), and adaptive batching of single reque
 from __future__ import annotations
 
 import asyncio
+import errno
+import logging
 import os
 import threading
 import time
@@ -14,6 +16,29 @@ from typing import Any
 
 DISABLED_ENV = "NB2PROD_MODEL_DISABLED"
 DISABLE_FILE_ENV = "NB2PROD_DISABLE_FILE"
+_ABSENT = (errno.ENOENT, errno.ENOTDIR)  # stat() errors that mean "no such file": the model is on
+logger = logging.getLogger("nb2prod.service")
+
+
+def kill_switch_path(disable_file: str) -> Path:
+    """The kill-switch file: NB2PROD_DISABLE_FILE, else the release's default."""
+    return Path(os.environ.get(DISABLE_FILE_ENV) or disable_file)
+
+
+def check_kill_switch(disable_file: str) -> None:
+    """Before any worker starts: the kill-switch file must be checkable, or nobody could switch
+    the model off. Raises with what to change (a path too long, a directory the service may not
+    search) instead of letting every worker fail on it."""
+    path = kill_switch_path(disable_file)
+    try:
+        path.stat()
+    except OSError as exc:
+        if exc.errno not in _ABSENT:
+            shown = str(path) if len(str(path)) <= 120 else str(path)[:120] + "..."
+            raise RuntimeError(
+                f"the kill-switch file {shown} cannot be checked ({exc.strerror}); refusing to "
+                f"start: set {DISABLE_FILE_ENV} to a path whose directory the service can search"
+            ) from None
 
 
 def disabled_by_env() -> bool:
@@ -63,9 +88,9 @@ class Guard:
         self.disabled = disabled_by_env() if disabled is None else disabled
         # The kill switch on a running service: while this file exists the fallback answers.
         # A file reaches every worker at once and adds no route an attacker could call.
-        self.disable_file = (
-            None if disable_file is None else Path(os.environ.get(DISABLE_FILE_ENV) or disable_file)
-        )
+        self.disable_file = None if disable_file is None else kill_switch_path(disable_file)
+        self._file_seen = False  # the file's state at the last stat() that answered
+        self._stat_error: int | None = None  # errno of the failing stat(), logged once
         self._lock = threading.Lock()
         self._consecutive = 0
         self._opened_at: float | None = None
@@ -74,8 +99,31 @@ class Guard:
         self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="nb2prod-model")
 
     def switched_off(self) -> bool:
-        """The kill switch: NB2PROD_MODEL_DISABLED at start, or the file now (one stat())."""
-        return self.disabled or (self.disable_file is not None and self.disable_file.exists())
+        """The kill switch: NB2PROD_MODEL_DISABLED at start, or the file now (one stat()).
+
+        Should stat() start failing on a running service (the directory's permissions changed),
+        the switch keeps its last known state and the failure is logged once: never an error
+        for the request, never a flapping model.
+        """
+        return self.disabled or (self.disable_file is not None and self._file_exists())
+
+    def _file_exists(self) -> bool:
+        assert self.disable_file is not None
+        try:
+            self.disable_file.stat()
+        except OSError as exc:
+            if exc.errno in _ABSENT:
+                self._file_seen, self._stat_error = False, None
+            elif exc.errno != self._stat_error:
+                self._stat_error = exc.errno
+                logger.error(
+                    "cannot check the kill-switch file; keeping the model %s",
+                    "off" if self._file_seen else "on",
+                    extra={"fields": {"file": str(self.disable_file)[:200], "error": exc.strerror}},
+                )
+            return self._file_seen
+        self._file_seen, self._stat_error = True, None
+        return True
 
     def admit(self) -> str | None:
         """None when the model may be tried, else the reason the fallback must answer."""

@@ -193,6 +193,10 @@ class ServiceSettings(Frozen):
     max_batch_rows: int
     log_bodies: bool
     disable_file: str  # the kill-switch file, unless NB2PROD_DISABLE_FILE says otherwise
+    # largest request body in bytes (413 above it); None in releases made before the limit
+    max_body_bytes: int | None = None
+    # how request bodies' JSON types are read; releases made before "strict" were "lax"
+    input_types: Literal["strict", "lax"] = "lax"
 
 
 class RuntimeManifest(Frozen):

@@ -21,15 +21,16 @@ import time
 import traceback
 import uuid
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from . import model
+from .routes import API as ROUTES
 from .schema import DriftReference, MonitoringPlan
 
 REDACTED = "[REDACTED]"
-ROUTES = frozenset({"/v1/predict", "/v1/predict_batch", "/v1/metadata"})
 PREDICT_ROUTES = ("/v1/predict", "/v1/predict_batch")
+STAGES = ("preprocess", "predict", "postprocess")  # model.run's timings
 # SPEC section 6 (app.Reason): why the fallback answered, or why there was no answer (503)
 FALLBACK_REASONS = ("error", "timeout", "low_confidence", "circuit_open", "disabled")
 # every (status, outcome, reason) a prediction route answers with, created at 0 when the service
@@ -71,12 +72,25 @@ def detach() -> None:
 
 
 def redact(value: Any, sensitive: frozenset[str]) -> Any:
-    """JSON-like data with every value under a sensitive key replaced, at any depth."""
-    if isinstance(value, dict):
-        return {k: REDACTED if k in sensitive else redact(v, sensitive) for k, v in value.items()}
-    if isinstance(value, list):
-        return [redact(v, sensitive) for v in value]
-    return value
+    """JSON-like data with every value under a sensitive key replaced, at any depth.
+
+    Keys match whatever their case and surrounding whitespace: a body that spells ``"Email "``
+    is refused by the contract, but its value is still logged with the refused body.
+    """
+    keys = frozenset(_key(k) for k in sensitive)
+
+    def walk(node: Any) -> Any:
+        if isinstance(node, dict):
+            return {k: REDACTED if _key(k) in keys else walk(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [walk(v) for v in node]
+        return node
+
+    return walk(value)
+
+
+def _key(name: Any) -> Any:
+    return name.strip().casefold() if isinstance(name, str) else name
 
 
 def secret_values(inputs: list[Any], sensitive: frozenset[str]) -> list[str]:
@@ -225,6 +239,7 @@ class Metrics:
         )
         self.switched_off: Callable[[], bool] | None = None  # set by the service (its guard)
         self.outputs = monitoring.outputs
+        self.drift_fields = tuple(monitoring.drift.fields)
         self.classes = Counter(
             "nb2prod_predictions", "Model answers by Output field and value", ["field", "value"]
         )
@@ -257,6 +272,21 @@ class Metrics:
         for name, known in sorted(self.known.items()):
             for value in sorted(known | {"other"}):
                 self.classes.labels(field=name, value=value)
+        for stage in STAGES:
+            self.stages.labels(stage=stage)
+        # 0, not NaN, until a score is published: the workers' gauges are merged with max(), and
+        # NaN compares false, so one worker without a score would hide another's. The window's
+        # size (nb2prod_input_drift_observations, 0 here) tells "no score yet" from "no drift".
+        for name in sorted(self.drift_fields):
+            self.drift.labels(field=name).set(0)
+            self.drift_observations.labels(field=name).set(0)
+
+    def expect_invalid(self, input_fields: Iterable[str]) -> None:
+        """Create nb2prod_validation_failures_total at 0 for each prediction route and field
+        (the Input's own, "(other)" for unknown keys, "(body)" when none is named)."""
+        for route in PREDICT_ROUTES:
+            for field in (*input_fields, "(other)", "(body)"):
+                self.validation.labels(route=route, field=field)
 
     def refresh(self) -> None:
         """Before a scrape: the gauges of state that changes without requests."""
@@ -413,6 +443,7 @@ class Observe:
         self.log_bodies = log_bodies
         self.log = logging.getLogger("nb2prod.access")
         configure_logging()
+        metrics(monitoring).expect_invalid(input_fields)
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http" or not scope["path"].startswith("/v1/"):

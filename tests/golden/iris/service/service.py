@@ -11,16 +11,14 @@ this release's switches are in metadata.json and monitoring.json. Do not edit by
 """
 
 from pathlib import Path
-from typing import Annotated
 
 import bentoml
-from pydantic import Field
 
 from . import pipeline
 from .runtime.app import Handlers, Release, install, v1_app
 
 RELEASE = Release.load(Path(__file__).parent, pipeline)
-Input = pipeline.Input
+Input = RELEASE.Input  # pipeline.Input, bodies read with strict JSON types (runtime/limits.py)
 
 
 @bentoml.asgi_app(v1_app(RELEASE), path="/v1")
@@ -41,10 +39,8 @@ class IrisClassifier(Handlers):
     async def predict(self, **fields):
         return await self.predict_one(fields)
 
-    @bentoml.api(route="/v1/predict_batch", output_spec=RELEASE.BatchResult)
-    async def predict_batch(
-        self, inputs: Annotated[list[Input], Field(max_length=RELEASE.metadata.service.max_batch_rows)]
-    ):
+    @bentoml.api(route="/v1/predict_batch", input_spec=RELEASE.BatchRequest, output_spec=RELEASE.BatchResult)
+    async def predict_batch(self, inputs):
         return await self.predict_many(inputs)
 
 
