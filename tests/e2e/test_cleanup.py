@@ -169,21 +169,20 @@ def test_a_failed_verify_keeps_only_the_log_its_error_names(
     tmp = tmp_path / "tmp"
     tmp.mkdir()
 
-    # the service answers, but not what examples.json says: the error names no file
+    # the bento's examples changed after packaging: refused before anything is served
     examples = json.loads((source / "examples.json").read_text())
     examples["examples"][0]["output"]["species"] = "not-a-species"
     (source / "examples.json").write_text(json.dumps(examples))
-    differs = nb2prod_env("verify", tag, TMPDIR=tmp, BENTOML_HOME=home)
-    assert differs.code == 1 and "differently from the notebook" in differs.stderr
+    refused = nb2prod_env("verify", tag, TMPDIR=tmp, BENTOML_HOME=home)
+    assert refused.code == 1 and f"{source / 'examples.json'}: sha256 differs" in refused.stderr
     assert leftovers(tmp) == []
 
-    # a tampered model stops the server before it is ready: its log is kept and named
-    (model,) = [p for p in (source / "model").glob("model.*") if p.suffix != ".json"]
-    model.write_bytes(model.read_bytes() + b"tampered")
-    refused = nb2prod_env("verify", tag, TMPDIR=tmp, BENTOML_HOME=home)
-    assert refused.code == 1 and "before it was ready" in refused.stderr
+    # a server that stops before it is ready (a kill-switch path it cannot check): its log is
+    # kept and named
+    verified = nb2prod_env("verify", release, TMPDIR=tmp, NB2PROD_DISABLE_FILE="/" + "x" * 300)
+    assert verified.code == 1 and "before it was ready" in verified.stderr, verified.stderr
     (kept,) = tmp.glob("nb2prod-serve-*/serve.log")
-    assert f"Full log: {kept}" in refused.stderr
+    assert f"Full log: {kept}" in verified.stderr
     assert leftovers(tmp) == [kept.parent.name]
 
 
