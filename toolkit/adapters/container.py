@@ -300,8 +300,15 @@ def build(
         text = log.read_text(encoding="utf-8", errors="replace")
         raise ContainerError(
             f"{engine.name} build of {reference} failed (exit status {status}):\n" + tail(text),
-            hint=(runtime_hint(text) or "")
-            + f" Full log: {log}; the build context (Containerfile, bento/) is {context}.",
+            hint=" ".join(
+                filter(
+                    None,
+                    [
+                        runtime_hint(text),
+                        f"Full log: {log}; the build context (Containerfile, bento/) is {context}.",
+                    ],
+                )
+            ),
         )
 
 
