@@ -123,6 +123,8 @@ def _claimed(destination: Path, progress: Progress) -> Iterator[Claim]:
 
 
 def _remove_leftovers(held: Claim, found: Leftovers, destination: Path) -> None:
+    """Remove what a killed run recorded: its directories, and its bento unless the release at
+    ``destination`` names it (the run died after committing)."""
     kept = existing(destination)
     for path in found.paths:
         shutil.rmtree(path, ignore_errors=True)
