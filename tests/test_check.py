@@ -14,7 +14,9 @@ from nb2prod.notebook.check import CODES, check_path
 
 from tests.notebooks import make_check_fixtures
 
-FIXTURES = sorted(make_check_fixtures.HERE.glob("*.ipynb"))
+FIXTURES = sorted(
+    [*make_check_fixtures.HERE.glob("*.ipynb"), *make_check_fixtures.HERE.glob("*/*.ipynb")]
+)
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -46,7 +48,7 @@ def test_fixtures_are_up_to_date_with_their_generator() -> None:
     built.update(make_check_fixtures.extra_fixtures())
     assert {p.stem for p in FIXTURES} == set(built)
     for name, node in built.items():
-        on_disk = nbformat.read(make_check_fixtures.HERE / f"{name}.ipynb", as_version=4)
+        on_disk = nbformat.read(make_check_fixtures.path_of(name), as_version=4)
         assert [c.source for c in on_disk.cells] == [c.source for c in node.cells], name
 
 

@@ -14,9 +14,9 @@ from nbformat.v4 import new_code_cell, new_notebook, new_output
 
 HERE = Path(__file__).resolve().parent / "check"
 
-SETUP = "#| nb2prod: setup\nimport numpy as np\nfrom pydantic import BaseModel"
+SETUP = "#| nb2prod: setup\nimport numpy as np\nfrom pydantic import BaseModel, Field"
 CONTRACT = (
-    "#| nb2prod: contract\nclass Input(BaseModel):\n    x: float\n\n"
+    "#| nb2prod: contract\nclass Input(BaseModel):\n    x: float = Field(ge=0, le=10)\n\n"
     "class Output(BaseModel):\n    y: float"
 )
 PREPROCESS = (
@@ -118,7 +118,8 @@ FIXTURES: dict[str, tuple[list[str], list[dict[str, object]]]] = {
             train="#| nb2prod: train\nUNIT = 'cm'\nLOW = 0\nfactor = 3\ndata = 1\n"
             "def fit(d):\n    return d",
             contract=(
-                "#| nb2prod: contract\nclass Input(BaseModel):\n    x: float\n    unit: str = UNIT\n\n"
+                "#| nb2prod: contract\nclass Input(BaseModel):\n    x: float = Field(ge=0, le=10)\n"
+                "    unit: str = UNIT\n\n"
                 "class Output(BaseModel):\n    y: float"
             ),
             preprocess=(
@@ -133,6 +134,24 @@ FIXTURES: dict[str, tuple[list[str], list[dict[str, object]]]] = {
             preprocess="#| nb2prod: preprocess\ndef preprocess(inputs):\n    return pd.DataFrame(inputs)"
         ),
         [expect(3, "NB201")],
+    ),
+    "NB205_local_module_unused": (
+        base(setup=SETUP + "\nfrom p_helpers import describe_columns"),
+        [expect(0, "NB205")],
+    ),
+    "NB205_local_module_used": (
+        base(
+            setup=SETUP + "\nimport p_helpers",
+            preprocess=(
+                "#| nb2prod: preprocess\ndef preprocess(inputs):\n"
+                "    return np.array([[p_helpers.scaled(i.x)] for i in inputs])"
+            ),
+        ),
+        [expect(0, "NB205")],
+    ),
+    "NB205_not_installed": (
+        base(setup=SETUP + "\nimport nb2prod_no_such_module as nope"),
+        [expect(0, "NB205")],
     ),
     "NB210_wrong_signature": (
         base(
@@ -157,10 +176,32 @@ FIXTURES: dict[str, tuple[list[str], list[dict[str, object]]]] = {
         base(examples="#| nb2prod: examples\nrows = [{'x': 1.0}]"),
         [expect(5, "NB212")],
     ),
+    "NB212_model_made_in_train": (
+        base(
+            train="#| nb2prod: train\ndata = 1\nmodel = dict(w=data)\nfor epoch in range(3):\n"
+            "    model['w'] += 1",
+            model="#| nb2prod: model\nprint(model)",
+        ),
+        [expect(4, "NB212")],
+    ),
+    "NB214_unbounded_numbers": (
+        base(
+            contract=(
+                "#| nb2prod: contract\nfrom typing import Annotated, Optional\n\n"
+                "class Input(BaseModel):\n    x: float = Field(ge=0, le=10)\n"
+                "    age: Optional[float] = Field(None, description='years')\n"
+                "    rooms: Annotated[int, Field(ge=1)]\n    label: str = 'a'\n\n"
+                "class Output(BaseModel):\n    y: float"
+            ),
+            examples='#| nb2prod: examples\nexamples = [{"x": 1.0, "age": 22, "rooms": 3}, '
+            '{"x": 2.0, "age": 38.5, "rooms": 5}]',
+        ),
+        [expect(1, "NB214", "warning"), expect(1, "NB214", "warning")],
+    ),
     "NB213_output_two_fields": (
         base(
             contract=(
-                "#| nb2prod: contract\nclass Input(BaseModel):\n    x: float\n\n"
+                "#| nb2prod: contract\nclass Input(BaseModel):\n    x: float = Field(ge=0, le=10)\n\n"
                 "class Output(BaseModel):\n    y: float\n    z: float"
             )
         ),
@@ -168,7 +209,7 @@ FIXTURES: dict[str, tuple[list[str], list[dict[str, object]]]] = {
     ),
     "NB300_pip_in_service": (
         base(
-            setup="#| nb2prod: setup\n!pip install numpy\nimport numpy as np\nfrom pydantic import BaseModel"
+            setup="#| nb2prod: setup\n!pip install numpy\nimport numpy as np\nfrom pydantic import BaseModel, Field"
         ),
         [expect(0, "NB300")],
     ),
@@ -178,7 +219,7 @@ FIXTURES: dict[str, tuple[list[str], list[dict[str, object]]]] = {
     ),
     "NB302_star_import": (
         base(
-            setup="#| nb2prod: setup\nfrom numpy import *\nimport numpy as np\nfrom pydantic import BaseModel"
+            setup="#| nb2prod: setup\nfrom numpy import *\nimport numpy as np\nfrom pydantic import BaseModel, Field"
         ),
         [expect(0, "NB302")],
     ),
@@ -211,6 +252,26 @@ FIXTURES: dict[str, tuple[list[str], list[dict[str, object]]]] = {
         [expect(6, "NB400")],
     ),
 }
+
+
+# fixtures with an nb2prod.toml: each in its own folder, HERE/<name>/<name>.ipynb beside it
+CONFIGS: dict[str, str] = {
+    "NB215_config_names_nothing": (
+        '[gates]\naccuracy = ">= 0.9"\n\n[evaluation]\neval_x = "holdout_X"\n'
+        'output_field = "label"\n'
+    ),
+}
+FIXTURES["NB215_config_names_nothing"] = (
+    base() + ['#| nb2prod: evaluate\nholdout_x = [[1.0]]\nmetrics = {"f1": 1.0}'],
+    [expect(None, "NB215"), expect(None, "NB215"), expect(None, "NB215")],  # type: ignore[arg-type]
+)
+# a module beside the notebooks, as a data scientist's helpers are (NB205)
+HELPERS = "def describe_columns(df):\n    return df.describe()\n\n\ndef scaled(x):\n    return x * 2\n"
+
+
+def path_of(name: str) -> Path:
+    """Where the fixture ``name`` is written."""
+    return HERE / name / f"{name}.ipynb" if name in CONFIGS else HERE / f"{name}.ipynb"
 
 
 def build(
@@ -251,12 +312,16 @@ def extra_fixtures() -> dict[str, nbformat.NotebookNode]:
 
 def main() -> None:
     HERE.mkdir(exist_ok=True)
-    for old in HERE.glob("*.ipynb"):
+    for old in [*HERE.glob("*.ipynb"), *HERE.glob("*/*.ipynb"), *HERE.glob("*/nb2prod.toml")]:
         old.unlink()
+    (HERE / "p_helpers.py").write_text(HELPERS)
     notebooks = {name: build(name, *spec) for name, spec in FIXTURES.items()}
     notebooks.update(extra_fixtures())
     for name, node in notebooks.items():
-        nbformat.write(node, HERE / f"{name}.ipynb")
+        path_of(name).parent.mkdir(exist_ok=True)
+        nbformat.write(node, path_of(name))
+        if name in CONFIGS:
+            (path_of(name).parent / "nb2prod.toml").write_text(CONFIGS[name])
     print(f"wrote {len(notebooks)} fixtures to {HERE}")
 
 

@@ -10,6 +10,7 @@ cell. ``docs/check.md`` lists every code with an example and the fix. The rules 
 from __future__ import annotations
 
 import ast
+import difflib
 import json
 import re
 from collections.abc import Iterable, Iterator, Sequence
@@ -29,6 +30,8 @@ from .annotations import (
     annotate_cell,
     load_node,
 )
+from .bounds import UnboundedField, literal_examples, unbounded_fields
+from .config import Config, load_config
 from .dataflow import (
     Dependency,
     FittedValue,
@@ -38,6 +41,7 @@ from .dataflow import (
     role_name,
     single_output_field,
 )
+from .imports import Unprovided, unprovided
 
 Severity = Literal["error", "warning", "info"]
 MAX_OUTPUT_BYTES = 512 * 1024
@@ -79,6 +83,10 @@ CODES: dict[str, Code] = {
                   "Read it where the service runs: call os.environ.get(...) inside preprocess, "
                   "predict or postprocess, so the deployment's own value is used and nothing of "
                   "the packager's environment ships with the model."),
+    "NB205": Code("error", "a service cell imports a module no installed distribution provides",
+                  "The service installs only locked distributions: move an import the service "
+                  "does not use to an untagged or `train` cell; make a module it uses an "
+                  "installed package, or copy what it uses into a `setup` cell."),
     "NB210": Code("error", "a function a role needs is missing or takes the wrong parameters",
                   "preprocess(inputs), predict(model, features), postprocess(raw, inputs), "
                   "fallback(inp); extra parameters need defaults."),
@@ -86,10 +94,18 @@ CODES: dict[str, Code] = {
                   "Define `class Input(BaseModel)` and `class Output(BaseModel)` in the "
                   "contract cell."),
     "NB212": Code("error", "the model or examples cell does not assign its variable",
-                  "Assign `model = ...` (or the `name=` of the model cell) and `examples = [...]`."),
+                  "Assign `model = ...` (or the `name=` of the model cell) and `examples = [...]`; "
+                  "the model object is taken from that variable after the last cell ran."),
     "NB213": Code("error", "no postprocess cell, and Output does not have exactly one field",
                   "Add a `postprocess` cell defining `postprocess(raw, inputs) -> list[Output]`, "
                   "or give Output one field."),
+    "NB214": Code("warning", "a numeric Input field without bounds: the contract probe pushes it "
+                  "to extremes",
+                  "Bound it in the contract cell (`Field(ge=..., le=...)`) to the values the model "
+                  "may be asked about; the probe then stays inside them, and so do requests."),
+    "NB215": Code("error", "the configuration names a variable or metric the notebook never makes",
+                  "Name a variable a cell that runs assigns (docs/configuration.md), or change "
+                  "the notebook."),
     "NB300": Code("error", "shell escape or magic in a cell that goes into the service",
                   "Install packages in the environment, not from the notebook; move other "
                   "magics to a `train` or untagged cell."),
@@ -132,6 +148,7 @@ _NEEDS_RANDOM_STATE = {
     "LGBMRegressor",
 }  # fmt: skip
 _SHUFFLING_SPLITTERS = {"KFold", "StratifiedKFold", "GroupKFold"}
+_MUTATORS = {"update", "setdefault", "pop", "popitem", "clear", "__setitem__", "__ior__"}
 
 
 @dataclass(frozen=True)
@@ -190,19 +207,27 @@ class CheckReport:
         }
 
 
-def check_path(path: Path, scanner: SecretScanner | None = None) -> CheckReport:
+def check_path(
+    path: Path, scanner: SecretScanner | None = None, config: Config | None = None
+) -> CheckReport:
     """Check the notebook at ``path`` (unreadable files raise :class:`NotebookError`)."""
     if path.suffix != ".ipynb":
         raise NotebookError(f"{path}: not a .ipynb notebook")
-    return check(load_node(path), path, scanner)
+    return check(load_node(path), path, scanner, config)
 
 
 def check(
-    node: nbformat.NotebookNode, path: Path, scanner: SecretScanner | None = None
+    node: nbformat.NotebookNode,
+    path: Path,
+    scanner: SecretScanner | None = None,
+    config: Config | None = None,
 ) -> CheckReport:
-    """All findings for an in-memory notebook, sorted by cell."""
+    """All findings for an in-memory notebook, sorted by cell. ``config``: the notebook's
+    configuration; default: the one ``package`` would find for ``path`` (config.py)."""
     notebook, annotation = _annotate(node, path)
-    return check_analysis(analyse(notebook), scanner, annotation=annotation)
+    if config is None:
+        config = load_config(path).config
+    return check_analysis(analyse(notebook), scanner, annotation=annotation, config=config)
 
 
 def check_analysis(
@@ -210,9 +235,11 @@ def check_analysis(
     scanner: SecretScanner | None = None,
     *,
     annotation: Sequence[Finding] = (),
+    config: Config | None = None,
 ) -> CheckReport:
     """All findings for an analysed notebook, sorted by cell (``package`` checks the analysis it
-    then extracts from). ``annotation``: the NB100 findings met while annotating it."""
+    then extracts from). ``annotation``: the NB100 findings met while annotating it;
+    ``config``: the configuration the rules about its keys check (none without it)."""
     notebook = analysis.notebook
     findings = list(annotation)
     findings += _roles(notebook)
@@ -222,7 +249,10 @@ def check_analysis(
         if (syntax := _syntax(parsed)) is not None:
             findings.append(syntax)
     findings += _dataflow(analysis)
+    findings += _imports(analysis)
     findings += _shapes(analysis)
+    if config is not None:
+        findings += _configured(analysis, config)
     findings += _run_order(notebook.node)
     findings += _randomness(notebook, analysis.trees)
     findings += _output_sizes(notebook.node)
@@ -383,13 +413,72 @@ def _star_imports(analysis: NotebookAnalysis) -> list[Finding]:
     ]
 
 
+def _imports(analysis: NotebookAnalysis) -> list[Finding]:
+    """NB205: a service cell imports a top-level module no installed distribution provides
+    (the lock would stop on it after the whole notebook ran)."""
+    statements: dict[tuple[int, str], tuple[int, set[str]]] = {}  # (cell, module) -> line, names
+    for cell in analysis.notebook.service_cells:
+        tree = analysis.trees.get(cell.index)
+        for node in ast.walk(tree) if tree is not None else ():
+            if isinstance(node, ast.Import):
+                bound = [(a.name.split(".")[0], a.asname or a.name.split(".")[0]) for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                top = node.module.split(".")[0]
+                bound = [(top, a.asname or a.name) for a in node.names]
+            else:
+                continue
+            for module, name in bound:
+                line, names = statements.setdefault((cell.index, module), (node.lineno, set()))
+                names.add(name)
+    if not statements:
+        return []
+    directory = analysis.notebook.path.resolve().parent
+    missing = {u.module: u for u in unprovided({m for _, m in statements}, directory)}
+    findings = []
+    for (index, module), (line, names) in statements.items():
+        if module in missing:
+            used = sorted(names & analysis.service_reads)
+            findings.append(_unprovided(missing[module], directory, index, line, used))
+    return findings
+
+
+def _unprovided(
+    found: Unprovided, directory: Path, cell: int, line: int, used: list[str]
+) -> Finding:
+    consequence = (
+        "the notebook cannot run" if found.whence == "missing" else "the service would not have it"
+    )
+    message = f"line {line}: {found.describe(directory)}; {consequence}"
+    module = found.module
+    if not used:
+        hint = (
+            f"The service code never uses what this cell imports from `{module}`: move the "
+            "import to an untagged or `train` cell (they run at package time but do not go "
+            "into the service)."
+        )
+    elif found.whence == "missing":
+        hint = (
+            f"Install the package that provides `{module}` in the environment nb2prod runs in "
+            "(the notebook's kernel runs there too), or remove the import."
+        )
+    else:
+        names = ", ".join(f"`{n}`" for n in used)
+        what = f"`{module}`" if used == [module] else f"{names} from `{module}`"
+        hint = (
+            f"The service code uses {what}: make it an installed package (a "
+            "pyproject.toml beside it and `pip install -e .`; the lock then pins it like any "
+            "other), or copy what the service uses into a `setup` cell."
+        )
+    return Finding("NB205", message, cell, hint=hint)
+
+
 def _shapes(analysis: NotebookAnalysis) -> list[Finding]:
     """What each role must provide: its function, the contract's classes, its variable."""
     notebook, trees = analysis.notebook, analysis.trees
     findings = _functions(notebook, trees)
     if any(c.index in trees for c in notebook.with_role(Role.CONTRACT)):
         findings += _contract(analysis)
-    findings += _variables(notebook, trees)
+    findings += _variables(analysis)
     return findings
 
 
@@ -445,7 +534,43 @@ def _contract(analysis: NotebookAnalysis) -> list[Finding]:
             single_output_field(analysis)
         except NotebookError as exc:
             findings.append(_output_fields(exc, notebook))
+    if "Input" in classes and _is_pydantic("Input", classes):
+        index, node = classes["Input"]
+        nodes = {name: n for name, (_, n) in classes.items()}
+        examples = next(
+            (
+                rows
+                for c in reversed(notebook.with_role(Role.EXAMPLES))
+                if c.index in trees and (rows := literal_examples(trees[c.index])) is not None
+            ),
+            None,
+        )
+        findings += [_unbounded(f, index) for f in unbounded_fields(node, nodes, examples)]
     return findings
+
+
+def _unbounded(field: UnboundedField, cell: int) -> Finding:
+    message = (
+        f"line {field.line}: Input field `{field.name}` ({field.kind}) has {field.missing}: the "
+        "contract probe will send it extreme values (negative, zero, huge), and the robustness "
+        "gate fails if the pipeline cannot answer them"
+    )
+    bounds = field.suggestion()
+    if field.has_field:
+        how = f"add `{bounds}` to its `Field(...)`"
+    else:
+        how = f"`{field.name}: {field.kind} = Field({bounds})`"
+    source = (
+        f" (the examples range from {min(field.examples):g} to {max(field.examples):g}; "
+        "widened, adjust to what the model may be asked)"
+        if field.examples
+        else ""
+    )
+    hint = (
+        f"Bound it in the contract cell: {how}{source}. Requests outside the bounds then get "
+        "a 400 naming the field, and the probe stays inside them."
+    )
+    return Finding("NB214", message, cell, hint=hint)
 
 
 def _output_fields(exc: NotebookError, notebook: AnnotatedNotebook) -> Finding:
@@ -456,16 +581,135 @@ def _output_fields(exc: NotebookError, notebook: AnnotatedNotebook) -> Finding:
     return Finding("NB213", message, exc.cell)
 
 
-def _variables(notebook: AnnotatedNotebook, trees: dict[int, ast.Module]) -> list[Finding]:
+def _variables(analysis: NotebookAnalysis) -> list[Finding]:
     """NB212: the model and examples cells assign their variables."""
+    notebook, trees = analysis.notebook, analysis.trees
     findings = []
     for role, variable in ((Role.MODEL, notebook.model_variable), (Role.EXAMPLES, "examples")):
         cells = [c for c in notebook.with_role(role) if c.index in trees]
-        if cells and not any(variable in _assigned(trees[c.index]) for c in cells):
-            findings.append(
-                Finding("NB212", f"the {role} cell does not assign `{variable}`", cells[0].index)
+        if not cells or any(variable in _assigned(trees[c.index]) for c in cells):
+            continue
+        message = f"the {role} cell does not assign `{variable}`"
+        elsewhere = [
+            c
+            for c in notebook.cells
+            if c.index in trees and c.role is not role and variable in _assigned(trees[c.index])
+        ]
+        hint = None
+        if role is Role.MODEL and elsewhere:
+            maker = elsewhere[-1]
+            message += (
+                f"; cell {maker.index} ({role_name(maker)}) does. nb2prod takes the model "
+                f"object from `{variable}` after the last cell ran, and the cell that makes "
+                "it must be the model cell"
             )
+            hint = (
+                f"Mark cell {maker.index} `#| nb2prod: model` instead of cell {cells[0].index} "
+                "(train cells after it may go on fitting the object, as a training loop does: "
+                f"it is taken after the last cell ran), or assign `{variable} = ...` in the "
+                "model cell."
+            )
+        findings.append(Finding("NB212", message, cells[0].index, hint=hint))
     return findings
+
+
+def _configured(analysis: NotebookAnalysis, config: Config) -> list[Finding]:
+    """NB215: what the configuration names that no cell makes, decided without running."""
+    bound = analysis.bound_by_running_cells()
+    evaluation = config.evaluation
+    findings = []
+    for key in ("eval_x", "eval_y"):
+        name = getattr(evaluation, key)
+        if key in evaluation.model_fields_set and name not in bound:
+            message = (
+                f"[evaluation] {key} = {name!r}, but no cell that runs at package time assigns "
+                f"`{name}`: the report would have no held-out evaluation"
+            )
+            findings.append(Finding("NB215", message, hint=_near(name, bound, key)))
+    fields = _output_field_names(analysis)
+    if evaluation.output_field is not None and fields and evaluation.output_field not in fields:
+        message = (
+            f"[evaluation] output_field = {evaluation.output_field!r} is not a field of Output "
+            f"({', '.join(fields)})"
+        )
+        hint = "Set it to the Output field the labels in eval_y are compared with."
+        findings.append(Finding("NB215", message, hint=hint))
+    keys = _metric_keys(analysis)
+    wanted = [(f"[gates] {m}", m) for m in config.gates if m != "robustness"]
+    wanted += [(f"[evaluation] max_regression {m}", m) for m in evaluation.max_regression]
+    for where, metric in wanted:
+        if keys is None or metric in keys:
+            continue
+        produced = ", ".join(sorted(keys)) or "none: no cell assigns `metrics`"
+        message = f"{where}: no cell makes the metric '{metric}' (metrics: {produced})"
+        hint = (
+            "Gate on a key of the `metrics` dict an `evaluate` cell assigns, or add the metric "
+            "to it."
+        )
+        findings.append(Finding("NB215", message, hint=hint))
+    return findings
+
+
+def _near(name: str, bound: frozenset[str], key: str) -> str:
+    close = difflib.get_close_matches(name, sorted(bound), n=1)
+    also = f" (did you mean `{close[0]}`?)" if close else ""
+    return f"Set [evaluation] {key} to a variable the notebook assigns{also}, or assign `{name}`."
+
+
+def _output_field_names(analysis: NotebookAnalysis) -> list[str]:
+    for cell in analysis.notebook.with_role(Role.CONTRACT):
+        tree = analysis.trees.get(cell.index)
+        for node in tree.body if tree is not None else ():
+            if isinstance(node, ast.ClassDef) and node.name == "Output":
+                return [
+                    stmt.target.id
+                    for stmt in node.body
+                    if isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name)
+                ]
+    return []
+
+
+def _metric_keys(analysis: NotebookAnalysis) -> set[str] | None:
+    """The keys of ``metrics`` when they are known statically: every cell that binds it assigns a
+    dict display with string keys and nothing else touches it (the last one counts); an empty
+    set when no cell binds it; None when it cannot be known without running."""
+    keys: set[str] = set()
+    for tree in analysis.trees.values():
+        for node in ast.walk(tree):
+            if not (isinstance(node, ast.Name) and node.id == "metrics"):
+                continue
+            if isinstance(node.ctx, ast.Store | ast.Del):
+                assigned = next(
+                    (
+                        s.value
+                        for s in tree.body
+                        if isinstance(s, ast.Assign) and s.targets == [node]
+                    ),
+                    None,
+                )
+                if not isinstance(assigned, ast.Dict) or not all(
+                    isinstance(k, ast.Constant) and isinstance(k.value, str) for k in assigned.keys
+                ):
+                    return None
+                keys = {k.value for k in assigned.keys if isinstance(k, ast.Constant)}
+            elif _mutated(tree, node):
+                return None
+    return keys
+
+
+def _mutated(tree: ast.Module, name: ast.Name) -> bool:
+    """Whether a read of ``metrics`` may change it: ``metrics[...] = ``, ``metrics.update(...)``,
+    ``metrics |= ...`` or passing it to a function."""
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Subscript) and node.value is name:
+            return True
+        if isinstance(node, ast.Attribute) and node.value is name and node.attr in _MUTATORS:
+            return True
+        if isinstance(node, ast.Call) and name in node.args:
+            return True
+        if isinstance(node, ast.AugAssign) and node.target is name:
+            return True
+    return False
 
 
 def _takes(args: ast.arguments, count: int) -> bool:
@@ -487,8 +731,19 @@ def _is_pydantic(name: str, classes: dict[str, tuple[int, ast.ClassDef]], depth:
 
 
 def _assigned(tree: ast.Module) -> set[str]:
+    """The names a cell assigns at module level, inside if/for/while/with/try blocks too (not
+    inside functions or classes)."""
     names = set()
-    for node in tree.body:
+    for node in _module_level(tree.body):
+        if isinstance(node, ast.For | ast.AsyncFor | ast.With | ast.AsyncWith):
+            targets = (
+                [node.target]
+                if isinstance(node, ast.For | ast.AsyncFor)
+                else [i.optional_vars for i in node.items if i.optional_vars is not None]
+            )
+            for target in targets:
+                names |= {n.id for n in ast.walk(target) if isinstance(n, ast.Name)}
+            continue
         targets = (
             node.targets
             if isinstance(node, ast.Assign)
@@ -499,6 +754,20 @@ def _assigned(tree: ast.Module) -> set[str]:
         for target in targets:
             names |= {n.id for n in ast.walk(target) if isinstance(n, ast.Name)}
     return names
+
+
+def _module_level(statements: list[ast.stmt]) -> Iterator[ast.stmt]:
+    """Each statement that runs at module level, compound statements' bodies included."""
+    for node in statements:
+        yield node
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            continue
+        for field in ("body", "orelse", "finalbody"):
+            nested = getattr(node, field, None)
+            if isinstance(nested, list):
+                yield from _module_level([n for n in nested if isinstance(n, ast.stmt)])
+        for handler in getattr(node, "handlers", []):
+            yield from _module_level(handler.body)
 
 
 def _run_order(node: nbformat.NotebookNode) -> list[Finding]:

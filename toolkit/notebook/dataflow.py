@@ -133,6 +133,27 @@ class NotebookAnalysis:
             if parsed.tree is not None and parsed.cell.role is not Role.SKIP
         }
 
+    @cached_property
+    def service_reads(self) -> frozenset[str]:
+        """Every name service code reads anywhere (module level, functions, class bodies),
+        including names its own cell binds: what an import in a service cell is used for."""
+        return frozenset(
+            node.id
+            for cell in self.notebook.service_cells
+            if (tree := self.trees.get(cell.index)) is not None
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Name) and not isinstance(node.ctx, ast.Store)
+        )
+
+    def bound_by_running_cells(self) -> frozenset[str]:
+        """Every module-level name some cell that runs at package time binds (not ``skip``)."""
+        return frozenset(
+            name
+            for parsed in self.cells.values()
+            if parsed.scope is not None and parsed.cell.role is not Role.SKIP
+            for name in parsed.scope.defined
+        )
+
 
 def analyse(notebook: AnnotatedNotebook) -> NotebookAnalysis:
     """Parse every code cell once and follow the names service code reads."""

@@ -52,7 +52,7 @@ def parse(
     analysis = analyse(notebook)  # each cell parsed once, for -p, the check and the extraction
     loaded = load_config(path, config)
     check_parameters(analysis, parameters)
-    _check(analysis, progress)
+    _check(analysis, loaded.config, progress)
     extraction = extract(analysis)
     if not extraction.has_fallback:
         progress.note(
@@ -81,9 +81,10 @@ def parse(
     )
 
 
-def _check(analysis: NotebookAnalysis, progress: Progress) -> None:
-    """Stop on ``nb2prod check``'s errors, naming the first; pass its warnings on."""
-    checked = check_analysis(analysis)
+def _check(analysis: NotebookAnalysis, config: Config, progress: Progress) -> None:
+    """Stop on ``nb2prod check``'s errors, naming the first; pass its warnings on (all before
+    any kernel starts: what can be known without running is found here)."""
+    checked = check_analysis(analysis, config=config)
     path = analysis.notebook.path
     if checked.errors:
         first, *more = checked.errors
