@@ -82,7 +82,7 @@ def test_output_defined_outside_the_contract_cell_is_a_finding_not_a_crash() -> 
         "class Output(BaseModel):\n    y: float\n    z: float"
     )
     cells[1] = code("#| nb2prod: contract\nclass Input(BaseModel):\n    x: float")
-    (finding,) = check(notebook(*cells), Path("nb.ipynb")).findings
+    (finding,) = check(notebook(*cells), Path("nb.ipynb")).errors  # `x: float`: NB214 too
     assert (finding.code, finding.cell) == ("NB213", None)
     assert finding.message == "no contract cell defines `class Output`"
 
@@ -90,14 +90,14 @@ def test_output_defined_outside_the_contract_cell_is_a_finding_not_a_crash() -> 
 def test_a_contract_cell_that_does_not_parse_is_a_syntax_finding_not_a_crash() -> None:
     cells = minimal_cells()
     cells.insert(1, code("#| nb2prod: contract\nclass Input(BaseModel)\n    x: float"))
-    (finding,) = check(notebook(*cells), Path("nb.ipynb")).findings
+    (finding,) = check(notebook(*cells), Path("nb.ipynb")).errors  # `x: float`: NB214 too
     assert (finding.code, finding.cell, finding.message) == ("NB110", 1, "line 2: expected ':'")
 
 
 def test_an_error_only_the_symbol_table_sees_is_a_syntax_finding_not_a_crash() -> None:
     cells = minimal_cells()
     cells[2] = code("#| nb2prod: preprocess\ndef preprocess(inputs, inputs):\n    return inputs")
-    (finding,) = check(notebook(*cells), Path("nb.ipynb")).findings
+    (finding,) = check(notebook(*cells), Path("nb.ipynb")).errors  # `x: float`: NB214 too
     assert (finding.code, finding.cell) == ("NB110", 2)
     assert finding.message == "line 2: duplicate argument 'inputs' in function definition"
 
