@@ -347,3 +347,29 @@ def test_json_only_refuses_other_media_types() -> None:
         scope = {"type": "http", "method": "POST", "path": "/v1/predict", "headers": headers}
         asyncio.run(guard(scope, None, send))
         assert sent[0]["status"] == status, content_type
+
+
+@pytest.mark.parametrize("input_types", ["strict", "lax"])
+def test_a_400_names_the_contract_class_not_bentomls_descriptor(input_types: str) -> None:
+    # BentoML validates bodies with a subclass it names <class>IODescriptor, and its 400 says
+    # f"{exc.error_count()} validation error for {exc.title}" (_bentoml_impl/server/app.py)
+    from _bentoml_sdk.io_models import ensure_io_descriptor
+    from nb2prod.runtime import limits
+    from pydantic import BaseModel, ValidationError, create_model
+
+    class Input(BaseModel):
+        x: float
+
+    batch = create_model("BatchRequest", inputs=(list[Input], ...))
+    for model, body, title, loc in [
+        (Input, '{"x": "a"}', "Input", ("x",)),
+        (batch, '{"inputs": [{"x": "a"}]}', "BatchRequest", ("inputs", 0, "x")),
+    ]:
+        descriptor = ensure_io_descriptor(limits.body_model(model, input_types))
+        assert descriptor.__name__.endswith("IODescriptor")
+        with pytest.raises(ValidationError) as err:
+            descriptor.model_validate_json(body)
+        assert f"{err.value.error_count()} validation error for {err.value.title}" == (
+            f"1 validation error for {title}"
+        )
+        assert err.value.errors()[0]["loc"] == loc

@@ -156,6 +156,9 @@ def test_every_failing_field_is_named_in_a_4xx(iris_release: tuple[Path, Run]) -
     }
     assert 400 <= not_json.status_code < 500
     assert empty.status_code == 400 and len(empty.json()["detail"]) == 4
+    # the contract's names, not BentoML's InputIODescriptor
+    assert empty.json()["error"] == "4 validation error for Input"  # BentoML's wording
+    assert batch.json()["error"] == "2 validation error for BatchRequest"
     assert "wide" not in batch.text  # the rejected values are not echoed back
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from .auth import send_json
 
@@ -49,12 +49,15 @@ def body_model(model: type[BaseModel], input_types: str) -> type[BaseModel]:
     """``model`` as request bodies are read into it: strict JSON types unless ``"lax"``.
 
     A subclass with the same name, docstring and JSON Schema; its instances are ``model``'s.
+    Its title is ``model``'s, set explicitly: BentoML validates bodies with a subclass it names
+    ``<name>IODescriptor``, and a 400 says ``1 validation error for <title>``, which must name
+    the contract's class (``Input``), not BentoML's.
     """
-    if input_types == "lax":
-        return model
+    title = model.model_config.get("title") or model.__name__
     namespace = {"__module__": model.__module__, "__qualname__": model.__qualname__,
-                 "__doc__": model.__doc__}  # fmt: skip
-    return type(model.__name__, (_StrictJson, model), namespace)
+                 "__doc__": model.__doc__, "model_config": ConfigDict(title=title)}  # fmt: skip
+    bases = (model,) if input_types == "lax" else (_StrictJson, model)
+    return type(model.__name__, bases, namespace)
 
 
 def read_json(model: type[BaseModel], body: str | bytes, input_types: str) -> BaseModel:
