@@ -372,3 +372,31 @@ def test_contract_diff_allows_a_breaking_change_only_with_a_major_bump(
     allowed = CliRunner().invoke(main, ["contract", "diff", *paths, "--allow-major-bump"])
     assert plain.exit_code == 1 and "breaking" in plain.output
     assert allowed.exit_code == code, allowed.output
+
+
+def test_contract_show_lists_fields_in_declared_order_though_the_file_sorts_keys(
+    tmp_path: Path,
+) -> None:
+    class Features(BaseModel):  # a torch model's feature order: not alphabetical
+        zeta: float = Field(ge=0, le=1)
+        alpha: float = Field(ge=0, le=1)
+        mid: int = Field(ge=0, le=9)
+
+    made = Contract(
+        "1.0.0", Features.model_json_schema(), Out.model_json_schema(), (),
+        field_order={"input": tuple(Features.model_fields), "output": tuple(Out.model_fields)},
+    )  # fmt: skip
+    path = tmp_path / "contract.json"
+    path.write_text(json.dumps(made.to_json(), sort_keys=True))  # canonical_json sorts keys
+    assert list(json.loads(path.read_text())["input"]["properties"]) == ["alpha", "mid", "zeta"]
+    assert made.sha256 == Contract("1.0.0", made.input_schema, made.output_schema, ()).sha256
+    for fmt in ("text", "markdown"):
+        out = CliRunner().invoke(main, ["contract", "show", str(path), "--format", fmt]).output
+        assert out.index("zeta") < out.index("alpha") < out.index("mid"), out
+        assert out.index("label") < out.index("score")
+    # a contract written before field_order existed keeps the order it has
+    old = json.loads(path.read_text())
+    del old["field_order"]
+    path.write_text(json.dumps(old))
+    out = CliRunner().invoke(main, ["contract", "show", str(path), "--format", "text"]).output
+    assert out.index("alpha") < out.index("mid") < out.index("zeta")

@@ -310,7 +310,13 @@ def contract_show(target: str, fmt: str) -> None:
 
     from .pipeline.capture import release_fitted_state
     from .release.reader import load_contract
-    from .release.review import SHOW_COLUMNS, contract_markdown, contract_text, field_rows
+    from .release.review import (
+        SHOW_COLUMNS,
+        contract_markdown,
+        contract_text,
+        declared,
+        field_rows,
+    )
 
     data = load_contract(target)
     if fmt == "markdown":
@@ -336,7 +342,7 @@ def contract_show(target: str, fmt: str) -> None:
         for column in SHOW_COLUMNS:
             # the other columns give way first, so a field name folds only on a tiny terminal
             table.add_column(column, overflow="fold", no_wrap=column == "field")
-        for row in field_rows(data[side], first.get(side)):
+        for row in field_rows(declared(data, side), first.get(side)):
             table.add_row(*(escape(v) for v in astuple(row)))
         console.print(table)
     if fitted:

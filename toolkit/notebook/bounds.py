@@ -140,7 +140,7 @@ def _annotation(node: ast.expr) -> tuple[str | None, bool, bool]:
         except SyntaxError:
             return None, False, False
     if isinstance(node, ast.Name | ast.Attribute):
-        name = ast.unparse(node).split(".")[-1]
+        name = ast.unparse(node).rsplit(".", 1)[-1]
         if name in _NUMBERS:
             return ("int" if "Int" in name or name == "int" else "float"), False, False
         if name in _LOWER_ONLY | _UPPER_ONLY:
@@ -148,8 +148,8 @@ def _annotation(node: ast.expr) -> tuple[str | None, bool, bool]:
             return kind, name in _LOWER_ONLY, name in _UPPER_ONLY
         return None, False, False
     if isinstance(node, ast.Call) and _called(node) in ("confloat", "conint"):
-        kind = "int" if _called(node) == "conint" else "float"
-        return kind, _has(node, _LOWER), _has(node, _UPPER)
+        number = "int" if _called(node) == "conint" else "float"
+        return number, _has(node, _LOWER), _has(node, _UPPER)
     if isinstance(node, ast.BinOp) and isinstance(node.op, ast.BitOr):  # float | None
         return _union([node.left, node.right])
     if isinstance(node, ast.Subscript):
@@ -160,11 +160,11 @@ def _annotation(node: ast.expr) -> tuple[str | None, bool, bool]:
         if outer == "Union":
             return _union(items)
         if outer == "Annotated" and items:
-            kind, lower, upper = _annotation(items[0])
+            base, lower, upper = _annotation(items[0])
             for meta in items[1:]:
                 lower = lower or _meta_bound(meta, _LOWER)
                 upper = upper or _meta_bound(meta, _UPPER)
-            return kind, lower, upper
+            return base, lower, upper
     return None, False, False
 
 

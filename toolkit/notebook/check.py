@@ -691,7 +691,11 @@ def _metric_keys(analysis: NotebookAnalysis) -> set[str] | None:
                     isinstance(k, ast.Constant) and isinstance(k.value, str) for k in assigned.keys
                 ):
                     return None
-                keys = {k.value for k in assigned.keys if isinstance(k, ast.Constant)}
+                keys = {
+                    k.value
+                    for k in assigned.keys
+                    if isinstance(k, ast.Constant) and isinstance(k.value, str)
+                }
             elif _mutated(tree, node):
                 return None
     return keys

@@ -102,6 +102,9 @@ class CardConfig(_Strict):
     """Model card text that is not in the notebook."""
 
     intended_use: str | None = None
+    # default: the first paragraph of prose in the notebook's markdown (headings, images and HTML
+    # left out), cut at a sentence near 400 characters
+    description: str | None = None
     limitations: str | None = None  # default: a markdown cell headed "Limitations"
 
 

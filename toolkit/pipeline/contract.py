@@ -2,13 +2,15 @@
 
 JSON Schema (draft 2020-12, as pydantic emits it) of ``Input`` and ``Output``, the examples, the
 contract version and a sha256. The sha256 covers the two schemas only, serialized canonically,
-so it changes exactly when what callers may send or receive changes.
+so it changes exactly when what callers may send or receive changes. contract.json is written with
+sorted keys, so each model's fields in declared order are kept beside the schemas, in
+``field_order`` (outside the sha256: the order changes nothing a caller may send).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..release.writer import canonical_json, sha256_bytes
@@ -24,6 +26,8 @@ class Contract:
     output_schema: Mapping[str, Any]
     examples: tuple[Mapping[str, Any], ...]  # {"input": ..., "output": ...} from the notebook
     inferred_from: Mapping[str, Any] | None = None  # set when Input/Output were inferred
+    # "input"/"output" -> field names in declared order (the schemas' keys are sorted)
+    field_order: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     @property
     def sha256(self) -> str:
@@ -40,6 +44,7 @@ class Contract:
             "input": dict(self.input_schema),
             "output": dict(self.output_schema),
             "examples": [dict(e) for e in self.examples],
+            **({"field_order": {k: list(v) for k, v in self.field_order.items()}} if self.field_order else {}),
             "sha256": self.sha256,
         }
 
@@ -53,4 +58,12 @@ def build_contract(capture: Capture, version: str) -> Contract:
             {"input": dict(e.input), "output": dict(e.output)} for e in capture.result.examples
         ),
         inferred_from=inferred.model_dump() if (inferred := capture.result.inferred_from) else None,
+        field_order={
+            side: names
+            for side, names in (
+                ("input", capture.result.input_fields),
+                ("output", capture.result.output_fields),
+            )
+            if names
+        },
     )

@@ -19,7 +19,7 @@ import nbformat
 from ..adapters import charts
 from ..notebook.config import Config
 from ..ops.monitoring import batching
-from ..release.review import field_rows
+from ..release.review import declared, field_rows
 from ..release.writer import canonical_json
 from ..resources import render_template
 from ..version import __version__
@@ -27,6 +27,10 @@ from .contract import Contract
 from .evaluate import ROBUSTNESS, Evaluation
 
 MODEL_CARD = "MODEL_CARD.md"
+DESCRIPTION_CHARS = 400  # a summary longer than this is cut at a sentence (or a word)
+_HEADING = re.compile(r"^\s{0,3}#{1,6}(\s.*)?$|^\s{0,3}(=+|-+)\s*$", re.MULTILINE)
+_IMAGE = re.compile(r"!\[[^\]]*\]\([^)]*\)|!\[[^\]]*\]\[[^\]]*\]")
+_HTML = re.compile(r"<!--.*?-->|<[^>\n]+>", re.DOTALL)
 _LIMITATIONS = re.compile(r"^\s*(#+\s*|\*\*)limitations\b[.:]?(\*\*)?[.:]?\s*", re.IGNORECASE)
 
 
@@ -106,11 +110,8 @@ def render_reports(
         "contract_sha256": contract.sha256,
         "slo": config.slo.model_dump(),
         "contract_sides": [
-            {"name": side.capitalize(), "rows": field_rows(schema, None)}
-            for side, schema in (
-                ("input", contract.input_schema),
-                ("output", contract.output_schema),
-            )
+            {"name": side.capitalize(), "rows": field_rows(declared(contract.to_json(), side), None)}
+            for side in ("input", "output")
         ],
     }
     return {
@@ -157,8 +158,9 @@ def _pictures(evaluation: Evaluation, slice_metric: str) -> list[tuple[str, str,
 
 
 def _notebook_text(node: nbformat.NotebookNode, config: Config) -> tuple[str | None, Limitations]:
-    """The first markdown cell (the description) and the limitations, saying where they came from."""
-    description = None
+    """The description (``[card] description``, else a summary of the notebook's markdown) and
+    the limitations, saying where they came from."""
+    summary = None
     found: Limitations | None = None
     for index, cell in enumerate(node.cells):
         if cell.cell_type != "markdown":
@@ -171,8 +173,9 @@ def _notebook_text(node: nbformat.NotebookNode, config: Config) -> tuple[str | N
                 found = Limitations(text, f"markdown cell {index} of the notebook")
             else:
                 kept.append(paragraph)
-        if description is None:
-            description = "\n\n".join(p for p in kept if not p.startswith("# ")) or None
+        if summary is None:
+            summary = next((s for p in kept if (s := _prose(p))), None)
+    description = config.card.description or (_bounded(summary) if summary else None)
     if config.card.limitations:
         return description, Limitations(config.card.limitations, "[card] limitations in the config")
     return description, found or Limitations(
@@ -180,3 +183,22 @@ def _notebook_text(node: nbformat.NotebookNode, config: Config) -> tuple[str | N
         "nowhere: add a markdown paragraph starting **Limitations** or set "
         "[card] limitations in the config",
     )
+
+
+def _prose(paragraph: str) -> str:
+    """A markdown paragraph without its headings, images and HTML, on one line ('' if nothing
+    is left: a title, a logo, a badge)."""
+    text = _HTML.sub("", _IMAGE.sub("", _HEADING.sub("", paragraph)))
+    return " ".join(text.split())
+
+
+def _bounded(text: str) -> str:
+    """``text`` cut at the last sentence that ends within :data:`DESCRIPTION_CHARS`, else at a
+    word, with an ellipsis."""
+    if len(text) <= DESCRIPTION_CHARS:
+        return text
+    head = text[: DESCRIPTION_CHARS + 1]
+    end = max(head.rfind(". "), head.rfind("! "), head.rfind("? "))
+    if end >= DESCRIPTION_CHARS // 3:
+        return head[: end + 1]
+    return head.rsplit(" ", 1)[0].rstrip(",;:") + " …"

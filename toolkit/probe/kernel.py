@@ -125,6 +125,7 @@ def probe(namespace: Mapping[str, Any], plan: ProbePlan) -> ProbeResult:
         input_schema=pipeline.Input.model_json_schema(),
         output_schema=pipeline.Output.model_json_schema(),
         output_fields=tuple(pipeline.Output.model_fields),
+        input_fields=tuple(pipeline.Input.model_fields),
         requirements=requirements,
         unresolved_modules=unresolved,
         installed=environment.installed_distributions(),

@@ -227,3 +227,6 @@ class ProbeResult(Frozen):
     latency: dict[str, LatencySamples] = Field(default_factory=dict)  # batch size -> samples
     reference: ReferenceStats | None = None
     robustness: Robustness | None = None  # the contract probe; batching follows its verdict
+    # Input's fields in declared order (probe.json is written with sorted keys, and so are the
+    # schemas in it; for a model fed a feature vector the order is the feature order)
+    input_fields: tuple[str, ...] = ()

@@ -237,6 +237,17 @@ def _forbids_extra(schema: Mapping[str, Any]) -> bool:
     return schema.get("additionalProperties") is False
 
 
+def declared(contract: Mapping[str, Any], side: str) -> Mapping[str, Any]:
+    """The ``side`` ("input"/"output") schema of a contract with its properties in declared
+    order: contract.json's keys are sorted, its ``field_order`` keeps the order (a contract
+    without one, written before it existed, stays in the order it has)."""
+    schema = contract[side]
+    order = (contract.get("field_order") or {}).get(side) or []
+    properties = schema.get("properties", {})
+    ranked = [n for n in order if n in properties] + [n for n in properties if n not in order]
+    return {**schema, "properties": {name: properties[name] for name in ranked}}
+
+
 def fields(schema: Mapping[str, Any]) -> dict[str, FieldSpec]:
     """Every property of a model schema, normalised (``$ref`` to ``$defs`` resolved)."""
     defs = schema.get("$defs", {})
@@ -395,7 +406,7 @@ def contract_markdown(contract: Mapping[str, Any]) -> str:
         "",
     ]
     for side in ("input", "output"):
-        schema = contract[side]
+        schema = declared(contract, side)
         out += [f"**{side.capitalize()}**{_extra_note(side, schema)}", ""]
         out += ["| field | type | required | constraints | description | example |"]
         out += ["| --- | --- | --- | --- | --- | --- |"]
@@ -416,7 +427,7 @@ def contract_text(contract: Mapping[str, Any]) -> str:
         f"contract {contract.get('contract_version')}  sha256 {contract['sha256'][:12]}{inferred}"
     ]
     for side in ("input", "output"):
-        schema = contract[side]
+        schema = declared(contract, side)
         rows = [SHOW_COLUMNS] + [
             tuple(" ".join(cell.splitlines()) for cell in astuple(row))
             for row in field_rows(schema, first.get(side))
