@@ -108,7 +108,7 @@ def test_unbounded_numbers_are_warnings_with_suggested_bounds() -> None:
     assert "add `ge=0, le=77` to its `Field(...)`" in warned["age"].fix
     assert "examples range from 22 to 38.5" in warned["age"].fix
     assert "has no upper bound (le/lt)" in warned["rooms"].message
-    assert "`rooms: int = Field(le=10)`" in warned["rooms"].fix
+    assert "add `le=10` to its `Field(...)`" in warned["rooms"].fix
 
 
 def test_package_prints_the_bounds_warning_before_execute(
@@ -153,6 +153,14 @@ def test_bounds_are_read_from_every_way_pydantic_takes_them(annotation: str, low
     (field,) = found
     assert (field.lower, field.upper) == (lower, upper)
     assert "<lowest valid>" in field.suggestion() or "<highest valid>" in field.suggestion()
+
+
+def test_the_suggested_declaration_keeps_the_annotation_and_default() -> None:
+    tree = ast.parse("class Input(BaseModel):\n    age: float | None = None\n")
+    node = tree.body[0]
+    assert isinstance(node, ast.ClassDef)
+    (field,) = bounds.unbounded_fields(node, {}, [{"age": 22}, {"age": 38}])
+    assert field.declaration() == "age: float | None = Field(None, ge=0, le=76)"
 
 
 def test_non_numeric_and_bounded_fields_are_not_reported() -> None:

@@ -104,6 +104,10 @@ def test_contract_show_as_table_and_markdown(iris_release: tuple[Path, Run]) -> 
     release, _ = iris_release
     text = nb2prod("contract", "show", release)
     assert text.code == 0 and "sepal_length" in text.stdout and "Petal width in cm" in text.stdout
+    # declared order (the notebook's feature order), not contract.json's sorted keys
+    shown = text.stdout
+    assert shown.index("sepal_length") < shown.index("sepal_width") < shown.index("petal_length")
+    assert shown.index("species") < shown.index("confidence")
     markdown = nb2prod("contract", "show", release / "contract.json", "--format", "markdown")
     assert (
         "| `sepal_length` | number | yes | > 0; <= 10 | Sepal length in cm | `5.1` |"

@@ -31,12 +31,20 @@ class UnboundedField:
     upper: bool  # has an upper bound
     has_field: bool  # its default is a ``Field(...)`` call already
     examples: tuple[float, ...] = ()  # the examples cell's literal values for it
+    annotation: str = "float"  # as written
+    default: str | None = None  # the default as written, when it is not a Field(...) call
 
     @property
     def missing(self) -> str:
         if not self.lower and not self.upper:
             return "no bounds"
         return "no upper bound (le/lt)" if self.lower else "no lower bound (ge/gt)"
+
+    def declaration(self) -> str:
+        """The field declared with the suggested bounds: ``age: float | None = Field(None,
+        ge=0, le=76)``."""
+        default = f"{self.default}, " if self.default is not None else ""
+        return f"{self.name}: {self.annotation} = Field({default}{self.suggestion()})"
 
     def suggestion(self) -> str:
         """``Field(ge=0, le=160)`` (from the examples) or a template, for the missing sides."""
@@ -74,9 +82,13 @@ def unbounded_fields(
                 for row in examples or ()
                 if isinstance(row.get(name), int | float) and not isinstance(row[name], bool)
             )
-            found[name] = UnboundedField(
-                name, kind, stmt.lineno, lower, upper, has_field, values
+            default = (
+                ast.unparse(stmt.value) if stmt.value is not None and not has_field else None
             )
+            found[name] = UnboundedField(
+                name, kind, stmt.lineno, lower, upper, has_field, values,
+                annotation=ast.unparse(stmt.annotation), default=default,
+            )  # fmt: skip
     return tuple(found.values())
 
 
@@ -125,7 +137,10 @@ def _numeric(stmt: ast.AnnAssign) -> tuple[str, bool, bool, bool] | None:
     kind, lower, upper = _annotation(stmt.annotation)
     if kind is None:
         return None
-    has_field = False
+    has_field = any(  # Annotated[int, Field(...)]
+        isinstance(node, ast.Call) and _called(node) == "Field"
+        for node in ast.walk(stmt.annotation)
+    )
     if isinstance(stmt.value, ast.Call) and _called(stmt.value) == "Field":
         has_field = True
         lower, upper = lower or _has(stmt.value, _LOWER), upper or _has(stmt.value, _UPPER)

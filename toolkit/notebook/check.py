@@ -559,7 +559,7 @@ def _unbounded(field: UnboundedField, cell: int) -> Finding:
     if field.has_field:
         how = f"add `{bounds}` to its `Field(...)`"
     else:
-        how = f"`{field.name}: {field.kind} = Field({bounds})`"
+        how = f"`{field.declaration()}`"
     source = (
         f" (the examples range from {min(field.examples):g} to {max(field.examples):g}; "
         "widened, adjust to what the model may be asked)"
@@ -615,12 +615,13 @@ def _variables(analysis: NotebookAnalysis) -> list[Finding]:
 
 def _configured(analysis: NotebookAnalysis, config: Config) -> list[Finding]:
     """NB215: what the configuration names that no cell makes, decided without running."""
-    bound = analysis.bound_by_running_cells()
     evaluation = config.evaluation
     findings = []
-    for key in ("eval_x", "eval_y"):
+    configured = [k for k in ("eval_x", "eval_y") if k in evaluation.model_fields_set]
+    bound = analysis.bound_by_running_cells() if configured else frozenset()
+    for key in configured:
         name = getattr(evaluation, key)
-        if key in evaluation.model_fields_set and name not in bound:
+        if name not in bound:
             message = (
                 f"[evaluation] {key} = {name!r}, but no cell that runs at package time assigns "
                 f"`{name}`: the report would have no held-out evaluation"
@@ -634,9 +635,9 @@ def _configured(analysis: NotebookAnalysis, config: Config) -> list[Finding]:
         )
         hint = "Set it to the Output field the labels in eval_y are compared with."
         findings.append(Finding("NB215", message, hint=hint))
-    keys = _metric_keys(analysis)
     wanted = [(f"[gates] {m}", m) for m in config.gates if m != "robustness"]
     wanted += [(f"[evaluation] max_regression {m}", m) for m in evaluation.max_regression]
+    keys = _metric_keys(analysis) if wanted else None
     for where, metric in wanted:
         if keys is None or metric in keys:
             continue
