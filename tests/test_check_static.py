@@ -40,7 +40,10 @@ def test_a_local_module_the_service_never_uses_says_move_the_import() -> None:
     (found,) = findings(HERE / "NB205_local_module_unused.ipynb", "NB205")
     assert "`p_helpers` is a module beside the notebook (p_helpers.py)" in found
     assert "the service would not have it" in found
-    assert "never uses what this cell imports from `p_helpers`: move the import to an untagged" in found
+    assert (
+        "never uses what this cell imports from `p_helpers`: move the import to an untagged"
+        in found
+    )
 
 
 def test_a_local_module_the_service_uses_says_make_it_a_package() -> None:
@@ -58,7 +61,9 @@ def test_a_module_on_sys_path_without_a_distribution_is_found(
     monkeypatch.syspath_prepend(str(elsewhere))
     node = load_node(HERE / "clean.ipynb")
     node.cells[0].source += "\nfrom team_utils import clean"
-    node.cells[3].source = (
+    node.cells[
+        3
+    ].source = (
         "#| nb2prod: preprocess\ndef preprocess(inputs):\n    return [[clean(i.x)] for i in inputs]"
     )
     (found,) = [f for f in check(node, tmp_path / "nb.ipynb").findings if f.code == "NB205"]
@@ -82,13 +87,17 @@ def test_nothing_of_the_notebook_is_imported_or_run(tmp_path: Path) -> None:
 
 
 def test_installed_and_standard_modules_are_fine() -> None:
-    assert imports.unprovided({"numpy", "sklearn", "pydantic", "os", "json", "__future__"}, HERE) == ()
+    assert (
+        imports.unprovided({"numpy", "sklearn", "pydantic", "os", "json", "__future__"}, HERE) == ()
+    )
 
 
 def test_package_stops_on_an_unprovided_import_before_execute(tmp_path: Path) -> None:
     shutil.copy(HERE / "NB205_local_module_unused.ipynb", tmp_path / "nb.ipynb")
     shutil.copy(HERE / "p_helpers.py", tmp_path / "p_helpers.py")
-    result = CliRunner().invoke(main, ["package", str(tmp_path / "nb.ipynb"), "--out", str(tmp_path / "out")])
+    result = CliRunner().invoke(
+        main, ["package", str(tmp_path / "nb.ipynb"), "--out", str(tmp_path / "out")]
+    )
     assert result.exit_code == 1
     (line,) = [li for li in result.output.splitlines() if li.startswith("error: ")]
     assert "error NB205: line 4: `p_helpers` is a module beside the notebook" in line
@@ -121,8 +130,12 @@ def test_package_prints_the_bounds_warning_before_execute(
 
     monkeypatch.setattr(run, "execute_notebook", no_kernel)
     shutil.copy(HERE / "NB214_unbounded_numbers.ipynb", tmp_path / "nb.ipynb")
-    result = CliRunner().invoke(main, ["package", str(tmp_path / "nb.ipynb"), "--out", str(tmp_path / "out")])
-    assert "warning: " in result.output and "warning NB214: line 6: Input field `age`" in result.output
+    result = CliRunner().invoke(
+        main, ["package", str(tmp_path / "nb.ipynb"), "--out", str(tmp_path / "out")]
+    )
+    assert (
+        "warning: " in result.output and "warning NB214: line 6: Input field `age`" in result.output
+    )
     assert result.output.index("NB214") < result.output.index("execute")
 
 
@@ -142,7 +155,9 @@ def test_package_prints_the_bounds_warning_before_execute(
         ("float = Field(ge=0, le=None)", True, False),
     ],
 )
-def test_bounds_are_read_from_every_way_pydantic_takes_them(annotation: str, lower: bool, upper: bool) -> None:
+def test_bounds_are_read_from_every_way_pydantic_takes_them(
+    annotation: str, lower: bool, upper: bool
+) -> None:
     tree = ast.parse(f"class Input(BaseModel):\n    v: {annotation}\n")
     node = tree.body[0]
     assert isinstance(node, ast.ClassDef)
@@ -187,9 +202,16 @@ def test_suggested_bounds_widen_the_examples_and_round_outwards() -> None:
 def test_config_naming_what_no_cell_makes_is_an_error() -> None:
     path = make_check_fixtures.path_of("NB215_config_names_nothing")
     found = findings(path, "NB215")
-    assert any("[evaluation] eval_x = 'holdout_X', but no cell" in f and "did you mean `holdout_x`?" in f for f in found)
-    assert any("[evaluation] output_field = 'label' is not a field of Output (y)" in f for f in found)
-    assert any("[gates] accuracy: no cell makes the metric 'accuracy' (metrics: f1)" in f for f in found)
+    assert any(
+        "[evaluation] eval_x = 'holdout_X', but no cell" in f and "did you mean `holdout_x`?" in f
+        for f in found
+    )
+    assert any(
+        "[evaluation] output_field = 'label' is not a field of Output (y)" in f for f in found
+    )
+    assert any(
+        "[gates] accuracy: no cell makes the metric 'accuracy' (metrics: f1)" in f for f in found
+    )
 
 
 @pytest.mark.parametrize(
@@ -207,7 +229,9 @@ def test_a_gate_is_judged_statically_only_when_the_metric_keys_are_certain(evalu
     node.cells.append(node.cells[2].copy())
     node.cells[-1].source = f"#| nb2prod: evaluate\n{evaluate}"
     config = Config.model_validate({"gates": {"accuracy": ">= 0.5"}})
-    assert not [f for f in check(node, HERE / "clean.ipynb", config=config).findings if f.code == "NB215"]
+    assert not [
+        f for f in check(node, HERE / "clean.ipynb", config=config).findings if f.code == "NB215"
+    ]
 
 
 def test_default_evaluation_names_need_no_cell() -> None:
@@ -228,5 +252,7 @@ def test_a_model_made_in_a_train_cell_names_that_cell_and_when_the_model_is_take
 
 def test_a_model_assigned_inside_a_block_counts() -> None:
     node = load_node(HERE / "clean.ipynb")
-    node.cells[4].source = "#| nb2prod: model\nwith open('/dev/null') as sink:\n    model = fit(data)"
+    node.cells[
+        4
+    ].source = "#| nb2prod: model\nwith open('/dev/null') as sink:\n    model = fit(data)"
     assert not [f for f in check(node, HERE / "clean.ipynb").findings if f.code == "NB212"]

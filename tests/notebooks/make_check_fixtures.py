@@ -266,7 +266,9 @@ FIXTURES["NB215_config_names_nothing"] = (
     [expect(None, "NB215"), expect(None, "NB215"), expect(None, "NB215")],  # type: ignore[arg-type]
 )
 # a module beside the notebooks, as a data scientist's helpers are (NB205)
-HELPERS = "def describe_columns(df):\n    return df.describe()\n\n\ndef scaled(x):\n    return x * 2\n"
+HELPERS = (
+    "def describe_columns(df):\n    return df.describe()\n\n\ndef scaled(x):\n    return x * 2\n"
+)
 
 
 def path_of(name: str) -> Path:

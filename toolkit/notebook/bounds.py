@@ -82,9 +82,7 @@ def unbounded_fields(
                 for row in examples or ()
                 if isinstance(row.get(name), int | float) and not isinstance(row[name], bool)
             )
-            default = (
-                ast.unparse(stmt.value) if stmt.value is not None and not has_field else None
-            )
+            default = ast.unparse(stmt.value) if stmt.value is not None and not has_field else None
             found[name] = UnboundedField(
                 name, kind, stmt.lineno, lower, upper, has_field, values,
                 annotation=ast.unparse(stmt.annotation), default=default,

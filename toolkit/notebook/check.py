@@ -421,7 +421,9 @@ def _imports(analysis: NotebookAnalysis) -> list[Finding]:
         tree = analysis.trees.get(cell.index)
         for node in ast.walk(tree) if tree is not None else ():
             if isinstance(node, ast.Import):
-                bound = [(a.name.split(".")[0], a.asname or a.name.split(".")[0]) for a in node.names]
+                bound = [
+                    (a.name.split(".")[0], a.asname or a.name.split(".")[0]) for a in node.names
+                ]
             elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
                 top = node.module.split(".")[0]
                 bound = [(top, a.asname or a.name) for a in node.names]
@@ -555,11 +557,11 @@ def _unbounded(field: UnboundedField, cell: int) -> Finding:
         "contract probe will send it extreme values (negative, zero, huge), and the robustness "
         "gate fails if the pipeline cannot answer them"
     )
-    bounds = field.suggestion()
-    if field.has_field:
-        how = f"add `{bounds}` to its `Field(...)`"
-    else:
-        how = f"`{field.declaration()}`"
+    how = (
+        f"add `{field.suggestion()}` to its `Field(...)`"
+        if field.has_field
+        else f"`{field.declaration()}`"
+    )
     source = (
         f" (the examples range from {min(field.examples):g} to {max(field.examples):g}; "
         "widened, adjust to what the model may be asked)"

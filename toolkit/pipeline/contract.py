@@ -44,7 +44,11 @@ class Contract:
             "input": dict(self.input_schema),
             "output": dict(self.output_schema),
             "examples": [dict(e) for e in self.examples],
-            **({"field_order": {k: list(v) for k, v in self.field_order.items()}} if self.field_order else {}),
+            **(
+                {"field_order": {k: list(v) for k, v in self.field_order.items()}}
+                if self.field_order
+                else {}
+            ),
             "sha256": self.sha256,
         }
 

@@ -110,7 +110,10 @@ def render_reports(
         "contract_sha256": contract.sha256,
         "slo": config.slo.model_dump(),
         "contract_sides": [
-            {"name": side.capitalize(), "rows": field_rows(declared(contract.to_json(), side), None)}
+            {
+                "name": side.capitalize(),
+                "rows": field_rows(declared(contract.to_json(), side), None),
+            }
             for side in ("input", "output")
         ],
     }
