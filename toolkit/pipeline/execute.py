@@ -17,11 +17,13 @@ from typing import TYPE_CHECKING, Any
 
 import nbformat
 
-from ..adapters.kernel import run_notebook
+from ..adapters.kernel import log_tail, run_notebook
 from ..errors import ExecutionError
-from ..notebook.annotations import AnnotatedNotebook, Role
+from ..notebook.annotations import AnnotatedNotebook, Cell, Role
 from ..probe.protocol import ProbePlan
+from ..progress import Progress, Silent
 from ..scratch import keep_dir
+from .beside import files_written, listing
 from .capture import (
     CAPTURE_TAG,
     Capture,
@@ -50,7 +52,12 @@ class Execution:
         )
 
 
-def execute_notebook(parsed: Parsed, parameters: Mapping[str, Any], scratch: Path) -> Execution:
+def execute_notebook(
+    parsed: Parsed,
+    parameters: Mapping[str, Any],
+    scratch: Path,
+    progress: Progress | None = None,
+) -> Execution:
     """Run ``parsed``'s notebook with the probe, which imports the service code as it will be
     released (rendered into ``scratch``) and runs the examples through it."""
     capture_dir = scratch / "capture"
@@ -71,6 +78,7 @@ def execute_notebook(parsed: Parsed, parameters: Mapping[str, Any], scratch: Pat
         scratch=scratch,
         keep_failed_as=f"{parsed.notebook.path.stem}.executed.ipynb",
         env=kernel_environment(os.environ, parsed.config.execution.env),
+        progress=progress,
     )
 
 
@@ -113,30 +121,50 @@ def execute(
     scratch: Path,
     keep_failed_as: str,
     env: Mapping[str, str] | None = None,
+    progress: Progress | None = None,
 ) -> Execution:
     """Run the notebook; on a failing cell raise :class:`ExecutionError` naming it.
 
     The executed notebook of a failed run is saved as ``keep_failed_as`` in a new temporary
-    directory (outside any release) that the error's hint names; a run that succeeds leaves none.
+    directory (outside any release) that the error's hint names, beside the kernel's log
+    (``kernel.log``), whose last lines the error shows; a run that succeeds leaves neither.
+    ``progress`` hears of each cell as it starts, and of the files the notebook wrote beside itself.
     """
+    progress = progress or Silent()
     node = _runnable(notebook, probe_cell_source(plan))
     output_path = scratch / "executed.ipynb"
+    log_path = scratch / "kernel.log"
+    workdir = notebook.path.resolve().parent
+    cells = {c.index: c for c in notebook.cells}
+    before = listing(workdir)
     failure = run_notebook(
         node,
         output_path=output_path,
-        cwd=notebook.path.resolve().parent,
+        cwd=workdir,
         parameters=parameters,
         scratch=scratch,
+        log_path=log_path,
         env=env,
+        on_cell=lambda k, n, cell: _announce(progress, k, n, cell, cells),
     )
+    wrote = files_written(before, listing(workdir))
+    if wrote:
+        progress.note(
+            f"the notebook wrote {wrote} beside it while running (not part of the release)"
+        )
     executed = nbformat.read(output_path, as_version=4)
     if failure is not None:
-        keep_failed_at = keep_dir("nb2prod-failed-") / keep_failed_as
+        kept = keep_dir("nb2prod-failed-")
+        keep_failed_at = kept / keep_failed_as
         nbformat.write(executed, keep_failed_at)
+        kept_log = kept / "kernel.log"
+        shutil.copyfile(log_path, kept_log)
         index, label = _failing_cell(notebook, executed)
         raise ExecutionError(
-            f"{notebook.path}: {label} raised {failure.ename}: {failure.evalue}",
-            hint=f"The executed notebook, with the failing cell marked, is at {keep_failed_at}",
+            f"{notebook.path}: {label} raised {failure.ename}: {failure.evalue}"
+            + _tail_block(kept_log),
+            hint=f"The executed notebook, with the failing cell marked, is at {keep_failed_at} "
+            f"and the kernel's whole output (prints, warnings, workers) is in {kept_log}",
             cell_index=index,
             ename=failure.ename,
             evalue=failure.evalue,
@@ -152,6 +180,43 @@ def execute(
     capture = read_capture(Path(plan.out_dir))
     executed.cells = [c for c in executed.cells if CAPTURE_TAG not in c.metadata.get("tags", [])]
     return Execution(executed=executed, capture=capture)
+
+
+def cell_line(
+    position: int, total: int, cell: nbformat.NotebookNode, cells: Mapping[int, Cell]
+) -> str:
+    """How the progress and the kernel log name a cell as it starts: ``[k/N]`` (its place among
+    the code cells that run), then the cell as errors name it (index, role, first line);
+    ``cells`` are the notebook's annotated cells by index."""
+    tags = cell.metadata.get("tags", [])
+    if CAPTURE_TAG in tags:  # nb2prod's own code: its first line would say nothing to the user
+        return f"[{position}/{total}] nb2prod's probe: the examples through the service code"
+    if "injected-parameters" in tags:
+        return f"[{position}/{total}] the parameters papermill injected"
+    index = cell.metadata.get("nb2prod", {}).get("index")
+    known = cells.get(index) if isinstance(index, int) else None
+    return f"[{position}/{total}] " + (known.label if known else "a cell")
+
+
+def _announce(
+    progress: Progress,
+    position: int,
+    total: int,
+    cell: nbformat.NotebookNode | None,
+    cells: Mapping[int, Cell],
+) -> str:
+    """Tells ``progress`` which cell starts (``cell``) or that it has run (None)."""
+    line = "" if cell is None else cell_line(position, total, cell, cells)
+    progress.update("execute", line)
+    return line
+
+
+def _tail_block(log: Path, lines: int = 20) -> str:
+    """The last lines of the kernel's log, indented, to follow the error's first line."""
+    tail = log_tail(log, lines)
+    if not tail:
+        return ""
+    return "\nthe kernel's last output:\n" + "\n".join(f"  | {t}" for t in tail)
 
 
 def _runnable(notebook: AnnotatedNotebook, capture_source: str) -> nbformat.NotebookNode:
