@@ -130,7 +130,7 @@ def log_tail(log_path: Path, lines: int = 20) -> list[str]:
     except OSError:
         return []
     # a progress bar's carriage returns: keep what the line finally showed
-    shown = (line.rsplit("\r", 1)[-1].rstrip() for line in text.splitlines())
+    shown = (line.rsplit("\r", 1)[-1].rstrip() for line in text.split("\n"))
     return [line for line in shown if line][-lines:]
 
 
