@@ -129,7 +129,9 @@ def test_the_last_lines_of_the_log_skip_blanks_and_keep_what_a_progress_bar_ende
     tmp_path: Path,
 ) -> None:
     log = tmp_path / "kernel.log"
-    log.write_text("\n".join(f"line {i}" for i in range(100)) + "\n\n  \nfit 10%\rfit 50%\rfit 100%\n")
+    log.write_text(
+        "\n".join(f"line {i}" for i in range(100)) + "\n\n  \nfit 10%\rfit 50%\rfit 100%\n"
+    )
     tail = log_tail(log, 3)
     assert tail == ["line 98", "line 99", "fit 100%"]
 
@@ -190,4 +192,6 @@ def test_the_listing_is_bounded_and_the_note_counts_what_it_does_not_name(
     after = beside.listing(tmp_path)
     assert len(after) == 50 and sorted(after)[0] == "part-000.csv"
     note = beside.files_written(before, after)
-    assert note == "part-000.csv, part-001.csv, part-002.csv, part-003.csv, part-004.csv and 45 more"
+    assert (
+        note == "part-000.csv, part-001.csv, part-002.csv, part-003.csv, part-004.csv and 45 more"
+    )

@@ -58,7 +58,12 @@ def test_the_log_holds_each_line_of_the_kernel_and_its_workers_once_and_nothing_
     text = log.read_text()
     first, second = text.split("──── header 1 of 2\n")[1].split("──── header 2 of 2\n")
     assert "hello from cell 0" in first
-    for line in ["training line 2999", "worker 3 iteration 499", "below python", "from a subprocess"]:
+    for line in [
+        "training line 2999",
+        "worker 3 iteration 499",
+        "below python",
+        "from a subprocess",
+    ]:
         assert second.count(line + "\n") == 1, line
     assert len(re.findall(r"^worker \d iteration \d+$", second, re.M)) == 2000
     # the Python-level prints stay in the executed notebook, as in Jupyter
@@ -73,7 +78,10 @@ def test_package_shows_the_cells_not_their_output_and_a_failure_keeps_the_log(
     tmp_path: Path,
 ) -> None:
     cells = minimal_cells()
-    cells[1:1] = [code(NOISY), code("print('about to fail')\nraise ValueError('labels are missing')")]
+    cells[1:1] = [
+        code(NOISY),
+        code("print('about to fail')\nraise ValueError('labels are missing')"),
+    ]
     path = write_notebook(tmp_path, "noisy.ipynb", notebook(*cells))
     (tmp_path / "nb2prod.toml").write_text('name = "noisy"\nversion = "1.0.0"\n')
     run = nb2prod("package", path, cwd=tmp_path)
