@@ -103,3 +103,21 @@ def test_package_shows_the_cells_not_their_output_and_a_failure_keeps_the_log(
     text = log.read_text()
     assert "training line 2999\n" in text and "worker 3 iteration 499\n" in text
     assert "from a subprocess" in text and "about to fail" in text
+
+
+def test_a_kernel_that_dies_is_named_with_its_cell_and_its_last_words(tmp_path: Path) -> None:
+    crash = "import ctypes, faulthandler\nfaulthandler.enable()\nctypes.string_at(0)"
+    cells = minimal_cells()
+    cells.insert(1, code(crash))
+    path = write_notebook(tmp_path, "crash.ipynb", notebook(*cells))
+    (tmp_path / "nb2prod.toml").write_text('name = "crash"\nversion = "1.0.0"\n')
+    run = nb2prod("package", path, cwd=tmp_path)
+    assert run.code == 1 and "Traceback" not in run.stderr, run.stderr
+    error = run.stderr[run.stderr.index("error:") :]
+    assert "cell 1 (untagged) `import ctypes, faulthandler` raised DeadKernelError" in error
+    assert "Kernel died" not in run.stdout + run.stderr.replace(error, "")
+    # faulthandler wrote below Python, to the kernel's stderr: the log, shown with the error
+    tail = error.split("the kernel's last output:\n")[1].split("hint:")[0]
+    assert "  | [papermill] Kernel died while waiting for execute reply." in tail
+    log = Path(re.findall(r"is in (\S+kernel\.log)", error)[0]).read_text()
+    assert "Fatal Python error: Segmentation fault" in log

@@ -16,6 +16,7 @@ and not in the executed notebook (ipykernel would otherwise copy it to both, twi
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 from collections.abc import Callable, Iterator, Mapping
@@ -38,7 +39,8 @@ CellHook = Callable[[int, int, nbformat.NotebookNode | None], str]
 class CellFailure:
     """A cell of the executed notebook raised."""
 
-    cell_index: int  # index in the notebook that was executed
+    # index in the notebook that was executed (a dead kernel: in the one papermill saved)
+    cell_index: int
     ename: str
     evalue: str
 
@@ -63,11 +65,16 @@ def run_notebook(
     cell (papermill has already saved the notebook with that cell marked).
     """
     import papermill
+    from nbclient.exceptions import DeadKernelError
     from papermill.exceptions import PapermillExecutionError
 
     input_path = scratch / "input.ipynb"
     nbformat.write(node, input_path)
-    with log_path.open("ab", buffering=0) as log, _private_kernelspec(scratch / "jupyter"):
+    with (
+        log_path.open("ab", buffering=0) as log,
+        _private_kernelspec(scratch / "jupyter"),
+        _papermill_logging_to(log),
+    ):
         counted = _CellCounter(log, on_cell)
         try:
             papermill.execute_notebook(
@@ -86,7 +93,31 @@ def run_notebook(
             )
         except PapermillExecutionError as exc:
             return CellFailure(exc.cell_index, exc.ename, exc.evalue)
+        except DeadKernelError:  # papermill has saved the notebook; the log has its last words
+            return CellFailure(
+                counted.index, "DeadKernelError",
+                "the kernel died while the cell ran (a crash in a C extension, out of memory, "
+                "os._exit, or a signal)",
+            )  # fmt: skip
     return None
+
+
+@contextmanager
+def _papermill_logging_to(log: IO[bytes]) -> Iterator[None]:
+    """papermill's and nbclient's log records (``Kernel died while waiting for execute reply``)
+    go to the kernel's log while it runs, not to the console by logging's last resort."""
+    logger = logging.getLogger("papermill")
+
+    class _ToLog(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            log.write(f"[papermill] {record.getMessage()}\n".encode(errors="replace"))
+
+    handler = _ToLog(logging.WARNING)
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
 
 
 class _CellCounter:
@@ -96,12 +127,13 @@ class _CellCounter:
     def __init__(self, log: IO[bytes], on_cell: CellHook | None) -> None:
         self.log, self.on_cell = log, on_cell
         self.total = self.started = 0
+        self.index = -1  # nbclient's index of the cell that runs
 
     def notebook_starts(self, notebook: nbformat.NotebookNode, **_: Any) -> None:
         self.total = sum(1 for cell in notebook.cells if _runs(cell))
 
     def cell_starts(self, cell: nbformat.NotebookNode, cell_index: int, **_: Any) -> None:
-        self.started += 1
+        self.started, self.index = self.started + 1, cell_index
         header = (
             self.on_cell(self.started, self.total, cell)
             if self.on_cell

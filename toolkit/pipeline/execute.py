@@ -159,7 +159,7 @@ def execute(
         nbformat.write(executed, keep_failed_at)
         kept_log = kept / "kernel.log"
         shutil.copyfile(log_path, kept_log)
-        index, label = _failing_cell(notebook, executed)
+        index, label = _failing_cell(notebook, executed, failure.cell_index)
         raise ExecutionError(
             f"{notebook.path}: {label} raised {failure.ename}: {failure.evalue}"
             + _tail_block(kept_log),
@@ -236,12 +236,13 @@ def _runnable(notebook: AnnotatedNotebook, capture_source: str) -> nbformat.Note
 
 
 def _failing_cell(
-    notebook: AnnotatedNotebook, executed: nbformat.NotebookNode
+    notebook: AnnotatedNotebook, executed: nbformat.NotebookNode, running: int = -1
 ) -> tuple[int | None, str]:
     """The original index of the cell that raised, and how to name it.
 
     Found by its error output: papermill's own index does not count the error banner it inserts
-    at the top of the saved notebook.
+    at the top of the saved notebook. A cell that left none (the kernel died) is the cell that was
+    ``running`` (its index in ``executed``, where papermill inserted no banner).
     """
     failed = next(
         (
@@ -255,6 +256,8 @@ def _failing_cell(
         ),
         None,
     )
+    if failed is None and 0 <= running < len(executed.cells):
+        failed = executed.cells[running]
     if failed is None:
         return None, "a cell"
     tags = failed.metadata.get("tags", [])
