@@ -17,6 +17,7 @@ from nb2prod.notebook.annotations import Cell, Role
 from nb2prod.pipeline import beside
 from nb2prod.pipeline.capture import CAPTURE_TAG
 from nb2prod.pipeline.execute import cell_line
+from nb2prod.pipeline.kernellog import keep_last, last_log_path, tail_block
 from rich.console import Console
 
 
@@ -143,6 +144,29 @@ def test_the_last_lines_of_a_big_log_are_read_from_its_end(tmp_path: Path) -> No
             f.write(f"training line {i}\n")
     assert log_tail(log) == [f"training line {i}" for i in range(199_980, 200_000)]
     assert log_tail(tmp_path / "missing.log") == []
+
+
+def test_the_error_shows_the_tail_indented_and_nothing_for_an_empty_log(tmp_path: Path) -> None:
+    log = tmp_path / "kernel.log"
+    log.write_text("\n──── [1/1] cell 0 `fit()`\nepoch 1\nepoch 2\n")
+    assert tail_block(log) == (
+        "\nthe kernel's last output:\n  | ──── [1/1] cell 0 `fit()`\n  | epoch 1\n  | epoch 2"
+    )
+    log.write_text("\n\n")
+    assert tail_block(log) == ""
+
+
+def test_the_last_successful_log_of_each_notebook_replaces_the_one_before(tmp_path: Path) -> None:
+    one, other = tmp_path / "a" / "train.ipynb", tmp_path / "b" / "train.ipynb"
+    log = tmp_path / "kernel.log"
+    log.write_text("run 1\n")
+    kept = keep_last(log, one)
+    assert kept == last_log_path(one) and kept.read_text() == "run 1\n"
+    assert os.environ["NB2PROD_CACHE_DIR"] in str(kept)  # the tests' own cache, not the user's
+    log.write_text("run 2\n")
+    assert keep_last(log, one) == kept and kept.read_text() == "run 2\n"
+    assert last_log_path(other) != kept  # same name, another directory
+    assert [p.name for p in kept.parent.iterdir()] == [kept.name]  # no partial file left
 
 
 # --- files written beside the notebook --------------------------------------------------------

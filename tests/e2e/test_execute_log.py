@@ -9,7 +9,9 @@ from pathlib import Path
 import nbformat
 import pytest
 from nb2prod.adapters.kernel import run_notebook
-from nb2prod.pipeline.execute import kernel_environment
+from nb2prod.pipeline.execute import execute_notebook, kernel_environment
+from nb2prod.pipeline.kernellog import last_log_path
+from nb2prod.pipeline.parse import parse
 
 from tests.conftest import code, minimal_cells, notebook, write_notebook
 from tests.e2e.conftest import nb2prod
@@ -121,3 +123,49 @@ def test_a_kernel_that_dies_is_named_with_its_cell_and_its_last_words(tmp_path: 
     assert "  | [papermill] Kernel died while waiting for execute reply." in tail
     log = Path(re.findall(r"is in (\S+kernel\.log)", error)[0]).read_text()
     assert "Fatal Python error: Segmentation fault" in log
+
+
+class Recorder:
+    """A Progress that keeps what it was told."""
+
+    def __init__(self) -> None:
+        self.updates: list[str] = []
+        self.notes: list[str] = []
+
+    def started(self, stage: str, detail: str) -> None:
+        pass
+
+    def finished(self, stage: str, seconds: float, detail: str) -> None:
+        pass
+
+    def note(self, message: str) -> None:
+        self.notes.append(message)
+
+    def update(self, stage: str, detail: str) -> None:
+        assert stage == "execute"
+        self.updates.append(detail)
+
+
+def test_a_successful_execute_reports_each_cell_and_keeps_its_last_log(tmp_path: Path) -> None:
+    cells = minimal_cells()
+    cells.insert(1, code("print('first run')\nopen('model.txt', 'w').write('trees')"))
+    work = tmp_path / "work"  # the scratch directories are not beside the notebook
+    work.mkdir()
+    path = write_notebook(work, "ok.ipynb", notebook(*cells))
+    (work / "nb2prod.toml").write_text('name = "ok"\nversion = "1.0.0"\n')
+    progress = Recorder()
+    parsed = parse(path, None, {}, progress)
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    execute_notebook(parsed, {}, scratch, progress)
+    started = [u for u in progress.updates if u]
+    assert started[0] == "[1/7] cell 0 (setup) `from pydantic import BaseModel`"
+    assert started[1] == "[2/7] cell 1 `print('first run')`"
+    assert started[-1].startswith("[7/7] nb2prod's probe")
+    assert progress.updates.count("") == 7  # each cell's end
+    assert "the notebook wrote model.txt beside it while running (not part of the release)" in (
+        progress.notes
+    )
+    log = last_log_path(path)
+    assert f"the kernel's output (prints, warnings, workers) is in {log}" in progress.notes
+    assert "first run" in log.read_text()

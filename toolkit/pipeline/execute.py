@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import nbformat
 
-from ..adapters.kernel import log_tail, run_notebook
+from ..adapters.kernel import run_notebook
 from ..errors import ExecutionError
 from ..notebook.annotations import AnnotatedNotebook, Cell, Role
 from ..probe.protocol import ProbePlan
@@ -33,6 +33,7 @@ from .capture import (
     read_failure,
     traceback_file,
 )
+from .kernellog import keep_last, tail_block
 from .render import render_pipeline
 
 if TYPE_CHECKING:
@@ -162,7 +163,7 @@ def execute(
         index, label = _failing_cell(notebook, executed, failure.cell_index)
         raise ExecutionError(
             f"{notebook.path}: {label} raised {failure.ename}: {failure.evalue}"
-            + _tail_block(kept_log),
+            + tail_block(kept_log),
             hint=f"The executed notebook, with the failing cell marked, is at {keep_failed_at} "
             f"and the kernel's whole output (prints, warnings, workers) is in {kept_log}",
             cell_index=index,
@@ -178,6 +179,9 @@ def execute(
             problem.hint = f"This is a bug in nb2prod; please report it with {kept}."
         raise problem
     capture = read_capture(Path(plan.out_dir))
+    last_log = keep_last(log_path, notebook.path)
+    if last_log is not None:
+        progress.note(f"the kernel's output (prints, warnings, workers) is in {last_log}")
     executed.cells = [c for c in executed.cells if CAPTURE_TAG not in c.metadata.get("tags", [])]
     return Execution(executed=executed, capture=capture)
 
@@ -209,14 +213,6 @@ def _announce(
     line = "" if cell is None else cell_line(position, total, cell, cells)
     progress.update("execute", line)
     return line
-
-
-def _tail_block(log: Path, lines: int = 20) -> str:
-    """The last lines of the kernel's log, indented, to follow the error's first line."""
-    tail = log_tail(log, lines)
-    if not tail:
-        return ""
-    return "\nthe kernel's last output:\n" + "\n".join(f"  | {t}" for t in tail)
 
 
 def _runnable(notebook: AnnotatedNotebook, capture_source: str) -> nbformat.NotebookNode:
