@@ -16,8 +16,7 @@ from nb2prod.adapters.kernel import log_tail
 from nb2prod.notebook.annotations import Cell, Role
 from nb2prod.pipeline import beside
 from nb2prod.pipeline.capture import CAPTURE_TAG
-from nb2prod.pipeline.execute import cell_line
-from nb2prod.pipeline.kernellog import keep_last, last_log_path, tail_block
+from nb2prod.pipeline.kernellog import cell_line, keep_last, last_log_path, tail_block
 from rich.console import Console
 
 

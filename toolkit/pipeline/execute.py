@@ -19,7 +19,7 @@ import nbformat
 
 from ..adapters.kernel import run_notebook
 from ..errors import ExecutionError
-from ..notebook.annotations import AnnotatedNotebook, Cell, Role
+from ..notebook.annotations import AnnotatedNotebook, Role
 from ..probe.protocol import ProbePlan
 from ..progress import Progress, Silent
 from ..scratch import keep_dir
@@ -33,7 +33,7 @@ from .capture import (
     read_failure,
     traceback_file,
 )
-from .kernellog import keep_last, tail_block
+from .kernellog import announce, keep_last, tail_block
 from .render import render_pipeline
 
 if TYPE_CHECKING:
@@ -146,7 +146,7 @@ def execute(
         scratch=scratch,
         log_path=log_path,
         env=env,
-        on_cell=lambda k, n, cell: _announce(progress, k, n, cell, cells),
+        on_cell=lambda k, n, cell: announce(progress, k, n, cell, cells),
     )
     wrote = files_written(before, listing(workdir))
     if wrote:
@@ -184,35 +184,6 @@ def execute(
         progress.note(f"the kernel's output (prints, warnings, workers) is in {last_log}")
     executed.cells = [c for c in executed.cells if CAPTURE_TAG not in c.metadata.get("tags", [])]
     return Execution(executed=executed, capture=capture)
-
-
-def cell_line(
-    position: int, total: int, cell: nbformat.NotebookNode, cells: Mapping[int, Cell]
-) -> str:
-    """How the progress and the kernel log name a cell as it starts: ``[k/N]`` (its place among
-    the code cells that run), then the cell as errors name it (index, role, first line);
-    ``cells`` are the notebook's annotated cells by index."""
-    tags = cell.metadata.get("tags", [])
-    if CAPTURE_TAG in tags:  # nb2prod's own code: its first line would say nothing to the user
-        return f"[{position}/{total}] nb2prod's probe: the examples through the service code"
-    if "injected-parameters" in tags:
-        return f"[{position}/{total}] the parameters papermill injected"
-    index = cell.metadata.get("nb2prod", {}).get("index")
-    known = cells.get(index) if isinstance(index, int) else None
-    return f"[{position}/{total}] " + (known.label if known else "a cell")
-
-
-def _announce(
-    progress: Progress,
-    position: int,
-    total: int,
-    cell: nbformat.NotebookNode | None,
-    cells: Mapping[int, Cell],
-) -> str:
-    """Tells ``progress`` which cell starts (``cell``) or that it has run (None)."""
-    line = "" if cell is None else cell_line(position, total, cell, cells)
-    progress.update("execute", line)
-    return line
 
 
 def _runnable(notebook: AnnotatedNotebook, capture_source: str) -> nbformat.NotebookNode:

@@ -1,5 +1,6 @@
-"""The kernel's log of a run (written by adapters/kernel.py): its last lines for an error, and the
-last successful run's log of each notebook, kept in nb2prod's cache directory.
+"""What execute shows and keeps of the kernel's run (adapters/kernel.py writes the log): each cell
+as it starts, named as errors name it; the log's last lines for an error; and the last successful
+run's log of each notebook, kept in nb2prod's cache directory.
 
 A failed run's log is kept beside its executed notebook (pipeline/execute.py); a successful run's
 is copied to ``<cache>/logs/<notebook stem>-<hash of its path>.kernel.log``, replacing the one
@@ -12,12 +13,48 @@ import hashlib
 import os
 import shutil
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 
+import nbformat
+
 from ..adapters.kernel import log_tail
+from ..notebook.annotations import Cell
+from ..progress import Progress
 from ..resources import cache_root
+from .capture import CAPTURE_TAG
 
 TAIL_LINES = 20
+
+
+def cell_line(
+    position: int, total: int, cell: nbformat.NotebookNode, cells: Mapping[int, Cell]
+) -> str:
+    """How the progress and the kernel log name a cell as it starts: ``[k/N]`` (its place among
+    the code cells that run), then the cell as errors name it (index, role, first line);
+    ``cells`` are the notebook's annotated cells by index."""
+    tags = cell.metadata.get("tags", [])
+    if CAPTURE_TAG in tags:  # nb2prod's own code: its first line would say nothing to the user
+        what = "examples, fitted state, hold-out scores, contract probe"
+        return f"[{position}/{total}] nb2prod's probe: {what}"
+    if "injected-parameters" in tags:
+        return f"[{position}/{total}] the parameters papermill injected"
+    index = cell.metadata.get("nb2prod", {}).get("index")
+    known = cells.get(index) if isinstance(index, int) else None
+    return f"[{position}/{total}] " + (known.label if known else "a cell")
+
+
+def announce(
+    progress: Progress,
+    position: int,
+    total: int,
+    cell: nbformat.NotebookNode | None,
+    cells: Mapping[int, Cell],
+) -> str:
+    """Tells ``progress`` which cell starts (``cell``) or that it has run (None)."""
+    line = "" if cell is None else cell_line(position, total, cell, cells)
+    progress.update("execute", line)
+    return line
 
 
 def tail_block(log: Path, lines: int = TAIL_LINES) -> str:
