@@ -12,6 +12,7 @@ from pathlib import Path
 import nbformat
 import pytest
 from nb2prod import cli
+from nb2prod.adapters import kernel
 from nb2prod.adapters.kernel import log_tail
 from nb2prod.notebook.annotations import Cell, Role
 from nb2prod.pipeline import beside
@@ -218,3 +219,74 @@ def test_the_listing_is_bounded_and_the_note_counts_what_it_does_not_name(
     assert (
         note == "part-000.csv, part-001.csv, part-002.csv, part-003.csv, part-004.csv and 45 more"
     )
+
+
+# --- the kernel adapter's pieces that need no kernel ----------------------------------------
+
+
+def test_each_code_cell_gets_a_header_in_the_log_and_the_hook_hears_its_start_and_end(
+    tmp_path: Path,
+) -> None:
+    heard: list[tuple[int, int, str | None]] = []
+
+    def on_cell(k: int, n: int, cell: nbformat.NotebookNode | None) -> str:
+        heard.append((k, n, None if cell is None else cell.source))
+        return f"[{k}/{n}] {cell.source if cell else ''}"
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_markdown_cell("# title"),
+        nbformat.v4.new_code_cell("a = 1"),
+        nbformat.v4.new_code_cell("   "),  # nbclient does not run an empty cell
+        nbformat.v4.new_code_cell("b = 2"),
+    ]
+    with (tmp_path / "kernel.log").open("ab", buffering=0) as log:
+        counter = kernel._CellCounter(log, on_cell)
+        counter.notebook_starts(notebook=nb)
+        counter.cell_starts(cell=nb.cells[1], cell_index=1)
+        log.write(b"output of a\n")  # what the kernel writes, interleaved
+        counter.cell_ends(cell=nb.cells[1], cell_index=1, execute_reply={})
+        counter.cell_starts(cell=nb.cells[3], cell_index=3)
+        assert counter.index == 3
+    assert heard == [(1, 2, "a = 1"), (1, 2, None), (2, 2, "b = 2")]
+    assert (tmp_path / "kernel.log").read_text() == (
+        "\n──── [1/2] a = 1\noutput of a\n\n──── [2/2] b = 2\n"
+    )
+
+
+def test_papermills_warnings_go_to_the_log_while_it_runs_and_not_after(tmp_path: Path) -> None:
+    import logging
+
+    logger = logging.getLogger("papermill")
+    before = list(logger.handlers)
+    with (tmp_path / "kernel.log").open("ab", buffering=0) as log:
+        with kernel._papermill_logging_to(log):
+            logger.warning("Kernel died while waiting for execute reply.")
+            logger.info("Executing notebook with kernel: x")  # below WARNING: not kept
+        logger.warning("after the run")
+    assert (tmp_path / "kernel.log").read_text() == (
+        "[papermill] Kernel died while waiting for execute reply.\n"
+    )
+    assert logger.handlers == before
+
+
+def test_the_kernel_is_started_with_its_output_on_the_log_and_the_given_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import asyncio
+
+    from jupyter_client.manager import AsyncKernelManager
+
+    seen: dict[str, object] = {}
+
+    async def fake_start(self: object, **kw: object) -> None:
+        seen.update(kw)
+
+    monkeypatch.setattr(AsyncKernelManager, "start_kernel", fake_start)
+    with (tmp_path / "kernel.log").open("ab") as log:
+        manager = kernel._manager({"PATH": "/bin"}, log)()
+        asyncio.run(manager.start_kernel(env={"SECRET": "x"}, cwd="/tmp"))
+        assert seen == {"env": {"PATH": "/bin"}, "stdout": log, "stderr": log, "cwd": "/tmp"}
+        seen.clear()
+        asyncio.run(kernel._manager(None, log)().start_kernel(cwd="/tmp"))
+        assert seen == {"stdout": log, "stderr": log, "cwd": "/tmp"}  # env: jupyter_client's
