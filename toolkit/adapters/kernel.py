@@ -52,7 +52,7 @@ def run_notebook(
     cwd: Path,
     parameters: Mapping[str, Any],
     scratch: Path,
-    log_path: Path,
+    log_path: Path | None = None,
     env: Mapping[str, str] | None = None,
     timeout_s: int | None = None,
     on_cell: CellHook | None = None,
@@ -61,7 +61,7 @@ def run_notebook(
 
     ``env`` is the kernel's whole environment (None: this process's, as jupyter_client does by
     default). Everything the kernel and its children print goes to ``log_path`` (created or
-    appended to), never to this process's stdout/stderr. Returns None on success, or the failing
+    appended to; default ``scratch/kernel.log``), never to this process's stdout/stderr. Returns None on success, or the failing
     cell (papermill has already saved the notebook with that cell marked).
     """
     import papermill
@@ -70,6 +70,7 @@ def run_notebook(
 
     input_path = scratch / "input.ipynb"
     nbformat.write(node, input_path)
+    log_path = log_path or scratch / "kernel.log"
     with (
         log_path.open("ab", buffering=0) as log,
         _private_kernelspec(scratch / "jupyter"),
