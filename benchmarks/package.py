@@ -35,6 +35,9 @@ class Recorder:
     def note(self, message: str) -> None:
         pass
 
+    def update(self, stage: str, detail: str) -> None:
+        pass
+
 
 def main() -> None:
     notebook = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "notebooks" / "iris.ipynb"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import astuple
@@ -29,17 +30,94 @@ err_console = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
 
 
 class ConsoleProgress:
-    """Prints each stage as it starts and, with its duration, as it ends."""
+    """Prints each stage as it starts and, with its duration, as it ends.
+
+    What a running stage is doing (execute: the cell that runs) is one line under it: on a
+    terminal, a line that is redrawn in place with the time it has taken so far, and removed when
+    the stage ends; elsewhere (CI logs), one line per step that took at least
+    :data:`SLOW_STEP_S`, printed when it ends, with its duration."""
+
+    def __init__(self) -> None:
+        self._step: _Step | None = None
+        self._live: Any = None
 
     def started(self, stage: str, detail: str) -> None:
         console.print(f"[bold cyan]▸ {stage:<9}[/] {escape(detail)}", markup=True)
 
     def finished(self, stage: str, seconds: float, detail: str) -> None:
+        self._end_step()
         suffix = f"  {escape(detail)}" if detail else ""
         console.print(f"[green]✓ {stage:<9}[/] {seconds:6.2f} s{suffix}", markup=True)
 
     def note(self, message: str) -> None:
+        self._end_step()  # what a stage notes comes after the step that led to it
         console.print(f"[yellow]  {escape(message)}[/]", markup=True)
+
+    def update(self, stage: str, detail: str) -> None:
+        self._end_step(keep_live=True)
+        if not detail:  # the step ended; the next one has not begun
+            return
+        self._step = _Step(detail)
+        if not console.is_terminal:
+            return
+        if self._live is None:
+            from rich.live import Live
+
+            self._live = Live(self._step, console=console, transient=True, refresh_per_second=4)
+            self._live.start()
+            _live_lines.append(self._live)
+        else:
+            self._live.update(self._step, refresh=True)
+
+    def _end_step(self, keep_live: bool = False) -> None:
+        step, self._step = self._step, None
+        if step is not None:
+            step.stop()
+        if self._live is not None and not keep_live:
+            _stop_live()
+            self._live = None
+        if step is not None and not console.is_terminal and step.seconds() >= SLOW_STEP_S:
+            console.print(f"  {escape(step.line())}", markup=True)
+
+
+SLOW_STEP_S = 1.0  # off a terminal, the steps shorter than this are not printed
+_live_lines: list[Any] = []  # the step line being redrawn, stopped before an error is printed
+
+
+def _stop_live() -> None:
+    while _live_lines:
+        _live_lines.pop().stop()
+
+
+class _Step:
+    """One step of a running stage; rich renders it with the time it has taken so far."""
+
+    def __init__(self, detail: str) -> None:
+        self.detail = detail
+        self.start = time.monotonic()
+        self.end: float | None = None
+
+    def stop(self) -> None:
+        self.end = self.end or time.monotonic()
+
+    def seconds(self) -> float:
+        return (self.end or time.monotonic()) - self.start
+
+    def line(self) -> str:
+        return f"{self.detail}  {format_elapsed(self.seconds())}"
+
+    def __rich__(self) -> Any:
+        from rich.text import Text
+
+        return Text(f"  {self.line()}", style="dim", no_wrap=True, overflow="ellipsis")
+
+
+def format_elapsed(seconds: float) -> str:
+    """``4.2 s`` under a minute, ``3 min 07 s`` above."""
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, rest = divmod(int(seconds), 60)
+    return f"{minutes} min {rest:02d} s"
 
 
 @contextmanager
@@ -47,12 +125,15 @@ def _errors() -> Iterator[None]:
     try:
         yield
     except Nb2ProdError as exc:
+        _stop_live()
         if os.environ.get("NB2PROD_DEBUG"):
             raise
         err_console.print(f"[bold red]error:[/] {escape(exc.message)}", markup=True)
         if exc.hint:
             err_console.print(f"[yellow]hint:[/] {escape(exc.hint)}", markup=True)
         sys.exit(1)
+    finally:
+        _stop_live()
 
 
 @contextmanager

@@ -15,6 +15,11 @@ class Progress(Protocol):
 
     def note(self, message: str) -> None: ...
 
+    def update(self, stage: str, detail: str) -> None:
+        """What the running ``stage`` is doing now (execute: the cell that runs); each update
+        ends the previous step, which took the time since it was made. An empty ``detail`` ends
+        the step without beginning another."""
+
 
 class Silent:
     """A Progress that reports nothing (library use, tests)."""
@@ -26,6 +31,9 @@ class Silent:
         pass
 
     def note(self, message: str) -> None:
+        pass
+
+    def update(self, stage: str, detail: str) -> None:
         pass
 
 

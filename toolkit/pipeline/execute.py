@@ -21,7 +21,9 @@ from ..adapters.kernel import run_notebook
 from ..errors import ExecutionError
 from ..notebook.annotations import AnnotatedNotebook, Role
 from ..probe.protocol import ProbePlan
+from ..progress import Progress, Silent
 from ..scratch import keep_dir
+from .beside import files_written, listing
 from .capture import (
     CAPTURE_TAG,
     Capture,
@@ -31,6 +33,7 @@ from .capture import (
     read_failure,
     traceback_file,
 )
+from .kernellog import announce, keep_last, tail_block
 from .render import render_pipeline
 
 if TYPE_CHECKING:
@@ -50,7 +53,12 @@ class Execution:
         )
 
 
-def execute_notebook(parsed: Parsed, parameters: Mapping[str, Any], scratch: Path) -> Execution:
+def execute_notebook(
+    parsed: Parsed,
+    parameters: Mapping[str, Any],
+    scratch: Path,
+    progress: Progress | None = None,
+) -> Execution:
     """Run ``parsed``'s notebook with the probe, which imports the service code as it will be
     released (rendered into ``scratch``) and runs the examples through it."""
     capture_dir = scratch / "capture"
@@ -71,6 +79,7 @@ def execute_notebook(parsed: Parsed, parameters: Mapping[str, Any], scratch: Pat
         scratch=scratch,
         keep_failed_as=f"{parsed.notebook.path.stem}.executed.ipynb",
         env=kernel_environment(os.environ, parsed.config.execution.env),
+        progress=progress,
     )
 
 
@@ -113,30 +122,50 @@ def execute(
     scratch: Path,
     keep_failed_as: str,
     env: Mapping[str, str] | None = None,
+    progress: Progress | None = None,
 ) -> Execution:
     """Run the notebook; on a failing cell raise :class:`ExecutionError` naming it.
 
     The executed notebook of a failed run is saved as ``keep_failed_as`` in a new temporary
-    directory (outside any release) that the error's hint names; a run that succeeds leaves none.
+    directory (outside any release) that the error's hint names, beside the kernel's log
+    (``kernel.log``), whose last lines the error shows; a run that succeeds leaves neither.
+    ``progress`` hears of each cell as it starts, and of the files the notebook wrote beside itself.
     """
+    progress = progress or Silent()
     node = _runnable(notebook, probe_cell_source(plan))
     output_path = scratch / "executed.ipynb"
+    log_path = scratch / "kernel.log"
+    workdir = notebook.path.resolve().parent
+    cells = {c.index: c for c in notebook.cells}
+    before = listing(workdir)
     failure = run_notebook(
         node,
         output_path=output_path,
-        cwd=notebook.path.resolve().parent,
+        cwd=workdir,
         parameters=parameters,
         scratch=scratch,
+        log_path=log_path,
         env=env,
+        on_cell=lambda k, n, cell: announce(progress, k, n, cell, cells),
     )
+    wrote = files_written(before, listing(workdir))
+    if wrote:
+        progress.note(
+            f"the notebook wrote {wrote} beside it while running (not part of the release)"
+        )
     executed = nbformat.read(output_path, as_version=4)
     if failure is not None:
-        keep_failed_at = keep_dir("nb2prod-failed-") / keep_failed_as
+        kept = keep_dir("nb2prod-failed-")
+        keep_failed_at = kept / keep_failed_as
         nbformat.write(executed, keep_failed_at)
-        index, label = _failing_cell(notebook, executed)
+        kept_log = kept / "kernel.log"
+        shutil.copyfile(log_path, kept_log)
+        index, label = _failing_cell(notebook, executed, failure.cell_index)
         raise ExecutionError(
-            f"{notebook.path}: {label} raised {failure.ename}: {failure.evalue}",
-            hint=f"The executed notebook, with the failing cell marked, is at {keep_failed_at}",
+            f"{notebook.path}: {label} raised {failure.ename}: {failure.evalue}"
+            + tail_block(kept_log),
+            hint=f"The executed notebook, with the failing cell marked, is at {keep_failed_at} "
+            f"and the kernel's whole output (prints, warnings, workers) is in {kept_log}",
             cell_index=index,
             ename=failure.ename,
             evalue=failure.evalue,
@@ -150,6 +179,9 @@ def execute(
             problem.hint = f"This is a bug in nb2prod; please report it with {kept}."
         raise problem
     capture = read_capture(Path(plan.out_dir))
+    last_log = keep_last(log_path, notebook.path)
+    if last_log is not None:
+        progress.note(f"the kernel's output (prints, warnings, workers) is in {last_log}")
     executed.cells = [c for c in executed.cells if CAPTURE_TAG not in c.metadata.get("tags", [])]
     return Execution(executed=executed, capture=capture)
 
@@ -171,12 +203,13 @@ def _runnable(notebook: AnnotatedNotebook, capture_source: str) -> nbformat.Note
 
 
 def _failing_cell(
-    notebook: AnnotatedNotebook, executed: nbformat.NotebookNode
+    notebook: AnnotatedNotebook, executed: nbformat.NotebookNode, running: int = -1
 ) -> tuple[int | None, str]:
     """The original index of the cell that raised, and how to name it.
 
     Found by its error output: papermill's own index does not count the error banner it inserts
-    at the top of the saved notebook.
+    at the top of the saved notebook. A cell that left none (the kernel died) is the cell that was
+    ``running`` (its index in ``executed``, where papermill inserted no banner).
     """
     failed = next(
         (
@@ -190,6 +223,8 @@ def _failing_cell(
         ),
         None,
     )
+    if failed is None and 0 <= running < len(executed.cells):
+        failed = executed.cells[running]
     if failed is None:
         return None, "a cell"
     tags = failed.metadata.get("tags", [])

@@ -168,7 +168,7 @@ def _release_claimed(
             progress, "execute", "reusing the cached run" if cached else "papermill, top to bottom"
         ) as s:
             execution = (Execution(cached.executed, cached.capture) if cached
-                         else execute_notebook(parsed, request.parameters, Path(tmp)))  # fmt: skip
+                         else execute_notebook(parsed, request.parameters, Path(tmp), progress))  # fmt: skip
             s.detail = execution.summary() + (f" (reused, cache key {key[:12]})" if cached else "")
         capture = execution.capture
         artifacts = ((a.manifest.name, a.path) for a in capture.artifacts)
