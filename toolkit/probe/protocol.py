@@ -172,6 +172,9 @@ class RobustnessFailure(Frozen):
     input: dict[str, Any]
     error: str  # the exception, and where in the notebook it was raised
     cell: str | None  # the notebook cell (or nb2prod default) whose code raised it
+    # the input is the first example with only these fields changed, each needed for the failure
+    fields: tuple[str, ...] = ()
+    cause: str = ""  # those fields, what they make go wrong, and the bound to add
 
 
 class BatchDifference(Frozen):
@@ -184,6 +187,8 @@ class BatchDifference(Frozen):
     batch: Any
     difference: float | None  # for numbers: |single - batch|
     note: str = ""  # what happened when it is not a difference of values
+    cause: str = ""  # what preprocess made of the input alone that it did not in the batch
+    fix: str = ""  # how to make preprocess treat a row the same whatever rows come with it
 
 
 class Robustness(Frozen):
