@@ -198,7 +198,8 @@ def _release_claimed(
             if cached:
                 lock = cached.lock
             else:
-                lock = lock_environment(capture, request.notebook.name, request.allow_drift)
+                lock = lock_environment(capture, request.notebook.name, request.allow_drift,
+                                        sources=parsed.config.lock.sources)  # fmt: skip
                 cache.store(key, capture.model.file.parent, execution.executed, lock)
             s.detail = lock.summary() + (" (reused)" if cached else "")
         facts = ReleaseFacts(
