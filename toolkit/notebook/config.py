@@ -166,6 +166,9 @@ class ArtifactsConfig(_Strict):
 
     # a DataFrame, Series or array with more rows than this looks like training data: an error
     max_rows: int = Field(1000, ge=1)
+    # with more rows than this (and not more than max_rows) it may be training data: a warning
+    # saying what the service reads from it and how to export only that
+    warn_rows: int = Field(100, ge=1)
     allow: list[str] = Field(default_factory=list)  # names allowed to ship whatever their size
 
 

@@ -139,6 +139,7 @@ def probe(namespace: Mapping[str, Any], plan: ProbePlan) -> ProbeResult:
         latency=timings,
         reference=reference_stats,
         robustness=contract,
+        warnings=artifacts.row_warnings(fitted, plan.artifacts),
     )
 
 

@@ -53,6 +53,8 @@ class ArtifactRef(Frozen):
     label: str  # the defining cell's label, for messages
     role: str  # train, model, untagged or parameters
     read_by: tuple[str, ...]  # "preprocess (cell 7)", ...
+    # what the service takes from it (``train_X.columns``) when it reads only attributes of it
+    reads: tuple[str, ...] = ()
 
 
 class ArtifactPlan(Frozen):
@@ -60,6 +62,7 @@ class ArtifactPlan(Frozen):
 
     refs: tuple[ArtifactRef, ...] = ()
     max_rows: int = 1000
+    warn_rows: int = 100
     allow: tuple[str, ...] = ()
 
 
@@ -232,3 +235,4 @@ class ProbeResult(Frozen):
     latency: dict[str, LatencySamples] = Field(default_factory=dict)  # batch size -> samples
     reference: ReferenceStats | None = None
     robustness: Robustness | None = None  # the contract probe; batching follows its verdict
+    warnings: tuple[str, ...] = ()  # what the packager should know but does not stop it
