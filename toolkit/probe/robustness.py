@@ -220,7 +220,7 @@ def probe_contract(
         if report.smallest_failure is not None:
             report = report.model_copy(
                 update={"smallest_failure": _shrunk(
-                    pipeline, model, report.smallest_failure.input, examples[0], plan, source,
+                    pipeline, model, report.smallest_failure, examples[0], plan, source,
                     schema, ranges or {}, reference,
                 )}
             )  # fmt: skip
@@ -230,7 +230,7 @@ def probe_contract(
 def _shrunk(
     pipeline: types.ModuleType,
     model: Any,
-    failing: dict[str, Any],
+    failure: RobustnessFailure,
     base: Mapping[str, Any],
     plan: RobustnessPlan,
     source: PipelineSource,
@@ -241,8 +241,10 @@ def _shrunk(
     """The failing input taken back towards the first example while it fails the same way (the
     same exception from the same cell), and the fields left named with the bound to add."""
     fields = list(schema.get("properties", {}))
+    failing = failure.input
     error = _answer(pipeline, model, failing, plan)
-    assert isinstance(error, Exception)  # it failed in _probe; the pipeline is deterministic
+    if not isinstance(error, Exception):  # answered this time: a pipeline that is not repeatable
+        return failure
 
     def same_failure(found: Any) -> bool:
         return (
