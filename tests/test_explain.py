@@ -306,3 +306,22 @@ def test_the_fix_follows_the_value(value: Any, expected: str) -> None:
         {"fare": value}, ["fare"], KeyError("x"), "KeyError: 'x'", schema, {}, None, "examples[0]"
     )
     assert expected in cause and "makes KeyError: 'x'" in cause
+
+
+def test_an_example_that_fails_alone_but_not_in_the_batch_is_named(tmp_path: Path) -> None:
+    from tests.test_probe import PIPELINE, namespace
+
+    lone = PIPELINE.replace(  # standardised by the batch's own spread: a lone row has none
+        "    return np.array([[i.x] for i in inputs])",
+        "    xs = np.array([[i.x] for i in inputs])\n    return (xs - xs.mean()) / xs.std(ddof=1)",
+    )
+    failure = probe(tmp_path, lone, namespace())
+    assert isinstance(failure, ProbeFailure), failure
+    assert failure.message.startswith(
+        "a single/batch difference: examples[0] is answered in the batch of examples but fails "
+        "alone: ValueError: Input X contains NaN"
+    )
+    assert "(in nb2prod's default (the notebook has no `predict` cell), line 2" in failure.message
+    assert "preprocess must treat each row the same whatever rows come with it" in (
+        failure.hint or ""
+    )

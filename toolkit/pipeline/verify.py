@@ -22,11 +22,11 @@ from ..adapters import bento, container
 from ..adapters.procfs import tree_memory_bytes
 from ..errors import ParityError
 from ..image.containerize import check_built_from
-from ..probe.explain import single_batch_fix
+from ..probe.explain import PARITY_REL_TOL, single_batch_fix
 from ..probe.protocol import ProbeExample
 from ..release.reader import Release
 
-REL_TOL = 1e-9
+REL_TOL = PARITY_REL_TOL
 
 
 @dataclass(frozen=True)

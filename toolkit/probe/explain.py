@@ -20,6 +20,9 @@ from pydantic import ValidationError
 from .values import as_list, is_number, plain
 
 OMITTED = object()  # a field left out of an input
+# floats the service answers may differ from the notebook's by this much, relative (BLAS
+# reordering); verify compares with it, and the probe's single/batch check of the examples too
+PARITY_REL_TOL = 1e-9
 
 # ---------------------------------------------------------------- single vs batch
 

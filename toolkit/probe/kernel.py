@@ -82,7 +82,7 @@ def probe(namespace: Mapping[str, Any], plan: ProbePlan) -> ProbeResult:
                     f"the fallback failed on examples[{i}]: {source.describe(exc)}"
                 ) from None
     expected = [o.model_dump(mode="json") for o in outputs]
-    check_alone(pipeline, model, inputs, expected, plan.robustness.tolerance)
+    check_alone(pipeline, model, inputs, expected, plan.robustness.tolerance, source)
 
     def answers_the_same(with_model: Any) -> str | None:
         again = [o.model_dump(mode="json") for o in runtime.run(pipeline, with_model, inputs)]
@@ -318,6 +318,7 @@ def check_alone(
     inputs: list[Any],
     together: list[dict[str, Any]],
     tolerance: float,
+    source: PipelineSource,
 ) -> None:
     """Each example answered alone (as ``/v1/predict`` answers it) as it was in the batch of
     all of them; else :class:`Fail` naming the single/batch difference, its cause and the fix.
@@ -328,10 +329,12 @@ def check_alone(
         except Exception as exc:
             raise Fail(
                 f"a single/batch difference: examples[{index}] is answered in the batch of "
-                f"examples but fails alone: {exc}",
+                f"examples but fails alone: {source.describe(exc)}",
                 explain.single_batch_fix(inp.model_dump()) + ".",
             ) from None
-        found = robustness.first_difference(alone, together[index], tolerance, relative=1e-9)
+        found = robustness.first_difference(
+            alone, together[index], tolerance, relative=explain.PARITY_REL_TOL
+        )
         if found is None:
             continue
         field, single, batch, difference = found
