@@ -115,14 +115,15 @@ def test_a_package_with_its_own_index_is_resolved_from_it_and_the_lock_says_so(
 def test_accelerator_packages_in_the_lock_are_a_warning() -> None:
     from nb2prod.pipeline.lock import Lock
 
-    pins = ["torch==2.5.1", "triton==3.1.0", "numpy==2.1.0"]
+    # nvidia-ml-py (GPU metrics bindings, pure Python) comes with BentoML itself: not one
+    pins = ["torch==2.5.1", "triton==3.1.0", "numpy==2.1.0", "nvidia-ml-py==12.560.30"]
     pins += [f"nvidia-{n}-cu12==12.4.5.8" for n in ("cublas", "cudnn", "nccl", "nvtx")]
     lock = Lock(direct=("torch==2.5.1",), text="\n".join(pins) + "\n")
     assert lock.accelerators == (
         "nvidia-cublas-cu12", "nvidia-cudnn-cu12", "nvidia-nccl-cu12", "nvidia-nvtx-cu12", "triton"
     )  # fmt: skip
     assert lock.summary() == (
-        "7 packages pinned (1 direct); warning: 5 accelerator-specific packages "
+        "8 packages pinned (1 direct); warning: 5 accelerator-specific packages "
         "(nvidia-cublas-cu12, nvidia-cudnn-cu12, nvidia-nccl-cu12, ..., triton) pinned; a CPU "
         "image does not need them; see [lock] index in docs/configuration.md"
     )

@@ -37,6 +37,8 @@ class Drift:
 _ACCELERATOR_PREFIXES = ("nvidia-", "cuda-", "cupy-cuda", "jax-cuda", "jax-rocm", "pytorch-triton",
                          "tensorrt", "onnxruntime-gpu")  # fmt: skip
 _ACCELERATOR_NAMES = frozenset({"triton"})
+# NVIDIA's management-library bindings: pure Python, a dependency of BentoML itself (GPU metrics)
+_NOT_ACCELERATOR = frozenset({"nvidia-ml-py", "nvidia-ml-py3"})
 _INDEX_LINE = "--extra-index-url "
 
 
@@ -72,9 +74,12 @@ class Lock:
         return tuple(
             name
             for name, version in sorted(self.pins.items())
-            if name.startswith(_ACCELERATOR_PREFIXES)
-            or name in _ACCELERATOR_NAMES
-            or re.search(r"\+(cu|rocm)\d", version)
+            if name not in _NOT_ACCELERATOR
+            and (
+                name.startswith(_ACCELERATOR_PREFIXES)
+                or name in _ACCELERATOR_NAMES
+                or re.search(r"\+(cu|rocm)\d", version)
+            )
         )
 
     @property
