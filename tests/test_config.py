@@ -131,3 +131,53 @@ def test_execution_env_names_variables_and_never_nb2prods_own(tmp_path: Path) ->
         path.write_text(f"[execution]\nenv = {bad}\n")
         with pytest.raises(ConfigError, match=says):
             load_config_file(path)
+
+
+def test_lock_index_takes_a_table_or_a_list(tmp_path: Path) -> None:
+    (tmp_path / "nb2prod.toml").write_text(
+        '[lock]\nindex = { torch = "https://example.invalid/whl/cpu/", Torch_Vision = '
+        '"https://example.invalid/whl/cpu" }\n'
+    )
+    lock = load_config(tmp_path / "nb.ipynb").config.lock
+    assert lock.sources == {  # names as indexes compare them, one index per URL
+        "torch": "https://example.invalid/whl/cpu",
+        "torch-vision": "https://example.invalid/whl/cpu",
+    }
+    assert len(lock.index) == 1
+    (tmp_path / "nb2prod.toml").write_text(
+        '[[lock.index]]\npackages = ["torch"]\nurl = "https://example.invalid/whl/cpu"\n'
+        '[[lock.index]]\npackages = ["jax"]\nurl = "file:///srv/wheels/simple"\n'
+    )
+    lock = load_config(tmp_path / "nb.ipynb").config.lock
+    assert lock.sources == {
+        "jax": "file:///srv/wheels/simple", "torch": "https://example.invalid/whl/cpu"
+    }  # fmt: skip
+    assert Config().lock.sources == {}
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ('index = { torch = "ftp://example.invalid" }', "'lock.index': torch = 'ftp://example"),
+        ("index = { torch = 3 }", "'lock.index': torch = 3: write a table of package = URL"),
+        ('index = "https://example.invalid"', "'lock.index': 'https://example.invalid': write a"),
+        (
+            'index = [{ packages = ["torch"], url = "https://a.invalid" }, '
+            '{ packages = ["torch"], url = "https://b.invalid" }]',
+            "'lock.index': torch is given two indexes (https://a.invalid and https://b.invalid)",
+        ),
+        ('index = [{ packages = [], url = "https://a.invalid" }]', "'lock.index.0.packages'"),
+        (
+            'index = [{ packages = ["no such"], url = "https://a.invalid" }]',
+            "'lock.index.0.packages': 'no such' is not a package name",
+        ),
+        ('index = [{ packages = ["torch"], url = "cpu" }]', "'lock.index.0.url': 'cpu' is not"),
+        ('indexes = { torch = "https://a.invalid" }', "unknown key 'lock.indexes'"),
+    ],
+)
+def test_lock_index_errors_name_the_key(tmp_path: Path, text: str, fragment: str) -> None:
+    (tmp_path / "nb2prod.toml").write_text(f"[lock]\n{text}\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(tmp_path / "nb.ipynb")
+    assert err.value.message.startswith(str(tmp_path / "nb2prod.toml"))
+    assert fragment in err.value.message

@@ -110,7 +110,8 @@ def test_batching_is_on_only_when_every_batch_agrees_and_says_why_not() -> None:
     assert switched_off.items_alone and not switched_off.enabled
     assert not batching(probed(100), Config(service={"batching": False})).items_alone
     assert off.why == (
-        'off: input {"x": 2.0} gets Output.y = 0.1 alone but 0.10000000000000045 in a batch '
+        'off: a single/batch difference: input {"x": 2.0} gets Output.y = 0.1 alone but '
+        "0.10000000000000045 in a batch "
         "(difference 4.4e-16); [service] batching_tolerance = 0"
     )
     assert batching(probed(100), Config(service={"batching": False})).why.startswith(

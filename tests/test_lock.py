@@ -59,3 +59,102 @@ def test_a_module_no_distribution_provides_is_an_error() -> None:
     unresolved = capture({}, {}, unresolved=("helpers",))
     with pytest.raises(LockError, match="imports helpers, which no installed distribution"):
         lock_environment(unresolved, notebook="nb.ipynb")
+
+
+# ---------------------------------------------------------------- [lock] index (issue 22)
+
+
+def local_index(root: Path, name: str, version: str) -> str:
+    """A simple (PEP 503) index on disk holding one pure-Python wheel: what a CPU-wheel index
+    is to torch, for a package no other index has."""
+    import base64
+    import hashlib
+    import zipfile
+
+    dist = name.replace("-", "_")
+    wheel = root / "files" / f"{dist}-{version}-py3-none-any.whl"
+    wheel.parent.mkdir(parents=True)
+    info = f"{dist}-{version}.dist-info"
+    members = {
+        f"{dist}/__init__.py": "",
+        f"{info}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n",
+        f"{info}/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+    }
+    record = []
+    with zipfile.ZipFile(wheel, "w") as archive:
+        for path, text in members.items():
+            archive.writestr(path, text)
+            digest = base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).rstrip(b"=")
+            record.append(f"{path},sha256={digest.decode()},{len(text.encode())}")
+        archive.writestr(f"{info}/RECORD", "\n".join([*record, f"{info}/RECORD,,"]) + "\n")
+    sha = hashlib.sha256(wheel.read_bytes()).hexdigest()
+    page = root / "simple" / name / "index.html"
+    page.parent.mkdir(parents=True)
+    page.write_text(f'<a href="../../files/{wheel.name}#sha256={sha}">{wheel.name}</a>\n')
+    return (root / "simple").as_uri()
+
+
+def test_a_package_with_its_own_index_is_resolved_from_it_and_the_lock_says_so(
+    tmp_path: Path,
+) -> None:
+    url = local_index(tmp_path, "nb2prod-cpu-demo", "1.0")
+    lock = lock_environment(
+        capture({"nb2prod-cpu-demo": "1.0"}, {"nb2prod-cpu-demo": "1.0"}),
+        notebook="nb.ipynb",
+        sources={"nb2prod-cpu-demo": url},
+    )
+    assert lock.pins == {"nb2prod-cpu-demo": "1.0"}
+    assert f"# index: nb2prod-cpu-demo from {url}\n" in lock.text
+    assert f"\n--extra-index-url {url}\n" in lock.text  # the install finds it there too
+    # uv's notes name the direct requirements as they do without an index, never a scratch path
+    assert "#   -r requirements.in" in lock.text and "pyproject" not in lock.text
+    assert lock.sources == {"nb2prod-cpu-demo": url}
+    assert lock.summary() == "1 packages pinned (1 direct), nb2prod-cpu-demo from [lock] index"
+
+
+def test_accelerator_packages_in_the_lock_are_a_warning() -> None:
+    from nb2prod.pipeline.lock import Lock
+
+    # nvidia-ml-py (GPU metrics bindings, pure Python) comes with BentoML itself: not one
+    pins = ["torch==2.5.1", "triton==3.1.0", "numpy==2.1.0", "nvidia-ml-py==12.560.30"]
+    pins += [f"nvidia-{n}-cu12==12.4.5.8" for n in ("cublas", "cudnn", "nccl", "nvtx")]
+    lock = Lock(direct=("torch==2.5.1",), text="\n".join(pins) + "\n")
+    assert lock.accelerators == (
+        "nvidia-cublas-cu12", "nvidia-cudnn-cu12", "nvidia-nccl-cu12", "nvidia-nvtx-cu12", "triton"
+    )  # fmt: skip
+    assert lock.summary() == (
+        "8 packages pinned (1 direct); warning: 5 accelerator-specific packages "
+        "(nvidia-cublas-cu12, nvidia-cudnn-cu12, nvidia-nccl-cu12, ..., triton) pinned; a CPU "
+        "image does not need them; see [lock] index in docs/configuration.md"
+    )
+    cuda_build = Lock(direct=(), text="torch==2.5.1+cu121\nnumpy==2.1.0\n")
+    assert cuda_build.accelerators == ("torch",)
+    cpu = Lock(direct=(), text="torch==2.5.1+cpu\nnumpy==2.1.0\n")
+    assert cpu.accelerators == () and "warning" not in cpu.summary()
+
+
+def test_the_uv_input_carries_each_package_to_its_index() -> None:
+    from nb2prod.adapters.uv import lock_command, lock_input
+
+    assert lock_input(["a==1"], {}) == ("requirements.in", "a==1\n")
+    name, text = lock_input(
+        ["torch==2.5.1", "numpy==2.1.0"],
+        {
+            "torch": "https://example.invalid/whl/cpu",
+            "torchvision": "https://example.invalid/whl/cpu",
+        },
+    )
+    assert name == "pyproject.toml"
+    import tomllib
+
+    project = tomllib.loads(text)
+    assert project["project"]["dependencies"] == ["torch==2.5.1", "numpy==2.1.0"]
+    assert project["tool"]["uv"]["sources"] == {
+        "torch": {"index": "nb2prod-index-1"}, "torchvision": {"index": "nb2prod-index-1"}
+    }  # fmt: skip
+    assert project["tool"]["uv"]["index"] == [
+        {"name": "nb2prod-index-1", "url": "https://example.invalid/whl/cpu", "explicit": True}
+    ]
+    command = lock_command("uv", Path("/s/pyproject.toml"), Path("/s/c.txt"), "3.11.7")
+    assert command[:4] == ["uv", "pip", "compile", "/s/pyproject.toml"]
+    assert "--no-emit-index-url" in command and "--generate-hashes" in command

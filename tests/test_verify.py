@@ -1,8 +1,25 @@
-"""Parity rules: what counts as answering like the notebook (no server: the HTTP part is e2e)."""
+"""Parity rules: what counts as answering like the notebook, and what a difference is named (a
+loopback HTTP server stands in for the bento; the bento itself is e2e)."""
 
 from __future__ import annotations
 
-from nb2prod.pipeline.verify import Expected, _compare_envelope, expectations
+import json
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+from nb2prod.errors import ParityError
+from nb2prod.pipeline.verify import (
+    Expected,
+    _compare_envelope,
+    check_served,
+    expectations,
+    raise_for_differences,
+)
 from nb2prod.probe.protocol import ProbeExample
 
 EXAMPLE = ProbeExample(
@@ -43,3 +60,109 @@ def test_low_confidence_examples_expect_the_fallback() -> None:
     )  # fmt: skip
     (item,) = expectations([EXAMPLE], 0.2)
     assert item.output == EXAMPLE.output and not item.degraded
+
+
+# ---------------------------------------------------------------- what differs, named (issue 22)
+
+
+Answer = Callable[[dict[str, Any], bool], dict[str, Any]]  # (input, in a batch) -> output
+
+
+@contextmanager
+def serving(answer: Answer) -> Iterator[str]:
+    """A real HTTP server on a free loopback port that speaks the service's routes."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args: Any) -> None:
+            pass
+
+        def _send(self, status: int, body: Any) -> None:
+            data = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_GET(self) -> None:
+            self._send(200, {"openapi": "3.0.2"})
+
+        def do_POST(self) -> None:
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            if self.path == "/v1/predict_batch":
+                results = [envelope(answer(i, True)) for i in body["inputs"]]
+                self._send(200, {"results": results})
+            elif "__nb2prod_not_a_field__" in body:
+                self._send(400, {"error": "invalid"})
+            else:
+                self._send(200, envelope(answer(body, False)))
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+TITANIC = [
+    Expected(0, {"Age": 22.0, "Sex": "female"}, {"y": 22.0}, False, None),
+    Expected(1, {"Age": None, "Sex": "male"}, {"y": 30.0}, False, None),
+]
+
+
+def age_or(alone: float, batch: float) -> Answer:
+    """Finding 2: a lone row with Age None loses its Age column; in a batch it is filled."""
+
+    def answer(inp: dict[str, Any], in_batch: bool) -> dict[str, Any]:
+        age = inp["Age"]
+        return {"y": age if age is not None else (batch if in_batch else alone)}
+
+    return answer
+
+
+def verified(answer: Answer) -> Any:
+    with serving(answer) as url:
+        return check_served(url, "t" * 24, TITANIC, cold_start_s=0.1)
+
+
+def test_served_single_answers_unlike_served_batch_ones_are_a_single_batch_difference() -> None:
+    report = verified(age_or(0.0, 30.0))
+    assert [str(d) for d in report.single_batch] == [
+        'example 1: output.y: alone 0.0, in a batch 30.0 (input {"Age": null, "Sex": "male"})'
+    ]
+    with pytest.raises(ParityError) as err:
+        raise_for_differences(report)
+    assert err.value.message.startswith(
+        "a single/batch difference: the served bento answered 1 example field(s) differently "
+        "alone (/v1/predict) than in a batch (/v1/predict_batch):"
+    )
+    assert "a None in `Age` makes an object column" in (err.value.hint or "")
+    assert "serialization" not in (err.value.hint or "")
+
+
+def test_served_unlike_the_notebook_says_whether_the_probe_saw_a_single_batch_difference() -> None:
+    report = verified(age_or(0.0, 0.0))  # answered alone on both routes, unlike the notebook
+    assert report.single_batch == () and len(report.differences) == 2
+    with pytest.raises(ParityError) as err:
+        raise_for_differences(report)
+    assert "2 example field(s) differently from the notebook" in err.value.message
+    assert "not a single/batch difference" in (err.value.hint or "")
+    assert "did not survive serialization" in (err.value.hint or "")
+
+    probed = replace(report, probe_difference="off: a single/batch difference: input {...}")
+    with pytest.raises(ParityError) as err:
+        raise_for_differences(probed)
+    assert "the contract probe found batching off: a single/batch difference" in err.value.message
+    hint = err.value.hint or ""
+    assert hint.startswith("This is a single/batch difference, not serialization.")
+    assert "a None in `Age`" in hint
+
+
+def test_answers_like_the_notebook_raise_nothing() -> None:
+    report = verified(age_or(30.0, 30.0))
+    assert report.single_batch == () and report.differences == ()
+    raise_for_differences(report)

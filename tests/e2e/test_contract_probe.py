@@ -1,5 +1,6 @@
 """The contract probe with a real kernel: inputs the contract admits that the pipeline cannot
-answer stop the release (gate `robustness`), named with the smallest one and the cell that raised;
+answer stop the release (gate `robustness`), named with the one shrunk to the fields that make it
+fail and the cell that raised;
 a lowered gate releases it and the report says what failed."""
 
 from __future__ import annotations
@@ -47,10 +48,13 @@ def test_inputs_the_pipeline_cannot_answer_stop_the_release_unless_the_gate_is_l
     assert refused.code == 1
     row = next(li for li in refused.stderr.splitlines() if li.startswith("robustness "))
     assert row.split()[-3:] == [">=", "1", "FAIL"]
+    # shrunk to the field the failure needs, the others as in the example: `plan` left out
     assert (
-        'the smallest: {"tenure_months": 0} -> KeyError: None (in cell 2 (preprocess) '
+        "shrunk to the fields that make it fail: Input.plan left out (the other fields as in "
+        "examples[0]) makes KeyError: None (in cell 2 (preprocess) "
         "`PLANS = {'basic': 0.0, 'pro': 1.0}`, line 5:" in refused.stderr
     )
+    assert "handle a missing `plan` in preprocess, or make `plan` required" in refused.stderr
     assert "lower [gates] robustness" in refused.stderr and not (tmp_path / "r").exists()
 
     (tmp_path / "nb2prod.toml").write_text(
@@ -66,7 +70,8 @@ def test_inputs_the_pipeline_cannot_answer_stop_the_release_unless_the_gate_is_l
     assert probe["batch_agrees"] is True  # a batch with a failing item is retried one by one
     markdown = (tmp_path / "r" / "evaluation" / "report.md").read_text()
     assert "## Contract probe" in markdown
-    assert 'Smallest input that got no answer: `{"tenure_months": 0}`: KeyError: None' in markdown
+    assert 'Smallest input that got no answer: `{"tenure_months": 3}`: KeyError: None' in markdown
+    assert "Cause: Input.plan left out (the other fields as in examples[0])" in markdown
     assert "| robustness | " in markdown and " | >= 0.25 | pass |" in markdown
     html = (tmp_path / "r" / "evaluation" / "report.html").read_text()
     assert "<h2>Contract probe</h2>" in html and "Smallest input that got no answer" in html

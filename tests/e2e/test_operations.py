@@ -314,8 +314,15 @@ def test_batching_stays_off_when_a_batch_answers_differently(tmp_path: Path) -> 
     batching = monitoring["batching"]
     assert batching["enabled"] is False
     # the first input of the first batch, its field, both answers and the difference are named
-    assert batching["why"].startswith('off: input {"x": 1.0} gets Output.y = 1.000000000001 alone')
-    assert batching["why"].endswith("(difference 1.5e-11); [service] batching_tolerance = 0")
+    assert batching["why"].startswith(
+        'off: a single/batch difference: input {"x": 1.0} gets Output.y = 1.000000000001 alone'
+    )
+    # preprocess gives the same features both ways: the fix is the tolerance, not preprocess
+    assert (
+        "(difference 1.5e-11); [service] batching_tolerance = 0. Fix: preprocess gives the same "
+        "features alone and in a batch: the model's arithmetic differs by 1.5e-11"
+    ) in batching["why"]
+    assert batching["why"].endswith("allow it with [service] batching_tolerance (e.g. 1e-9)")
     assert batching["why"] in run.stdout
     assert batching["items_alone"] is True
     report = json.loads((tmp_path / "release" / "evaluation" / "report.json").read_text())

@@ -2,13 +2,19 @@
 
 The index is uv's default unless ``UV_INDEX_URL`` / ``UV_DEFAULT_INDEX`` say otherwise; no index
 URL is written into the lock (``--no-emit-index-url``), so a lock is portable between mirrors.
+``[lock] index`` gives some packages their own index (a CPU build of torch): uv then compiles a
+scratch pyproject.toml whose ``[tool.uv.sources]`` pin those packages to explicit indexes, and
+the lock stage writes those indexes into the lock for the install (pipeline/lock.py).
 """
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import subprocess
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,24 +39,22 @@ def uv_binary() -> str:
 
 
 def compile_lock(
-    requirements: list[str], constraints: list[str], *, python_version: str
+    requirements: list[str],
+    constraints: list[str],
+    *,
+    python_version: str,
+    sources: Mapping[str, str] | None = None,
 ) -> Resolution:
-    """Resolve ``requirements`` (pinned direct dependencies) to every transitive pin with hashes."""
+    """Resolve ``requirements`` (pinned direct dependencies) to every transitive pin with hashes;
+    ``sources`` (package -> index URL, ``[lock] index``) resolves those packages from their own
+    index and every other one from the default index."""
     with tempfile.TemporaryDirectory(prefix="nb2prod-lock-") as scratch:
-        req = Path(scratch) / "requirements.in"
+        inputs, text = lock_input(requirements, sources or {})
+        req = Path(scratch) / inputs
         con = Path(scratch) / "constraints.txt"
-        req.write_text("\n".join(requirements) + "\n", encoding="utf-8")
+        req.write_text(text, encoding="utf-8")
         con.write_text("\n".join(constraints) + "\n", encoding="utf-8")
-        command = [
-            uv_binary(), "pip", "compile", str(req),
-            "--constraint", str(con),
-            "--generate-hashes",
-            "--python-version", python_version,
-            "--python-platform", PLATFORM,
-            "--no-header",
-            "--no-emit-index-url",
-            "--quiet",
-        ]  # fmt: skip
+        command = lock_command(uv_binary(), req, con, python_version)
         env = {**os.environ, "UV_NATIVE_TLS": os.environ.get("UV_NATIVE_TLS", "1")}
         proc = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
     if proc.returncode != 0:
@@ -58,11 +62,64 @@ def compile_lock(
         raise LockError(
             f"the environment could not be locked: {reason}",
             hint="The resolver's full message is above; pins come from the versions the "
-            "notebook's kernel has installed.",
+            "notebook's kernel has installed"
+            + (
+                f", and {', '.join(sorted(sources))} from the index [lock] index names."
+                if sources
+                else "."
+            ),
         )
     # the scratch paths uv names in its "# via" notes would make every lock differ
-    body = proc.stdout.replace(str(req), "requirements.in").replace(str(con), "kernel-constraints")
+    body = re.sub(rf"{LOCK_PROJECT} \([^)\n]*\)", "-r requirements.in", proc.stdout)
+    body = body.replace(str(req), "requirements.in").replace(str(con), "kernel-constraints")
     return Resolution(text=body)
+
+
+LOCK_PROJECT = "nb2prod-lock"  # the scratch project that carries [lock] index to uv
+
+
+def lock_input(requirements: list[str], sources: Mapping[str, str]) -> tuple[str, str]:
+    """What uv compiles: a requirements.in, or, when some packages come from their own index, a
+    scratch pyproject.toml whose ``[tool.uv.sources]`` pins each of them to an explicit index
+    (``uv pip compile`` reads sources from a project only, never from a requirements file)."""
+    if not sources:
+        return "requirements.in", "\n".join(requirements) + "\n"
+    urls = sorted(set(sources.values()))
+    names = {url: f"nb2prod-index-{k}" for k, url in enumerate(urls, start=1)}
+    lines = [
+        "# written by nb2prod for `uv pip compile`: the service's direct requirements, with",
+        "# [lock] index as uv sources",
+        "[project]",
+        f"name = {json.dumps(LOCK_PROJECT)}",
+        'version = "0"',
+        "dependencies = [",
+        *(f"    {json.dumps(r)}," for r in requirements),
+        "]",
+        "",
+        "[tool.uv.sources]",
+        *(
+            f"{json.dumps(package)} = {{ index = {json.dumps(names[url])} }}"
+            for package, url in sorted(sources.items())
+        ),
+    ]
+    for url in urls:  # explicit: only the packages pinned to it are looked up there
+        lines += ["", "[[tool.uv.index]]", f"name = {json.dumps(names[url])}",
+                  f"url = {json.dumps(url)}", "explicit = true"]  # fmt: skip
+    return "pyproject.toml", "\n".join(lines) + "\n"
+
+
+def lock_command(uv: str, inputs: Path, constraints: Path, python_version: str) -> list[str]:
+    """The ``uv pip compile`` command line that writes the lock body to stdout."""
+    return [
+        uv, "pip", "compile", str(inputs),
+        "--constraint", str(constraints),
+        "--generate-hashes",
+        "--python-version", python_version,
+        "--python-platform", PLATFORM,
+        "--no-header",
+        "--no-emit-index-url",
+        "--quiet",
+    ]  # fmt: skip
 
 
 def _resolver_reason(stderr: str) -> str:

@@ -33,6 +33,8 @@ _SEMVER = re.compile(
 _NAME = re.compile(r"^[a-z0-9]([a-z0-9._-]*[a-z0-9])?$")
 _DNS_LABEL = re.compile(r"^(?=.{1,63}$)[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
 _CPU = re.compile(r"^([0-9]+m|[0-9]+(\.[0-9]+)?)$")
+_PACKAGE = re.compile(r"^([A-Za-z0-9]|[A-Za-z0-9][A-Za-z0-9._-]*[A-Za-z0-9])$")
+_INDEX_URL = re.compile(r"^(https?://[^\s/]+|file://)[^\s]*$")
 _GATE = re.compile(r"^\s*(>=|<=|==|>|<)\s*(-?\d+(?:\.\d*)?(?:[eE][-+]?\d+)?)\s*$")
 _OPERATORS: Mapping[str, Callable[[float, float], bool]] = {
     ">=": operator.ge,
@@ -167,7 +169,94 @@ class ArtifactsConfig(_Strict):
 
     # a DataFrame, Series or array with more rows than this looks like training data: an error
     max_rows: int = Field(1000, ge=1)
+    # with more rows than this (and not more than max_rows) it may be training data: a warning
+    # saying what the service reads from it and how to export only that
+    warn_rows: int = Field(100, ge=1)
     allow: list[str] = Field(default_factory=list)  # names allowed to ship whatever their size
+
+
+class LockIndex(_Strict):
+    """An index some packages are resolved from instead of the default one (a CPU build of
+    torch, say); every other package still comes from the default index."""
+
+    url: str
+    packages: tuple[str, ...] = Field(min_length=1)
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        return _index_url(value)
+
+    @field_validator("packages")
+    @classmethod
+    def _check_packages(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for name in value:
+            if not _PACKAGE.match(name):
+                raise ValueError(f"{name!r} is not a package name")
+        return tuple(_normal_package(name) for name in value)
+
+
+_INDEX_FORMS = (
+    'write a table of package = URL, { torch = "https://example.invalid/whl/cpu" }, or a list '
+    'of { packages = ["torch"], url = "https://example.invalid/whl/cpu" }'
+)
+
+
+class LockConfig(_Strict):
+    """How requirements.lock is resolved (docs/configuration.md [lock])."""
+
+    # per-package indexes: `{ torch = "URL" }` or `[{ packages = ["torch", ...], url = "URL" }]`
+    index: tuple[LockIndex, ...] = ()
+
+    @field_validator("index", mode="before")
+    @classmethod
+    def _table_or_list(cls, value: Any) -> Any:
+        if isinstance(value, Mapping):  # { package = url, ... }: one index per distinct URL
+            by_url: dict[str, list[str]] = {}
+            for package, url in value.items():
+                if not isinstance(url, str):
+                    raise ValueError(f"{package} = {url!r}: {_INDEX_FORMS}")
+                try:
+                    by_url.setdefault(_index_url(url), []).append(package)
+                except ValueError as exc:
+                    raise ValueError(f"{package} = {exc}") from None
+            return [{"url": url, "packages": names} for url, names in by_url.items()]
+        if not isinstance(value, list | tuple):
+            raise ValueError(f"{value!r}: {_INDEX_FORMS}")
+        return value
+
+    @field_validator("index")
+    @classmethod
+    def _each_package_once(cls, value: tuple[LockIndex, ...]) -> tuple[LockIndex, ...]:
+        seen: dict[str, str] = {}
+        for index in value:
+            for name in index.packages:
+                if name in seen and seen[name] != index.url:
+                    raise ValueError(
+                        f"{name} is given two indexes ({seen[name]} and {index.url}); "
+                        "a package is resolved from one"
+                    )
+                seen[name] = index.url
+        return value
+
+    @property
+    def sources(self) -> dict[str, str]:
+        """Package -> the index URL it is resolved from, sorted by package."""
+        return dict(sorted((n, index.url) for index in self.index for n in index.packages))
+
+
+def _index_url(value: str) -> str:
+    if not _INDEX_URL.match(value):
+        raise ValueError(
+            f"{value!r} is not an index URL; write the http://, https:// or file:// URL of a "
+            "simple (PEP 503) index"
+        )
+    return value.rstrip("/")
+
+
+def _normal_package(name: str) -> str:
+    """A package name as indexes compare it (PEP 503)."""
+    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 class CanaryConfig(_Strict):
@@ -241,6 +330,7 @@ class Config(_Strict):
     monitoring: MonitoringConfig = MonitoringConfig()
     artifacts: ArtifactsConfig = ArtifactsConfig()
     execution: ExecutionConfig = ExecutionConfig()
+    lock: LockConfig = LockConfig()
     # [slo]: latency, errors, availability, fallbacks, drift and load the service is held to
     # (runtime/schema.py::ServiceLevels, shared with the service, which cuts its buckets there)
     slo: ServiceLevels = ServiceLevels()

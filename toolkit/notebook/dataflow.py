@@ -14,7 +14,7 @@ import builtins
 import re
 import symtable
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from types import MappingProxyType
 from typing import Literal
@@ -99,6 +99,9 @@ class FittedValue:
     name: str
     cell: Cell
     read_by: tuple[Cell, ...]
+    # what the readers take from it, as written (``train_X.columns``, ``stats.median()``), when
+    # they only ever read attributes of it; empty when some reader uses the value itself
+    reads: tuple[str, ...] = ()
 
     @property
     def role(self) -> str:
@@ -159,7 +162,11 @@ def analyse(notebook: AnnotatedNotebook) -> NotebookAnalysis:
     """Parse every code cell once and follow the names service code reads."""
     cells = MappingProxyType({cell.index: parse_cell(cell) for cell in notebook.cells})
     found = _dependencies(notebook, cells)
-    return NotebookAnalysis(notebook, cells, found, fitted_state(found))
+    fitted = tuple(
+        replace(value, reads=attribute_reads(value.name, [cells[c.index] for c in value.read_by]))
+        for value in fitted_state(found)
+    )
+    return NotebookAnalysis(notebook, cells, found, fitted)
 
 
 def parse_cell(cell: Cell) -> ParsedCell:
@@ -313,6 +320,31 @@ def fitted_state(found: tuple[Dependency, ...]) -> tuple[FittedValue, ...]:
             readers.setdefault(dep.name, (dep.origin, []))[1].append(dep.reader)
     values = [FittedValue(name, cell, tuple(read_by)) for name, (cell, read_by) in readers.items()]
     return tuple(sorted(values, key=lambda v: (v.cell.index, v.name)))
+
+
+def attribute_reads(name: str, readers: list[ParsedCell]) -> tuple[str, ...]:
+    """The attribute accesses (with their call, if called) through which ``readers`` use the
+    global ``name``, in source order; empty when any use is of the value itself (an argument, an
+    index, an operand), since then the whole value is needed."""
+    found: list[str] = []
+    for parsed in readers:
+        if parsed.tree is None:
+            continue
+        parents = {
+            child: node for node in ast.walk(parsed.tree) for child in ast.iter_child_nodes(node)
+        }
+        for node in ast.walk(parsed.tree):
+            if not (
+                isinstance(node, ast.Name) and node.id == name and isinstance(node.ctx, ast.Load)
+            ):
+                continue
+            parent = parents.get(node)
+            if not isinstance(parent, ast.Attribute):
+                return ()
+            outer = parents.get(parent)
+            used = outer if isinstance(outer, ast.Call) and outer.func is parent else parent
+            found.append(ast.unparse(used))
+    return tuple(dict.fromkeys(found))
 
 
 def single_output_field(analysis: NotebookAnalysis) -> str:

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..notebook.config import Config
-from ..probe.protocol import ProbeResult, ReferenceStats, Robustness
+from ..probe.protocol import BatchDifference, ProbeResult, ReferenceStats, Robustness
 from ..release.review import fields
 from ..runtime.schema import Batching, DriftReference, MonitoringPlan, OutputMetric
 
@@ -157,6 +157,17 @@ def batching(robustness: Robustness | None, config: Config) -> Batching:
         )
     first = robustness.first_difference
     assert first is not None
+    return Batching(
+        enabled=False,
+        why=f"off: {single_batch_difference(first)}; [service] batching_tolerance = "
+        f"{robustness.tolerance:g}" + (f". Fix: {first.fix}" if first.fix else ""),
+        items_alone=True,
+    )
+
+
+def single_batch_difference(first: BatchDifference) -> str:
+    """``a single/batch difference: input {...} gets Output.y = 1 alone but 2 in a batch; <what
+    preprocess made of it>``: the contract probe's first difference, named as what it is."""
     shown = json.dumps(first.input, sort_keys=True)
     if first.note:
         detail = f"input {shown} is {first.note}"
@@ -166,8 +177,4 @@ def batching(robustness: Robustness | None, config: Config) -> Batching:
             f"input {shown} gets Output.{first.field} = {first.single!r} alone but "
             f"{first.batch!r} in a batch{by}"
         )
-    return Batching(
-        enabled=False,
-        why=f"off: {detail}; [service] batching_tolerance = {robustness.tolerance:g}",
-        items_alone=True,
-    )
+    return f"a single/batch difference: {detail}" + (f"; {first.cause}" if first.cause else "")

@@ -374,6 +374,8 @@ def release_manifest(
             model_fingerprint=facts.model_fingerprint,
             contract_sha256=facts.contract.sha256,
             drift=tuple(vars(d) for d in facts.lock.drift),
+            lock_index=facts.lock.sources,
+            accelerator_packages=facts.lock.accelerators,
             replaced=replaced,
             serving=serving,
             files=staging.hashes(),

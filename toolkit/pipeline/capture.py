@@ -90,10 +90,12 @@ def probe_plan(
                     label=value.cell.label,
                     role=value.role,
                     read_by=tuple(f"{c.role} (cell {c.index})" for c in value.read_by),
+                    reads=value.reads,
                 )
                 for value in extraction.artifacts
             ),
             max_rows=config.artifacts.max_rows,
+            warn_rows=config.artifacts.warn_rows,
             allow=tuple(config.artifacts.allow),
         ),
         robustness=RobustnessPlan(

@@ -263,7 +263,11 @@ def robustness_failure(robustness: Robustness) -> str:
     )
     smallest = robustness.smallest_failure
     if smallest is not None:
-        text += f"; the smallest: {json.dumps(smallest.input, sort_keys=True)} -> {smallest.error}"
+        text += (
+            f"; shrunk to the fields that make it fail: {smallest.cause}"
+            if smallest.cause
+            else f"; the smallest: {json.dumps(smallest.input, sort_keys=True)} -> {smallest.error}"
+        )
     return text
 
 

@@ -8,6 +8,7 @@ installed in the kernel, so the service installs what the notebook ran with.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -31,6 +32,16 @@ class Drift:
         return f"{self.name} {self.kernel} (notebook) -> {self.locked} (lock)"
 
 
+# distributions that exist for a GPU or another accelerator only: CUDA and ROCm runtimes and
+# libraries, the GPU compilers torch and jax pull in on linux x86_64
+_ACCELERATOR_PREFIXES = ("nvidia-", "cuda-", "cupy-cuda", "jax-cuda", "jax-rocm", "pytorch-triton",
+                         "tensorrt", "onnxruntime-gpu")  # fmt: skip
+_ACCELERATOR_NAMES = frozenset({"triton"})
+# NVIDIA's management-library bindings: pure Python, a dependency of BentoML itself (GPU metrics)
+_NOT_ACCELERATOR = frozenset({"nvidia-ml-py", "nvidia-ml-py3"})
+_INDEX_LINE = "--extra-index-url "
+
+
 @dataclass(frozen=True)
 class Lock:
     direct: tuple[str, ...]  # "name==version" the service needs directly
@@ -38,11 +49,51 @@ class Lock:
     drift: tuple[Drift, ...] = ()  # accepted with --allow-drift
 
     def summary(self) -> str:
-        return f"{len(self.pins)} packages pinned ({len(self.direct)} direct)"
+        text = f"{len(self.pins)} packages pinned ({len(self.direct)} direct)"
+        if self.sources:
+            text += f", {', '.join(sorted(self.sources))} from [lock] index"
+        found = self.accelerators
+        if found:
+            shown = (
+                ", ".join(found) if len(found) <= 4 else f"{', '.join(found[:3])}, ..., {found[-1]}"
+            )
+            text += (
+                f"; warning: {len(found)} accelerator-specific package"
+                f"{'s' if len(found) != 1 else ''} ({shown}) pinned; a CPU image does not need "
+                "them; see [lock] index in docs/configuration.md"
+            )
+        return text
 
     @property
     def pins(self) -> dict[str, str]:
         return _pins(self.text)
+
+    @property
+    def accelerators(self) -> tuple[str, ...]:
+        """Pinned distributions made for a GPU (``nvidia-*``, ``triton``, a ``+cu121`` build)."""
+        return tuple(
+            name
+            for name, version in sorted(self.pins.items())
+            if name not in _NOT_ACCELERATOR
+            and (
+                name.startswith(_ACCELERATOR_PREFIXES)
+                or name in _ACCELERATOR_NAMES
+                or re.search(r"\+(cu|rocm)\d", version)
+            )
+        )
+
+    @property
+    def sources(self) -> dict[str, str]:
+        """Package -> the ``[lock] index`` URL it was resolved from, as the lock's header says."""
+        found = {}
+        for line in self.text.splitlines():
+            if line.startswith(_SOURCE_LINE):
+                package, _, url = line.removeprefix(_SOURCE_LINE).partition(" from ")
+                found[package.strip()] = url.strip()
+        return found
+
+
+_SOURCE_LINE = "# index: "
 
 
 def _pins(text: str) -> dict[str, str]:
@@ -67,11 +118,19 @@ def _drift(text: str, installed: Mapping[str, str]) -> tuple[Drift, ...]:
     )
 
 
-def lock_environment(capture: Capture, notebook: str, allow_drift: bool = False) -> Lock:
+def lock_environment(
+    capture: Capture,
+    notebook: str,
+    allow_drift: bool = False,
+    sources: Mapping[str, str] | None = None,
+) -> Lock:
     """Lock to exactly the kernel's versions; where that cannot be resolved, say what would drift.
 
     A version the resolver must change is an error naming both versions, unless ``allow_drift``.
+    ``sources`` (``[lock] index``: package -> index URL) resolves those packages from their own
+    index; the lock names each one in its header and carries the URLs for the install.
     """
+    sources = dict(sorted((sources or {}).items()))
     if capture.result.unresolved_modules:
         names = ", ".join(capture.result.unresolved_modules)
         raise LockError(
@@ -90,13 +149,14 @@ def lock_environment(capture: Capture, notebook: str, allow_drift: bool = False)
     drift: tuple[Drift, ...] = ()
     try:
         resolution = compile_lock(
-            list(direct), constraints, python_version=capture.result.python_version
-        )
+            list(direct), constraints, python_version=capture.result.python_version,
+            sources=sources,
+        )  # fmt: skip
     except LockError as exact_failure:
         # the kernel's exact versions cannot be installed on the target; what would the resolver pick?
         try:
             resolution = compile_lock(
-                list(direct), [], python_version=capture.result.python_version
+                list(direct), [], python_version=capture.result.python_version, sources=sources
             )
         except LockError:
             raise exact_failure from None
@@ -116,6 +176,10 @@ def lock_environment(capture: Capture, notebook: str, allow_drift: bool = False)
         f"# resolved with uv for {capture.result.python_version} on linux x86_64, constrained to the\n"
         "# versions installed in the notebook's kernel; install with --require-hashes.\n"
     )
+    if sources:  # pip and uv read the URLs from the file; the hashes still decide what installs
+        header += "# [lock] index: these packages are resolved from their own index\n"
+        header += "".join(f"{_SOURCE_LINE}{name} from {url}\n" for name, url in sources.items())
+        header += "".join(f"{_INDEX_LINE}{url}\n" for url in sorted(set(sources.values())))
     lock = Lock(direct=direct, text=header + resolution.text, drift=drift)
     missing = [d for d in direct if _normal(d.split("==")[0]) not in lock.pins]
     if missing:  # pragma: no cover - uv includes every requirement it was given

@@ -171,6 +171,8 @@ def _release_claimed(
                          else execute_notebook(parsed, request.parameters, Path(tmp), progress))  # fmt: skip
             s.detail = execution.summary() + (f" (reused, cache key {key[:12]})" if cached else "")
         capture = execution.capture
+        for warning in capture.result.warnings:
+            progress.note(f"warning: {warning}")
         artifacts = ((a.manifest.name, a.path) for a in capture.artifacts)
         raise_for_leaks(find_leaks(parsed.notebook, execution.executed, artifacts, os.environ))
         with stage(progress, "evaluate", "gates, baseline, previous release, latency") as s:
@@ -198,7 +200,8 @@ def _release_claimed(
             if cached:
                 lock = cached.lock
             else:
-                lock = lock_environment(capture, request.notebook.name, request.allow_drift)
+                lock = lock_environment(capture, request.notebook.name, request.allow_drift,
+                                        sources=parsed.config.lock.sources)  # fmt: skip
                 cache.store(key, capture.model.file.parent, execution.executed, lock)
             s.detail = lock.summary() + (" (reused)" if cached else "")
         facts = ReleaseFacts(

@@ -8,11 +8,12 @@ of 1e-9 (JSON round-trips floats exactly; the tolerance only absorbs BLAS reorde
 
 from __future__ import annotations
 
+import json
 import math
 import secrets
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import httpx
@@ -21,10 +22,11 @@ from ..adapters import bento, container
 from ..adapters.procfs import tree_memory_bytes
 from ..errors import ParityError
 from ..image.containerize import check_built_from
+from ..probe.explain import PARITY_REL_TOL, single_batch_fix
 from ..probe.protocol import ProbeExample
 from ..release.reader import Release
 
-REL_TOL = 1e-9
+REL_TOL = PARITY_REL_TOL
 
 
 @dataclass(frozen=True)
@@ -52,12 +54,35 @@ class Difference:
 
 
 @dataclass(frozen=True)
+class SingleBatch:
+    """An example the service answered differently alone (``/v1/predict``) than in a batch
+    (``/v1/predict_batch``)."""
+
+    index: int
+    input: Mapping[str, Any]
+    path: str
+    single: Any
+    batch: Any
+
+    def __str__(self) -> str:
+        return (
+            f"example {self.index}: {self.path}: alone {self.single!r}, in a batch {self.batch!r} "
+            f"(input {json.dumps(self.input, sort_keys=True)})"
+        )
+
+
+@dataclass(frozen=True)
 class VerifyReport:
     examples: int
     differences: tuple[Difference, ...]
     invalid_status: int
     cold_start_s: float
     openapi: Mapping[str, Any]
+    single_batch: tuple[SingleBatch, ...] = ()  # served single answers unlike served batch ones
+    # the release's batching verdict: why the contract probe switched batching off, when it saw a
+    # batch answered differently from its items alone (None: it did not)
+    probe_difference: str | None = None
+    inputs: Mapping[int, Mapping[str, Any]] = field(default_factory=dict)  # by example index
     healthy: bool | None = None  # an image's HEALTHCHECK, when one was run
     # PSS of the server's processes after answering every example; None where /proc cannot
     # see them. deploy.py sizes memory requests and limits from it.
@@ -146,7 +171,12 @@ def _verify(
             cold_start_s=server.cold_start_s,
         )
         memory = tree_memory_bytes(server.pid) if server.pid is not None else None
-        return replace(report, memory_bytes=memory)
+    batching = release.monitoring.batching
+    return replace(
+        report,
+        memory_bytes=memory,
+        probe_difference=batching.why if batching.items_alone and not batching.enabled else None,
+    )
 
 
 def check_served(
@@ -155,8 +185,8 @@ def check_served(
     headers = {"Authorization": f"Bearer {token}"}
     differences: list[Difference] = []
     with httpx.Client(base_url=url, headers=headers, timeout=30.0) as client:
-        for item in expected:
-            body = _post(client, "/v1/predict", dict(item.input))
+        singles = [_post(client, "/v1/predict", dict(item.input)) for item in expected]
+        for item, body in zip(expected, singles, strict=True):
             differences += _compare_envelope(item, body, "/v1/predict")
         batch = _post(client, "/v1/predict_batch", {"inputs": [dict(e.input) for e in expected]})
         results = batch.get("results", [])
@@ -173,19 +203,62 @@ def check_served(
             f"input that breaks the contract got HTTP {invalid.status_code}, expected a 4xx"
         )
     return VerifyReport(
-        len(expected), tuple(differences), invalid.status_code, cold_start_s, openapi
+        len(expected), tuple(differences), invalid.status_code, cold_start_s, openapi,
+        single_batch=single_batch_differences(expected, singles, results),
+        inputs={e.index: e.input for e in expected},
+    )  # fmt: skip
+
+
+def single_batch_differences(
+    expected: Sequence[Expected],
+    singles: Sequence[Mapping[str, Any]],
+    results: Sequence[Mapping[str, Any]],
+) -> tuple[SingleBatch, ...]:
+    """Where the service's answer to an example alone differs from its answer in the batch."""
+    return tuple(
+        SingleBatch(item.index, item.input, path, single, batch)
+        for item, alone, together in zip(expected, singles, results, strict=False)
+        for path, single, batch in _diff(alone.get("output"), together.get("output"), "output")
     )
 
 
 def raise_for_differences(report: VerifyReport) -> None:
-    if report.differences:
-        shown = "\n".join(f"  {d}" for d in report.differences[:20])
+    """A :class:`ParityError` naming what differs: the service's single answers from its batch
+    answers (a single/batch difference in the pipeline), or the service from the notebook (with
+    the contract probe's single/batch finding when it had one, else serialization or notebook
+    state)."""
+    if report.single_batch:
+        first = report.single_batch[0]
+        shown = "\n".join(f"  {d}" for d in report.single_batch[:20])
         raise ParityError(
-            f"the served bento answered {len(report.differences)} example field(s) differently "
-            f"from the notebook:\n{shown}",
-            hint="The service runs the same pipeline.py; a difference usually means the model "
-            "did not survive serialization or the code depends on notebook state.",
+            f"a single/batch difference: the served bento answered {len(report.single_batch)} "
+            "example field(s) differently alone (/v1/predict) than in a batch "
+            f"(/v1/predict_batch):\n{shown}",
+            hint=single_batch_fix(first.input) + ".",
         )
+    if not report.differences:
+        return
+    shown = "\n".join(f"  {d}" for d in report.differences[:20])
+    message = (
+        f"the served bento answered {len(report.differences)} example field(s) differently "
+        f"from the notebook:\n{shown}"
+    )
+    if report.probe_difference is not None:
+        index = next((d.index for d in report.differences if d.index >= 0), -1)
+        raise ParityError(
+            message + "\nThe served bento answers every input alone, as the notebook did not: "
+            "the notebook's answers to the examples were computed in one batch, and the "
+            f"contract probe found batching {report.probe_difference}",
+            hint="This is a single/batch difference, not serialization. "
+            + single_batch_fix(report.inputs.get(index, {}))
+            + ".",
+        )
+    raise ParityError(
+        message,
+        hint="The service answers each example the same alone and in a batch, so this is not a "
+        "single/batch difference: the service runs the same pipeline.py, and a difference "
+        "means the model did not survive serialization or the code depends on notebook state.",
+    )
 
 
 def _post(client: httpx.Client, route: str, payload: dict[str, Any]) -> dict[str, Any]:

@@ -16,6 +16,7 @@ failing cell.
 | ``metrics`` | held-out figures against a trivial baseline (pure) |
 | ``holdout`` | [evaluation]: the held-out rows predicted the way the service answers |
 | ``robustness`` | the contract probe: admitted inputs answered alone and in batches |
+| ``explain`` | why an input went wrong: single/batch causes, failures shrunk to their fields |
 | ``reference`` | drift reference statistics (binning pure) |
 | ``serialize`` | the safest storage format that round-trips |
 | ``latency`` | timings of the serving path |

@@ -3,7 +3,9 @@
 Each one (``nb2prod check`` lists them as NB202) is taken from the notebook's namespace, refused
 if it is code (a function, class or module belongs in a setup cell) or looks like training data
 (more rows than ``[artifacts] max_rows``, unless allowed by name), then stored like the model
-and loaded back into the pipeline module through the runtime, exactly as the service does.
+and loaded back into the pipeline module through the runtime, exactly as the service does. One
+with more rows than ``[artifacts] warn_rows`` ships with a warning that says what the service
+reads from it and how to export only that (:func:`row_warnings`).
 """
 
 from __future__ import annotations
@@ -116,6 +118,47 @@ def collect(namespace: Mapping[str, Any], plan: ArtifactPlan) -> dict[str, Any]:
             )
         values[ref.name] = value
     return values
+
+
+def row_warnings(values: Mapping[str, Any], plan: ArtifactPlan) -> tuple[str, ...]:
+    """A warning for each value that may be training rows: more than ``warn_rows`` rows (under
+    ``max_rows``, or it would have been refused), not allowed by name."""
+    found = []
+    for ref in plan.refs:
+        shape = data_shape(values.get(ref.name)) if ref.name in values else None
+        if shape is None or shape.rows <= plan.warn_rows or ref.name in plan.allow:
+            continue
+        readers = " and ".join(ref.read_by)
+        text = (
+            f"`{ref.name}` (from {ref.label}, read by {readers}) is {shape}, which may be "
+            f"training rows; it ships as fitted state because it is under [artifacts] max_rows = "
+            f"{plan.max_rows}"
+        )
+        if ref.reads:
+            exports = [_export(ref.name, read) for read in ref.reads]
+            text += (
+                f", but the service reads only {', '.join(f'`{r}`' for r in ref.reads)} from it. "
+                f"Export only that: {'; '.join(f'`{new} = {code}`' for new, code in exports)} in "
+                f"a train cell, and read {', '.join(f'`{new}`' for new, _ in exports)} in {readers}"
+            )
+        else:
+            text += (
+                f", and {readers} reads the whole value. If the service needs less, compute that "
+                f"in a train cell and read it instead; if it needs all of it, name it in "
+                f'[artifacts] allow = ["{ref.name}"]'
+            )
+        found.append(text + ".")
+    return tuple(found)
+
+
+def _export(name: str, read: str) -> tuple[str, str]:
+    """``(new variable, its code)`` for exporting one attribute read: ``train_X.columns`` ->
+    ``("train_X_columns", "list(train_X.columns)")``."""
+    attribute = read.removeprefix(f"{name}.").split("(")[0].split(".")[0]
+    code = (
+        f"list({read})" if attribute in ("columns", "index") and read.endswith(attribute) else read
+    )
+    return f"{name}_{attribute}", code
 
 
 def store_all(

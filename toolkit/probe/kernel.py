@@ -7,6 +7,7 @@ the service runs), so what the probe sees is what the service will do.
 
 from __future__ import annotations
 
+import json
 import math
 import platform
 import sys
@@ -21,6 +22,7 @@ from ..runtime import model as runtime
 from . import (
     artifacts,
     environment,
+    explain,
     fill,
     holdout,
     infer,
@@ -80,6 +82,7 @@ def probe(namespace: Mapping[str, Any], plan: ProbePlan) -> ProbeResult:
                     f"the fallback failed on examples[{i}]: {source.describe(exc)}"
                 ) from None
     expected = [o.model_dump(mode="json") for o in outputs]
+    check_alone(pipeline, model, inputs, expected, plan.robustness.tolerance, source)
 
     def answers_the_same(with_model: Any) -> str | None:
         again = [o.model_dump(mode="json") for o in runtime.run(pipeline, with_model, inputs)]
@@ -102,10 +105,11 @@ def probe(namespace: Mapping[str, Any], plan: ProbePlan) -> ProbeResult:
         else None
     )
     timings = latency.measure(pipeline, model, inputs)
-    reference_stats = drift_reference(namespace, plan, pipeline, inputs)
+    reference_stats, reference_columns = drift_reference(namespace, plan, pipeline, inputs)
     contract = robustness.probe_contract(
         pipeline, model, [i.model_dump(mode="json") for i in inputs], plan.robustness, source,
-        plan.has_fallback,
+        plan.has_fallback, reference.numeric_ranges(reference_columns),
+        plan.reference.variable if plan.reference else None,
     )  # fmt: skip
     modules = set(plan.modules) | serialize.referenced_modules(model)
     modules |= {"bentoml", "pydantic", "joblib", serialize.FORMAT_MODULES[stored.format]}
@@ -136,6 +140,7 @@ def probe(namespace: Mapping[str, Any], plan: ProbePlan) -> ProbeResult:
         latency=timings,
         reference=reference_stats,
         robustness=contract,
+        warnings=artifacts.row_warnings(fitted, plan.artifacts),
     )
 
 
@@ -274,11 +279,11 @@ def check_pipeline(pipeline: types.ModuleType, plan: ProbePlan) -> None:
 
 def drift_reference(
     namespace: Mapping[str, Any], plan: ProbePlan, pipeline: types.ModuleType, inputs: list[Any]
-) -> ReferenceStats | None:
-    """The reference statistics of each Input field, or why there are none; a problem with a
-    variable the config named explicitly is an error."""
+) -> tuple[ReferenceStats | None, dict[str, list[Any]]]:
+    """The reference statistics of each Input field, or why there are none, and the reference
+    values per field; a problem with a variable the config named explicitly is an error."""
     if plan.reference is None:
-        return None
+        return None, {}
     name = plan.reference.variable
     if name not in namespace:
         if plan.reference.explicit:
@@ -286,7 +291,7 @@ def drift_reference(
         return ReferenceStats(
             unavailable=f"no reference data: the notebook left no variable {name!r} "
             "(set [monitoring] reference)"
-        )
+        ), {}
     fields = list(pipeline.Input.model_fields)
 
     def array_is_input() -> bool:
@@ -304,5 +309,43 @@ def drift_reference(
     except Fail as failure:
         if plan.reference.explicit:
             raise
-        return ReferenceStats(unavailable=failure.message)
-    return reference.reference_stats(name, columns, plan.reference.bins)
+        return ReferenceStats(unavailable=failure.message), {}
+    return reference.reference_stats(name, columns, plan.reference.bins), columns
+
+
+def check_alone(
+    pipeline: types.ModuleType,
+    model: Any,
+    inputs: list[Any],
+    together: list[dict[str, Any]],
+    tolerance: float,
+    source: PipelineSource,
+) -> None:
+    """Each example answered alone (as ``/v1/predict`` answers it) as it was in the batch of
+    all of them; else :class:`Fail` naming the single/batch difference, its cause and the fix.
+    Numbers may differ by verify's relative tolerance or ``[service] batching_tolerance``."""
+    for index, inp in enumerate(inputs):
+        try:
+            alone = runtime.run(pipeline, model, [inp])[0].model_dump(mode="json")
+        except Exception as exc:
+            raise Fail(
+                f"a single/batch difference: examples[{index}] is answered in the batch of "
+                f"examples but fails alone: {source.describe(exc)}",
+                explain.single_batch_fix(inp.model_dump()) + ".",
+            ) from None
+        found = robustness.first_difference(
+            alone, together[index], tolerance, relative=explain.PARITY_REL_TOL
+        )
+        if found is None:
+            continue
+        field, single, batch, difference = found
+        cause = explain.feature_difference(pipeline.preprocess, inputs, index)
+        raise Fail(
+            f"a single/batch difference: examples[{index}] gets Output.{field} = {single!r} "
+            f"alone but {batch!r} in the batch of examples"
+            + (f"; {cause}" if cause else "")
+            + f" (input {json.dumps(inp.model_dump(mode='json'), sort_keys=True)})",
+            explain.single_batch_fix(inp.model_dump(), cause, difference)
+            + ". The service answers /v1/predict one "
+            "input at a time, so it would not answer as the notebook did.",
+        )

@@ -53,6 +53,8 @@ class ArtifactRef(Frozen):
     label: str  # the defining cell's label, for messages
     role: str  # train, model, untagged or parameters
     read_by: tuple[str, ...]  # "preprocess (cell 7)", ...
+    # what the service takes from it (``train_X.columns``) when it reads only attributes of it
+    reads: tuple[str, ...] = ()
 
 
 class ArtifactPlan(Frozen):
@@ -60,6 +62,7 @@ class ArtifactPlan(Frozen):
 
     refs: tuple[ArtifactRef, ...] = ()
     max_rows: int = 1000
+    warn_rows: int = 100
     allow: tuple[str, ...] = ()
 
 
@@ -172,6 +175,9 @@ class RobustnessFailure(Frozen):
     input: dict[str, Any]
     error: str  # the exception, and where in the notebook it was raised
     cell: str | None  # the notebook cell (or nb2prod default) whose code raised it
+    # the input is the first example with only these fields changed, each needed for the failure
+    fields: tuple[str, ...] = ()
+    cause: str = ""  # those fields, what they make go wrong, and the bound to add
 
 
 class BatchDifference(Frozen):
@@ -184,6 +190,8 @@ class BatchDifference(Frozen):
     batch: Any
     difference: float | None  # for numbers: |single - batch|
     note: str = ""  # what happened when it is not a difference of values
+    cause: str = ""  # what preprocess made of the input alone that it did not in the batch
+    fix: str = ""  # how to make preprocess treat a row the same whatever rows come with it
 
 
 class Robustness(Frozen):
@@ -230,3 +238,4 @@ class ProbeResult(Frozen):
     # Input's fields in declared order (probe.json is written with sorted keys, and so are the
     # schemas in it; for a model fed a feature vector the order is the feature order)
     input_fields: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()  # what the packager should know but does not stop it

@@ -102,3 +102,13 @@ def reference_columns(
             "columns to be Input's fields in order; use a DataFrame with Input's field names"
         )
     return {f: as_list(data[:, k]) for k, f in enumerate(fields)}
+
+
+def numeric_ranges(columns: Mapping[str, Sequence[Any]]) -> dict[str, tuple[float, float]]:
+    """The smallest and largest finite value of each numeric column (for suggested bounds)."""
+    ranges = {}
+    for name, values in columns.items():
+        numbers = [float(v) for v in values if is_number(v) and math.isfinite(float(v))]
+        if numbers and all(is_number(v) for v in values if v is not None):
+            ranges[name] = (min(numbers), max(numbers))
+    return ranges

@@ -26,10 +26,17 @@ from pydantic import ValidationError
 
 from ..runtime import model as runtime
 from ..runtime.limits import read_json
+from .explain import (
+    OMITTED,
+    changed_fields,
+    failure_cause,
+    feature_difference,
+    shrink,
+    single_batch_fix,
+)
 from .failure import PipelineSource
 from .protocol import BatchDifference, Robustness, RobustnessFailure, RobustnessPlan
 
-OMITTED = object()  # a field left out of the input
 ODD_LENGTHS = (1, 3, 7, 101)
 UNBOUNDED_NUMBERS = (0, -1, 1_000_000)
 
@@ -155,28 +162,33 @@ def candidates(
 
 
 def first_difference(
-    single: Any, batch: Any, tolerance: float, path: str = ""
+    single: Any, batch: Any, tolerance: float, path: str = "", relative: float = 0.0
 ) -> tuple[str, Any, Any, float | None] | None:
-    """Where two answers differ beyond ``tolerance`` (numbers) or at all (anything else):
-    ``(field path, single, batch, |difference| or None)``."""
+    """Where two answers differ beyond ``tolerance`` (numbers: absolute, or ``relative`` to the
+    larger) or at all (anything else): ``(field path, single, batch, |difference| or None)``."""
     if isinstance(single, dict) and isinstance(batch, dict):
         for key in sorted(set(single) | set(batch)):
             found = first_difference(
-                single.get(key), batch.get(key), tolerance, f"{path}.{key}" if path else key
-            )
+                single.get(key), batch.get(key), tolerance, f"{path}.{key}" if path else key,
+                relative,
+            )  # fmt: skip
             if found:
                 return found
         return None
     if isinstance(single, list) and isinstance(batch, list) and len(single) == len(batch):
         for i, (a, b) in enumerate(zip(single, batch, strict=True)):
-            found = first_difference(a, b, tolerance, f"{path}[{i}]")
+            found = first_difference(a, b, tolerance, f"{path}[{i}]", relative)
             if found:
                 return found
         return None
     numbers = all(isinstance(v, int | float) and not isinstance(v, bool) for v in (single, batch))
     if numbers:
+        if single == batch or (single != single and batch != batch):  # equal, or both NaN
+            return None
         difference = abs(single - batch)
-        return (path, single, batch, difference) if difference > tolerance else None
+        allowed = max(tolerance, relative * max(abs(single), abs(batch)))
+        same = math.isfinite(difference) and difference <= allowed
+        return None if same else (path, single, batch, difference)
     return None if single == batch else (path, single, batch, None)
 
 
@@ -195,12 +207,84 @@ def probe_contract(
     plan: RobustnessPlan,
     source: PipelineSource,
     has_fallback: bool,
+    ranges: Mapping[str, tuple[float, float]] | None = None,
+    reference: str | None = None,
 ) -> Robustness:
+    """``ranges`` are the reference data's (``reference``, a variable name) numeric ranges per
+    Input field: the bound a failure's message suggests names them."""
     schema = pipeline.Input.model_json_schema()
     values, note = candidates(schema, examples, plan.inputs, plan.seed)
     with warnings.catch_warnings():  # overflow and the like at the edges: the answers say it
         warnings.simplefilter("ignore")
-        return _probe(pipeline, model, values, note, plan, source, has_fallback)
+        report = _probe(pipeline, model, values, note, plan, source, has_fallback)
+        if report.smallest_failure is not None:
+            report = report.model_copy(
+                update={"smallest_failure": _shrunk(
+                    pipeline, model, report.smallest_failure, examples[0], plan, source,
+                    schema, ranges or {}, reference,
+                )}
+            )  # fmt: skip
+    return report
+
+
+def _shrunk(
+    pipeline: types.ModuleType,
+    model: Any,
+    failure: RobustnessFailure,
+    base: Mapping[str, Any],
+    plan: RobustnessPlan,
+    source: PipelineSource,
+    schema: Mapping[str, Any],
+    ranges: Mapping[str, tuple[float, float]],
+    reference: str | None,
+) -> RobustnessFailure:
+    """The failing input taken back towards the first example while it fails the same way (the
+    same exception from the same cell), and the fields left named with the bound to add."""
+    fields = list(schema.get("properties", {}))
+    failing = failure.input
+    error = _answer(pipeline, model, failing, plan)
+    if not isinstance(error, Exception):  # answered this time: a pipeline that is not repeatable
+        return failure
+
+    def same_failure(found: Any) -> bool:
+        return (
+            isinstance(found, Exception)
+            and type(found) is type(error)
+            and source.cell_of(found) == source.cell_of(error)
+        )
+
+    smallest = shrink(
+        failing, base, fields, lambda v: same_failure(_answer(pipeline, model, v, plan))
+    )
+    found = _answer(pipeline, model, smallest, plan)
+    if not same_failure(found):  # pragma: no cover - shrink keeps only inputs that failed so
+        smallest, found = failing, error
+    assert isinstance(found, Exception)
+    changed = changed_fields(smallest, base, fields)
+    described = source.describe(found)
+    return RobustnessFailure(
+        input=smallest,
+        error=described,
+        cell=source.cell_of(found),
+        fields=tuple(changed),
+        cause=failure_cause(
+            smallest, changed, found, described, schema, ranges, reference, "examples[0]"
+        ),
+    )
+
+
+def _answer(
+    pipeline: types.ModuleType, model: Any, value: Mapping[str, Any], plan: RobustnessPlan
+) -> Any:
+    """The Output's JSON for ``value`` alone, the exception, or None if the contract refuses it."""
+    try:
+        inp = read_json(pipeline.Input, json.dumps(value), plan.input_types)
+    except (ValidationError, TypeError, ValueError):
+        return None
+    try:
+        return runtime.run(pipeline, model, [inp])[0].model_dump(mode="json")
+    except Exception as exc:
+        return exc
 
 
 def _probe(
@@ -308,6 +392,7 @@ def _batch_difference(
         for offset, ((value, _), answer) in enumerate(zip(batch, together, strict=True)):
             index = start + offset
             single = alone[index]
+            members = [i for _, i in batch]
             if isinstance(single, Exception):
                 return BatchDifference(
                     index=index,
@@ -317,12 +402,15 @@ def _batch_difference(
                     batch=answer,
                     difference=None,
                     note=f"answered in a batch, but fails alone: {source.describe(single)}",
+                    cause=feature_difference(pipeline.preprocess, members, offset),
+                    fix=single_batch_fix(members[offset].model_dump()),
                 )
             found = first_difference(single, answer, plan.tolerance)
             if found is not None:
                 field, a, b, diff = found
+                cause = feature_difference(pipeline.preprocess, members, offset)
                 return BatchDifference(
                     index=index, input=value, field=field, single=a, batch=b, difference=diff,
-                    note="",
+                    cause=cause, fix=single_batch_fix(members[offset].model_dump(), cause, diff),
                 )  # fmt: skip
     return None

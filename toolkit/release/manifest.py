@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import Field
+
 from ..probe.protocol import ProbeExample
 from ..runtime.schema import Frozen
 
@@ -53,6 +55,10 @@ class ReleaseManifest(Frozen):
     model_fingerprint: str  # what the model is, whatever bytes its serializer wrote this time
     contract_sha256: str
     drift: tuple[dict[str, Any], ...]
+    # requirements.lock: packages resolved from their own [lock] index (package -> URL), and the
+    # pinned packages made for a GPU (a CPU image does not need them)
+    lock_index: dict[str, str] = Field(default_factory=dict)
+    accelerator_packages: tuple[str, ...] = ()
     replaced: Replaced | None = None
     serving: Serving | None = None  # None in releases made before nb2prod measured it
     files: dict[str, str]  # relative path -> sha256
