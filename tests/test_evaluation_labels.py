@@ -271,3 +271,21 @@ def test_bool_answers_against_labels_a_bool_cannot_hold_are_refused() -> None:
         "[evaluation] eval_y = 'eval_y' holds int labels (e.g. 1, 2) but the predictions "
         "(Output.label) are bool (e.g. False, True): 2 cannot be read as True or False"
     )
+
+
+def test_a_probability_first_in_output_leaves_the_comparison_to_the_label_field() -> None:
+    model, eval_X, eval_y = thresholded_classifier()
+    first = SERVICE.replace(
+        "    label: bool\n    probability: float", "    probability: float\n    label: bool"
+    )
+    figures = run_holdout({"model": model, "eval_X": eval_X, "eval_y": eval_y}, first)
+    served = model.predict_proba(eval_X[["x"]].to_numpy())[:, 1] >= 0.8
+    assert figures.path == "preprocess -> predict -> postprocess, Output.label"
+    assert figures.model["accuracy"] == pytest.approx(accuracy_score(eval_y, served))
+    assert figures.notes[0] == (
+        "Output.label compared with eval_y: Output's first field, probability, holds "
+        "probabilities (set [evaluation] output_field to choose another)"
+    )
+    chosen = run_holdout({"model": model, "eval_X": eval_X, "eval_y": eval_y}, first,
+                         output_field="probability", task="regression")  # fmt: skip
+    assert chosen.path.endswith("Output.probability") and chosen.task == "regression"

@@ -79,7 +79,7 @@ def evaluate(
     if not y_true:
         raise Fail(f"[evaluation] eval_y = {plan.eval_y!r} is empty")
     if input_rows(X, pipeline) is not None:
-        predicted = service_path(X, pipeline, model, plan, source)
+        predicted = service_path(X, pipeline, model, plan, source, y_true)
     else:
         predicted = predict_path(X, y_true, pipeline, model, plan, source, predict_cell)
     y_pred = predicted.values
@@ -221,6 +221,7 @@ def service_path(
     model: Any,
     plan: EvaluationPlan,
     source: PipelineSource,
+    y_true: list[Any],
 ) -> Predictions:
     rows = input_rows(X, pipeline) or []
     field = plan.output_field or next(iter(pipeline.Output.model_fields))
@@ -252,12 +253,33 @@ def service_path(
         answers += [
             {name: plain(getattr(o, name)) for name in type(o).model_fields} for o in outputs
         ]
+    notes: tuple[str, ...] = ()
+    if plan.output_field is None and (label := label_field(answers, y_true)) is not None:
+        notes = (
+            f"Output.{label} compared with {plan.eval_y}: Output's first field, {field}, holds "
+            "probabilities (set [evaluation] output_field to choose another)",
+        )
+        field = label
     return Predictions(
         [a[field] for a in answers],
         f"preprocess -> predict -> postprocess, Output.{field}",
         source=f"Output.{field}",
         outputs=answers,
+        notes=notes,
     )
+
+
+def label_field(answers: list[dict[str, Any]], y_true: list[Any]) -> str | None:
+    """When Output's first field holds probabilities and ``y_true`` two classes, the one other
+    field that holds labels (bool, str or 0/1): what the service's answer is compared on."""
+    fields = list(answers[0]) if answers else []
+    multi = bool(y_true) and isinstance(y_true[0], list)
+    if not fields or multi or not _binary(y_true):
+        return None
+    if not _probabilities([a[fields[0]] for a in answers]):
+        return None
+    found = [name for name in fields[1:] if _labels_like([a[name] for a in answers])]
+    return found[0] if len(found) == 1 else None
 
 
 def classes(model: Any) -> list[Any] | None:
@@ -320,6 +342,15 @@ def predict_path(
             notes=(THRESHOLD_NOTE.format(labels="class 1 above 0.5"),),
         )
     return Predictions(values, path, source="predict's result")
+
+
+def _labels_like(values: list[Any]) -> bool:
+    """At most two values, each a bool, a string or an int 0/1: labels, not a score."""
+    return (
+        all(isinstance(v, bool | int | str) for v in values)
+        and len(set(values)) <= 2
+        and (labels.kind(values) in ("bool", "str") or set(values) <= {0, 1})
+    )
 
 
 def _binary(values: Sequence[Any]) -> bool:
