@@ -38,6 +38,8 @@ from sklearn.metrics import accuracy_score, f1_score, log_loss, roc_auc_score
         ([True, False], [1, 0], [1, 0]),
         (["1", "0", "2"], [1, 0, 2], [1, 0, 2]),
         (["no", "yes"], [0, 1], [0, 1]),
+        (["no", "yes", "no"], ["No", "Yes", "Yes"], ["No", "Yes", "No"]),
+        (["Cat", "dog"], ["cat", "Dog"], ["cat", "Dog"]),
     ],
 )
 def test_eval_y_is_read_as_the_predictions_spell_it(
@@ -52,6 +54,8 @@ def test_eval_y_is_read_as_the_predictions_spell_it(
 
 def test_labels_of_one_kind_are_left_as_they_are_and_whole_floats_become_ints() -> None:
     assert align(["a", "b"], ["b", "b"], eval_y="y", predicted="p").note is None
+    never = align(["a", "b", "c"], ["a", "b", "b"], eval_y="y", predicted="p")
+    assert never.y_true == ["a", "b", "c"] and never.note is None  # "c" never answered: a miss
     same = align([0, 1], [1, 1], eval_y="y", predicted="p")
     assert same.y_true == [0, 1] and same.note is None
     floats = align([0.0, 1.0, 2.0], [2, 1, 0], eval_y="eval_y", predicted="p")
@@ -289,3 +293,15 @@ def test_a_probability_first_in_output_leaves_the_comparison_to_the_label_field(
     chosen = run_holdout({"model": model, "eval_X": eval_X, "eval_y": eval_y}, first,
                          output_field="probability", task="regression")  # fmt: skip
     assert chosen.path.endswith("Output.probability") and chosen.task == "regression"
+
+
+def test_two_columns_of_class_probabilities_give_the_second_class_its_roc_auc() -> None:
+    model, eval_X, eval_y = thresholded_classifier()
+    features = eval_X[["x"]].to_numpy()
+    two = SERVICE.replace("return model.predict_proba(features)[:, 1]",
+                          "return model.predict_proba(features)")  # fmt: skip
+    figures = run_holdout({"model": model, "eval_X": features, "eval_y": eval_y}, two)
+    probability = model.predict_proba(features)[:, 1]
+    assert figures.model["accuracy"] == pytest.approx(model.score(features, eval_y))
+    assert figures.model["roc_auc"] == pytest.approx(roc_auc_score(eval_y, probability))
+    assert figures.sources["roc_auc"] == "predict's column 1" and figures.positive == "1"

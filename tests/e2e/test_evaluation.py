@@ -275,12 +275,13 @@ def test_bool_answers_against_int_labels_are_scored_at_the_services_threshold(
     scores the service's own answers, not the probability at 0.5. The model is captured after
     the last cell, so the cell after the model cell that fits it is what gets packaged."""
     (tmp_path / "nb2prod.toml").write_text(
-        'name = "screening"\nversion = "1.0.0"\n[service]\nauth = "none"\n'
+        # a name that is also an emoji code (rich printed the build's tag as "__tag__♋...")
+        'name = "cancer"\nversion = "1.0.0"\n[service]\nauth = "none"\n'
     )
     path = write_notebook(tmp_path, "cancer.ipynb", notebook(*THRESHOLD_CELLS))
     run = nb2prod("package", path, cwd=tmp_path)
     assert run.code == 0, run.stdout + run.stderr
-    release = tmp_path / "dist" / "screening-1.0.0"
+    release = tmp_path / "dist" / "cancer-1.0.0"
     holdout = report(release)["holdout"]
 
     import nb2prod as api

@@ -57,7 +57,7 @@ def as_bool(value: Any) -> bool | None:
     if isinstance(value, bool):
         return value
     if is_number(value):
-        return {0: False, 1: True}.get(value) if value in (0, 1) else None
+        return bool(value) if value in (0, 1) else None
     if isinstance(value, str):
         word = value.strip().lower()
         return True if word in TRUE_WORDS else False if word in FALSE_WORDS else None
@@ -110,9 +110,13 @@ def _align_column(truth: list[Any], pred: list[Any], eval_y: str, predicted: str
         return Aligned(truth, pred)  # mixed values: compared as they are (check_kinds judges)
     if t_kind == p_kind == "number":
         return _integral(truth, pred, eval_y)
-    if t_kind == p_kind:
+    if t_kind == p_kind == "str" and not set(truth) <= set(pred):
+        mapped = _spelled(truth, pred) or _case_folded(truth, pred)
+        if mapped is None:
+            return Aligned(truth, pred)  # classes the service never answered: they count as misses
+    elif t_kind == p_kind:
         return Aligned(truth, pred)
-    if p_kind == "bool":
+    elif p_kind == "bool":
         mapped = _each(truth, as_bool)
     elif p_kind == "number":
         mapped = _each(truth, as_number)
@@ -122,7 +126,10 @@ def _align_column(truth: list[Any], pred: list[Any], eval_y: str, predicted: str
         mapped = _spelled(truth, pred)
     if mapped is None:
         raise _refusal(truth, pred, eval_y, predicted, p_kind)
-    pairs = sorted({(_show(t), _show(m)) for t, m in zip(truth, mapped, strict=True)})
+    shown = {(_show(t), _show(m)) for t, m in zip(truth, mapped, strict=True)}
+    pairs = sorted((t, m) for t, m in shown if t != m)  # as shown: 0 and False differ
+    if not pairs:
+        return Aligned(mapped, pred)
     note = (
         f"{eval_y}'s {_types(truth)} labels read as {predicted}'s {_types(mapped)}: "
         + ", ".join(f"{t} as {m}" for t, m in pairs)
@@ -167,6 +174,17 @@ def _spelled(truth: list[Any], pred: list[str]) -> list[str] | None:
             out.append(spelling.get(key) or _unseen(key, spelling, read))
         return out
     return None
+
+
+def _case_folded(truth: list[str], pred: list[str]) -> list[str] | None:
+    """``truth`` as the predictions spell the same words in another case ("No" for "no")."""
+    spelling: dict[str, str] = {}
+    for text in pred:
+        if spelling.setdefault(text.casefold(), text) != text:
+            return None
+    if not all(t.casefold() in spelling for t in truth):
+        return None
+    return [spelling[t.casefold()] for t in truth]
 
 
 def _unseen(key: Any, spelling: dict[Any, str], read: Any) -> str:
