@@ -117,3 +117,31 @@ def test_batching_is_on_only_when_every_batch_agrees_and_says_why_not() -> None:
     assert batching(probed(100), Config(service={"batching": False})).why.startswith(
         "off in the config"
     )
+
+
+def test_the_evaluate_line_says_what_each_held_out_metric_was_computed_from() -> None:
+    from nb2prod.probe.metrics import holdout
+    from nb2prod.probe.threshold import Probabilities
+
+    truth = [False, False, True, True, True]
+    scores = [0.1, 0.85, 0.7, 0.9, 0.95]
+    labels = [p >= 0.8 for p in scores]
+    figures = holdout(
+        "classification", truth, labels, eval_x="eval_X", eval_y="eval_y",
+        label_source="Output.label", threshold=(0.7, 0.85),
+        probabilities=Probabilities(scores, True, "Output.probability"),
+    )  # fmt: skip
+    line = evaluate({}, (), enforce=True, holdout=figures).headline()
+    from sklearn.metrics import accuracy_score, f1_score, log_loss, roc_auc_score
+
+    assert line == (
+        f"no gates configured; held-out: accuracy {accuracy_score(truth, labels):.4g}, "
+        f"f1_macro {f1_score(truth, labels, average='macro'):.4g} from Output.label "
+        "(threshold about 0.8 on Output.probability); "
+        f"roc_auc {roc_auc_score(truth, scores):.4g}, log_loss {log_loss(truth, scores):.4g} "
+        "from Output.probability"
+    )
+    plain = holdout("regression", [1.0, 2.0], [1.0, 3.0], eval_x="X", eval_y="y")
+    assert evaluate({}, (), enforce=True, holdout=plain).headline() == (
+        "no gates configured; held-out: mae 0.5, rmse 0.7071, r2 -1"
+    )

@@ -15,7 +15,14 @@ from sklearn.compose import make_column_transformer
 from sklearn.datasets import load_iris
 from sklearn.dummy import DummyClassifier, DummyRegressor
 from sklearn.linear_model import Ridge
-from sklearn.metrics import f1_score, mean_absolute_error, mean_squared_error, r2_score
+from sklearn.metrics import (
+    accuracy_score,
+    f1_score,
+    mean_absolute_error,
+    mean_squared_error,
+    r2_score,
+    roc_auc_score,
+)
 from sklearn.model_selection import train_test_split
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder
@@ -208,3 +215,103 @@ def test_regression_slices_previous_release_and_max_regression(tmp_path: Path) -
     assert (
         "--no-gates" in html and html.count("data:image/png;base64,") == 3
     )  # residuals, slices, latency
+
+
+# ---------------------------------------------------------------- the service's threshold
+
+CANCER_FIELDS = {"mean radius": "radius", "mean texture": "texture", "worst concavity": "concavity"}
+CANCER_DATA = (
+    "from sklearn.datasets import load_breast_cancer\n"
+    "from sklearn.model_selection import train_test_split\n"
+    "frame = load_breast_cancer(as_frame=True).frame\n"
+    f"X = frame[list({list(CANCER_FIELDS)!r})].rename(columns={CANCER_FIELDS!r})\n"
+    "y = frame['target']  # 0/1 ints: 1 is benign\n"
+    "train_X, eval_X, train_y, eval_y = train_test_split(X, y, test_size=0.4, random_state=3,"
+    " stratify=y)"
+)
+THRESHOLD_CELLS = [
+    code("#| nb2prod: setup\nimport pandas as pd\nfrom pydantic import BaseModel, Field"),
+    code(  # bounded fields: the contract probe stays within what the measurements can be
+        "#| nb2prod: contract\nclass Input(BaseModel):\n"
+        "    radius: float = Field(ge=0, le=60)\n    texture: float = Field(ge=0, le=80)\n"
+        "    concavity: float = Field(ge=0, le=3)\n\n"
+        "class Output(BaseModel):\n    label: bool\n    probability: float = Field(ge=0, le=1)\n"
+    ),
+    code("#| nb2prod: train\n" + CANCER_DATA),
+    code(  # the model cell constructs the object; a later cell trains it (docs/annotations.md)
+        "#| nb2prod: model\nfrom sklearn.linear_model import LogisticRegression\n"
+        "from sklearn.pipeline import make_pipeline\nfrom sklearn.preprocessing import StandardScaler\n"
+        "model = make_pipeline(StandardScaler(), LogisticRegression())"
+    ),
+    code("#| nb2prod: train\nmodel.fit(train_X, train_y)"),
+    code(
+        "#| nb2prod: preprocess\ndef preprocess(inputs):\n"
+        "    return pd.DataFrame([i.model_dump() for i in inputs])[['radius', 'texture', 'concavity']]"
+    ),
+    code(
+        "#| nb2prod: predict\ndef predict(model, features):\n"
+        "    return model.predict_proba(features)[:, 1]"
+    ),
+    code(  # the notebook's own operating point: benign only when quite sure
+        "#| nb2prod: postprocess\ndef postprocess(raw, inputs):\n"
+        "    return [Output(label=bool(p >= 0.80), probability=float(p)) for p in raw]"
+    ),
+    code(
+        "#| nb2prod: evaluate\nfrom sklearn.metrics import roc_auc_score\n"
+        "metrics = {'auc': roc_auc_score(eval_y, model.predict_proba(eval_X)[:, 1])}"
+    ),
+    code(
+        "#| nb2prod: examples\n"
+        "examples = [{'radius': 12.0, 'texture': 18.0, 'concavity': 0.2},"
+        " {'radius': 20.0, 'texture': 25.0, 'concavity': 0.6}]"
+    ),
+]
+
+
+def test_bool_answers_against_int_labels_are_scored_at_the_services_threshold(
+    tmp_path: Path,
+) -> None:
+    """eval_y holds 0/1 and Output.label is a bool the postprocess sets from 0.80: the report
+    scores the service's own answers, not the probability at 0.5. The model is captured after
+    the last cell, so the cell after the model cell that fits it is what gets packaged."""
+    (tmp_path / "nb2prod.toml").write_text(
+        # a name that is also an emoji code (rich printed the build's tag as "__tag__♋...")
+        'name = "cancer"\nversion = "1.0.0"\n[service]\nauth = "none"\n'
+    )
+    path = write_notebook(tmp_path, "cancer.ipynb", notebook(*THRESHOLD_CELLS))
+    run = nb2prod("package", path, cwd=tmp_path)
+    assert run.code == 0, run.stdout + run.stderr
+    release = tmp_path / "dist" / "cancer-1.0.0"
+    holdout = report(release)["holdout"]
+
+    import nb2prod as api
+
+    namespace: dict[str, object] = {}
+    exec(CANCER_DATA, namespace)  # the notebook's own data cell
+    eval_X, eval_y = namespace["eval_X"], namespace["eval_y"]
+    served = api.score(eval_X.reset_index(drop=True), release)  # the release's own answers
+    assert len(served) == len(eval_y) and not served["degraded"].any()
+    truth = eval_y.to_numpy()
+    label, probability = served["label"].to_numpy(dtype=bool), served["probability"].to_numpy()
+    assert holdout["path"] == "preprocess -> predict -> postprocess, Output.label"
+    assert holdout["model"]["accuracy"] == pytest.approx(accuracy_score(truth, label), rel=1e-12)
+    assert holdout["model"]["f1_macro"] == pytest.approx(
+        f1_score(truth, label, average="macro"), rel=1e-12
+    )
+    at_half = accuracy_score(truth, probability >= 0.5)  # what scoring the probability gave
+    assert holdout["model"]["accuracy"] != pytest.approx(at_half, abs=1e-9)
+    assert holdout["model"]["roc_auc"] == pytest.approx(roc_auc_score(truth, probability), rel=1e-9)
+    assert holdout["sources"] == {
+        "accuracy": "Output.label", "f1_macro": "Output.label",
+        "roc_auc": "Output.probability", "log_loss": "Output.probability",
+    }  # fmt: skip
+    above, upto = holdout["threshold"]
+    assert above == pytest.approx(probability[~label].max()) and above < 0.8 <= upto
+    assert upto == pytest.approx(probability[label].min())
+    assert (
+        "eval_y's int labels read as Output.label's bool: 0 as False, 1 as True" in holdout["notes"]
+    )
+    markdown = (release / "evaluation" / "report.md").read_text()
+    assert "| accuracy | " in markdown and "| Output.label |" in markdown
+    assert "held-out: accuracy " in run.stdout + run.stderr
+    assert "from Output.label (threshold " in run.stdout + run.stderr

@@ -33,8 +33,10 @@ from .children import die_with_parent
 from .loopback import free_port, tail, wait_ready
 
 _BENTOML = [sys.executable, "-m", "bentoml"]
-# servers run through bento_main: a metrics directory of their own (see that module)
-_SERVE = [sys.executable, "-m", f"{__package__}.bento_main", "serve"]
+# servers run through bento_main: a metrics directory of their own (see that module); builds
+# too: it prints the new tag without rich's emoji codes
+_BENTO_MAIN = [sys.executable, "-m", f"{__package__}.bento_main"]
+_SERVE = [*_BENTO_MAIN, "serve"]
 
 
 def _env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -51,7 +53,7 @@ def _env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
 def build(bentofile: Path, build_ctx: Path) -> str:
     """``bentoml build`` and return the new bento's tag."""
     proc = subprocess.run(
-        [*_BENTOML, "build", str(build_ctx), "-f", str(bentofile), "--output", "tag"],
+        [*_BENTO_MAIN, "build", str(build_ctx), "-f", str(bentofile), "--output", "tag"],
         capture_output=True,
         text=True,
         env=_env(),

@@ -92,6 +92,9 @@ class EvaluationConfig(_Strict):
     eval_y: str = "eval_y"  # their true targets (one column, or one per output)
     # compared with eval_y when eval_x holds Input rows; default: Output's first field
     output_field: str | None = None
+    # the Output field with the probability behind output_field's labels (ROC AUC, log loss);
+    # default: the one number field in [0, 1] the service's labels follow a threshold on
+    probability_field: str | None = None
     task: Literal["auto", "classification", "regression"] = (
         "auto"  # auto: from eval_y and the model
     )

@@ -80,6 +80,7 @@ def probe_plan(
             slices=tuple(evaluation.slices),
             task=evaluation.task,
             output_field=evaluation.output_field,
+            probability_field=evaluation.probability_field,
         ),
         reference=_reference_plan(config),
         artifacts=ArtifactPlan(

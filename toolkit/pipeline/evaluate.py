@@ -19,6 +19,7 @@ from typing import Any
 from ..errors import GateError
 from ..notebook.config import Gate
 from ..probe.protocol import Holdout, LatencySamples, Robustness
+from ..probe.threshold import Threshold
 
 ROBUSTNESS = "robustness"  # the contract probe's gate: share of admitted inputs answered
 DEFAULT_ROBUSTNESS = Gate(ROBUSTNESS, ">=", 1.0)
@@ -142,14 +143,16 @@ class Evaluation:
         }
 
     def headline(self) -> str:
-        """One line: each gate with its value and verdict."""
-        return (
+        """One line: each gate with its value and verdict, then the held-out figures with what
+        each was computed from."""
+        gates = (
             ", ".join(
                 f"{r.gate.metric} {r.value:.4g} {r.gate} {'ok' if r.passed else 'FAILED'}"
                 for r in self.results
             )
             or "no gates configured"
         )
+        return gates + (f"; held-out: {held_out_line(self.holdout)}" if self.holdout else "")
 
     def summary(self) -> dict[str, Any]:
         """What `/v1/metadata` shows: verdicts and headline figures, not raw samples."""
@@ -162,6 +165,32 @@ class Evaluation:
             keep = ("share", "tested", "answered", "batch_agrees")
             data["robustness"] = {k: data["robustness"][k] for k in keep}
         return data
+
+
+def held_out_line(holdout: Mapping[str, Any]) -> str:
+    """``accuracy 0.91, f1_macro 0.9 from Output.label (threshold about 0.8 on
+    Output.probability); roc_auc 0.97, log_loss 0.21 from Output.probability``."""
+    figures: Mapping[str, float] = holdout["model"]
+    sources: Mapping[str, str] = holdout.get("sources") or {}
+    groups: dict[str, list[str]] = {}
+    for metric in figures:
+        groups.setdefault(sources.get(metric, ""), []).append(metric)
+    bounds = holdout.get("threshold")
+    probability = sources.get("roc_auc")
+    parts = []
+    for source, names in groups.items():
+        text = ", ".join(f"{name} {figures[name]:.4g}" for name in names)
+        text += f" from {source}" if source else ""
+        if bounds and probability and source != probability:
+            named = Threshold(*bounds).named()
+            where = (
+                f"about {named:g}"
+                if named is not None
+                else f"in ({bounds[0]:.4g}, {bounds[1]:.4g}]"
+            )
+            text += f" (threshold {where} on {probability})"
+        parts.append(text)
+    return "; ".join(parts)
 
 
 def evaluate(

@@ -24,7 +24,7 @@ from ..release.writer import canonical_json
 from ..resources import render_template
 from ..version import __version__
 from .contract import Contract
-from .evaluate import ROBUSTNESS, Evaluation
+from .evaluate import ROBUSTNESS, Evaluation, held_out_line
 
 MODEL_CARD = "MODEL_CARD.md"
 DESCRIPTION_CHARS = 400  # a summary longer than this is cut at a sentence (or a word)
@@ -86,6 +86,7 @@ def render_reports(
         "gates_enforced": evaluation.gates_enforced,
         "metric_rows": metric_rows,
         "holdout": holdout,
+        "held_out_line": held_out_line(holdout) if holdout else "",
         "slice_metric": slice_metric,
         "previous": report["previous_release"],
         "latency": report["latency"],

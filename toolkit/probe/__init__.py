@@ -15,6 +15,8 @@ failing cell.
 | ``infer`` | contract inference from examples and training data (pure) |
 | ``metrics`` | held-out figures against a trivial baseline (pure) |
 | ``holdout`` | [evaluation]: the held-out rows predicted the way the service answers |
+| ``labels`` | eval_y read in the predictions' vocabulary (0/1 as a bool field's False/True) (pure) |
+| ``threshold`` | the Output field with the probability, its class, the threshold's bounds (pure) |
 | ``robustness`` | the contract probe: admitted inputs answered alone and in batches |
 | ``explain`` | why an input went wrong: single/batch causes, failures shrunk to their fields |
 | ``reference`` | drift reference statistics (binning pure) |

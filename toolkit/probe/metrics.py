@@ -2,7 +2,8 @@
 
 Pure: plain lists of true and predicted values in, a :class:`~nb2prod.probe.protocol.Holdout`
 out. The baselines equal scikit-learn's ``DummyClassifier(strategy="most_frequent")`` and
-``DummyRegressor(strategy="mean")``; tests compare with them.
+``DummyRegressor(strategy="mean")``, and for ROC AUC and log loss (a binary classification with a
+probability) ``DummyClassifier(strategy="prior")``; tests compare with them.
 """
 
 from __future__ import annotations
@@ -12,9 +13,11 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 from .protocol import Holdout
+from .threshold import Probabilities
 
 Task = Literal["classification", "regression"]
 MAX_RESIDUALS = 2000  # points in the residual plot
+EPS = 2.220446049250313e-16  # probabilities are clipped to [EPS, 1 - EPS], as scikit-learn does
 
 
 def macro_f1(y_true: Sequence[Any], y_pred: Sequence[Any], labels: Sequence[Any]) -> float:
@@ -42,6 +45,43 @@ def scores(
         "mae": sum(abs(t - p) for t, p in zip(y_true, y_pred, strict=True)) / n,
         "rmse": math.sqrt(ss_res / n),
         "r2": 1 - ss_res / ss_tot if ss_tot else 0.0,
+    }
+
+
+def roc_auc(y_true: Sequence[Any], scores: Sequence[float], positive: Any) -> float:
+    """The chance that a random positive row scores above a random other row (ties count half),
+    as scikit-learn's ``roc_auc_score``."""
+    order = sorted(range(len(scores)), key=scores.__getitem__)
+    ranks = [0.0] * len(scores)
+    start = 0
+    while start < len(order):  # tied scores share their average rank
+        end = start
+        while end + 1 < len(order) and scores[order[end + 1]] == scores[order[start]]:
+            end += 1
+        for k in range(start, end + 1):
+            ranks[order[k]] = (start + end) / 2 + 1
+        start = end + 1
+    positives = sum(1 for t in y_true if t == positive)
+    negatives = len(y_true) - positives
+    rank_sum = sum(r for r, t in zip(ranks, y_true, strict=True) if t == positive)
+    return (rank_sum - positives * (positives + 1) / 2) / (positives * negatives)
+
+
+def log_loss(y_true: Sequence[Any], scores: Sequence[float], positive: Any) -> float:
+    """Mean negative log-likelihood of the labels under the probabilities of ``positive``."""
+    total = 0.0
+    for t, p in zip(y_true, scores, strict=True):
+        p = min(max(p, EPS), 1 - EPS)
+        total -= math.log(p) if t == positive else math.log(1 - p)
+    return total / len(y_true)
+
+
+def probability_scores(
+    y_true: Sequence[Any], scores: Sequence[float], positive: Any
+) -> dict[str, float]:
+    return {
+        "roc_auc": roc_auc(y_true, scores, positive),
+        "log_loss": log_loss(y_true, scores, positive),
     }
 
 
@@ -83,10 +123,16 @@ def holdout(
     eval_y: str,
     path: str = "",
     slices: Mapping[str, Sequence[Any]] | None = None,
+    label_source: str = "",
+    probabilities: Probabilities | None = None,
+    threshold: tuple[float, float] | None = None,
+    notes: Sequence[str] = (),
 ) -> Holdout:
     """The model against the baseline on the held-out rows; each row of ``y_true``/``y_pred`` is
     one value, or a list of values for a multi-output model. ``slices`` maps a column to its value
-    in each row, and each value gets its own figures."""
+    in each row, and each value gets its own figures. ``label_source`` names what ``y_pred`` was
+    read from; with ``probabilities`` (a binary classification with both classes in ``y_true``)
+    ROC AUC and log loss are scored on them too."""
     n = len(y_true)
     multi = bool(y_true) and isinstance(y_true[0], list)
     if multi:
@@ -104,6 +150,15 @@ def holdout(
         figures = {"baseline_name": name}
     figures["model"] = multi_scores(task, y_true, y_pred)
     figures["baseline"] = multi_scores(task, y_true, baseline_rows)
+    figures["sources"] = {name: label_source for name in figures["model"]} if label_source else {}
+    if probabilities is not None and task == "classification" and not multi:
+        positive = probabilities.positive
+        prior = sum(1 for t in y_true if t == positive) / n
+        figures["model"].update(probability_scores(y_true, probabilities.values, positive))
+        figures["baseline"].update(probability_scores(y_true, [prior] * n, positive))
+        figures["sources"].update(roc_auc=probabilities.source, log_loss=probabilities.source)
+        figures["positive"] = repr(positive)
+        figures["baseline_name"] += f", its prior ({prior:.4g}) as the probability"
     if task == "classification" and not multi:
         labels = _labels(y_true, y_pred)
         index = {label: i for i, label in enumerate(labels)}
@@ -133,5 +188,6 @@ def holdout(
             p = [y_pred[i] for i in rows]
             groups[column][str(value)] = {"rows": len(rows), **multi_scores(task, t, p)}
     return Holdout(
-        task=task, rows=n, eval_x=eval_x, eval_y=eval_y, path=path, slices=groups, **figures
-    )
+        task=task, rows=n, eval_x=eval_x, eval_y=eval_y, path=path, slices=groups,
+        threshold=threshold, notes=tuple(notes), **figures,
+    )  # fmt: skip

@@ -34,6 +34,7 @@ class EvaluationPlan(Frozen):
     slices: tuple[str, ...] = ()
     task: Literal["auto", "classification", "regression"] = "auto"
     output_field: str | None = None  # the Output field compared with eval_y; default: the first
+    probability_field: str | None = None  # the Output field with the probability; default: found
 
 
 class ReferencePlan(Frozen):
@@ -150,6 +151,12 @@ class Holdout(Frozen):
     residuals: tuple[tuple[float, float], ...] | None = None  # regression: (predicted, residual)
     # column -> value -> {"rows": n, metric: value, ...}
     slices: dict[str, dict[str, dict[str, float | int]]] = Field(default_factory=dict)
+    # metric -> what it was computed from ("Output.label", "Output.probability", predict's column)
+    sources: dict[str, str] = Field(default_factory=dict)
+    positive: str | None = None  # ROC AUC and log loss: the class the probability is of (repr)
+    # the bounds of the threshold the labels follow on the probability: (above, up to]
+    threshold: tuple[float, float] | None = None
+    notes: tuple[str, ...] = ()  # how eval_y was read, the threshold, why no ROC AUC, ...
 
 
 class LatencySamples(Frozen):
