@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import fnmatch
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any
@@ -74,6 +74,7 @@ class ReleaseFacts:
     lock: Lock
     git: GitState
     model_fingerprint: str
+    packages: Mapping[str, str] = field(default_factory=dict)  # what the run depends on -> version
 
     @property
     def capture(self) -> Capture:
@@ -367,7 +368,11 @@ def release_manifest(
             nb2prod_version=__version__,
             bentoml_version=facts.capture.result.installed.get("bentoml"),
             cache_key=key,
-            reused=("execution", "lock") if cached else (),
+            reused=("execution", "lock")
+            if cached
+            else ("trained state",)
+            if facts.execution.restored
+            else (),
             allow_drift=request.allow_drift,
             allow_breaking=request.allow_breaking,
             contract_verdict=facts.contract_diff.verdict,
@@ -376,6 +381,8 @@ def release_manifest(
             drift=tuple(vars(d) for d in facts.lock.drift),
             replaced=replaced,
             serving=serving,
+            lineage=facts.execution.lineage,
+            packages=dict(facts.packages),
             files=staging.hashes(),
         )
     )

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import Field
+
 from ..probe.protocol import ProbeExample
 from ..runtime.schema import Frozen
 
@@ -26,6 +28,22 @@ class Serving(Frozen):
 
     cold_start_s: float | None  # start of `bentoml serve` to /readyz answering
     memory_bytes: int | None  # PSS of the server's processes after answering every example
+
+
+class LineageFile(Frozen):
+    """A file the notebook read while it ran: relative to the notebook's directory when inside it."""
+
+    path: str
+    size: int
+    sha256: str
+
+
+class Lineage(Frozen):
+    """The data the notebook read while it ran (docs/reproducibility.md): the files, hashed, and
+    what could not be hashed (URLs, network connections), which makes reuse something to ask for."""
+
+    files: tuple[LineageFile, ...] = ()
+    unhashable: tuple[str, ...] = ()
 
 
 class ReleaseManifest(Frozen):
@@ -55,6 +73,11 @@ class ReleaseManifest(Frozen):
     drift: tuple[dict[str, Any], ...]
     replaced: Replaced | None = None
     serving: Serving | None = None  # None in releases made before nb2prod measured it
+    # the data the run read (None in releases made before nb2prod recorded it)
+    lineage: Lineage | None = None
+    # the distributions the run depends on (imported by the notebook, or pinned by the lock) ->
+    # version; a same-version re-package with any of them changed is refused
+    packages: dict[str, str] = Field(default_factory=dict)
     files: dict[str, str]  # relative path -> sha256
 
 
