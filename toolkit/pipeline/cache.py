@@ -139,3 +139,45 @@ class RunCache:
             scratch.rename(target)
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
+
+
+class LockMemo:
+    """Locks by what decides them (the direct requirements, the kernel's versions, its Python,
+    ``--allow-drift``): a re-package whose service needs the same packages (a trained state
+    reused, a postprocess fixed) does not resolve again. In ``$NB2PROD_CACHE_DIR/locks``."""
+
+    def __init__(self, root: Path | None = None) -> None:
+        self.root = (root or cache_root()) / "locks"
+
+    @staticmethod
+    def key(capture: Capture, notebook: str, allow_drift: bool) -> str:
+        result = capture.result
+        material = {
+            "requirements": dict(result.requirements),
+            "unresolved": list(result.unresolved_modules),
+            "installed": dict(result.installed),
+            "python": result.python_version,
+            "notebook": notebook,  # named in the lock's header
+            "allow_drift": allow_drift,
+            "nb2prod": __version__,
+        }
+        return sha256_bytes(canonical_json(material))
+
+    def load(self, key: str) -> Lock | None:
+        try:
+            payload = json.loads((self.root / f"{key}.json").read_text(encoding="utf-8"))
+            return Lock(
+                direct=tuple(payload["direct"]),
+                text=payload["text"],
+                drift=tuple(Drift(**d) for d in payload["drift"]),
+            )
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def store(self, key: str, lock: Lock) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        payload = {"direct": list(lock.direct), "text": lock.text,
+                   "drift": [vars(d) for d in lock.drift]}  # fmt: skip
+        partial = self.root / f".{key}.part"
+        partial.write_bytes(canonical_json(payload))
+        partial.replace(self.root / f"{key}.json")

@@ -31,7 +31,7 @@ from ..release.reader import Release, previous_release
 from ..release.writer import RELEASE_JSON, Staging
 from ..scratch import run_scratch
 from .assemble import ReleaseFacts, release_manifest, write_release
-from .cache import RunCache, installed_distributions, run_key
+from .cache import LockMemo, RunCache, installed_distributions, run_key
 from .contract import build_contract
 from .evaluate import evaluate
 from .execute import Execution, RestoreFailed, execute_notebook
@@ -248,12 +248,19 @@ def _release_claimed(
             s.detail = f"sha256 {contract.sha256[:12]}" + (
                 f", {diff.verdict} against {baseline.version}" if baseline else ""
             )
+        memoised = None
         with stage(progress, "lock", "reusing the cached lock" if cached else "uv") as s:
             if cached:
                 lock = cached.lock
                 packages = dict(cached.packages)
             else:
-                lock = lock_environment(capture, request.notebook.name, request.allow_drift)
+                memo, lock_key = LockMemo(), LockMemo.key(capture, request.notebook.name,
+                                                          request.allow_drift)  # fmt: skip
+                memoised = memo.load(lock_key) if request.use_cache else None
+                lock = memoised or lock_environment(capture, request.notebook.name,
+                                                    request.allow_drift)  # fmt: skip
+                if memoised is None:
+                    memo.store(lock_key, lock)
                 packages = run_packages(execution.modules, lock.pins, installed)
                 cache.store(key, capture.model.file.parent, execution.executed, lock,
                             execution.lineage, packages)  # fmt: skip
@@ -261,7 +268,10 @@ def _release_claimed(
                     states.store(reuse, request.notebook, execution.kernel_state,
                                  execution.executed, execution.lineage, packages,
                                  execution.modules)  # fmt: skip
-            s.detail = lock.summary() + (" (reused)" if cached else "")
+            s.detail = lock.summary() + (
+                " (reused)" if cached
+                else " (reused: the service needs the same packages)" if memoised else ""
+            )  # fmt: skip
         facts = ReleaseFacts(
             parsed=parsed, notebook_sha256=notebook_sha256, execution=execution,
             evaluation=evaluation, contract=contract, contract_diff=diff, baseline=baseline,
