@@ -36,7 +36,7 @@ def test_every_config_key_is_classified_as_training_or_not() -> None:
     assert not TRAINING_KEYS & NON_TRAINING_KEYS
     unclassified = keys - TRAINING_KEYS - NON_TRAINING_KEYS
     assert not unclassified, f"classify {unclassified} in notebook/config.py TRAINING_KEYS"
-    assert TRAINING_KEYS | NON_TRAINING_KEYS == keys
+    assert keys == TRAINING_KEYS | NON_TRAINING_KEYS
 
 
 # ---------------------------------------------------------------- the trained state's plan
@@ -183,7 +183,7 @@ def test_lineage_is_hashed_relative_to_the_notebook_and_rechecked(tmp_path: Path
     data.write_text("y\n0\n")  # labels flipped, same size
     assert data_changed(lineage, tmp_path, False) == "data.csv changed since the last run"
     data.unlink()
-    assert "data.csv, which the last run read, is gone" == data_changed(lineage, tmp_path, False)
+    assert data_changed(lineage, tmp_path, False) == "data.csv, which the last run read, is gone"
     outside.unlink()
 
 
