@@ -77,6 +77,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Project:
     lineage = found.release_json()["lineage"]
     assert isinstance(lineage, dict)
     assert [f["path"] for f in lineage["files"]] == ["data.csv"], lineage
+    assert "- `data.csv`, 24 bytes, sha256" in (found.release / "MODEL_CARD.md").read_text()
     return found
 
 

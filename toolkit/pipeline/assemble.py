@@ -227,6 +227,7 @@ def _write_reports(staging: Staging, facts: ReleaseFacts) -> None:
             if inferred and inferred.training_data
             else None,
             artifacts=[a.describe() for a in facts.capture.artifacts],
+            lineage=facts.execution.lineage.model_dump(mode="json"),
         )
     )
 
