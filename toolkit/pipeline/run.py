@@ -45,6 +45,7 @@ from .history import (
     stale,
 )
 from .leaks import find_leaks, raise_for_leaks
+from .lineage import data_changed
 from .lock import lock_environment
 from .packages import run_packages
 from .parse import Parsed, parse
@@ -208,6 +209,10 @@ def _release_claimed(
     if cached is None and request.use_cache and reuse is not None:
         restore, why_not = states.find(reuse, request.notebook, installed,
                                        request.reuse_unhashed_data)  # fmt: skip
+    if restore is None and found is not None and found.manifest.cache_key == key:
+        # the release's own data changed (or cannot be hashed): that is why it runs again
+        why_not = data_changed(found.manifest.lineage, notebook_dir,
+                               request.reuse_unhashed_data) or why_not  # fmt: skip
     # the newest earlier release (or the one of this version --replace replaces): the contract and
     # the metrics are compared with it
     baseline = previous_release(
