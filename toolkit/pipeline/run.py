@@ -275,7 +275,7 @@ def _release_claimed(
                                  execution.modules)  # fmt: skip
             s.detail = lock.summary() + (
                 " (reused)" if cached
-                else " (reused: the service needs the same packages)" if memoised else ""
+                else "; resolved before for the same requirements" if memoised else ""
             )  # fmt: skip
         facts = ReleaseFacts(
             parsed=parsed, notebook_sha256=notebook_sha256, execution=execution,
