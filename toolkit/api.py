@@ -41,6 +41,7 @@ def package(
     allow_breaking: bool = False,
     use_cache: bool = True,
     replace: bool = False,
+    reuse_unhashed_data: bool = False,
     progress: Progress | None = None,
 ) -> PackageResult:
     """The verified release of ``notebook`` (``nb2prod package``)."""
@@ -54,5 +55,6 @@ def package(
         allow_breaking=allow_breaking,
         use_cache=use_cache,
         replace=replace,
+        reuse_unhashed_data=reuse_unhashed_data,
     )
     return _package(request, progress)

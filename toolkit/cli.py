@@ -283,6 +283,12 @@ def main() -> None:
     "--no-cache", is_flag=True, help="Run the notebook and lock again even if nothing changed."
 )
 @click.option(
+    "--reuse-unhashed-data",
+    is_flag=True,
+    help="Reuse an earlier run (or its trained state) even though it read data that cannot be "
+    "hashed (a URL, a network connection).",
+)
+@click.option(
     "--containerize",
     is_flag=True,
     help="Also build an OCI image of the release (see containerize).",
@@ -299,6 +305,7 @@ def package(
     allow_breaking: bool,
     replace: bool,
     no_cache: bool,
+    reuse_unhashed_data: bool,
     containerize: bool,
     **image: Any,
 ) -> None:
@@ -322,6 +329,7 @@ def package(
         allow_breaking=allow_breaking,
         replace=replace,
         use_cache=not no_cache,
+        reuse_unhashed_data=reuse_unhashed_data,
         image=_options(**image) if containerize else None,
     )
     result = run_package(request, ConsoleProgress())

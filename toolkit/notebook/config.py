@@ -383,6 +383,27 @@ class Config(_Strict):
         return derived or "service"
 
 
+#: Whether a change of a top-level key of the config can alter what the training cells produce
+#: (docs/reproducibility.md). Only [execution] (the kernel's environment) reaches the training
+#: cells; everything else is read after them: by the probe (contract inference, evaluation,
+#: artifacts, monitoring reference), by the release's files or by the served bento. A change of a
+#: non-training key re-packages with the trained state of the last run. Every key of
+#: :class:`Config` is in exactly one of the two (tests/test_reuse.py fails on a new key in neither).
+TRAINING_KEYS = frozenset({"execution"})
+NON_TRAINING_KEYS = frozenset(
+    {
+        "name", "version", "owner", "gates", "fallback", "service", "contract", "evaluation",
+        "card", "monitoring", "artifacts", "slo", "deploy",
+    }
+)  # fmt: skip
+
+
+def training_config(config: Config) -> dict[str, Any]:
+    """The part of ``config`` the training cells can see (part of the trained state's key)."""
+    dumped = config.model_dump(mode="json")
+    return {key: dumped[key] for key in sorted(TRAINING_KEYS)}
+
+
 @dataclass(frozen=True)
 class LoadedConfig:
     """A config together with where it came from (for messages and provenance)."""

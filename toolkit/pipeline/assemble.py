@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import fnmatch
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any
@@ -74,6 +74,7 @@ class ReleaseFacts:
     lock: Lock
     git: GitState
     model_fingerprint: str
+    packages: Mapping[str, str] = field(default_factory=dict)  # what the run depends on -> version
 
     @property
     def capture(self) -> Capture:
@@ -226,6 +227,7 @@ def _write_reports(staging: Staging, facts: ReleaseFacts) -> None:
             if inferred and inferred.training_data
             else None,
             artifacts=[a.describe() for a in facts.capture.artifacts],
+            lineage=facts.execution.lineage.model_dump(mode="json"),
         )
     )
 
@@ -367,7 +369,11 @@ def release_manifest(
             nb2prod_version=__version__,
             bentoml_version=facts.capture.result.installed.get("bentoml"),
             cache_key=key,
-            reused=("execution", "lock") if cached else (),
+            reused=("execution", "lock")
+            if cached
+            else ("trained state",)
+            if facts.execution.restored
+            else (),
             allow_drift=request.allow_drift,
             allow_breaking=request.allow_breaking,
             contract_verdict=facts.contract_diff.verdict,
@@ -378,6 +384,8 @@ def release_manifest(
             accelerator_packages=facts.lock.accelerators,
             replaced=replaced,
             serving=serving,
+            lineage=facts.execution.lineage,
+            packages=dict(facts.packages),
             files=staging.hashes(),
         )
     )

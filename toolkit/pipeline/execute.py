@@ -1,8 +1,13 @@
 """The execute stage of ``package``: run the notebook (papermill) and probe what the release needs.
 
-The notebook that runs is the user's notebook with ``skip`` cells left out and nb2prod's probe
-cell appended (one call into :mod:`nb2prod.probe`). Every cell keeps its original index in ``metadata.nb2prod.index`` so an error
-names the cell the user sees.
+The notebook that runs is the user's notebook with ``skip`` cells left out and nb2prod's cells
+added: a first one that records the data the notebook reads (:mod:`nb2prod.probe.lineage`), one
+after the last training cell that saves the trained state (:mod:`nb2prod.probe.snapshot`), and at
+the end the probe cell (one call into :mod:`nb2prod.probe`). Every cell keeps its original index
+in ``metadata.nb2prod.index`` so an error names the cell the user sees.
+
+When the trained state of the last run can be reused (``reuse.py``), the kernel instead runs the
+setup cells, a cell restoring the state, the cells that cannot change the model, and the probe.
 """
 
 from __future__ import annotations
@@ -11,7 +16,7 @@ import copy
 import os
 import shutil
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,9 +24,11 @@ import nbformat
 
 from ..adapters.kernel import run_notebook
 from ..errors import ExecutionError
-from ..notebook.annotations import AnnotatedNotebook, Role
+from ..notebook.annotations import AnnotatedNotebook, Cell, Role
 from ..probe.protocol import ProbePlan
 from ..progress import Progress, Silent
+from ..release.manifest import Lineage
+from ..resources import cache_root
 from ..scratch import keep_dir
 from .beside import files_written, listing
 from .capture import (
@@ -34,7 +41,10 @@ from .capture import (
     traceback_file,
 )
 from .kernellog import announce, keep_last, tail_block
+from .lineage import RAW_FILE, merge, read_recorded
+from .lineage import summary as lineage_summary
 from .render import render_pipeline
+from .reuse import ReusePlan, TrainedState, merge_executed, ranges
 
 if TYPE_CHECKING:
     from .parse import Parsed
@@ -46,11 +56,25 @@ class Execution:
 
     executed: nbformat.NotebookNode
     capture: Capture
+    lineage: Lineage = Lineage()
+    modules: tuple[str, ...] = ()  # top-level modules the notebook's cells imported
+    kernel_state: Path | None = None  # where the kernel saved the trained state (a full run)
+    reuse: str = ""  # what was reused and why, or why nothing was
+    restored: bool = False  # the trained state of the last run was restored, not trained again
 
     def summary(self) -> str:
-        return (
-            f"{len(self.capture.result.examples)} examples, model {self.capture.result.model_class}"
-        )
+        parts = [
+            f"{len(self.capture.result.examples)} examples, model {self.capture.result.model_class}",
+            lineage_summary(self.lineage),
+        ]
+        return "; ".join(parts + ([self.reuse] if self.reuse else []))
+
+
+RESTORE_TAG = "nb2prod-restore"
+
+
+class RestoreFailed(Exception):
+    """The kernel could not load the stored trained state: run everything instead."""
 
 
 def execute_notebook(
@@ -58,11 +82,17 @@ def execute_notebook(
     parameters: Mapping[str, Any],
     scratch: Path,
     progress: Progress | None = None,
+    *,
+    reuse: ReusePlan | None = None,
+    restore: TrainedState | None = None,
 ) -> Execution:
     """Run ``parsed``'s notebook with the probe, which imports the service code as it will be
-    released (rendered into ``scratch``) and runs the examples through it."""
+    released (rendered into ``scratch``) and runs the examples through it.
+
+    With ``reuse`` the kernel saves the trained state after the last training cell; with
+    ``restore`` as well, it restores that state instead and runs only the other cells."""
     capture_dir = scratch / "capture"
-    capture_dir.mkdir()
+    capture_dir.mkdir(parents=True)
     pipeline_file = scratch / "pipeline.py"
     pipeline_file.write_bytes(render_pipeline(parsed.context))
     plan = probe_plan(
@@ -72,14 +102,91 @@ def execute_notebook(
         extraction=parsed.extraction,
         config=parsed.config,
     )
-    return execute(
-        parsed.notebook,
+    lineage_file = capture_dir / RAW_FILE
+    kernel_state = scratch / "trained"
+    start = _injected(_lineage_start_source([str(scratch), str(cache_root())]),
+                      does="recording the files the notebook reads")  # fmt: skip
+    finish = _injected(_lineage_finish_source(lineage_file), does="listing the files it read")
+    notebook = parsed.notebook
+    if restore is not None and reuse is not None:
+        node = _replay(notebook, reuse, restore, start, finish, probe_cell_source(plan))
+        parameters = {}  # the restored state holds what the parameters cells left
+    else:
+        after = {}
+        if reuse is not None and reuse.problem is None and reuse.snapshot_after is not None:
+            after[reuse.snapshot_after] = _injected(
+                _snapshot_source(list(reuse.names), kernel_state),
+                does="keeping the trained state for the next run",
+            )
+        node = _runnable(notebook, probe_cell_source(plan), first=[start], after=after,
+                         last=[finish])  # fmt: skip
+    execution = execute(
+        notebook,
         plan=plan,
         parameters=parameters,
         scratch=scratch,
-        keep_failed_as=f"{parsed.notebook.path.stem}.executed.ipynb",
+        keep_failed_as=f"{notebook.path.stem}.executed.ipynb",
         env=kernel_environment(os.environ, parsed.config.execution.env),
         progress=progress,
+        node=node,
+    )
+    lineage, modules = read_recorded(capture_dir, notebook.path.resolve().parent)
+    if restore is None or reuse is None:
+        return replace(execution, lineage=lineage, modules=modules, kernel_state=kernel_state)
+    runnable = [c for c in notebook.cells if c.role is not Role.SKIP]
+    executed = merge_executed(runnable, reuse.training, restore.executed_cells(),
+                              execution.executed)  # fmt: skip
+    training = reuse.training
+    ran = [c for c in reuse.replayed]
+    roles = sorted({str(c.role) for c in ran if c.role is not Role.SETUP})
+    detail = (
+        f"reused the trained state of the last run (cells {ranges(c.index for c in training)} "
+        f"unchanged); ran cells {ranges(c.index for c in ran)} ({', '.join(roles) or 'setup'})"
+    )
+    return replace(
+        execution,
+        executed=executed,
+        lineage=merge(restore.lineage, lineage),
+        modules=tuple(sorted(set(modules) | set(restore.modules))),
+        reuse=detail,
+        restored=True,
+    )
+
+
+def _injected(source: str, *tags: str, does: str | None = None) -> nbformat.NotebookNode:
+    """One of nb2prod's own cells; ``does`` is how progress names it (the probe's by default)."""
+    cell = nbformat.v4.new_code_cell(source)
+    cell.metadata["tags"] = [CAPTURE_TAG, *tags]
+    if does is not None:
+        cell.metadata["nb2prod"] = {"does": does}
+    return cell
+
+
+def _lineage_start_source(excluded: list[str]) -> str:
+    return (
+        "# nb2prod: record the data the notebook reads (nb2prod.probe.lineage)\n"
+        "from nb2prod.probe import lineage as _nb2prod_lineage\n"
+        f"_nb2prod_lineage.start({excluded!r})\n"
+    )
+
+
+def _lineage_finish_source(out_file: Path) -> str:
+    return f"_nb2prod_lineage.finish({str(out_file)!r})\n"
+
+
+def _snapshot_source(names: list[str], out_dir: Path) -> str:
+    return (
+        "# nb2prod: keep the trained state for the next run (nb2prod.probe.snapshot)\n"
+        "from nb2prod.probe.snapshot import save as _nb2prod_save\n"
+        f"_nb2prod_save(globals(), {names!r}, {str(out_dir)!r})\n"
+    )
+
+
+def _restore_source(state_file: Path) -> str:
+    return (
+        "# nb2prod: the trained state of the last run, instead of training again\n"
+        "from nb2prod.probe.snapshot import restore as _nb2prod_restore\n"
+        f"_nb2prod_restore(globals(), {str(state_file)!r})\n"
     )
 
 
@@ -123,6 +230,7 @@ def execute(
     keep_failed_as: str,
     env: Mapping[str, str] | None = None,
     progress: Progress | None = None,
+    node: nbformat.NotebookNode | None = None,
 ) -> Execution:
     """Run the notebook; on a failing cell raise :class:`ExecutionError` naming it.
 
@@ -132,7 +240,8 @@ def execute(
     ``progress`` hears of each cell as it starts, and of the files the notebook wrote beside itself.
     """
     progress = progress or Silent()
-    node = _runnable(notebook, probe_cell_source(plan))
+    if node is None:
+        node = _runnable(notebook, probe_cell_source(plan))
     output_path = scratch / "executed.ipynb"
     log_path = scratch / "kernel.log"
     workdir = notebook.path.resolve().parent
@@ -155,6 +264,11 @@ def execute(
         )
     executed = nbformat.read(output_path, as_version=4)
     if failure is not None:
+        restoring = next(
+            (c for c in executed.cells if RESTORE_TAG in c.metadata.get("tags", [])), None
+        )
+        if restoring is not None and _raised(restoring):
+            raise RestoreFailed(f"{failure.ename}: {failure.evalue}")
         kept = keep_dir("nb2prod-failed-")
         keep_failed_at = kept / keep_failed_as
         nbformat.write(executed, keep_failed_at)
@@ -186,20 +300,66 @@ def execute(
     return Execution(executed=executed, capture=capture)
 
 
-def _runnable(notebook: AnnotatedNotebook, capture_source: str) -> nbformat.NotebookNode:
+def _runnable(
+    notebook: AnnotatedNotebook,
+    capture_source: str,
+    *,
+    first: Sequence[nbformat.NotebookNode] = (),
+    after: Mapping[int, nbformat.NotebookNode] | None = None,
+    last: Sequence[nbformat.NotebookNode] = (),
+) -> nbformat.NotebookNode:
+    """The notebook without skip cells, nb2prod's cells added: ``first``, one ``after`` a cell
+    (by index), ``last`` before the probe cell."""
     node = copy.deepcopy(notebook.node)
     roles = {c.index: c.role for c in notebook.cells}
-    kept = []
+    kept = list(first)
     for index, cell in enumerate(node.cells):
         if roles.get(index) is Role.SKIP:
             continue
         cell.metadata.setdefault("nb2prod", {})["index"] = index
         kept.append(cell)
-    capture = nbformat.v4.new_code_cell(capture_source)
-    capture.metadata["tags"] = [CAPTURE_TAG]
-    kept.append(capture)
+        if after and index in after:
+            kept.append(after[index])
+    kept.extend(last)
+    kept.append(_injected(capture_source))
     node.cells = kept
     return node
+
+
+def _replay(
+    notebook: AnnotatedNotebook,
+    reuse: ReusePlan,
+    restore: TrainedState,
+    start: nbformat.NotebookNode,
+    finish: nbformat.NotebookNode,
+    capture_source: str,
+) -> nbformat.NotebookNode:
+    """The kernel of a reuse run: setup cells, the restore cell, the cells that cannot change
+    the model (in notebook order), then the probe."""
+    node = copy.deepcopy(notebook.node)
+    replayed: list[Cell] = list(reuse.replayed)
+    setup = [c.index for c in replayed if c.role is Role.SETUP]
+    others = [c.index for c in replayed if c.role is not Role.SETUP]
+    cells = [start]
+    for index in setup:
+        cell = node.cells[index]
+        cell.metadata.setdefault("nb2prod", {})["index"] = index
+        cells.append(cell)
+    cells.append(_injected(_restore_source(restore.state_file), RESTORE_TAG,
+                           does="restoring the trained state of the last run"))  # fmt: skip
+    for index in others:
+        cell = node.cells[index]
+        cell.metadata.setdefault("nb2prod", {})["index"] = index
+        cells.append(cell)
+    cells += [finish, _injected(capture_source)]
+    node.cells = cells
+    return node
+
+
+def _raised(cell: nbformat.NotebookNode) -> bool:
+    return any(o.get("output_type") == "error" for o in cell.get("outputs", [])) or bool(
+        cell.metadata.get("papermill", {}).get("exception")
+    )
 
 
 def _failing_cell(

@@ -1,9 +1,11 @@
 """What already stands in the output root: the release a run may reuse, refuse to replace, or
 compare its contract with.
 
-* :func:`up_to_date`: the existing release was made from the same inputs and is intact: nothing to do.
+* :func:`stale`: why the existing release is not up to date (None: it was made from the same
+  inputs, data and packages, and is intact: nothing to do).
 * :func:`guard_release`: a released version is immutable (SPEC section 5). Packaging it again with a
   different notebook, model or contract is refused unless ``--replace`` is given.
+* :func:`guard_packages`: nor with other versions of the packages it depends on.
 * :func:`gate_contract`: a contract that breaks callers of the previous release needs a major bump.
 """
 
@@ -13,7 +15,7 @@ import hashlib
 import io
 import re
 import zipfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +28,8 @@ from ..release.reader import PreviousRelease, Release, load_contract
 from ..release.review import ContractDiff, diff_contracts
 from ..release.writer import sha256_bytes
 from .contract import Contract
+from .lineage import data_changed
+from .packages import changed_packages, describe_changes
 
 
 @dataclass(frozen=True)
@@ -59,17 +63,51 @@ def existing(destination: Path) -> Existing | None:
         return None
 
 
-def up_to_date(found: Existing | None, key: str) -> bool:
-    """True when ``found`` was made from the same inputs (cache key), is intact and is built."""
-    if found is None or found.manifest.cache_key != key:
-        return False
+def stale(
+    found: Existing | None,
+    key: str,
+    *,
+    notebook_dir: Path,
+    installed: Mapping[str, str],
+    reuse_unhashed: bool = False,
+) -> str | None:
+    """Why ``found`` is not up to date; None when it was made from the same inputs (cache key),
+    the data it read is unchanged, so are the packages it depends on, and it is intact and built."""
+    if found is None:
+        return "no release yet"
+    if found.manifest.cache_key != key:
+        return "the notebook, parameters, config or nb2prod changed"
+    reason = data_changed(found.manifest.lineage, notebook_dir, reuse_unhashed)
+    if reason:
+        return reason
+    changes = changed_packages(found.manifest.packages, installed)
+    if changes:
+        return f"packages changed: {describe_changes(changes)}"
     try:
         if not bento.exists(found.manifest.bento_tag):
-            return False
+            return f"its bento {found.manifest.bento_tag} is not in the store"
         found.release.check_integrity()
-    except (OSError, Nb2ProdError):
-        return False
-    return True
+    except (OSError, Nb2ProdError) as exc:
+        return f"the release is not intact ({exc})"
+    return None
+
+
+def guard_packages(found: Existing | None, installed: Mapping[str, str], replace: bool) -> None:
+    """Refuse to rewrite a released version whose packages changed (unless ``--replace``): never
+    a new bento under an old version made with other versions of what it depends on."""
+    if found is None or replace or not found.manifest.packages:
+        return
+    changes = changed_packages(found.manifest.packages, installed)
+    if not changes:
+        return
+    old = found.manifest
+    raise ReleaseExistsError(
+        f"{found.directory}: {old.name} {old.version} was made with other versions of packages "
+        f"it depends on: {describe_changes(changes)} (a released version is immutable)",
+        hint=f"Bump `version` in the config (e.g. to {next_patch(old.version)}), pass --replace "
+        "to replace the release (recorded in release.json), or install the versions it was "
+        "made with again.",
+    )
 
 
 def guard_release(
@@ -97,12 +135,12 @@ def guard_release(
         raise ReleaseExistsError(
             f"{found.directory}: {old.name} {old.version} is already released, and this run "
             f"changes its {', '.join(changed)} (a released version is immutable)",
-            hint=f"Bump `version` in the config (e.g. to {_next_patch(old.version)}), or pass "
+            hint=f"Bump `version` in the config (e.g. to {next_patch(old.version)}), or pass "
             "--replace to replace the release (recorded in release.json).",
         )
 
 
-def _next_patch(version: str) -> str:
+def next_patch(version: str) -> str:
     v = Version(version)
     return f"{v.major}.{v.minor}.{v.micro + 1}"
 

@@ -35,6 +35,9 @@ def cell_line(
     ``cells`` are the notebook's annotated cells by index."""
     tags = cell.metadata.get("tags", [])
     if CAPTURE_TAG in tags:  # nb2prod's own code: its first line would say nothing to the user
+        does = cell.metadata.get("nb2prod", {}).get("does")
+        if does:
+            return f"[{position}/{total}] nb2prod: {does}"
         what = "examples, fitted state, hold-out scores, contract probe"
         return f"[{position}/{total}] nb2prod's probe: {what}"
     if "injected-parameters" in tags:

@@ -35,6 +35,7 @@ class Parsed:
     name: str
     destination: Path
     context: ServiceContext  # what the service files are rendered from
+    analysis: NotebookAnalysis | None = None  # the one analysis (trained-state reuse reads it)
 
     def summary(self) -> str:
         return f"{len(self.notebook.cells)} code cells, {len(self.extraction.cells)} go into the service"
@@ -78,6 +79,7 @@ def parse(
             release_dir=str(destination),
             previous=previous_release(destination.parent, name, version),
         ),
+        analysis=analysis,
     )
 
 

@@ -53,6 +53,7 @@ def render_reports(
     model_format: str,
     training_data: Mapping[str, Any] | None,
     artifacts: Sequence[str] = (),
+    lineage: Mapping[str, Any] | None = None,
 ) -> dict[str, bytes]:
     report = evaluation.to_json()
     holdout = report["holdout"]
@@ -108,6 +109,7 @@ def render_reports(
         "model_class": model_class,
         "model_format": model_format,
         "artifacts": list(artifacts),
+        "lineage": lineage or {"files": [], "unhashable": []},
         "contract_sha256": contract.sha256,
         "slo": config.slo.model_dump(),
         "contract_sides": [

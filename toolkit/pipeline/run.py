@@ -31,21 +31,25 @@ from ..release.reader import Release, previous_release
 from ..release.writer import RELEASE_JSON, Staging
 from ..scratch import run_scratch
 from .assemble import ReleaseFacts, release_manifest, write_release
-from .cache import RunCache, installed_distributions, run_key
+from .cache import LockMemo, RunCache, installed_distributions, run_key
 from .contract import build_contract
 from .evaluate import evaluate
-from .execute import Execution, execute_notebook
+from .execute import Execution, RestoreFailed, execute_notebook
 from .history import (
     existing,
     fitted_fingerprint,
     gate_contract,
+    guard_packages,
     guard_release,
     previous_metrics,
-    up_to_date,
+    stale,
 )
 from .leaks import find_leaks, raise_for_leaks
+from .lineage import data_changed
 from .lock import lock_environment
+from .packages import run_packages
 from .parse import Parsed, parse
+from .reuse import ReusePlan, TrainedState, TrainedStates, plan_reuse, snapshot_problem
 from .verify import raise_for_differences, verify_target
 
 
@@ -60,6 +64,7 @@ class PackageRequest:
     allow_breaking: bool = False
     use_cache: bool = True
     replace: bool = False  # --replace: overwrite a released version that differs
+    reuse_unhashed_data: bool = False  # --reuse-unhashed-data: reuse runs that read URLs etc.
     image: ImageOptions | None = None  # --containerize: build an OCI image of the release too
 
 
@@ -105,6 +110,32 @@ def _release(request: PackageRequest, progress: Progress) -> PackageResult:
         return _release_claimed(request, parsed, held, progress)
 
 
+def _execute(
+    parsed: Parsed,
+    request: PackageRequest,
+    tmp: Path,
+    reuse: ReusePlan | None,
+    restore: TrainedState | None,
+    why_not: str,
+    progress: Progress,
+) -> tuple[Execution, str]:
+    """Run the notebook: only what changed when ``restore`` is given, else every cell (saying
+    why the trained state of the last run was not reused)."""
+    if restore is not None:
+        try:
+            return execute_notebook(parsed, request.parameters, tmp / "reuse", progress,
+                                    reuse=reuse, restore=restore), ""  # fmt: skip
+        except RestoreFailed as exc:
+            why_not = f"the trained state of the last run could not be restored ({exc})"
+    execution = execute_notebook(parsed, request.parameters, tmp / "full", progress, reuse=reuse)
+    notes = [f"ran every cell: {why_not}"] if why_not else []
+    if reuse is not None and execution.kernel_state is not None:
+        problem = reuse.problem or snapshot_problem(execution.kernel_state)
+        if problem:
+            notes.append(f"the trained state cannot be reused next time: {problem}")
+    return replace(execution, reuse="; ".join(notes)), why_not
+
+
 @contextmanager
 def _claimed(destination: Path, progress: Progress) -> Iterator[Claim]:
     """The destination's claim (one run at a time), what a killed run left removed, and a
@@ -139,24 +170,50 @@ def _release_claimed(
     request: PackageRequest, parsed: Parsed, held: Claim, progress: Progress
 ) -> PackageResult:
     destination = parsed.destination
+    notebook_dir = request.notebook.resolve().parent
+    installed = installed_distributions()
     key = run_key(
         notebook=request.notebook.read_bytes(),
         parameters=request.parameters,
         config=parsed.config_bytes,
-        installed=installed_distributions(),
         allow_drift=request.allow_drift,
     )
     found = existing(destination)
-    if request.use_cache and found is not None and up_to_date(found, key):
-        progress.note(f"reused: {destination} was made from the same notebook, parameters, config "
-                      "and packages, its files match release.json and its bento is in the store; "
-                      "nothing to do (--no-cache rebuilds it)")  # fmt: skip
+    why = stale(found, key, notebook_dir=notebook_dir, installed=installed,
+                reuse_unhashed=request.reuse_unhashed_data)  # fmt: skip
+    if request.use_cache and found is not None and why is None:
+        progress.note(f"reused: {destination} was made from the same notebook, parameters, config, "
+                      "data and packages, its files match release.json and its bento is in the "
+                      "store; nothing to do (--no-cache rebuilds it)")  # fmt: skip
         return PackageResult(found.directory.resolve(), found.manifest.bento_tag, parsed.name,
                              parsed.config.version, 0, 0.0, up_to_date=True)  # fmt: skip
     notebook_sha256 = parsed.context.notebook_sha256
     guard_release(found, notebook_sha256=notebook_sha256, replace=request.replace)
+    guard_packages(found, installed, request.replace)
     cache = RunCache()
-    cached = cache.load(key) if request.use_cache else None
+    cached, why_not_cached = (
+        cache.load(
+            key,
+            notebook_dir=notebook_dir,
+            installed=installed,
+            reuse_unhashed=request.reuse_unhashed_data,
+        )  # fmt: skip
+        if request.use_cache
+        else (None, "")
+    )
+    reuse = (
+        plan_reuse(parsed.analysis, parsed.config, request.parameters) if parsed.analysis else None
+    )
+    states = TrainedStates()
+    restore: TrainedState | None = None
+    why_not = "--no-cache" if not request.use_cache else why_not_cached
+    if cached is None and request.use_cache and reuse is not None:
+        restore, why_not = states.find(reuse, request.notebook, installed,
+                                       request.reuse_unhashed_data)  # fmt: skip
+    if restore is None and found is not None and found.manifest.cache_key == key:
+        # the release's own data changed (or cannot be hashed): that is why it runs again
+        why_not = data_changed(found.manifest.lineage, notebook_dir,
+                               request.reuse_unhashed_data) or why_not  # fmt: skip
     # the newest earlier release (or the one of this version --replace replaces): the contract and
     # the metrics are compared with it
     baseline = previous_release(
@@ -164,11 +221,16 @@ def _release_claimed(
     )
     with Staging(destination) as staging, tempfile.TemporaryDirectory(prefix="nb2prod-") as tmp:
         held.record(path=staging.root)
-        with stage(
-            progress, "execute", "reusing the cached run" if cached else "papermill, top to bottom"
-        ) as s:
-            execution = (Execution(cached.executed, cached.capture) if cached
-                         else execute_notebook(parsed, request.parameters, Path(tmp), progress))  # fmt: skip
+        doing = ("reusing the cached run" if cached
+                 else "restoring the trained state of the last run" if restore
+                 else "papermill, top to bottom")  # fmt: skip
+        with stage(progress, "execute", doing) as s:
+            if cached:
+                execution = Execution(cached.executed, cached.capture, cached.lineage)
+            else:
+                execution, why_not = _execute(
+                    parsed, request, Path(tmp), reuse, restore, why_not, progress
+                )
             s.detail = execution.summary() + (f" (reused, cache key {key[:12]})" if cached else "")
         capture = execution.capture
         for warning in capture.result.warnings:
@@ -196,19 +258,36 @@ def _release_claimed(
             s.detail = f"sha256 {contract.sha256[:12]}" + (
                 f", {diff.verdict} against {baseline.version}" if baseline else ""
             )
+        memoised = None
         with stage(progress, "lock", "reusing the cached lock" if cached else "uv") as s:
             if cached:
                 lock = cached.lock
+                packages = dict(cached.packages)
             else:
-                lock = lock_environment(capture, request.notebook.name, request.allow_drift,
-                                        sources=parsed.config.lock.sources)  # fmt: skip
-                cache.store(key, capture.model.file.parent, execution.executed, lock)
-            s.detail = lock.summary() + (" (reused)" if cached else "")
+                sources = parsed.config.lock.sources
+                memo, lock_key = LockMemo(), LockMemo.key(capture, request.notebook.name,
+                                                          request.allow_drift, sources)  # fmt: skip
+                memoised = memo.load(lock_key) if request.use_cache else None
+                lock = memoised or lock_environment(capture, request.notebook.name,
+                                                    request.allow_drift, sources=sources)  # fmt: skip
+                if memoised is None:
+                    memo.store(lock_key, lock)
+                packages = run_packages(execution.modules, lock.pins, installed)
+                cache.store(key, capture.model.file.parent, execution.executed, lock,
+                            execution.lineage, packages)  # fmt: skip
+                if reuse is not None and execution.kernel_state is not None:
+                    states.store(reuse, request.notebook, execution.kernel_state,
+                                 execution.executed, execution.lineage, packages,
+                                 execution.modules)  # fmt: skip
+            s.detail = lock.summary() + (
+                " (reused)" if cached
+                else "; resolved before for the same requirements" if memoised else ""
+            )  # fmt: skip
         facts = ReleaseFacts(
             parsed=parsed, notebook_sha256=notebook_sha256, execution=execution,
             evaluation=evaluation, contract=contract, contract_diff=diff, baseline=baseline,
             allow_breaking=request.allow_breaking, lock=lock, git=git_state(request.notebook),
-            model_fingerprint=fingerprint,
+            model_fingerprint=fingerprint, packages=packages,
         )  # fmt: skip
         with stage(progress, "write", str(destination)):
             write_release(staging, facts, progress)

@@ -30,6 +30,22 @@ class Serving(Frozen):
     memory_bytes: int | None  # PSS of the server's processes after answering every example
 
 
+class LineageFile(Frozen):
+    """A file the notebook read while it ran: relative to the notebook's directory when inside it."""
+
+    path: str
+    size: int
+    sha256: str
+
+
+class Lineage(Frozen):
+    """The data the notebook read while it ran (docs/reproducibility.md): the files, hashed, and
+    what could not be hashed (URLs, network connections), which makes reuse something to ask for."""
+
+    files: tuple[LineageFile, ...] = ()
+    unhashable: tuple[str, ...] = ()
+
+
 class ReleaseManifest(Frozen):
     """release.json: what the release is, what made it, and the sha256 of every other file."""
 
@@ -61,6 +77,11 @@ class ReleaseManifest(Frozen):
     accelerator_packages: tuple[str, ...] = ()
     replaced: Replaced | None = None
     serving: Serving | None = None  # None in releases made before nb2prod measured it
+    # the data the run read (None in releases made before nb2prod recorded it)
+    lineage: Lineage | None = None
+    # the distributions the run depends on (imported by the notebook, or pinned by the lock) ->
+    # version; a same-version re-package with any of them changed is refused
+    packages: dict[str, str] = Field(default_factory=dict)
     files: dict[str, str]  # relative path -> sha256
 
 
