@@ -11,6 +11,7 @@ server's own concerns around it (time budget, adaptive batching, metrics, logs).
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,6 +83,15 @@ class Release:
     @property
     def model_path(self) -> Path:
         return self.root / "model" / self.model.file
+
+    def examples(self) -> list[dict[str, Any]]:
+        """examples.json's examples (Input and the notebook's Output); none if it is unreadable."""
+        try:
+            found = json.loads((self.root / "examples.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return []
+        listed = found.get("examples") if isinstance(found, dict) else None
+        return [e for e in listed if isinstance(e, dict)] if isinstance(listed, list) else []
 
     @property
     def sensitive(self) -> frozenset[str]:
@@ -275,27 +285,47 @@ def install(service: Any, release: Release) -> None:
     pipeline = release.pipeline
     token = release.metadata.release.auth == "token"
 
-    def documented(bentoml_document: dict[str, Any]) -> dict[str, Any]:
-        """/docs.json: BentoML's document with the /v1 routes described from the models."""
+    def documented() -> dict[str, Any]:
+        """/docs.json: OpenAPI 3.1 from the models, with the notebook's examples and answers."""
         defs: dict[str, Any] = {}
+        info = release.metadata.release
+
+        def envelope(output: Any) -> dict[str, Any]:
+            return {"output": output, "model_version": info.version, "degraded": False,
+                    "reason": None}  # fmt: skip
+
+        one = openapi.examples_of(release.examples(), envelope)
+        batch = (
+            [
+                (
+                    "batch",
+                    {"inputs": [body for _, body, _ in one[: openapi.BATCH_EXAMPLES]]},
+                    {"results": [out for _, _, out in one[: openapi.BATCH_EXAMPLES]]},
+                )
+            ]
+            if one
+            else []
+        )
         v1 = {
             "/v1/predict": {"post": openapi.operation(
                 "predict", "one Input -> one answer", pipeline.Input.model_json_schema(),
-                release.Prediction.model_json_schema(), defs, token,
+                release.Prediction.model_json_schema(), defs, token, examples=one,
             )},
             "/v1/predict_batch": {"post": openapi.operation(
                 "predict_batch", "many Inputs -> one answer each, in order",
                 release.BatchRequest.model_json_schema(), release.BatchResult.model_json_schema(),
-                defs, token,
+                defs, token, examples=batch,
             )},
             "/v1/metadata": {"get": openapi.operation(
                 "metadata", "release metadata and evaluation summary", None, {"type": "object"},
                 defs, token,
             )},
         }  # fmt: skip
-        document = openapi.rewrite(bentoml_document, v1, token)
-        document.setdefault("components", {}).setdefault("schemas", {}).update(defs)
-        return document
+        return openapi.document(
+            title=info.name, version=info.version, defs=defs, auth=token, v1=v1,
+            description=f"{info.name} {info.version}: the notebook's model behind the contract "
+            f"(contract sha256 {info.contract_sha256[:12]}).",
+        )  # fmt: skip
 
     # first: below BentoML's metrics, it gives the routes back the path they only saw a label of
     service.add_asgi_middleware(routes.BoundedLabels)
