@@ -20,7 +20,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, create_model
 
-from . import auth, guard, limits, model, openapi, routes, telemetry
+from . import auth, guard, limits, model, openapi, routes, telemetry, v2
 from .answer import Answer, Answerer, Failure, load_model
 from .schema import ModelManifest, MonitoringPlan, ServiceMetadata, load
 
@@ -198,6 +198,23 @@ class Handlers:
             telemetry.note_outcome("degraded", degraded.reason)
         return self.release.BatchResult(results=results)
 
+    async def answer_rows(self, inputs: list[Any]) -> list[tuple[Any, str | None, str | None]]:
+        """The Open Inference Protocol's answers (runtime/v2.py): per input, the Output as JSON
+        and the fallback's reason, or no Output and why; counted like /v1/predict_batch's."""
+        self.drift.observe(inputs)
+        answered: list[tuple[Any, str | None, str | None]] = []
+        for result in await self.answer(inputs):
+            if isinstance(result, guard.NoAnswer):
+                self.metrics.fallbacks.labels(reason=result.reason).inc()
+                telemetry.note_outcome("unavailable", result.reason)
+                answered.append((None, result.reason, result.message))
+                continue
+            if result.degraded:
+                self.metrics.fallbacks.labels(reason=result.reason).inc()
+                telemetry.note_outcome("degraded", result.reason)
+            answered.append((result.output.model_dump(mode="json"), result.reason, None))
+        return answered
+
     def deliver(self, result: Any) -> Any:
         """Count, log and report (to the access line) what a request gets: answer, fallback or 503."""
         if isinstance(result, guard.NoAnswer):
@@ -278,6 +295,22 @@ def v1_app(release: Release) -> Any:
         return JSONResponse({**info, "bento_tag": bento_tag()})
 
     return Starlette(routes=[Route("/metadata", metadata, methods=["GET"])])
+
+
+def v2_app(release: Release) -> Any:
+    """The ASGI app mounted at /v2: the Open Inference Protocol over the contract (runtime/v2.py)."""
+    info = release.metadata.release
+    protocol = v2.Model(
+        name=info.name, version=info.version,
+        inputs=v2.tensors(release.pipeline.Input), outputs=v2.tensors(release.pipeline.Output),
+    )  # fmt: skip
+
+    async def answer(inputs: list[Any]) -> Any:
+        import bentoml
+
+        return await bentoml.get_current_service().answer_rows(inputs)
+
+    return v2.App(protocol, release.Input, release.metadata.service.max_batch_rows, answer)
 
 
 def install(service: Any, release: Release) -> None:
