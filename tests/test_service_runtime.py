@@ -13,7 +13,7 @@ from types import SimpleNamespace
 from typing import Any, Literal
 
 import pytest
-from nb2prod.runtime import auth, guard, openapi, telemetry
+from nb2prod.runtime import auth, guard, openapi, telemetry, v2
 from nb2prod.runtime.schema import MonitoringPlan
 from prometheus_client import CollectorRegistry, Histogram
 from pydantic import BaseModel, Field
@@ -311,7 +311,9 @@ def _document(auth: bool) -> dict[str, Any]:
         "/v1/metadata": {"get": openapi.operation("metadata", "m", None, {"type": "object"},
                                                   defs, auth)},
     }  # fmt: skip
-    return openapi.document(title="t", version="1.0.0", description="d", v1=v1, defs=defs,
+    v1.update(v2.paths(v2.Model("m", "1.0.0", v2.tensors(_Input), v2.tensors(_Answer)), auth,
+                       [({"x": 1.5, "c": None, "k": "fixed"}, {"label": "a", "score": 0.9})]))  # fmt: skip
+    return openapi.document(title="t", version="1.0.0", description="d", routes=v1, defs=defs,
                             auth=auth)  # fmt: skip
 
 
@@ -335,9 +337,16 @@ def test_the_document_is_valid_openapi_3_1_with_pydantic_schemas_kept(auth: bool
     assert set(post["responses"]) == expected
     assert ("security" in post) is auth
     assert ("securitySchemes" in document["components"]) is auth
-    assert {"/livez", "/readyz", "/metrics", "/v1/predict", "/v1/metadata"} == set(
+    assert {"/livez", "/readyz", "/metrics", "/v1/predict", "/v1/metadata", "/v2/health/live",
+            "/v2/health/ready", "/v2/models/m", "/v2/models/m/ready", "/v2/models/m/infer"} == set(
         document["paths"]
-    )
+    )  # fmt: skip
+    infer = document["paths"]["/v2/models/m/infer"]["post"]
+    assert ("401" in infer["responses"]) is auth
+    assert "security" not in document["paths"]["/v2/health/ready"]["get"]
+    example = infer["requestBody"]["content"]["application/json"]["example"]
+    assert {t["name"]: t["data"] for t in example["inputs"]} == {
+        "x": [1.5], "c": ["null"], "k": ["fixed"], "o": ["null"]}  # fmt: skip
 
 
 def test_every_example_is_valid_against_the_schema_it_illustrates() -> None:

@@ -154,6 +154,12 @@ def test_the_binary_tensor_extension_is_read() -> None:
                                           "data": [1, 2]}]}, 400, "must list 3 values"),
         ("/models/m/infer", {"nothing": 1}, 400, "needs `inputs`"),
         ("/models/m/infer", {**ROWS, "outputs": [{"name": "nope"}]}, 400, "nope not an output"),
+        # found by schemathesis: a name that is not a string hung the request
+        ("/models/m/infer", {**ROWS, "outputs": [{"name": {}}]}, 400, "outputs[0] is not an output"),
+        ("/models/m/infer", {"inputs": [{"name": "x", "datatype": ["FP64"], "shape": [1],
+                                          "data": [1]}]}, 400, "'x' is FP64, not ['FP64']"),
+        ("/models/m/infer", {"inputs": [{"name": "x", "datatype": "FP64", "shape": [1],
+                                          "data": [1], "parameters": [1]}]}, 400, "breaks the contract"),
     ],
 )  # fmt: skip
 def test_bad_requests_name_what_is_wrong(path: str, body: Any, status: int, says: str) -> None:

@@ -1,4 +1,4 @@
-"""Schemathesis against the served iris bento: generated bodies for every /v1 route.
+"""Schemathesis against the served iris bento: generated bodies for every /v1 and /v2 route.
 
 Its checks: no 5xx, every response matches the schema /docs.json declares for its status, and no
 status the document does not declare. Hundreds of cases (coverage phase plus fuzzing).
@@ -31,7 +31,7 @@ def test_schemathesis_finds_no_server_error_or_schema_violation(
             [
                 str(schemathesis), "run", f"{running.url}/docs.json",
                 "--header", f"Authorization: Bearer {TOKEN}",
-                "--include-path-regex", "^/v1/",
+                "--include-path-regex", "^/v[12]/",
                 "--checks", "not_a_server_error,response_schema_conformance,status_code_conformance",
                 "--phases", "coverage,fuzzing",
                 "--max-examples", "150",

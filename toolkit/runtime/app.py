@@ -297,13 +297,18 @@ def v1_app(release: Release) -> Any:
     return Starlette(routes=[Route("/metadata", metadata, methods=["GET"])])
 
 
-def v2_app(release: Release) -> Any:
-    """The ASGI app mounted at /v2: the Open Inference Protocol over the contract (runtime/v2.py)."""
+def protocol_of(release: Release) -> v2.Model:
+    """The release as the Open Inference Protocol's one model (runtime/v2.py)."""
     info = release.metadata.release
-    protocol = v2.Model(
+    return v2.Model(
         name=info.name, version=info.version,
         inputs=v2.tensors(release.pipeline.Input), outputs=v2.tensors(release.pipeline.Output),
     )  # fmt: skip
+
+
+def v2_app(release: Release) -> Any:
+    """The ASGI app mounted at /v2: the Open Inference Protocol over the contract (runtime/v2.py)."""
+    protocol = protocol_of(release)
 
     async def answer(inputs: list[Any]) -> Any:
         import bentoml
@@ -354,8 +359,11 @@ def install(service: Any, release: Release) -> None:
                 defs, token,
             )},
         }  # fmt: skip
+        pairs = [(e["input"], e["output"]) for e in release.examples() if "input" in e
+                 and "output" in e][: openapi.BATCH_EXAMPLES]  # fmt: skip
+        v1.update(v2.paths(protocol_of(release), token, pairs))
         return openapi.document(
-            title=info.name, version=info.version, defs=defs, auth=token, v1=v1,
+            title=info.name, version=info.version, defs=defs, auth=token, routes=v1,
             description=f"{info.name} {info.version}: the notebook's model behind the contract "
             f"(contract sha256 {info.contract_sha256[:12]}).",
         )  # fmt: skip

@@ -7,8 +7,8 @@ BentoML 1.4 labels its document OpenAPI 3.0 but writes JSON Schema 2020-12 into 
 Schema 2020-12, which is OpenAPI 3.1's own dialect, so this module writes a 3.1.0 document
 instead: the /v1 operations from the service's pydantic models (only ``$defs`` move to
 ``components/schemas``), with request and response examples from the release's examples.json
-(the notebook's own inputs and answers), and the open routes the server has besides (/livez,
-/readyz, /metrics). It is built once per process and does not depend on BentoML's document.
+(the notebook's own inputs and answers), the Open Inference Protocol's /v2 routes
+(runtime/v2.py), and the open routes the server has besides (/livez, /readyz, /metrics). It is built once per process and does not depend on BentoML's document.
 """
 
 from __future__ import annotations
@@ -157,15 +157,15 @@ def document(
     title: str,
     version: str,
     description: str,
-    v1: Mapping[str, Mapping[str, Any]],
+    routes: Mapping[str, Mapping[str, Any]],
     defs: Mapping[str, Any],
     auth: bool,
 ) -> dict[str, Any]:
-    """The whole document: ``v1`` (path -> method -> operation) and the open routes."""
+    """The whole document: ``routes`` (path -> method -> operation) and the open routes."""
     doc: dict[str, Any] = {
         "openapi": OPENAPI_VERSION,
         "info": {"title": title, "version": version, "description": description},
-        "paths": {**open_routes(), **v1},
+        "paths": {**open_routes(), **routes},
         "components": {"schemas": dict(defs)},
     }
     if auth:

@@ -13,6 +13,7 @@ Answers go through the service's one answer path (guard, fallback, metrics): ``d
 from __future__ import annotations
 
 import json
+import logging
 import re
 import struct
 from collections.abc import Mapping, Sequence
@@ -189,12 +190,16 @@ class Model:
         listed = json.loads(head).get("outputs")
         if not isinstance(listed, list):
             return None
-        names = [o.get("name") for o in listed if isinstance(o, dict)]
+        names = []
+        for i, item in enumerate(listed):
+            if not isinstance(item, dict) or not isinstance(item.get("name"), str):
+                raise ProtocolError(400, f"outputs[{i}] is not an output with a `name`")
+            names.append(item["name"])
         unknown = [n for n in names if n not in {t.name for t in self.outputs}]
         if unknown:
-            raise ProtocolError(400, f"outputs: {', '.join(map(str, unknown))} not an output of "
+            raise ProtocolError(400, f"outputs: {', '.join(unknown)} not an output of "
                                      f"{self.name} ({', '.join(t.name for t in self.outputs)})")  # fmt: skip
-        return [n for n in names if isinstance(n, str)]
+        return names
 
 
 def validate(model: type[BaseModel], rows: Sequence[Mapping[str, Any]]) -> list[BaseModel]:
@@ -222,16 +227,17 @@ def _split(body: bytes, length: int) -> tuple[bytes, bytes]:
 def _values(tensor: Tensor, item: Mapping[str, Any], binary: bytes, offset: int
             ) -> tuple[list[Any], int]:  # fmt: skip
     datatype = item.get("datatype")
-    if datatype not in ACCEPTED[tensor.datatype]:
+    if not isinstance(datatype, str) or datatype not in ACCEPTED[tensor.datatype]:
         raise ProtocolError(400, f"input {tensor.name!r} is {tensor.datatype}, not {datatype!r}")
     shape = item.get("shape")
-    if not (isinstance(shape, list) and all(isinstance(d, int) and d >= 0 for d in shape)
+    if not (isinstance(shape, list) and all(type(d) is int and d >= 0 for d in shape)
             and len(shape) in (1, 2) and (len(shape) == 1 or shape[1] == 1)):  # fmt: skip
         raise ProtocolError(400, f"input {tensor.name!r}: shape {shape!r} is not [n] (or [n, 1])")
     count = shape[0]
-    size = (item.get("parameters") or {}).get("binary_data_size")
+    parameters = item.get("parameters")
+    size = parameters.get("binary_data_size") if isinstance(parameters, dict) else None
     if size is not None:
-        if not isinstance(size, int) or offset + size > len(binary):
+        if type(size) is not int or size < 0 or offset + size > len(binary):
             raise ProtocolError(400, f"input {tensor.name!r}: binary_data_size {size!r} is "
                                      "past the end of the body")  # fmt: skip
         values = _unpack(tensor, datatype, binary[offset : offset + size], count)
@@ -327,6 +333,9 @@ class App:
                 await _send(send, 200, self.model.metadata())
         except ProtocolError as exc:
             await _send(send, exc.status, exc.body())
+        except Exception:  # nb2prod's bug, not the client's: a 500 that says so, never a hang
+            logging.getLogger("nb2prod.service").exception("the /v2 route %s failed", path)
+            await _send(send, 500, {"error": "internal error in the /v2 route (logged)"})
 
     async def infer(self, scope: dict[str, Any], receive: Any) -> dict[str, Any]:
         body = await _body(receive)
@@ -384,3 +393,118 @@ async def _send(send: Any, status: int, payload: Mapping[str, Any]) -> None:
                 "headers": [(b"content-type", b"application/json"),
                             (b"content-length", str(len(body)).encode())]})  # fmt: skip
     await send({"type": "http.response.body", "body": body})
+
+
+# ---------------------------------------------------------------- the OpenAPI description
+
+_TENSOR = {
+    "type": "object",
+    "properties": {
+        "name": {"type": "string"},
+        "datatype": {"type": "string"},
+        "shape": {"type": "array", "items": {"type": "integer", "minimum": 0}},
+        "data": {"type": "array"},
+        "parameters": {"type": "object"},
+    },
+    "required": ["name", "datatype", "shape"],
+}
+INFER_REQUEST = {
+    "type": "object",
+    "properties": {
+        "id": {"type": "string"},
+        "parameters": {"type": "object"},
+        "inputs": {"type": "array", "items": _TENSOR},
+        "outputs": {"type": "array", "items": {
+            "type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]}},
+    },
+    "required": ["inputs"],
+}  # fmt: skip
+INFER_RESPONSE = {
+    "type": "object",
+    "properties": {
+        "model_name": {"type": "string"},
+        "model_version": {"type": "string"},
+        "id": {"type": "string"},
+        "parameters": {"type": "object", "properties": {
+            "degraded": {"type": "boolean"}, "reason": {"type": "string"},
+            "degraded_count": {"type": "integer"}}},
+        "outputs": {"type": "array", "items": {**_TENSOR, "required": ["name", "datatype", "shape", "data"]}},
+    },
+    "required": ["model_name", "model_version", "outputs"],
+}  # fmt: skip
+_METADATA = {
+    "type": "object",
+    "properties": {
+        "name": {"type": "string"},
+        "versions": {"type": "array", "items": {"type": "string"}},
+        "platform": {"type": "string"},
+        "inputs": {"type": "array", "items": {"type": "object"}},
+        "outputs": {"type": "array", "items": {"type": "object"}},
+    },
+    "required": ["name", "versions", "platform", "inputs", "outputs"],
+}
+_ERROR = {
+    "type": "object",
+    "properties": {"error": {"type": "string"}, "detail": {"type": "array"}},
+    "required": ["error"],
+}
+
+
+def infer_example(model: Model, examples: Sequence[tuple[Mapping[str, Any], Mapping[str, Any]]]
+                  ) -> tuple[dict[str, Any], dict[str, Any]]:  # fmt: skip
+    """An infer request and its answer made of (Input, Output) pairs (the release's examples)."""
+    request = {"inputs": [
+        {"name": t.name, "datatype": t.datatype, "shape": [len(examples)],
+         "data": [_encode(t, i.get(t.name)) for i, _ in examples]}
+        for t in model.inputs
+    ]}  # fmt: skip
+    answer = model.response([o for _, o in examples], request_id=None, requested=None,
+                            degraded=[None] * len(examples))  # fmt: skip
+    return request, answer
+
+
+def paths(model: Model, auth: bool, examples: Sequence[tuple[Mapping[str, Any], Mapping[str, Any]]]
+          ) -> dict[str, Any]:  # fmt: skip
+    """The /v2 routes of ``model`` for the OpenAPI document (its own name and version)."""
+
+    def reply(description: str, value: Any, example: Any = None) -> dict[str, Any]:
+        media: dict[str, Any] = {"schema": value}
+        if example is not None:
+            media["example"] = example
+        return {"description": description, "content": {"application/json": media}}
+
+    def op(name: str, summary: str, ok: Any, *, secured: bool, example: Any = None,
+           **more: Any) -> dict[str, Any]:  # fmt: skip
+        responses = {"200": reply(summary, ok, example), "404": reply("not a route", _ERROR),
+                     **more}  # fmt: skip
+        found: dict[str, Any] = {"operationId": name, "summary": summary, "responses": responses}
+        if secured and auth:
+            responses["401"] = reply("missing or wrong bearer token", _ERROR)
+            found["security"] = [{"bearer": []}]
+        return found
+
+    base = f"/v2/models/{model.name}"
+    request, answer = infer_example(model, examples) if examples else (None, None)
+    infer = op("v2_infer", "Open Inference Protocol: one output tensor per Output field",
+               INFER_RESPONSE, secured=True, example=answer,
+               **{"400": reply("a tensor or a row breaks the contract; the error names it", _ERROR),
+                  "413": reply("the body is larger than the release allows", _ERROR),
+                  "415": reply("neither JSON nor the binary tensor extension", _ERROR),
+                  "503": reply("neither the model nor a fallback could answer", _ERROR)})  # fmt: skip
+    body: dict[str, Any] = {"schema": INFER_REQUEST}
+    if request is not None:
+        body["example"] = request
+    infer["requestBody"] = {"required": True, "content": {"application/json": body}}
+    live = {"type": "object", "properties": {"live": {"type": "boolean"}}}
+    ready = {"type": "object", "properties": {"ready": {"type": "boolean"}}}
+    model_ready = {"type": "object", "properties": {"name": {"type": "string"},
+                                                    "ready": {"type": "boolean"}}}  # fmt: skip
+    return {
+        "/v2/health/live": {"get": op("v2_live", "the server is live", live, secured=False)},
+        "/v2/health/ready": {"get": op("v2_ready", "the server is ready", ready, secured=False)},
+        base: {"get": op("v2_model", "the model's metadata", _METADATA, secured=True,
+                         example=model.metadata())},
+        f"{base}/ready": {"get": op("v2_model_ready", "the model is ready", model_ready,
+                                    secured=True)},
+        f"{base}/infer": {"post": infer},
+    }  # fmt: skip
