@@ -370,11 +370,12 @@ def test_only_the_documented_routes_are_open(monkeypatch: pytest.MonkeyPatch) ->
         *routes.OPEN, "/static_content/index.css", "/v1/predict", "/v1/predict_batch",
         "/v1/metadata", "/v1", "/v1/", "/nope", "/V1/predict", "//v1/predict", "/docs.json/",
         "/metrics/", "/static_content", "/livez/../v1/predict", "/v2/health/ready",
+        "/v2/models/m", "/v2/models/m/infer", "/v2/health/ready/", "/v2/health",
     ]  # fmt: skip
     open_paths = {p for p in candidates if client.get(p).status_code != 401}
     assert open_paths == {
         "/", "/docs.json", "/schema.json", "/healthz", "/livez", "/readyz", "/metrics",
-        "/static_content/index.css",
+        "/static_content/index.css", "/v2/health/live", "/v2/health/ready",
     }  # fmt: skip
 
 

@@ -10,12 +10,13 @@ import asyncio
 import json
 import logging
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, Literal
 
 import pytest
-from nb2prod.runtime import auth, guard, openapi, telemetry
+from nb2prod.runtime import auth, guard, openapi, telemetry, v2
 from nb2prod.runtime.schema import MonitoringPlan
 from prometheus_client import CollectorRegistry, Histogram
+from pydantic import BaseModel, Field
 
 MONITORING = MonitoringPlan.model_validate(
     {
@@ -276,55 +277,97 @@ def test_a_failing_batch_fails_only_its_own_waiters() -> None:
     assert (one, three) == (1, 3) and isinstance(two, RuntimeError)
 
 
-def test_oas30_converts_json_schema_2020_constructs() -> None:
+class _Answer(BaseModel):
+    label: Literal["a", "b"]
+    score: float = Field(ge=0, le=1)
+
+
+class _Nested(BaseModel):
+    y: int = Field(lt=5)
+
+
+class _Input(BaseModel):
+    x: float = Field(gt=0, le=10)
+    c: float | None = Field(default=None, ge=0)
+    k: Literal["fixed"] = "fixed"
+    o: _Nested | None = None
+
+
+def _document(auth: bool) -> dict[str, Any]:
     defs: dict[str, Any] = {}
-    schema = {
-        "type": "object",
-        "properties": {
-            "x": {"type": "number", "exclusiveMinimum": 0, "maximum": 10},
-            "c": {"anyOf": [{"type": "number", "minimum": 0}, {"type": "null"}], "default": None},
-            "k": {"const": "fixed"},
-            "o": {"$ref": "#/$defs/Other"},
-        },
-        "$defs": {
-            "Other": {
-                "type": "object",
-                "properties": {"y": {"type": "integer", "exclusiveMaximum": 5}},
-            }
-        },
-    }
-    converted = openapi.oas30(schema, defs)
-    props = converted["properties"]
-    assert props["x"] == {"type": "number", "minimum": 0, "exclusiveMinimum": True, "maximum": 10}
-    assert props["c"] == {"type": "number", "minimum": 0, "nullable": True, "default": None}
-    assert props["k"] == {"enum": ["fixed"]}
-    assert props["o"] == {"$ref": "#/components/schemas/Other"}
-    assert "$defs" not in converted
-    assert defs["Other"]["properties"]["y"] == {
-        "type": "integer",
-        "maximum": 5,
-        "exclusiveMaximum": True,
-    }
+    one = openapi.examples_of(
+        [{"index": 0, "input": {"x": 1.5, "c": None, "k": "fixed"},
+          "output": {"label": "a", "score": 0.9}},
+         {"index": 3, "input": {"x": 9.0, "c": 2.0, "k": "fixed", "o": {"y": 1}},
+          "output": {"label": "b", "score": 0.1}},
+         {"index": 4, "input": "not an example"}],
+        lambda out: out,
+    )  # fmt: skip
+    v1 = {
+        "/v1/predict": {"post": openapi.operation(
+            "predict", "s", _Input.model_json_schema(), _Answer.model_json_schema(), defs, auth,
+            examples=one,
+        )},
+        "/v1/metadata": {"get": openapi.operation("metadata", "m", None, {"type": "object"},
+                                                  defs, auth)},
+    }  # fmt: skip
+    v1.update(v2.paths(v2.Model("m", "1.0.0", v2.tensors(_Input), v2.tensors(_Answer)), auth,
+                       [({"x": 1.5, "c": None, "k": "fixed"}, {"label": "a", "score": 0.9})]))  # fmt: skip
+    return openapi.document(title="t", version="1.0.0", description="d", routes=v1, defs=defs,
+                            auth=auth)  # fmt: skip
 
 
-def test_rewrite_replaces_only_v1_paths_and_adds_the_bearer_scheme() -> None:
-    document = {
-        "openapi": "3.0.2",
-        "paths": {"/readyz": {"get": {}}, "/v1/predict": {"post": {"old": 1}}},
-    }
-    ops = {
-        "/v1/predict": {
-            "post": openapi.operation(
-                "predict", "s", {"type": "object"}, {"type": "object"}, {}, True
-            )
-        }
-    }
-    rewritten = openapi.rewrite(document, ops, auth=True)
-    assert set(rewritten["paths"]) == {"/readyz", "/v1/predict"}
-    post = rewritten["paths"]["/v1/predict"]["post"]
-    assert set(post["responses"]) == {"200", "400", "401", "415", "503"}
-    assert post["security"] == [{"bearer": []}]
-    assert rewritten["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
+@pytest.mark.parametrize("auth", [True, False])
+def test_the_document_is_valid_openapi_3_1_with_pydantic_schemas_kept(auth: bool) -> None:
+    from openapi_spec_validator import validate
+
+    document = _document(auth)
+    assert document["openapi"] == "3.1.0"
+    validate(document)  # raises on an invalid document (BentoML's own fails this)
+    body = document["paths"]["/v1/predict"]["post"]["requestBody"]["content"]["application/json"]
+    props = body["schema"]["properties"]
+    # JSON Schema 2020-12 as pydantic wrote it: numeric exclusive bounds, null in the union, const
+    assert props["x"]["exclusiveMinimum"] == 0 and props["x"]["maximum"] == 10
+    assert {"type": "null"} in props["c"]["anyOf"]
+    assert props["k"]["const"] == "fixed"
+    assert "$defs" not in json.dumps(document)
+    assert set(document["components"]["schemas"]) == {"_Nested"}
+    post = document["paths"]["/v1/predict"]["post"]
+    expected = {"200", "400", "413", "415", "503"} | ({"401"} if auth else set())
+    assert set(post["responses"]) == expected
+    assert ("security" in post) is auth
+    assert ("securitySchemes" in document["components"]) is auth
+    assert {"/livez", "/readyz", "/metrics", "/v1/predict", "/v1/metadata", "/v2/health/live",
+            "/v2/health/ready", "/v2/models/m", "/v2/models/m/ready", "/v2/models/m/infer"} == set(
+        document["paths"]
+    )  # fmt: skip
+    infer = document["paths"]["/v2/models/m/infer"]["post"]
+    assert ("401" in infer["responses"]) is auth
+    assert "security" not in document["paths"]["/v2/health/ready"]["get"]
+    example = infer["requestBody"]["content"]["application/json"]["example"]
+    assert {t["name"]: t["data"] for t in example["inputs"]} == {
+        "x": [1.5], "c": ["null"], "k": ["fixed"], "o": ["null"]}  # fmt: skip
+
+
+def test_every_example_is_valid_against_the_schema_it_illustrates() -> None:
+    from jsonschema import Draft202012Validator
+
+    document = _document(auth=True)
+    post = document["paths"]["/v1/predict"]["post"]
+    request = post["requestBody"]["content"]["application/json"]
+    response = post["responses"]["200"]["content"]["application/json"]
+    assert set(request["examples"]) == {"example0", "example3"}  # the malformed one is left out
+    assert set(response["examples"]) == {"example0", "example3"}
+    for media in (request, response):
+        validator = Draft202012Validator({**media["schema"], "components": document["components"]})
+        for example in media["examples"].values():
+            validator.validate(example["value"])
+    assert request["examples"]["example3"]["value"]["o"] == {"y": 1}
+    assert response["examples"]["example3"]["value"] == {"label": "b", "score": 0.1}
+    with pytest.raises(Exception, match="is not valid under any of the given schemas"):
+        Draft202012Validator({**request["schema"], "components": document["components"]}).validate(
+            {"x": 1.0, "o": {"y": 7}}
+        )
 
 
 def test_json_only_refuses_other_media_types() -> None:

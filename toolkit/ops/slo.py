@@ -16,7 +16,7 @@ from typing import Any
 from ..release.reader import Release
 from ..runtime.schema import MonitoringPlan, ServiceLevels
 
-PREDICT_ROUTES = "/v1/predict|/v1/predict_batch"  # a regex over the `route` label
+PREDICT_ROUTES = "/v1/predict|/v1/predict_batch|/v2/infer"  # a regex over the `route` label
 
 
 @dataclass(frozen=True)

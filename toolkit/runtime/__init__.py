@@ -15,6 +15,6 @@ starlette and numpy; never nb2prod's packaging code (``make lint`` enforces it w
 | ``limits`` | request bodies: size limit, batch length before validation, strict JSON types |
 | ``routes`` | the routes, the open ones, bounded endpoint labels for BentoML's metrics |
 | ``telemetry`` | JSON logs, Prometheus series, drift scores, the request middleware |
-| ``openapi`` | the corrected OpenAPI document |
+| ``openapi`` | the OpenAPI 3.1 document |
 | ``app`` | the service's routes around the answer path; the generated ``service.py`` declares them |
 """

@@ -11,6 +11,7 @@ server's own concerns around it (time budget, adaptive batching, metrics, logs).
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +20,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, create_model
 
-from . import auth, guard, limits, model, openapi, routes, telemetry
+from . import auth, guard, limits, model, openapi, routes, telemetry, v2
 from .answer import Answer, Answerer, Failure, load_model
 from .schema import ModelManifest, MonitoringPlan, ServiceMetadata, load
 
@@ -82,6 +83,15 @@ class Release:
     @property
     def model_path(self) -> Path:
         return self.root / "model" / self.model.file
+
+    def examples(self) -> list[dict[str, Any]]:
+        """examples.json's examples (Input and the notebook's Output); none if it is unreadable."""
+        try:
+            found = json.loads((self.root / "examples.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return []
+        listed = found.get("examples") if isinstance(found, dict) else None
+        return [e for e in listed if isinstance(e, dict)] if isinstance(listed, list) else []
 
     @property
     def sensitive(self) -> frozenset[str]:
@@ -188,6 +198,23 @@ class Handlers:
             telemetry.note_outcome("degraded", degraded.reason)
         return self.release.BatchResult(results=results)
 
+    async def answer_rows(self, inputs: list[Any]) -> list[tuple[Any, str | None, str | None]]:
+        """The Open Inference Protocol's answers (runtime/v2.py): per input, the Output as JSON
+        and the fallback's reason, or no Output and why; counted like /v1/predict_batch's."""
+        self.drift.observe(inputs)
+        answered: list[tuple[Any, str | None, str | None]] = []
+        for result in await self.answer(inputs):
+            if isinstance(result, guard.NoAnswer):
+                self.metrics.fallbacks.labels(reason=result.reason).inc()
+                telemetry.note_outcome("unavailable", result.reason)
+                answered.append((None, result.reason, result.message))
+                continue
+            if result.degraded:
+                self.metrics.fallbacks.labels(reason=result.reason).inc()
+                telemetry.note_outcome("degraded", result.reason)
+            answered.append((result.output.model_dump(mode="json"), result.reason, None))
+        return answered
+
     def deliver(self, result: Any) -> Any:
         """Count, log and report (to the access line) what a request gets: answer, fallback or 503."""
         if isinstance(result, guard.NoAnswer):
@@ -270,32 +297,76 @@ def v1_app(release: Release) -> Any:
     return Starlette(routes=[Route("/metadata", metadata, methods=["GET"])])
 
 
+def protocol_of(release: Release) -> v2.Model:
+    """The release as the Open Inference Protocol's one model (runtime/v2.py)."""
+    info = release.metadata.release
+    return v2.Model(
+        name=info.name, version=info.version,
+        inputs=v2.tensors(release.pipeline.Input), outputs=v2.tensors(release.pipeline.Output),
+    )  # fmt: skip
+
+
+def v2_app(release: Release) -> Any:
+    """The ASGI app mounted at /v2: the Open Inference Protocol over the contract (runtime/v2.py)."""
+    protocol = protocol_of(release)
+
+    async def answer(inputs: list[Any]) -> Any:
+        import bentoml
+
+        return await bentoml.get_current_service().answer_rows(inputs)
+
+    return v2.App(protocol, release.Input, release.metadata.service.max_batch_rows, answer)
+
+
 def install(service: Any, release: Release) -> None:
     """The middlewares of every generated service, outermost first."""
     pipeline = release.pipeline
     token = release.metadata.release.auth == "token"
 
-    def documented(bentoml_document: dict[str, Any]) -> dict[str, Any]:
-        """/docs.json: BentoML's document with the /v1 routes described from the models."""
+    def documented() -> dict[str, Any]:
+        """/docs.json: OpenAPI 3.1 from the models, with the notebook's examples and answers."""
         defs: dict[str, Any] = {}
+        info = release.metadata.release
+
+        def envelope(output: Any) -> dict[str, Any]:
+            return {"output": output, "model_version": info.version, "degraded": False,
+                    "reason": None}  # fmt: skip
+
+        one = openapi.examples_of(release.examples(), envelope)
+        batch = (
+            [
+                (
+                    "batch",
+                    {"inputs": [body for _, body, _ in one[: openapi.BATCH_EXAMPLES]]},
+                    {"results": [out for _, _, out in one[: openapi.BATCH_EXAMPLES]]},
+                )
+            ]
+            if one
+            else []
+        )
         v1 = {
             "/v1/predict": {"post": openapi.operation(
                 "predict", "one Input -> one answer", pipeline.Input.model_json_schema(),
-                release.Prediction.model_json_schema(), defs, token,
+                release.Prediction.model_json_schema(), defs, token, examples=one,
             )},
             "/v1/predict_batch": {"post": openapi.operation(
                 "predict_batch", "many Inputs -> one answer each, in order",
                 release.BatchRequest.model_json_schema(), release.BatchResult.model_json_schema(),
-                defs, token,
+                defs, token, examples=batch,
             )},
             "/v1/metadata": {"get": openapi.operation(
                 "metadata", "release metadata and evaluation summary", None, {"type": "object"},
                 defs, token,
             )},
         }  # fmt: skip
-        document = openapi.rewrite(bentoml_document, v1, token)
-        document.setdefault("components", {}).setdefault("schemas", {}).update(defs)
-        return document
+        pairs = [(e["input"], e["output"]) for e in release.examples() if "input" in e
+                 and "output" in e][: openapi.BATCH_EXAMPLES]  # fmt: skip
+        v1.update(v2.paths(protocol_of(release), token, pairs))
+        return openapi.document(
+            title=info.name, version=info.version, defs=defs, auth=token, routes=v1,
+            description=f"{info.name} {info.version}: the notebook's model behind the contract "
+            f"(contract sha256 {info.contract_sha256[:12]}).",
+        )  # fmt: skip
 
     # first: below BentoML's metrics, it gives the routes back the path they only saw a label of
     service.add_asgi_middleware(routes.BoundedLabels)

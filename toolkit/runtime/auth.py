@@ -98,7 +98,8 @@ class BearerAuth:
 
 
 class JsonOnly:
-    """ASGI middleware: a /v1/* POST body must be JSON (415 otherwise).
+    """ASGI middleware: a /v1/* or /v2/* POST body must be JSON (415 otherwise), or a /v2 body of
+    the binary tensor extension (application/octet-stream with Inference-Header-Content-Length).
 
     BentoML would try other decoders, and answers a multipart body without a boundary with a 500.
     A missing Content-Type is taken as JSON, as BentoML does.
@@ -111,11 +112,17 @@ class JsonOnly:
         if (
             scope["type"] == "http"
             and scope["method"] == "POST"
-            and scope["path"].startswith("/v1/")
+            and scope["path"].startswith(("/v1/", "/v2/"))
         ):
-            given = dict(scope["headers"]).get(b"content-type", b"application/json")
+            headers = dict(scope["headers"])
+            given = headers.get(b"content-type", b"application/json")
             media = given.split(b";")[0].strip().lower()
-            if media != b"application/json" and not media.endswith(b"+json"):
+            binary = b"inference-header-content-length" in headers  # V2's binary extension
+            if (
+                media != b"application/json"
+                and not media.endswith(b"+json")
+                and not (binary and media == b"application/octet-stream")
+            ):
                 message = f"Content-Type {given.decode('latin-1')!r} is not supported; send application/json"
                 await send_json(send, 415, {"error": message})
                 return

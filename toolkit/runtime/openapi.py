@@ -1,17 +1,25 @@
-"""The OpenAPI document at /docs.json, made true for the /v1 routes.
+"""The OpenAPI 3.1 document at /docs.json, written from the release's own models and examples.
 
-BentoML 1.4 labels its document OpenAPI 3.0 but writes JSON Schema 2020 bounds into it
+BentoML 1.4 labels its document OpenAPI 3.0 but writes JSON Schema 2020-12 into it
 (``exclusiveMinimum: 0``, which 3.0 forbids), drops ``null`` from optional fields, documents a
 400's ``detail`` as a string where it sends a list, and knows nothing of the bearer token, the
-401, the 503 or /v1/metadata. Client generators and fuzzers (schemathesis) reject or
-misread such a document. This module rewrites the /v1 operations from the service's own pydantic
-models, converted to OpenAPI 3.0, and leaves BentoML's other routes as they are.
+401, the 413, the 503 or /v1/metadata; ``openapi-spec-validator`` rejects it. pydantic emits JSON
+Schema 2020-12, which is OpenAPI 3.1's own dialect, so this module writes a 3.1.0 document
+instead: the /v1 operations from the service's pydantic models (only ``$defs`` move to
+``components/schemas``), with request and response examples from the release's examples.json
+(the notebook's own inputs and answers), the Open Inference Protocol's /v2 routes
+(runtime/v2.py), and the open routes the server has besides (/livez, /readyz, /metrics). It is built once per process and does not depend on BentoML's document.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from typing import Any
+
+OPENAPI_VERSION = "3.1.0"
+#: How many of the examples illustrate /v1/predict_batch's body.
+BATCH_EXAMPLES = 3
 
 ERROR = {
     "type": "object",
@@ -27,10 +35,7 @@ VALIDATION_ERROR = {
             "items": {
                 "type": "object",
                 "properties": {
-                    "loc": {
-                        "type": "array",
-                        "items": {"anyOf": [{"type": "string"}, {"type": "integer"}]},
-                    },
+                    "loc": {"type": "array", "items": {"type": ["string", "integer"]}},
                     "msg": {"type": "string"},
                     "type": {"type": "string"},
                 },
@@ -47,46 +52,48 @@ NO_ANSWER = {
 }
 
 
-def oas30(schema: Any, defs: dict[str, Any]) -> Any:
-    """A pydantic (JSON Schema 2020) schema as OpenAPI 3.0; `$defs` are moved into `defs`."""
-    if isinstance(schema, list):
-        return [oas30(item, defs) for item in schema]
-    if not isinstance(schema, dict):
-        return schema
-    schema = dict(schema)
-    for name, definition in schema.pop("$defs", {}).items():
-        defs[name] = oas30(definition, defs)
-    if "$ref" in schema:
-        schema["$ref"] = schema["$ref"].replace("#/$defs/", "#/components/schemas/")
-    branches = schema.get("anyOf")
-    if isinstance(branches, list) and {"type": "null"} in branches:
-        rest = [b for b in branches if b != {"type": "null"}]
-        del schema["anyOf"]
-        if len(rest) == 1 and "$ref" not in rest[0]:
-            schema = {**rest[0], **schema}
+def schema(value: Any, defs: dict[str, Any]) -> Any:
+    """A pydantic (JSON Schema 2020-12) schema as an OpenAPI 3.1 Schema Object: the dialect is the
+    same, so only ``$defs`` move into ``defs`` (``components/schemas``) and their refs follow."""
+    if isinstance(value, list):
+        return [schema(item, defs) for item in value]
+    if not isinstance(value, dict):
+        return value
+    value = dict(value)
+    for name, definition in value.pop("$defs", {}).items():
+        defs[name] = schema(definition, defs)
+    out: dict[str, Any] = {}
+    for key, item in value.items():
+        if key == "$ref" and isinstance(item, str):
+            out[key] = item.replace("#/$defs/", "#/components/schemas/")
+        elif key in ("enum", "const", "default", "examples"):
+            out[key] = item  # values, not schemas
+        elif key == "properties" and isinstance(item, dict):
+            out[key] = {name: schema(sub, defs) for name, sub in item.items()}
         else:
-            schema["anyOf"] = rest
-        schema["nullable"] = True
-    for bound, inclusive in (("exclusiveMinimum", "minimum"), ("exclusiveMaximum", "maximum")):
-        if isinstance(schema.get(bound), (int, float)) and not isinstance(schema[bound], bool):
-            schema[inclusive], schema[bound] = schema[bound], True
-    if "const" in schema:
-        schema["enum"] = [schema.pop("const")]
-    if schema.get("type") == "null":  # a field that can only be null
-        del schema["type"]
-        schema["nullable"] = True
-        schema["enum"] = [None]
-    return {key: oas30(value, defs) if key != "enum" else value for key, value in schema.items()}
+            out[key] = schema(item, defs)
+    return out
 
 
 def operation(
-    name: str, summary: str, request: Any, response: Any, defs: dict[str, Any], auth: bool
+    name: str,
+    summary: str,
+    request: Any,
+    response: Any,
+    defs: dict[str, Any],
+    auth: bool,
+    *,
+    examples: Sequence[tuple[str, Any, Any]] = (),
 ) -> dict[str, Any]:
-    responses: dict[str, Any] = {"200": _json(summary, oas30(response, defs))}
+    """One operation; ``examples`` are (name, request body, response body) triples."""
+    responses: dict[str, Any] = {
+        "200": _json(summary, schema(response, defs), {n: out for n, _, out in examples})
+    }
     if request is not None:
         responses["400"] = _json(
             "the body breaks the contract; `detail` names the fields", VALIDATION_ERROR
         )
+        responses["413"] = _json("the body is larger than the release allows", ERROR)
         responses["415"] = _json("the body is not application/json", ERROR)
         responses["503"] = _json("neither the model nor a fallback could answer", NO_ANSWER)
     if auth:
@@ -95,36 +102,83 @@ def operation(
     if request is not None:
         op["requestBody"] = {
             "required": True,
-            "content": {"application/json": {"schema": oas30(request, defs)}},
-        }
+            "content": {"application/json": _media(schema(request, defs),
+                                                   {n: body for n, body, _ in examples})},
+        }  # fmt: skip
     if auth:
         op["security"] = [{"bearer": []}]
     return op
 
 
-def _json(description: str, schema: Any) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
+def _media(value: Any, examples: Mapping[str, Any]) -> dict[str, Any]:
+    media: dict[str, Any] = {"schema": value}
+    if examples:
+        media["examples"] = {name: {"value": body} for name, body in examples.items()}
+    return media
 
 
-def rewrite(document: dict[str, Any], v1: dict[str, dict[str, Any]], auth: bool) -> dict[str, Any]:
-    """BentoML's document with the /v1 paths replaced by `v1` (path -> method -> operation)."""
-    paths = {p: ops for p, ops in document.get("paths", {}).items() if not p.startswith("/v1/")}
-    document = {**document, "paths": {**paths, **v1}}
+def _json(
+    description: str, value: Any, examples: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {"application/json": _media(value, examples or {})},
+    }
+
+
+def _plain(description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"text/plain": {"schema": {"type": "string"}}}}
+
+
+def open_routes() -> dict[str, Any]:
+    """The server's routes that need no token (runtime/routes.py's OPEN), as BentoML answers them."""
+    return {
+        "/livez": {"get": {"operationId": "livez", "summary": "the process is up",
+                           "responses": {"200": _plain("alive")}}},
+        "/readyz": {"get": {"operationId": "readyz", "summary": "ready for traffic",
+                            "responses": {"200": _plain("ready"), "503": _plain("not ready")}}},
+        "/metrics": {"get": {"operationId": "metrics", "summary": "Prometheus metrics",
+                             "responses": {"200": _plain("the text exposition format")}}},
+    }  # fmt: skip
+
+
+def examples_of(answered: Sequence[Mapping[str, Any]], envelope: Any) -> list[tuple[str, Any, Any]]:
+    """(name, Input, response) per example of examples.json; ``envelope(output)`` wraps an Output
+    as /v1/predict answers it."""
+    return [
+        (f"example{e.get('index', i)}", dict(e["input"]), envelope(e["output"]))
+        for i, e in enumerate(answered)
+        if isinstance(e, Mapping) and isinstance(e.get("input"), Mapping) and "output" in e
+    ]
+
+
+def document(
+    *,
+    title: str,
+    version: str,
+    description: str,
+    routes: Mapping[str, Mapping[str, Any]],
+    defs: Mapping[str, Any],
+    auth: bool,
+) -> dict[str, Any]:
+    """The whole document: ``routes`` (path -> method -> operation) and the open routes."""
+    doc: dict[str, Any] = {
+        "openapi": OPENAPI_VERSION,
+        "info": {"title": title, "version": version, "description": description},
+        "paths": {**open_routes(), **routes},
+        "components": {"schemas": dict(defs)},
+    }
     if auth:
-        components = document.setdefault("components", {})
-        components.setdefault("securitySchemes", {})["bearer"] = {
-            "type": "http",
-            "scheme": "bearer",
-        }
-    return document
+        doc["components"]["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
+    return doc
 
 
 class CorrectedDocs:
-    """ASGI middleware: GET /docs.json answers with :func:`rewrite` applied (computed once)."""
+    """ASGI middleware: GET /docs.json answers with the document ``build()`` returns (once)."""
 
     def __init__(self, app: Any, *, build: Any) -> None:
         self.app = app
-        self.build = build  # BentoML's document (dict) -> the corrected one
+        self.build = build  # () -> the document
         self.body: bytes | None = None
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -132,20 +186,7 @@ class CorrectedDocs:
             await self.app(scope, receive, send)
             return
         if self.body is None:
-            status, chunks = 500, []
-
-            async def collect(message: dict[str, Any]) -> None:
-                nonlocal status
-                if message["type"] == "http.response.start":
-                    status = message["status"]
-                elif message["type"] == "http.response.body":
-                    chunks.append(message.get("body", b""))
-
-            await self.app(scope, receive, collect)
-            if status != 200:
-                await _respond(send, status, b"".join(chunks))
-                return
-            self.body = json.dumps(self.build(json.loads(b"".join(chunks)))).encode()
+            self.body = json.dumps(self.build()).encode()
         await _respond(send, 200, self.body)
 
 

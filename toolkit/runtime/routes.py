@@ -15,9 +15,16 @@ import logging
 from typing import Any
 
 API = frozenset({"/v1/predict", "/v1/predict_batch", "/v1/metadata"})
+# the Open Inference Protocol (runtime/v2.py): its model routes share two labels, whatever the
+# model name and version in the path
+V2_INFER = "/v2/infer"
+V2_MODEL = "/v2/models"
+V2_HEALTH = frozenset({"/v2/health/live", "/v2/health/ready"})
 # what answers without a token when auth = "token": health probes, the Prometheus scrape, the
 # OpenAPI document and BentoML's index page with its static files; every other path needs one
-OPEN = frozenset({"/", "/docs.json", "/schema.json", "/healthz", "/livez", "/readyz", "/metrics"})
+OPEN = frozenset(
+    {"/", "/docs.json", "/schema.json", "/healthz", "/livez", "/readyz", "/metrics", *V2_HEALTH}
+)
 OPEN_PREFIXES = ("/static_content/",)
 UNMATCHED = "/{unmatched}"  # the label of every path that is not a route of the service
 # the scope key that keeps the request's path while BentoML's middlewares see its label
@@ -33,6 +40,8 @@ def label(path: str) -> str:
     """The metric label of a request path: the route itself, a prefix's template, or UNMATCHED."""
     if path in API or path in OPEN:
         return path
+    if path.startswith("/v2/models/"):
+        return V2_INFER if path.endswith("/infer") else V2_MODEL
     for prefix in OPEN_PREFIXES:
         if path.startswith(prefix):
             return prefix + "{path}"

@@ -26,10 +26,11 @@ from typing import Any
 
 from . import model
 from .routes import API as ROUTES
+from .routes import V2_INFER, V2_MODEL
 from .schema import DriftReference, MonitoringPlan
 
 REDACTED = "[REDACTED]"
-PREDICT_ROUTES = ("/v1/predict", "/v1/predict_batch")
+PREDICT_ROUTES = ("/v1/predict", "/v1/predict_batch", V2_INFER)
 STAGES = ("preprocess", "predict", "postprocess")  # model.run's timings
 # SPEC section 6 (app.Reason): why the fallback answered, or why there was no answer (503)
 FALLBACK_REASONS = ("error", "timeout", "low_confidence", "circuit_open", "disabled")
@@ -420,6 +421,17 @@ def psi(expected: list[float], counts: list[int], n: int) -> float:
 # ---------------------------------------------------------------- the middleware
 
 
+def _route(path: str) -> str:
+    """The ``route`` label of a /v1 or /v2 request: the route, or one label for the rest."""
+    if path in ROUTES:
+        return path
+    if path.startswith("/v2/"):
+        if path.startswith("/v2/models/"):
+            return V2_INFER if path.endswith("/infer") else V2_MODEL
+        return path if path in ("/v2/health/live", "/v2/health/ready") else "/v2/other"
+    return "/v1/other"
+
+
 class Observe:
     """ASGI middleware around /v1/*: request id, latency, status and outcome, one JSON log line.
 
@@ -446,7 +458,7 @@ class Observe:
         metrics(monitoring).expect_invalid(input_fields)
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or not scope["path"].startswith("/v1/"):
+        if scope["type"] != "http" or not scope["path"].startswith(("/v1/", "/v2/")):
             if scope["type"] == "http" and scope["path"] == "/metrics" and _METRICS is not None:
                 _METRICS.refresh()  # the kill switch is a file: read it for every scrape
             await self.app(scope, receive, send)
@@ -499,7 +511,7 @@ class Observe:
         request_body: bytearray | None,
         response_body: bytearray,
     ) -> None:
-        route = scope["path"] if scope["path"] in ROUTES else "/v1/other"
+        route = _route(scope["path"])
         status = state["status"]
         outcome = state["outcome"] or _outcome(status)
         m = metrics(self.monitoring)
