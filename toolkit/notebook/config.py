@@ -393,7 +393,7 @@ TRAINING_KEYS = frozenset({"execution"})
 NON_TRAINING_KEYS = frozenset(
     {
         "name", "version", "owner", "gates", "fallback", "service", "contract", "evaluation",
-        "card", "monitoring", "artifacts", "slo", "deploy",
+        "card", "monitoring", "artifacts", "slo", "deploy", "lock",
     }
 )  # fmt: skip
 
