@@ -160,6 +160,21 @@ def test_reference_bins_numbers_by_quantile_and_counts_categories() -> None:
     assert field_reference([None], bins=4) == "no values in the reference"
 
 
+def test_reference_counts_dates_as_the_service_does() -> None:
+    # a `date` Input field (tests/corpus/holt_winters): the probe crashed with "Object of type
+    # date is not JSON serializable"; the service keys the values it sees the same way
+    from datetime import date
+
+    from nb2prod.runtime.model import category_key
+
+    months = [date(2000, 1, 1), date(2000, 2, 1), date(2000, 1, 1)]
+    reference = field_reference(months, bins=4)
+    assert not isinstance(reference, str)
+    assert reference.categories == ('"2000-01-01"', '"2000-02-01"')
+    assert reference.expected == (2 / 3, 1 / 3)
+    assert category_key(date(2000, 2, 1)) in reference.categories
+
+
 def test_reference_columns_from_frames_dicts_and_checked_arrays() -> None:
     frame = pd.DataFrame({"x": [1.0, 2.0], "other": [0, 0]})
     assert reference_columns(frame, "df", ["x", "z"], lambda: False) == {"x": [1.0, 2.0]}

@@ -15,9 +15,35 @@ import pytest
 from nb2prod.adapters import container
 from nb2prod.adapters.pip_config import host_pip_settings
 
-from tests.conftest import copy_iris
+from tests.conftest import ROOT, copy_iris
 
 pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="session")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """nb2prod's wheel built from the tree, once for the session (tests/e2e/test_installed.py and
+    tests/e2e/test_corpus.py install it into fresh venvs)."""
+    out = tmp_path_factory.mktemp("wheel")
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out), str(ROOT)],
+        check=True, capture_output=True, cwd=out,
+    )  # fmt: skip
+    (built,) = out.glob("nb2prod-*.whl")
+    return built
+
+
+# What tests/e2e/test_corpus.py measured (seconds), printed at the end of the session.
+CORPUS_TIMINGS: dict[str, float] = {}
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if not CORPUS_TIMINGS:
+        return
+    terminalreporter.section("corpus timings (tests/e2e/test_corpus.py)")
+    for name, seconds in CORPUS_TIMINGS.items():
+        terminalreporter.write_line(f"{name:<40} {seconds:8.1f} s")
+    terminalreporter.write_line(f"{'total':<40} {sum(CORPUS_TIMINGS.values()):8.1f} s")
 
 
 @dataclass(frozen=True)

@@ -19,18 +19,9 @@ from nb2prod.adapters.loopback import free_port, wait_ready
 
 from tests.conftest import IRIS, ROOT
 
+# `wheel`: the session's wheel built from the tree (tests/e2e/conftest.py)
+
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture(scope="module")
-def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("wheel")
-    subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out), str(ROOT)],
-        check=True, capture_output=True, cwd=out,
-    )  # fmt: skip
-    (built,) = out.glob("nb2prod-*.whl")
-    return built
 
 
 def test_the_wheel_is_one_package_with_its_templates(wheel: Path) -> None:

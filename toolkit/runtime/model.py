@@ -104,7 +104,8 @@ def fallback(pipeline: ModuleType, inp: Any) -> Any:
 
 def category_key(value: Any) -> str:
     """How a categorical value is counted for drift: strings as they are, enums by their value,
-    anything else as JSON (``3`` -> ``"3"``, ``True`` -> ``"true"``). The reference the probe
-    records at package time and the service's observations both use this one encoding."""
+    anything else as JSON (``3`` -> ``"3"``, ``True`` -> ``"true"``), and what JSON has no type
+    for (a ``date`` field) as the JSON string of its ``str()``. The reference the probe records at
+    package time and the service's observations both use this one encoding."""
     key = value.value if isinstance(value, enum.Enum) else value
-    return key if isinstance(key, str) else json.dumps(key)
+    return key if isinstance(key, str) else json.dumps(key, default=str)
