@@ -18,8 +18,11 @@ venv: $(BIN)/nb2prod
 demo: venv
 	BENTOML_HOME=$(CURDIR)/.bentoml $(BIN)/python scripts/demo.py
 
+# Two pytest-xdist workers (PYTEST_WORKERS=0: one process). Each test file runs on one worker, the
+# podman files on the same one (tests/conftest.py SHARED_WORKER); the longest work is sent first.
+PYTEST_WORKERS ?= 2
 test: venv
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
 
 lint: venv
 	$(BIN)/ruff check toolkit tests benchmarks scripts

@@ -22,6 +22,49 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+# `make test` runs two pytest-xdist workers with ``--dist loadfile``: all tests of a file on one
+# worker, so a module's packaged release is made once and a session one (``iris_release``) once
+# per worker. Files that share an expensive session fixture share a worker too: the podman files
+# build one base image and one iris image. (xdist's own ``xdist_group`` marks cannot do this with
+# pytest 9, whose node ids xdist 3.8 can no longer suffix.)
+SHARED_WORKER = {
+    "tests/e2e/test_container.py": "podman",
+    "tests/e2e/test_deploy.py": "podman",
+}
+LONGEST_FIRST = ("podman",)  # sent to the workers before everything else
+
+
+@pytest.hookimpl(optionalhook=True, tryfirst=True)  # before xdist's own; absent without xdist
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | None:
+    """``--dist loadfile``, with the files of SHARED_WORKER scheduled as one."""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class SharedFiles(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split("::", 1)[0]
+            return SHARED_WORKER.get(path, path)
+
+    return SharedFiles(config, log)  # type: ignore[arg-type]
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """In an xdist worker the longest group goes first, then the other end-to-end files, then the
+    unit tests, which fill the gaps at the end (``--no-loadscope-reorder`` keeps this order; xdist
+    would otherwise send the files with the most tests first). Without xdist nothing changes."""
+    if not hasattr(config, "workerinput"):
+        return
+
+    def rank(item: pytest.Item) -> int:
+        path = item.nodeid.split("::", 1)[0]
+        if SHARED_WORKER.get(path) in LONGEST_FIRST:
+            return 0
+        return 1 if item.get_closest_marker("e2e") is not None else 2
+
+    items.sort(key=rank)  # stable: files keep their order within a rank
+
+
 @pytest.fixture(scope="session", autouse=True)
 def isolated_state(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """BentoML's store, uv's cache and Jupyter's runtime files live in a temporary directory."""

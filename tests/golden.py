@@ -16,7 +16,8 @@ from nb2prod import __version__
 GOLDEN = Path(__file__).resolve().parent / "golden"
 
 _MASKS = [
-    (re.compile(r"[^\s\"]*/pytest-of-[^/\s]+/pytest-\d+/"), "<tmp>/"),  # the test's own directory
+    # the test's own directory (with pytest-xdist, the worker's below it: popen-gw0/)
+    (re.compile(r"[^\s\"]*/pytest-of-[^/\s]+/pytest-\d+/(?:popen-gw\d+/)?"), "<tmp>/"),
     (re.compile(r"\b[0-9a-f]{64}\b"), "<sha256>"),
     (re.compile(r"\b[0-9a-f]{40}\b"), "<git-commit>"),
     (re.compile(r"\b[0-9a-f]{12}\b(?=\))"), "<sha256-prefix>"),
