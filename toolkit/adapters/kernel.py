@@ -129,12 +129,17 @@ class _CellCounter:
         self.log, self.on_cell = log, on_cell
         self.total = self.started = 0
         self.index = -1  # nbclient's index of the cell that runs
+        self.quiet = False  # the cell that runs is not announced
 
     def notebook_starts(self, notebook: nbformat.NotebookNode, **_: Any) -> None:
-        self.total = sum(1 for cell in notebook.cells if _runs(cell))
+        self.total = sum(1 for cell in notebook.cells if _runs(cell) and not _quiet(cell))
 
     def cell_starts(self, cell: nbformat.NotebookNode, cell_index: int, **_: Any) -> None:
-        self.started, self.index = self.started + 1, cell_index
+        self.index = cell_index
+        self.quiet = _quiet(cell)
+        if self.quiet:  # nb2prod's own bookkeeping: neither counted nor announced
+            return
+        self.started += 1
         header = (
             self.on_cell(self.started, self.total, cell)
             if self.on_cell
@@ -143,8 +148,13 @@ class _CellCounter:
         self.log.write(f"\n──── {header}\n".encode())
 
     def cell_ends(self, **_: Any) -> None:
-        if self.on_cell:
+        if self.on_cell and not self.quiet:
             self.on_cell(self.started, self.total, None)
+
+
+def _quiet(cell: nbformat.NotebookNode) -> bool:
+    """A cell the caller marked ``metadata.nb2prod.quiet`` (bookkeeping of its own, instant)."""
+    return bool(cell.get("metadata", {}).get("nb2prod", {}).get("quiet"))
 
 
 def _runs(cell: nbformat.NotebookNode) -> bool:

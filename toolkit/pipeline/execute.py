@@ -104,9 +104,8 @@ def execute_notebook(
     )
     lineage_file = capture_dir / RAW_FILE
     kernel_state = scratch / "trained"
-    start = _injected(_lineage_start_source([str(scratch), str(cache_root())]),
-                      does="recording the files the notebook reads")  # fmt: skip
-    finish = _injected(_lineage_finish_source(lineage_file), does="listing the files it read")
+    start = _injected(_lineage_start_source([str(scratch), str(cache_root())]), quiet=True)
+    finish = _injected(_lineage_finish_source(lineage_file), quiet=True)
     notebook = parsed.notebook
     if restore is not None and reuse is not None:
         node = _replay(notebook, reuse, restore, start, finish, probe_cell_source(plan))
@@ -115,8 +114,7 @@ def execute_notebook(
         after = {}
         if reuse is not None and reuse.problem is None and reuse.snapshot_after is not None:
             after[reuse.snapshot_after] = _injected(
-                _snapshot_source(list(reuse.names), kernel_state),
-                does="keeping the trained state for the next run",
+                _snapshot_source(list(reuse.names), kernel_state), quiet=True
             )
         node = _runnable(notebook, probe_cell_source(plan), first=[start], after=after,
                          last=[finish])  # fmt: skip
@@ -153,12 +151,15 @@ def execute_notebook(
     )
 
 
-def _injected(source: str, *tags: str, does: str | None = None) -> nbformat.NotebookNode:
-    """One of nb2prod's own cells; ``does`` is how progress names it (the probe's by default)."""
+def _injected(
+    source: str, *tags: str, does: str | None = None, quiet: bool = False
+) -> nbformat.NotebookNode:
+    """One of nb2prod's own cells; ``does`` is how progress names it (the probe's by default);
+    a ``quiet`` one (instant bookkeeping: the lineage hook) is neither counted nor announced."""
     cell = nbformat.v4.new_code_cell(source)
     cell.metadata["tags"] = [CAPTURE_TAG, *tags]
-    if does is not None:
-        cell.metadata["nb2prod"] = {"does": does}
+    if does is not None or quiet:
+        cell.metadata["nb2prod"] = {"does": does, "quiet": quiet}
     return cell
 
 

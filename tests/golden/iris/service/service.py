@@ -4,6 +4,7 @@ Routes (nb2prod SPEC section 6):
   POST /v1/predict        one Input as flat JSON -> {"output", "model_version", "degraded", "reason"}
   POST /v1/predict_batch  {"inputs": [Input, ...]} -> {"results": [envelope, ...]}
   GET  /v1/metadata       release metadata and evaluation summary
+  /v2/...                 the Open Inference Protocol (KServe V2, Triton): health, model metadata, infer
   GET  /livez /readyz /metrics  (BentoML's own)
 The notebook's code is pipeline.py; how requests are answered (guard, fallback, batching, metrics,
 logs, auth) is nb2prod's runtime, copied into runtime/ (its sha256s are in metadata.json);
@@ -15,13 +16,14 @@ from pathlib import Path
 import bentoml
 
 from . import pipeline
-from .runtime.app import Handlers, Release, install, v1_app
+from .runtime.app import Handlers, Release, install, v1_app, v2_app
 
 RELEASE = Release.load(Path(__file__).parent, pipeline)
 Input = RELEASE.Input  # pipeline.Input, bodies read with strict JSON types (runtime/limits.py)
 
 
 @bentoml.asgi_app(v1_app(RELEASE), path="/v1")
+@bentoml.asgi_app(v2_app(RELEASE), path="/v2")
 @bentoml.service(
     name=RELEASE.metadata.release.name,
     workers=RELEASE.metadata.service.workers,
