@@ -151,7 +151,7 @@ TITANIC = Entry(
                 Age: Optional[float] = Field(default=None, ge=0, le=100, description="Age in years")
                 SibSp: int = Field(ge=0, le=10, description="Siblings and spouses aboard")
                 Parch: int = Field(ge=0, le=10, description="Parents and children aboard")
-                Fare: float = Field(ge=0, description="Ticket price")
+                Fare: float = Field(ge=0, le=150, description="Ticket price")
                 Embarked: Optional[Literal["S", "C", "Q"]] = None
 
 
@@ -726,10 +726,10 @@ CALIBRATED_THRESHOLD = Entry(
         code("""
             #| nb2prod: contract
             class Input(BaseModel):
-                amount: float = Field(gt=0, description="Transaction amount in euros")
+                amount: float = Field(gt=0, le=1900, description="Transaction amount in euros")
                 hour: int = Field(ge=0, le=23)
-                account_age_days: int = Field(ge=0)
-                previous_transactions: int = Field(ge=0)
+                account_age_days: int = Field(ge=0, le=4800)
+                previous_transactions: int = Field(ge=0, le=70)
                 foreign: bool
 
 

@@ -45,8 +45,6 @@ REL_TOL = 1e-9  # as verify: JSON round-trips floats exactly; this only absorbs 
 # Notebooks that do not package (or answer) on the first try yet, each for a finding of issue #22
 # that another branch fixes; strict, so the mark must go when the fix lands.
 KNOWN: dict[str, str] = {
-    "titanic": "issue #22 finding 3: the robustness gate fails on `Fare` (ge=0, no upper bound): "
-    "91 of 218 probe inputs, the smallest with Fare near 3e47 and no field named",
     "helper_module": "issue #22 finding 1: `check` passes, then lock fails after execute: `the "
     "service imports tumour_helpers, which no installed distribution provides` (training cells "
     "use it, the service never does)",
@@ -56,9 +54,6 @@ KNOWN: dict[str, str] = {
     "torch_threshold": "issue #22 finding 4 ([lock] for CPU builds of PyTorch): the lock pins the "
     "kernel's torch==2.13.0+cpu, which the registry does not have (`No solution found ... no "
     "version of torch==2.13.0+cpu`)",
-    "calibrated_threshold": "issue #22 finding 3: the robustness gate fails on `amount` (gt=0) and "
-    "the counts (ge=0) without upper bounds: 81 of 208 probe inputs, the smallest with amount "
-    "near 1e308 and no field named",
 }
 
 
