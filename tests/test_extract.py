@@ -112,7 +112,9 @@ def test_fitted_state_lists_each_value_once_with_every_reader() -> None:
 
 def test_an_import_of_a_local_module_the_service_never_reads_is_left_out(tmp_path: Path) -> None:
     (tmp_path / "team_helpers.py").write_text("def split(x):\n    return x\n")
-    setup = "#| nb2prod: setup\nimport numpy as np\nfrom team_helpers import (\n    split,\n)\nK = 2"
+    setup = (
+        "#| nb2prod: setup\nimport numpy as np\nfrom team_helpers import (\n    split,\n)\nK = 2"
+    )
     cells = [code(setup), code("#| nb2prod: train\nparts = split([1])"), *minimal_cells()]
     result = extract(analyse(annotate(notebook(*cells), tmp_path / "nb.ipynb")))
     (statement,) = result.left_out

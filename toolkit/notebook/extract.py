@@ -87,7 +87,9 @@ def _shares_lines(node: ast.stmt, body: list[ast.stmt]) -> bool:
     """Whether another statement shares a line with ``node`` (``import a; x = 1``)."""
     end = node.end_lineno or node.lineno
     return any(
-        other is not node and other.lineno <= end and (other.end_lineno or other.lineno) >= node.lineno
+        other is not node
+        and other.lineno <= end
+        and (other.end_lineno or other.lineno) >= node.lineno
         for other in body
     )
 
