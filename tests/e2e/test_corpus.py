@@ -46,8 +46,7 @@ REL_TOL = 1e-9  # as verify: JSON round-trips floats exactly; this only absorbs 
 # that another branch fixes; strict, so the mark must go when the fix lands. A notebook whose
 # entry has a `fix` (make_corpus.py) is expected to fail its first package with the cause named,
 # and to package once the fix the message suggests is made, as a user would.
-KNOWN: dict[str, str] = {
-}
+KNOWN: dict[str, str] = {}
 
 
 @dataclass(frozen=True)
