@@ -36,14 +36,25 @@ def test_the_distribution_scan_agrees_with_importlib_metadata() -> None:
     assert imports.distributed(provided | {"nb2prod_no_such_module"}) == provided
 
 
-def test_a_local_module_the_service_never_uses_says_move_the_import() -> None:
-    (found,) = findings(HERE / "NB205_local_module_unused.ipynb", "NB205")
-    assert "`p_helpers` is a module beside the notebook (p_helpers.py)" in found
-    assert "the service would not have it" in found
-    assert (
-        "never uses what this cell imports from `p_helpers`: move the import to an untagged"
-        in found
-    )
+def test_a_local_module_the_service_never_uses_is_a_warning_the_import_is_left_out() -> None:
+    (found,) = [f for f in check_path(HERE / "NB205_local_module_unused.ipynb").findings
+                if f.code == "NB205"]  # fmt: skip
+    assert found.severity == "warning"
+    assert "`p_helpers` is a module beside the notebook (p_helpers.py)" in found.message
+    assert "so the import is left out of the service" in found.message
+    assert "move the import to an untagged or `train` cell" in found.fix
+
+
+def test_an_unused_local_import_sharing_a_statement_with_a_used_module_stays_an_error(
+    tmp_path: Path,
+) -> None:
+    # `import p_helpers, numpy`: the statement cannot be left out whole, so it stays an error
+    node = load_node(HERE / "clean.ipynb")
+    node.cells[0].source += "\nimport p_helpers, json"
+    node.cells[3].source += "\njson.dumps({})"
+    shutil.copy(HERE / "p_helpers.py", tmp_path / "p_helpers.py")
+    (found,) = [f for f in check(node, tmp_path / "nb.ipynb").findings if f.code == "NB205"]
+    assert found.severity == "error"
 
 
 def test_a_local_module_the_service_uses_says_make_it_a_package() -> None:
@@ -93,7 +104,7 @@ def test_installed_and_standard_modules_are_fine() -> None:
 
 
 def test_package_stops_on_an_unprovided_import_before_execute(tmp_path: Path) -> None:
-    shutil.copy(HERE / "NB205_local_module_unused.ipynb", tmp_path / "nb.ipynb")
+    shutil.copy(HERE / "NB205_local_module_used.ipynb", tmp_path / "nb.ipynb")
     shutil.copy(HERE / "p_helpers.py", tmp_path / "p_helpers.py")
     result = CliRunner().invoke(
         main, ["package", str(tmp_path / "nb.ipynb"), "--out", str(tmp_path / "out")]

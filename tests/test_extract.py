@@ -108,3 +108,42 @@ def test_fitted_state_lists_each_value_once_with_every_reader() -> None:
         ("encoder", 6, "train"),
     ]
     assert result.artifacts[1].readers == "preprocess (cell 3) and fallback (cell 8)"
+
+
+def test_an_import_of_a_local_module_the_service_never_reads_is_left_out(tmp_path: Path) -> None:
+    (tmp_path / "team_helpers.py").write_text("def split(x):\n    return x\n")
+    setup = (
+        "#| nb2prod: setup\nimport numpy as np\nfrom team_helpers import (\n    split,\n)\nK = 2"
+    )
+    cells = [code(setup), code("#| nb2prod: train\nparts = split([1])"), *minimal_cells()]
+    result = extract(analyse(annotate(notebook(*cells), tmp_path / "nb.ipynb")))
+    (statement,) = result.left_out
+    assert (statement.cell, statement.line, statement.end_line) == (0, 3, 5)
+    assert statement.modules == ("team_helpers",)
+    assert "team_helpers" not in result.imports and "numpy" in result.imports
+    service = result.cells[0].source.splitlines()
+    assert len(service) == len(setup.splitlines())  # line numbers kept
+    assert service[2].startswith("# nb2prod left this import out of the service")
+    assert service[3:5] == ["#       split,", "#   )"]
+    assert service[1] == "import numpy as np" and service[5] == "K = 2"
+    compile(result.cells[0].source, "setup", "exec")  # still Python
+
+
+def test_an_import_of_a_local_module_the_service_reads_stays(tmp_path: Path) -> None:
+    (tmp_path / "team_helpers.py").write_text("def scale(x):\n    return x\n")
+    cells = [
+        code("#| nb2prod: setup\nimport team_helpers"),
+        *minimal_cells(),
+        code("#| nb2prod: postprocess\ndef postprocess(raw, inputs):\n"
+             "    return [Output(y=team_helpers.scale(r)) for r in raw]"),
+    ]  # fmt: skip
+    result = extract(analyse(annotate(notebook(*cells), tmp_path / "nb.ipynb")))
+    assert result.left_out == ()
+    assert "team_helpers" in result.imports
+    assert result.cells[0].source == "#| nb2prod: setup\nimport team_helpers"
+
+
+def test_an_unread_import_of_an_installed_package_stays(tmp_path: Path) -> None:
+    cells = [code("#| nb2prod: setup\nimport json\nimport sklearn"), *minimal_cells()]
+    result = extract(analyse(annotate(notebook(*cells), tmp_path / "nb.ipynb")))
+    assert result.left_out == () and "sklearn" in result.imports

@@ -6,6 +6,7 @@ from importlib import metadata
 from pathlib import Path
 
 import pytest
+from nb2prod.adapters.pip_config import parse_config_list
 from nb2prod.errors import LockError
 from nb2prod.pipeline.capture import Capture
 from nb2prod.pipeline.lock import lock_environment
@@ -158,3 +159,53 @@ def test_the_uv_input_carries_each_package_to_its_index() -> None:
     command = lock_command("uv", Path("/s/pyproject.toml"), Path("/s/c.txt"), "3.11.7")
     assert command[:4] == ["uv", "pip", "compile", "/s/pyproject.toml"]
     assert "--no-emit-index-url" in command and "--generate-hashes" in command
+
+
+# ------------------------------------------------- the host pip's find-links and indexes (#22)
+
+
+def test_a_local_build_from_a_find_links_directory_locks_and_the_lock_line_says_so(
+    tmp_path: Path,
+) -> None:
+    # a package pip installed here from a wheel directory (torch 2.13.0+cpu from find-links):
+    # a local version no index has
+    local_index(tmp_path, "nb2prod-cpu-demo", "2.0+cpu")
+    wheels = tmp_path / "files"
+    kernel = capture({"nb2prod-cpu-demo": "2.0+cpu"}, {"nb2prod-cpu-demo": "2.0+cpu"})
+    with pytest.raises(LockError, match="could not be locked"):
+        lock_environment(kernel, notebook="nb.ipynb")  # without the directory: as before
+    lock = lock_environment(kernel, notebook="nb.ipynb", find_links=[str(wheels)])
+    assert lock.pins == {"nb2prod-cpu-demo": "2.0+cpu"}
+    assert lock.local == {"nb2prod-cpu-demo==2.0+cpu": wheels.as_uri()}
+    assert f"# local: nb2prod-cpu-demo==2.0+cpu from {wheels.as_uri()}\n" in lock.text
+    assert "    # from " not in lock.text  # uv's origin notes are read, not kept
+    assert lock.summary() == (
+        f"1 packages pinned (1 direct); note: nb2prod-cpu-demo==2.0+cpu from {wheels.as_uri()}, "
+        "a local source of this machine's pip: an image built elsewhere needs [lock] index for it"
+    )
+
+
+def test_a_file_index_from_pip_config_is_looked_in(tmp_path: Path) -> None:
+    url = local_index(tmp_path, "nb2prod-cpu-demo", "3.0")
+    lock = lock_environment(
+        capture({"nb2prod-cpu-demo": "3.0"}, {"nb2prod-cpu-demo": "3.0"}),
+        notebook="nb.ipynb",
+        extra_index_urls=[url],
+    )
+    assert lock.pins == {"nb2prod-cpu-demo": "3.0"}
+    assert set(lock.local.values()) == {url}
+
+
+def test_pip_config_list_gives_find_links_and_extra_indexes(tmp_path: Path) -> None:
+    (tmp_path / "wheels").mkdir()
+    (tmp_path / "simple").mkdir()
+    here, gone = (tmp_path / "simple").as_uri(), (tmp_path / "gone").as_uri()
+    settings = parse_config_list(
+        f":env:.find-links='{tmp_path / 'wheels'}'\n"
+        f"global.find-links='/elsewhere'\n"
+        f"global.extra-index-url='{here} {gone}'\n"
+    )
+    assert settings.find_links == (str(tmp_path / "wheels"),)  # the environment wins
+    assert settings.extra_index_urls == (here, gone)
+    assert settings.lock_sources == ((str(tmp_path / "wheels"),), (here,))  # what exists
+    assert settings.index_url is None

@@ -137,7 +137,7 @@ FIXTURES: dict[str, tuple[list[str], list[dict[str, object]]]] = {
     ),
     "NB205_local_module_unused": (
         base(setup=SETUP + "\nfrom p_helpers import describe_columns"),
-        [expect(0, "NB205")],
+        [expect(0, "NB205", "warning")],
     ),
     "NB205_local_module_used": (
         base(

@@ -4,6 +4,9 @@ A build installs the release's lock with pip inside the image; by default it use
 bundle and package index as the host's pip (PIP_CERT / ``cert``, PIP_INDEX_URL / ``index-url``),
 so a machine behind a TLS-intercepting proxy or with a private index works unchanged.
 ``file://`` indexes and find-links are host paths a build cannot see and are left out.
+
+The lock, resolved on this machine, takes all of pip's find-links and extra indexes, ``file://``
+ones included (:attr:`PipSettings.lock_sources`): what pip can install here, uv can lock.
 """
 
 from __future__ import annotations
@@ -19,6 +22,25 @@ class PipSettings:
     cert: Path | None  # the CA bundle pip verifies TLS with, when one is configured
     index_url: str | None  # the configured index, None: pip's default
     cert_source: str = ""  # where cert came from, e.g. "PIP_CERT" or "global.cert"
+    find_links: tuple[str, ...] = ()  # directories or URLs, as configured
+    extra_index_urls: tuple[str, ...] = ()  # file:// ones included
+
+    @property
+    def lock_sources(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """(find-links, extra index URLs) for resolving on this machine: local directories and
+        ``file://`` indexes that do not exist are left out (pip ignores them too)."""
+        return (
+            tuple(link for link in self.find_links if _exists(link)),
+            tuple(url for url in self.extra_index_urls if _exists(url)),
+        )
+
+
+def _exists(location: str) -> bool:
+    if location.startswith("file:"):
+        return Path(location.removeprefix("file://").removeprefix("file:")).exists()
+    if "://" in location:
+        return True
+    return Path(location).exists()
 
 
 def host_pip_settings() -> PipSettings:
@@ -55,8 +77,12 @@ def parse_config_list(text: str) -> PipSettings:
     cert = first("cert")
     index = first("index-url")
     index_url = index[1] if index and not index[1].startswith("file:") else None
+    links = first("find-links")
+    extra = first("extra-index-url")
     return PipSettings(
         cert=Path(cert[1]) if cert else None,
         index_url=index_url,
         cert_source=cert[0] if cert else "",
+        find_links=tuple(links[1].split()) if links else (),
+        extra_index_urls=tuple(extra[1].split()) if extra else (),
     )

@@ -5,6 +5,11 @@ URL is written into the lock (``--no-emit-index-url``), so a lock is portable be
 ``[lock] index`` gives some packages their own index (a CPU build of torch): uv then compiles a
 scratch pyproject.toml whose ``[tool.uv.sources]`` pin those packages to explicit indexes, and
 the lock stage writes those indexes into the lock for the install (pipeline/lock.py).
+
+The host pip's find-links and extra indexes (``file://`` ones too) are passed to uv, with pip's
+way of choosing among indexes (the best version from any of them), so a package pip installed
+here from a local wheel directory locks; uv's ``# from`` annotations say where each pin came
+from, and are read into :attr:`Resolution.origins` and removed from the lock's text.
 """
 
 from __future__ import annotations
@@ -14,8 +19,8 @@ import os
 import re
 import subprocess
 import tempfile
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import LockError, MissingToolError
@@ -25,7 +30,8 @@ PLATFORM = "x86_64-unknown-linux-gnu"
 
 @dataclass(frozen=True)
 class Resolution:
-    text: str  # requirements.lock body as uv wrote it
+    text: str  # requirements.lock body as uv wrote it, without its `# from` annotations
+    origins: Mapping[str, str] = field(default_factory=dict)  # "name==version" -> where from
 
 
 def uv_binary() -> str:
@@ -44,10 +50,13 @@ def compile_lock(
     *,
     python_version: str,
     sources: Mapping[str, str] | None = None,
+    find_links: Sequence[str] = (),
+    extra_index_urls: Sequence[str] = (),
 ) -> Resolution:
     """Resolve ``requirements`` (pinned direct dependencies) to every transitive pin with hashes;
     ``sources`` (package -> index URL, ``[lock] index``) resolves those packages from their own
-    index and every other one from the default index."""
+    index and every other one from the default index; ``find_links`` and ``extra_index_urls``
+    (the host pip's) are looked in too."""
     with tempfile.TemporaryDirectory(prefix="nb2prod-lock-") as scratch:
         inputs, text = lock_input(requirements, sources or {})
         req = Path(scratch) / inputs
@@ -55,6 +64,7 @@ def compile_lock(
         req.write_text(text, encoding="utf-8")
         con.write_text("\n".join(constraints) + "\n", encoding="utf-8")
         command = lock_command(uv_binary(), req, con, python_version)
+        command += pip_source_options(find_links, extra_index_urls)
         env = {**os.environ, "UV_NATIVE_TLS": os.environ.get("UV_NATIVE_TLS", "1")}
         proc = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
     if proc.returncode != 0:
@@ -72,7 +82,34 @@ def compile_lock(
     # the scratch paths uv names in its "# via" notes would make every lock differ
     body = re.sub(rf"{LOCK_PROJECT} \([^)\n]*\)", "-r requirements.in", proc.stdout)
     body = body.replace(str(req), "requirements.in").replace(str(con), "kernel-constraints")
-    return Resolution(text=body)
+    return without_origins(body)
+
+
+def pip_source_options(find_links: Sequence[str], extra_index_urls: Sequence[str]) -> list[str]:
+    """uv options for the host pip's find-links and extra indexes, chosen among as pip does."""
+    options = [o for link in find_links for o in ("--find-links", link)]
+    options += [o for url in extra_index_urls for o in ("--extra-index-url", url)]
+    return [*options, "--index-strategy", "unsafe-best-match"] if options else []
+
+
+_PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*==[^\s\\;]+)")
+
+
+def without_origins(body: str) -> Resolution:
+    """The lock body without uv's ``# from <index>`` lines, and which pin each one named."""
+    origins: dict[str, str] = {}
+    kept: list[str] = []
+    pin: str | None = None
+    for line in body.splitlines(keepends=True):
+        if (match := _PIN.match(line)) is not None:
+            pin = match.group(1)
+        stripped = line.strip()
+        if stripped.startswith("# from "):
+            if pin is not None:
+                origins[pin] = stripped.removeprefix("# from ").strip()
+            continue
+        kept.append(line)
+    return Resolution(text="".join(kept), origins=origins)
 
 
 LOCK_PROJECT = "nb2prod-lock"  # the scratch project that carries [lock] index to uv
@@ -118,6 +155,7 @@ def lock_command(uv: str, inputs: Path, constraints: Path, python_version: str) 
         "--python-platform", PLATFORM,
         "--no-header",
         "--no-emit-index-url",
+        "--emit-index-annotation",
         "--quiet",
     ]  # fmt: skip
 

@@ -41,6 +41,7 @@ from .dataflow import (
     role_name,
     single_output_field,
 )
+from .extract import left_out_imports
 from .imports import Unprovided, unprovided
 
 Severity = Literal["error", "warning", "info"]
@@ -157,10 +158,11 @@ class Finding:
     message: str
     cell: int | None = None
     hint: str | None = None  # more specific than the code's own hint
+    demoted: bool = False  # a warning, though its code is an error (NB205's left-out import)
 
     @property
     def severity(self) -> Severity:
-        return CODES[self.code].severity
+        return "warning" if self.demoted else CODES[self.code].severity
 
     @property
     def fix(self) -> str:
@@ -415,8 +417,11 @@ def _star_imports(analysis: NotebookAnalysis) -> list[Finding]:
 
 def _imports(analysis: NotebookAnalysis) -> list[Finding]:
     """NB205: a service cell imports a top-level module no installed distribution provides
-    (the lock would stop on it after the whole notebook ran)."""
+    (the lock would stop on it after the whole notebook ran). A warning when every statement
+    importing it is one the service leaves out (``extract.left_out_imports``)."""
+    left_out = {(s.cell, s.line) for s in left_out_imports(analysis)}
     statements: dict[tuple[int, str], tuple[int, set[str]]] = {}  # (cell, module) -> line, names
+    kept: set[tuple[int, str]] = set()  # (cell, module) imported by a statement the service keeps
     for cell in analysis.notebook.service_cells:
         tree = analysis.trees.get(cell.index)
         for node in ast.walk(tree) if tree is not None else ():
@@ -432,6 +437,8 @@ def _imports(analysis: NotebookAnalysis) -> list[Finding]:
             for module, name in bound:
                 line, names = statements.setdefault((cell.index, module), (node.lineno, set()))
                 names.add(name)
+                if (cell.index, node.lineno) not in left_out:
+                    kept.add((cell.index, module))
     if not statements:
         return []
     directory = analysis.notebook.path.resolve().parent
@@ -439,9 +446,26 @@ def _imports(analysis: NotebookAnalysis) -> list[Finding]:
     findings = []
     for (index, module), (line, names) in statements.items():
         if module in missing:
+            if (index, module) not in kept:
+                findings.append(_left_out(missing[module], directory, index, line))
+                continue
             used = sorted(names & analysis.service_reads)
             findings.append(_unprovided(missing[module], directory, index, line, used))
     return findings
+
+
+def _left_out(found: Unprovided, directory: Path, cell: int, line: int) -> Finding:
+    message = (
+        f"line {line}: {found.describe(directory)}; the service code never uses what this "
+        "cell imports from it, so the import is left out of the service"
+    )
+    hint = (
+        f"Nothing to do: the notebook's cells still import `{found.module}` when they run at "
+        "package time, and the service's copy of this cell has the import commented out. To "
+        "keep the service code as the notebook has it, move the import to an untagged or "
+        "`train` cell."
+    )
+    return Finding("NB205", message, cell, hint=hint, demoted=True)
 
 
 def _unprovided(

@@ -155,6 +155,7 @@ class LockMemo:
         notebook: str,
         allow_drift: bool,
         sources: Mapping[str, str] | None = None,
+        pip_sources: tuple[tuple[str, ...], tuple[str, ...]] = ((), ()),
     ) -> str:
         result = capture.result
         material = {
@@ -166,6 +167,7 @@ class LockMemo:
             "allow_drift": allow_drift,
             "nb2prod": __version__,
             "sources": dict(sources or {}),  # [lock] index: where named packages resolve from
+            "pip_sources": [list(p) for p in pip_sources],  # the host pip's find-links, indexes
         }
         return sha256_bytes(canonical_json(material))
 

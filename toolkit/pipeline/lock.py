@@ -4,12 +4,18 @@ Direct requirements are facts from the kernel: the distributions providing the m
 service code imports and that the pickled model refers to, pinned to the versions the notebook ran
 with. uv resolves them for linux x86_64 and the kernel's Python, constrained to the versions
 installed in the kernel, so the service installs what the notebook ran with.
+
+uv looks where the host's pip does: its find-links and extra indexes, ``file://`` ones included
+(``adapters/pip_config.py``), so a package pip installed here from a local wheel directory (a CPU
+build of torch, say) locks. A pin that came from a local directory or ``file://`` index is named
+in the lock's header and on the lock line: an image built on another machine needs ``[lock]
+index`` (or the same directory) for it.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from ..adapters.uv import compile_lock
@@ -52,6 +58,12 @@ class Lock:
         text = f"{len(self.pins)} packages pinned ({len(self.direct)} direct)"
         if self.sources:
             text += f", {', '.join(sorted(self.sources))} from [lock] index"
+        if self.local:
+            shown = ", ".join(f"{pin} from {where}" for pin, where in sorted(self.local.items()))
+            text += (
+                f"; note: {shown}, a local source of this machine's pip: an image built "
+                "elsewhere needs [lock] index for " + ("it" if len(self.local) == 1 else "them")
+            )
         found = self.accelerators
         if found:
             shown = (
@@ -92,8 +104,24 @@ class Lock:
                 found[package.strip()] = url.strip()
         return found
 
+    @property
+    def local(self) -> dict[str, str]:
+        """``name==version`` -> the local directory or ``file://`` index it was resolved from,
+        as the lock's header says."""
+        found = {}
+        for line in self.text.splitlines():
+            if line.startswith(_LOCAL_LINE):
+                pin, _, where = line.removeprefix(_LOCAL_LINE).partition(" from ")
+                found[pin.strip()] = where.strip()
+        return found
+
 
 _SOURCE_LINE = "# index: "
+_LOCAL_LINE = "# local: "
+
+
+def _is_local(origin: str) -> bool:
+    return origin.startswith(("file:", "/")) or "://" not in origin
 
 
 def _pins(text: str) -> dict[str, str]:
@@ -123,13 +151,18 @@ def lock_environment(
     notebook: str,
     allow_drift: bool = False,
     sources: Mapping[str, str] | None = None,
+    find_links: Sequence[str] = (),
+    extra_index_urls: Sequence[str] = (),
 ) -> Lock:
     """Lock to exactly the kernel's versions; where that cannot be resolved, say what would drift.
 
     A version the resolver must change is an error naming both versions, unless ``allow_drift``.
     ``sources`` (``[lock] index``: package -> index URL) resolves those packages from their own
     index; the lock names each one in its header and carries the URLs for the install.
+    ``find_links`` and ``extra_index_urls`` (the host pip's) are where else uv looks; a pin taken
+    from a local one is named in the header (``# local: ...``).
     """
+    where = {"find_links": find_links, "extra_index_urls": extra_index_urls}
     sources = dict(sorted((sources or {}).items()))
     if capture.result.unresolved_modules:
         names = ", ".join(capture.result.unresolved_modules)
@@ -150,14 +183,15 @@ def lock_environment(
     try:
         resolution = compile_lock(
             list(direct), constraints, python_version=capture.result.python_version,
-            sources=sources,
+            sources=sources, **where,
         )  # fmt: skip
     except LockError as exact_failure:
         # the kernel's exact versions cannot be installed on the target; what would the resolver pick?
         try:
             resolution = compile_lock(
-                list(direct), [], python_version=capture.result.python_version, sources=sources
-            )
+                list(direct), [], python_version=capture.result.python_version, sources=sources,
+                **where,
+            )  # fmt: skip
         except LockError:
             raise exact_failure from None
         drift = _drift(resolution.text, capture.result.installed)
@@ -180,6 +214,19 @@ def lock_environment(
         header += "# [lock] index: these packages are resolved from their own index\n"
         header += "".join(f"{_SOURCE_LINE}{name} from {url}\n" for name, url in sources.items())
         header += "".join(f"{_INDEX_LINE}{url}\n" for url in sorted(set(sources.values())))
+    own = {_normal(name) for name in sources}  # [lock] index names their index already
+    local = {
+        pin: origin
+        for pin, origin in resolution.origins.items()
+        if _is_local(origin) and _normal(pin.split("==")[0]) not in own
+    }
+    if local:  # resolvable here; a build on another machine has no such directory
+        header += (
+            "# resolved here from a local source of pip ([lock] index for a build elsewhere):\n"
+        )
+        header += "".join(
+            f"{_LOCAL_LINE}{pin} from {origin}\n" for pin, origin in sorted(local.items())
+        )
     lock = Lock(direct=direct, text=header + resolution.text, drift=drift)
     missing = [d for d in direct if _normal(d.split("==")[0]) not in lock.pins]
     if missing:  # pragma: no cover - uv includes every requirement it was given

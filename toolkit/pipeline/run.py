@@ -21,6 +21,7 @@ from typing import Any
 
 from ..adapters import bento
 from ..adapters.git import git_state
+from ..adapters.pip_config import host_pip_settings
 from ..errors import Nb2ProdError
 from ..image.containerize import ContainerImage, ImageOptions, containerize
 from ..ops.deploy import release_tree
@@ -265,11 +266,15 @@ def _release_claimed(
                 packages = dict(cached.packages)
             else:
                 sources = parsed.config.lock.sources
+                links, extra = pip_sources = host_pip_settings().lock_sources
                 memo, lock_key = LockMemo(), LockMemo.key(capture, request.notebook.name,
-                                                          request.allow_drift, sources)  # fmt: skip
+                                                          request.allow_drift, sources,
+                                                          pip_sources)  # fmt: skip
                 memoised = memo.load(lock_key) if request.use_cache else None
                 lock = memoised or lock_environment(capture, request.notebook.name,
-                                                    request.allow_drift, sources=sources)  # fmt: skip
+                                                    request.allow_drift, sources=sources,
+                                                    find_links=links,
+                                                    extra_index_urls=extra)  # fmt: skip
                 if memoised is None:
                     memo.store(lock_key, lock)
                 packages = run_packages(execution.modules, lock.pins, installed)
