@@ -5,8 +5,8 @@ bundle and package index as the host's pip (PIP_CERT / ``cert``, PIP_INDEX_URL /
 so a machine behind a TLS-intercepting proxy or with a private index works unchanged.
 ``file://`` indexes and find-links are host paths a build cannot see and are left out.
 
-The lock, resolved on this machine, takes all of pip's find-links and extra indexes, ``file://``
-ones included (:attr:`PipSettings.lock_sources`): what pip can install here, uv can lock.
+The lock, resolved on this machine, also looks in pip's find-links (:attr:`PipSettings.lock_sources`):
+a package pip installed here from a local wheel directory can be locked.
 """
 
 from __future__ import annotations
@@ -27,12 +27,12 @@ class PipSettings:
 
     @property
     def lock_sources(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
-        """(find-links, extra index URLs) for resolving on this machine: local directories and
-        ``file://`` indexes that do not exist are left out (pip ignores them too)."""
-        return (
-            tuple(link for link in self.find_links if _exists(link)),
-            tuple(url for url in self.extra_index_urls if _exists(url)),
-        )
+        """(find-links, extra index URLs) for resolving on this machine: pip's find-links that
+        exist (a directory of wheels pip installed a local build from, such as a CPU torch).
+        Extra indexes are not taken: a mirror of the default index would only make every pin
+        look local, and the best-match strategy uv needs for find-links would then apply to
+        every package."""
+        return tuple(link for link in self.find_links if _exists(link)), ()
 
 
 def _exists(location: str) -> bool:
