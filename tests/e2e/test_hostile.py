@@ -220,12 +220,16 @@ def test_exactly_the_documented_routes_answer_without_a_token(
         capture_output=True, text=True, check=True, timeout=120,
     )  # fmt: skip
     routes = json.loads(listed.stdout.splitlines()[-1])
+    v2_health = {"/v2/health/live", "/v2/health/ready"}  # inside the /v2 mount, listed below
     assert {path for path, _ in routes} == {
-        *OPEN - {"/static_content/swagger-ui.css"}, "/static_content/{path}",
-        "/v1/predict", "/v1/predict_batch", "/v1/metadata",
+        *OPEN - {"/static_content/swagger-ui.css"} - v2_health, "/static_content/{path}",
+        "/v1/predict", "/v1/predict_batch", "/v1/metadata", "/v2/{path}",
     }  # fmt: skip
+    name = json.loads((iris_release[0] / "release.json").read_text())["name"]
+    v2_routes = [*((p, ["GET"]) for p in sorted(v2_health)), (f"/v2/models/{name}", ["GET"]),
+                 (f"/v2/models/{name}/ready", ["GET"]), (f"/v2/models/{name}/infer", ["POST"])]  # fmt: skip
     asked: dict[str, int] = {}
-    for path, methods in routes:
+    for path, methods in [*(r for r in routes if r[0] != "/v2/{path}"), *v2_routes]:
         path = path.replace("/static_content/{path}", "/static_content/swagger-ui.css")
         for method in methods:
             if method != "HEAD":
