@@ -120,3 +120,23 @@ def test_a_train_cell_change_re_executes_everything(project: Project) -> None:
     line = _execute_line(run)
     assert "ran every cell: cell 2 (train)" in line and "changed" in line, run.stdout
     assert project.trainings() == before + 1
+
+
+def test_a_fix_after_a_failed_gate_does_not_train_again(project: Project) -> None:
+    """The trained state is kept right after execute: a run that fails afterwards (here a gate)
+    leaves it for the fix. Last in the module: it changes the config."""
+    config = project.root / "nb2prod.toml"
+    kept = config.read_text()
+    before = project.trainings()
+    project.cells[TRAIN] = project.cells[TRAIN].replace("+ 1", "+ 2")  # trains once more, below
+    project.cells.append("#| nb2prod: evaluate\nmetrics = {'score': 0.5}")
+    project.write()
+    config.write_text(kept + "\n[gates]\nscore = '>= 0.9'\n")
+    failed = nb2prod("package", project.root / "demo.ipynb", "--out", project.release,
+                     "--replace", cwd=project.root)  # fmt: skip
+    assert failed.code == 1 and "score" in failed.stdout + failed.stderr, failed.stdout
+    assert project.trainings() == before + 1
+    config.write_text(kept + "\n[gates]\nscore = '>= 0.4'\n")  # the fix: a gate, not training
+    run = project.package("--replace")
+    assert "reused the trained state of the last run" in _execute_line(run), run.stdout
+    assert project.trainings() == before + 1  # the failed run's training was kept

@@ -233,6 +233,12 @@ def _release_claimed(
                     parsed, request, Path(tmp), reuse, restore, why_not, progress
                 )
             s.detail = execution.summary() + (f" (reused, cache key {key[:12]})" if cached else "")
+        if reuse is not None and execution.kernel_state is not None:
+            # kept now, before the gates: a fix to what fails after training (a gate, the
+            # contract, verify) must not train again; the packages are those the cells imported
+            states.store(reuse, request.notebook, execution.kernel_state, execution.executed,
+                         execution.lineage, run_packages(execution.modules, {}, installed),
+                         execution.modules)  # fmt: skip
         capture = execution.capture
         for warning in capture.result.warnings:
             progress.note(f"warning: {warning}")
@@ -280,10 +286,6 @@ def _release_claimed(
                 packages = run_packages(execution.modules, lock.pins, installed)
                 cache.store(key, capture.model.file.parent, execution.executed, lock,
                             execution.lineage, packages)  # fmt: skip
-                if reuse is not None and execution.kernel_state is not None:
-                    states.store(reuse, request.notebook, execution.kernel_state,
-                                 execution.executed, execution.lineage, packages,
-                                 execution.modules)  # fmt: skip
             s.detail = lock.summary() + (
                 " (reused)" if cached
                 else "; resolved before for the same requirements" if memoised else ""
