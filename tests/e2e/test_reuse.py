@@ -122,13 +122,33 @@ def test_a_train_cell_change_re_executes_everything(project: Project) -> None:
     assert project.trainings() == before + 1
 
 
+def test_a_fix_after_the_probe_failed_does_not_train_again(project: Project) -> None:
+    """Every cell ran, then the probe refused the examples' answers: the training is kept."""
+    before = project.trainings()
+    project.cells[TRAIN] = project.cells[TRAIN].replace("+ 1", "+ 3")  # trains once more, below
+    project.cells[POSTPROCESS] = project.cells[POSTPROCESS].replace(
+        "Output(y=float(v), note='fixed')", "Output(y=float(v), note=None)"
+    )  # an Output the contract refuses: the probe stops the run
+    project.write()
+    failed = nb2prod("package", project.root / "demo.ipynb", "--out", project.release,
+                     "--replace", cwd=project.root)  # fmt: skip
+    assert failed.code == 1, failed.stdout
+    assert project.trainings() == before + 1
+    project.cells[POSTPROCESS] = project.cells[POSTPROCESS].replace("note=None", "note='again'")
+    project.write()
+    run = project.package("--replace")
+    assert "reused the trained state of the last run" in _execute_line(run), run.stdout
+    assert project.trainings() == before + 1  # the failed run's training was kept
+    assert project.answer()["note"] == "again"
+
+
 def test_a_fix_after_a_failed_gate_does_not_train_again(project: Project) -> None:
     """The trained state is kept right after execute: a run that fails afterwards (here a gate)
     leaves it for the fix. Last in the module: it changes the config."""
     config = project.root / "nb2prod.toml"
     kept = config.read_text()
     before = project.trainings()
-    project.cells[TRAIN] = project.cells[TRAIN].replace("+ 1", "+ 2")  # trains once more, below
+    project.cells[TRAIN] = project.cells[TRAIN].replace("+ 3", "+ 2")  # trains once more, below
     project.cells.append("#| nb2prod: evaluate\nmetrics = {'score': 0.5}")
     project.write()
     config.write_text(kept + "\n[gates]\nscore = '>= 0.9'\n")

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import nbformat
 
 from ..adapters.kernel import run_notebook
-from ..errors import ExecutionError
+from ..errors import ExecutionError, Nb2ProdError
 from ..notebook.annotations import AnnotatedNotebook, Cell, Role
 from ..probe.protocol import ProbePlan
 from ..progress import Progress, Silent
@@ -68,6 +68,16 @@ class Execution:
             lineage_summary(self.lineage),
         ]
         return "; ".join(parts + ([self.reuse] if self.reuse else []))
+
+
+@dataclass(frozen=True)
+class KeptState:
+    """What a full run's kernel saved of its training when the probe then failed."""
+
+    directory: Path
+    executed: nbformat.NotebookNode
+    lineage: Lineage
+    modules: tuple[str, ...]
 
 
 RESTORE_TAG = "nb2prod-restore"
@@ -118,16 +128,24 @@ def execute_notebook(
             )
         node = _runnable(notebook, probe_cell_source(plan), first=[start], after=after,
                          last=[finish])  # fmt: skip
-    execution = execute(
-        notebook,
-        plan=plan,
-        parameters=parameters,
-        scratch=scratch,
-        keep_failed_as=f"{notebook.path.stem}.executed.ipynb",
-        env=kernel_environment(os.environ, parsed.config.execution.env),
-        progress=progress,
-        node=node,
-    )
+    try:
+        execution = execute(
+            notebook,
+            plan=plan,
+            parameters=parameters,
+            scratch=scratch,
+            keep_failed_as=f"{notebook.path.stem}.executed.ipynb",
+            env=kernel_environment(os.environ, parsed.config.execution.env),
+            progress=progress,
+            node=node,
+        )
+    except Nb2ProdError as exc:
+        # every cell ran and the probe failed: what training left is kept for the fix
+        executed = getattr(exc, "executed_notebook", None)
+        if restore is None and executed is not None and kernel_state.is_dir():
+            lineage, modules = read_recorded(capture_dir, notebook.path.resolve().parent)
+            exc.kept_state = KeptState(kernel_state, executed, lineage, modules)  # type: ignore[attr-defined]
+        raise
     lineage, modules = read_recorded(capture_dir, notebook.path.resolve().parent)
     if restore is None or reuse is None:
         return replace(execution, lineage=lineage, modules=modules, kernel_state=kernel_state)
@@ -292,6 +310,8 @@ def execute(
             kept = keep_dir("nb2prod-failed-") / bug.name
             shutil.copy(bug, kept)
             problem.hint = f"This is a bug in nb2prod; please report it with {kept}."
+        # the training it ran may still be kept for the fix (run.py)
+        problem.executed_notebook = executed  # type: ignore[attr-defined]
         raise problem
     capture = read_capture(Path(plan.out_dir))
     last_log = keep_last(log_path, notebook.path)

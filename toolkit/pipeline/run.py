@@ -35,7 +35,7 @@ from .assemble import ReleaseFacts, release_manifest, write_release
 from .cache import LockMemo, RunCache, installed_distributions, run_key
 from .contract import build_contract
 from .evaluate import evaluate
-from .execute import Execution, RestoreFailed, execute_notebook
+from .execute import Execution, KeptState, RestoreFailed, execute_notebook
 from .history import (
     existing,
     fitted_fingerprint,
@@ -119,6 +119,7 @@ def _execute(
     restore: TrainedState | None,
     why_not: str,
     progress: Progress,
+    installed: Mapping[str, str],
 ) -> tuple[Execution, str]:
     """Run the notebook: only what changed when ``restore`` is given, else every cell (saying
     why the trained state of the last run was not reused)."""
@@ -128,7 +129,16 @@ def _execute(
                                     reuse=reuse, restore=restore), ""  # fmt: skip
         except RestoreFailed as exc:
             why_not = f"the trained state of the last run could not be restored ({exc})"
-    execution = execute_notebook(parsed, request.parameters, tmp / "full", progress, reuse=reuse)
+    try:
+        execution = execute_notebook(parsed, request.parameters, tmp / "full", progress,
+                                     reuse=reuse)  # fmt: skip
+    except Nb2ProdError as exc:
+        kept = getattr(exc, "kept_state", None)
+        if reuse is not None and isinstance(kept, KeptState):  # the fix will not train again
+            TrainedStates().store(reuse, request.notebook, kept.directory, kept.executed,
+                                  kept.lineage, run_packages(kept.modules, (), installed),
+                                  kept.modules)  # fmt: skip
+        raise
     notes = [f"ran every cell: {why_not}"] if why_not else []
     if reuse is not None and execution.kernel_state is not None:
         problem = reuse.problem or snapshot_problem(execution.kernel_state)
@@ -230,7 +240,7 @@ def _release_claimed(
                 execution = Execution(cached.executed, cached.capture, cached.lineage)
             else:
                 execution, why_not = _execute(
-                    parsed, request, Path(tmp), reuse, restore, why_not, progress
+                    parsed, request, Path(tmp), reuse, restore, why_not, progress, installed
                 )
             s.detail = execution.summary() + (f" (reused, cache key {key[:12]})" if cached else "")
         if reuse is not None and execution.kernel_state is not None:
