@@ -192,8 +192,8 @@ def _apply(path: Path, before: str, after: str) -> None:
     nbformat.write(node, path)
 
 
-# The trained state is kept for the next run at the lock stage; a first run that fails inside
-# execute (the probe's single/batch check) keeps none, so the run after the fix trains again.
+# A first run whose probe fails (the single/batch check) keeps its trained state, so the run after
+# the fix reuses it; releases of nb2prod before that kept none, which this names as the gap.
 NOT_KEPT = "ran every cell: no earlier run of this notebook kept its trained state"
 
 
