@@ -48,6 +48,9 @@ class Recorder:
         self.stages[stage] = seconds
         self.details[stage] = detail
 
+    def update(self, stage: str, detail: str) -> None:
+        pass  # the running cell: not a figure
+
     def note(self, message: str) -> None:
         pass
 
