@@ -124,8 +124,9 @@ class Model:
 
     def rows(
         self, body: bytes, header_length: int | None
-    ) -> tuple[list[dict[str, Any]], str | None]:
-        """The request's rows (field -> value) and its id; a 400 naming the tensor otherwise."""
+    ) -> tuple[list[dict[str, Any]], str | None, list[str] | None]:
+        """The request's rows (field -> value), its id and the outputs it asks for (the JSON is
+        parsed once); a 400 naming the tensor otherwise."""
         head, binary = (body, b"") if header_length is None else _split(body, header_length)
         try:
             request = json.loads(head)
@@ -155,7 +156,7 @@ class Model:
         n = lengths.pop() if lengths else 0
         rows = [{name: values[i] for name, values in given.items()} for i in range(n)]
         request_id = request.get("id")
-        return rows, request_id if isinstance(request_id, str) else None
+        return rows, request_id if isinstance(request_id, str) else None, self.requested(request)
 
     def response(
         self,
@@ -184,10 +185,9 @@ class Model:
             body["id"] = request_id
         return body
 
-    def requested(self, body: bytes, header_length: int | None) -> list[str] | None:
-        """The Output fields the request names in ``outputs`` (None: all)."""
-        head = body if header_length is None else body[:header_length]
-        listed = json.loads(head).get("outputs")
+    def requested(self, request: Mapping[str, Any]) -> list[str] | None:
+        """The Output fields the (parsed) request names in ``outputs`` (None: all)."""
+        listed = request.get("outputs")
         if not isinstance(listed, list):
             return None
         names = []
@@ -340,8 +340,7 @@ class App:
     async def infer(self, scope: dict[str, Any], receive: Any) -> dict[str, Any]:
         body = await _body(receive)
         length = _header_length(scope)
-        rows, request_id = self.model.rows(body, length)
-        requested = self.model.requested(body, length)
+        rows, request_id, requested = self.model.rows(body, length)
         if not rows:
             raise ProtocolError(400, "the input tensors hold no rows")
         if len(rows) > self.max_rows:
