@@ -49,10 +49,10 @@ class Entry:
     unseen: tuple[dict[str, Any], ...]  # inputs that are not examples
     files: dict[str, str] = field(default_factory=dict)  # helper modules beside the notebook
     tags: dict[int, str] = field(default_factory=dict)  # code cell index -> role given as a tag
-    # a notebook that needs one named fix after its first package run: the fix the message
-    # suggests, as the user would make it (code cell source, before -> after) and what the first
-    # package's error must say
-    fix: dict[str, Any] = field(default_factory=dict)
+    # a bug a first try of this pattern really has (seen while making the corpus), for the fix
+    # loop: the code as first written (`buggy`) and as fixed (`fixed`, what the notebook holds),
+    # and what the package of the buggy notebook must say
+    bug: dict[str, Any] = field(default_factory=dict)
 
 
 def md(text: str) -> str:
@@ -441,7 +441,8 @@ LIGHTGBM_SEARCH = Entry(
         code("""
             #| nb2prod: preprocess
             def preprocess(inputs: list[Input]) -> pd.DataFrame:
-                return pd.DataFrame([i.model_dump() for i in inputs])
+                frame = pd.DataFrame([i.model_dump() for i in inputs])
+                return frame.astype({"payment_method": "str", "internet": "str"})
             """),
         code("""
             #| nb2prod: predict
@@ -492,14 +493,14 @@ LIGHTGBM_SEARCH = Entry(
         {"tenure_months": 0, "monthly_charges": 110.0, "support_calls": 7,
          "contract": "month-to-month", "payment_method": None, "internet": "fiber"},
     ),
-    # a lone row with None in a categorical makes an object column of None (not missing to the
-    # imputer); in a batch pandas infers str with NaN: the first package names it, the fix is the
-    # explicit dtypes its hint suggests
-    fix={
+    # without explicit dtypes, a lone row with None in a categorical makes an object column of
+    # None (not missing to the imputer); in a batch pandas infers str with NaN: the package names
+    # it, and the fix is the explicit dtypes its hint suggests
+    bug={
         "error": ["a single/batch difference", "`payment_method` = None (object) alone",
                   "nan (str) in a batch", "explicit dtypes (`pd.DataFrame(rows).astype({...})`)"],
-        "before": "    return pd.DataFrame([i.model_dump() for i in inputs])",
-        "after": "    frame = pd.DataFrame([i.model_dump() for i in inputs])\n"
+        "buggy": "    return pd.DataFrame([i.model_dump() for i in inputs])",
+        "fixed": "    frame = pd.DataFrame([i.model_dump() for i in inputs])\n"
                  '    return frame.astype({"payment_method": "str", "internet": "str"})',
     },
 )  # fmt: skip
@@ -1407,8 +1408,8 @@ def notebook(entry: Entry) -> nbformat.NotebookNode:
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nb.metadata["language_info"] = {"name": "python"}
     nb.metadata["nb2prod_test"] = {"unseen": list(entry.unseen)}
-    if entry.fix:
-        nb.metadata["nb2prod_test"]["fix"] = entry.fix
+    if entry.bug:
+        nb.metadata["nb2prod_test"]["bug"] = entry.bug
     return nb
 
 

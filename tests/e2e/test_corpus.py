@@ -42,10 +42,8 @@ LIBRARIES = ("scikit-learn", "pandas", "lightgbm", "xgboost-cpu", "torch", "stat
 TOKEN = "corpus-test-token-not-secret"
 REL_TOL = 1e-9  # as verify: JSON round-trips floats exactly; this only absorbs BLAS reordering
 
-# Notebooks that do not package (or answer) on the first try yet, each for a finding of issue #22
-# that another branch fixes; strict, so the mark must go when the fix lands. A notebook whose
-# entry has a `fix` (make_corpus.py) is expected to fail its first package with the cause named,
-# and to package once the fix the message suggests is made, as a user would.
+# Notebooks that do not package (or answer) on the first try, each with the reason; strict, so the
+# mark must go when the fix lands. None is marked now.
 KNOWN: dict[str, str] = {}
 
 
@@ -152,23 +150,42 @@ def test_corpus_notebook_packages_and_answers_unseen_inputs(
 ) -> None:
     folder = tmp_path_factory.mktemp(f"corpus-{name}") / name
     shutil.copytree(CORPUS_DIR / name, folder)
-    fix = nbformat.read(folder / f"{name}.ipynb", as_version=4).metadata["nb2prod_test"].get("fix")
     run = _package(name, folder, corpus_env)
-    if fix:  # the first package names the cause; the user makes the fix it suggests
-        said = run.stdout + run.stderr
-        assert run.returncode == 1, f"the first package of {name} did not fail:\n{said}"
-        assert not [text for text in fix["error"] if text not in said], said
-        _apply(folder / f"{name}.ipynb", fix["before"], fix["after"])
-        run = _package(name, folder, corpus_env, "after the fix")
     assert run.returncode == 0, f"nb2prod package {name}.ipynb:\n{run.stdout}\n{run.stderr}"
+    _serve_and_answer(name, folder, corpus_env)
+
+
+@pytest.mark.parametrize("name", [e.name for e in CORPUS if e.bug])
+def test_the_bug_a_first_try_had_is_named_and_its_fix_reuses_the_training(
+    name: str, corpus_env: CorpusEnv, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """The notebook as it was first written (its `bug`, make_corpus.py): the package names the
+    cause; the user makes the fix the message suggests, and the re-package reuses the training."""
+    folder = tmp_path_factory.mktemp(f"corpus-bug-{name}") / name
+    shutil.copytree(CORPUS_DIR / name, folder)
+    path = folder / f"{name}.ipynb"
+    bug = nbformat.read(path, as_version=4).metadata["nb2prod_test"]["bug"]
+    _apply(path, bug["fixed"], bug["buggy"])
+    run = _package(name, folder, corpus_env, "with the bug")
+    said = run.stdout + run.stderr
+    assert run.returncode == 1, f"the package of {name} with its bug did not fail:\n{said}"
+    assert not [text for text in bug["error"] if text not in said], said
+    _apply(path, bug["buggy"], bug["fixed"])
+    run = _package(name, folder, corpus_env, "after the fix")
+    assert run.returncode == 0, f"nb2prod package {name}.ipynb:\n{run.stdout}\n{run.stderr}"
+    _assert_trained_state_reused(run.stdout)
+    _serve_and_answer(name, folder, corpus_env, "after the fix")
+
+
+def _serve_and_answer(name: str, folder: Path, corpus_env: CorpusEnv, when: str = "") -> None:
     (release,) = (folder / "dist").glob("*-1.0.0")
     started = time.monotonic()
     try:
         _answers(release, corpus_env, _unseen(folder, name))
     finally:
-        CORPUS_TIMINGS[f"{name}: serve and answer"] = time.monotonic() - started
-    if fix:  # after serving: the release is checked either way
-        _assert_trained_state_reused(run.stdout)
+        CORPUS_TIMINGS[f"{name}: serve and answer{' ' + when if when else ''}"] = (
+            time.monotonic() - started
+        )
 
 
 def _package(
@@ -192,13 +209,8 @@ def _apply(path: Path, before: str, after: str) -> None:
     nbformat.write(node, path)
 
 
-# A first run whose probe fails (the single/batch check) keeps its trained state, so the run after
-# the fix reuses it; releases of nb2prod before that kept none, which this names as the gap.
-NOT_KEPT = "ran every cell: no earlier run of this notebook kept its trained state"
-
-
 def _assert_trained_state_reused(stdout: str) -> None:
+    """A first run whose probe fails (the single/batch check) keeps its trained state, so the run
+    after the fix reuses it."""
     (line,) = [li for li in stdout.splitlines() if li.startswith("✓ execute")]
-    if NOT_KEPT in line:
-        pytest.xfail(f"the fix re-trained: {line.strip()}")
     assert "reused the trained state of the last run" in line, line

@@ -127,15 +127,19 @@ def test_timeouts_are_answered_within_the_budget_and_do_not_hold_up_others(
         body = predict(client, x).json()
         return time.perf_counter() - start, body
 
+    # Two slow inputs, one fewer than the circuit breaker's threshold: a third timeout would open
+    # the circuit, and on a busy machine a fast request still queued would rightly get
+    # "circuit_open" (which is not what this test is about).
     with ThreadPoolExecutor(max_workers=8) as pool:
-        slow = [pool.submit(timed, 99) for _ in range(3)]
+        slow = [pool.submit(timed, 99) for _ in range(2)]
         fast = [pool.submit(timed, 1) for _ in range(10)]
         slow_results = [f.result() for f in slow]
         fast_results = [f.result() for f in fast]
     for seconds, body in slow_results:
         assert body["reason"] == "timeout"
         assert seconds < (TIMEOUT_MS + 100) / 1000, f"timeout answered after {seconds:.3f} s"
-    assert all(body["degraded"] is False for _, body in fast_results)
+    reasons = [body.get("reason") for _, body in fast_results if body["degraded"]]
+    assert reasons == [], f"fast requests were degraded: {reasons}"
 
 
 def test_the_circuit_opens_and_recovers(server: tuple[httpx.Client, Path]) -> None:
