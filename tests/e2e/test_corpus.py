@@ -166,6 +166,11 @@ def test_the_bug_a_first_try_had_is_named_and_its_fix_reuses_the_training(
     path = folder / f"{name}.ipynb"
     bug = nbformat.read(path, as_version=4).metadata["nb2prod_test"]["bug"]
     _apply(path, bug["fixed"], bug["buggy"])
+    # a cache of its own: the fixed notebook is the one the first-try test packaged, whose run
+    # the shared cache would give back whole
+    corpus_env = CorpusEnv(
+        corpus_env.venv, corpus_env.env | {"NB2PROD_CACHE_DIR": str(folder.parent / "cache")}
+    )
     run = _package(name, folder, corpus_env, "with the bug")
     said = run.stdout + run.stderr
     assert run.returncode == 1, f"the package of {name} with its bug did not fail:\n{said}"
