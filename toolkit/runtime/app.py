@@ -20,7 +20,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, create_model
 
-from . import auth, guard, limits, model, openapi, routes, telemetry, v2
+from . import auth, guard, limits, model, openapi, routes, telemetry, v1, v2
 from .answer import Answer, Answerer, Failure, load_model
 from .schema import ModelManifest, MonitoringPlan, ServiceMetadata, load
 
@@ -284,17 +284,18 @@ class Handlers:
 
 
 def v1_app(release: Release) -> Any:
-    """The ASGI app mounted at /v1 for what is not a BentoML API: ``GET /v1/metadata``."""
-    from starlette.applications import Starlette
-    from starlette.responses import JSONResponse
-    from starlette.routing import Route
-
+    """The ASGI app of /v1 (runtime/v1.py): predict, predict_batch and metadata, answered by the
+    running service; mounted at /v1, and what the fast lane hands /v1 requests to."""
     info = release.metadata.release.model_dump(mode="json")
 
-    async def metadata(request: Any) -> Any:
-        return JSONResponse({**info, "bento_tag": bento_tag()})
+    def service() -> Any:
+        import bentoml
 
-    return Starlette(routes=[Route("/metadata", metadata, methods=["GET"])])
+        return bentoml.get_current_service()
+
+    return v1.App(
+        release.Input, release.BatchRequest, service, lambda: {**info, "bento_tag": bento_tag()}
+    )
 
 
 def protocol_of(release: Release) -> v2.Model:
@@ -368,24 +369,35 @@ def install(service: Any, release: Release) -> None:
             f"(contract sha256 {info.contract_sha256[:12]}).",
         )  # fmt: skip
 
-    # first: below BentoML's metrics, it gives the routes back the path they only saw a label of
-    service.add_asgi_middleware(routes.BoundedLabels)
+    # first: below BentoML's metrics, it gives the routes back the path they only saw a label of;
+    # when the app starts it puts the fast lane for /v1 outside BentoML's middlewares
+    # (built when the app starts, as BentoML builds its middlewares: never in `bentoml build`)
+    own = own_middlewares(release)
+    service.add_asgi_middleware(routes.BoundedLabels, lane=lambda: v1.chain(v1_app(release), own))
     service.add_asgi_middleware(openapi.CorrectedDocs, build=documented)
-    # a middleware added earlier is outside those added later: every /v1/* request, 401s and
-    # refused bodies included, is measured and logged
-    service.add_asgi_middleware(
-        telemetry.Observe,
-        monitoring=release.monitoring,
-        input_fields=list(pipeline.Input.model_fields),
-        model_version=release.version,
-        log_bodies=release.metadata.service.log_bodies,
-    )
-    if token:
-        service.add_asgi_middleware(auth.BearerAuth, auth="token")
-    service.add_asgi_middleware(auth.JsonOnly)
+    for cls, options in own:
+        service.add_asgi_middleware(cls, **options)
+
+
+def own_middlewares(release: Release) -> list[tuple[type, dict[str, Any]]]:
+    """nb2prod's middlewares, outermost first: every path of the service goes through them (the
+    /v1 routes in the fast lane, the others under BentoML's). A middleware earlier in the list is
+    outside those after it: every request, 401s and refused bodies included, is measured and
+    logged."""
     settings = release.metadata.service
-    service.add_asgi_middleware(
-        limits.BodyLimit,
-        max_bytes=settings.max_body_bytes or limits.default_max_body_bytes(settings.max_batch_rows),
-        max_rows=settings.max_batch_rows,
-    )
+    token = release.metadata.release.auth == "token"
+    return [
+        (telemetry.Observe, {
+            "monitoring": release.monitoring,
+            "input_fields": list(release.pipeline.Input.model_fields),
+            "model_version": release.version,
+            "log_bodies": settings.log_bodies,
+        }),
+        *([(auth.BearerAuth, {"auth": "token"})] if token else []),
+        (auth.JsonOnly, {}),
+        (limits.BodyLimit, {
+            "max_bytes": settings.max_body_bytes
+            or limits.default_max_body_bytes(settings.max_batch_rows),
+            "max_rows": settings.max_batch_rows,
+        }),
+    ]  # fmt: skip

@@ -55,11 +55,12 @@ class BoundedLabels:
     request it gives the routes below the path the client sent.
     """
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: Any, lane: Any = None) -> None:
         self.app = app
+        self.lane = lane  # builds the /v1 fast lane (runtime/v1.py), put outside with the labels
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] == "lifespan" and not install_outside(scope.get("app")):
+        if scope["type"] == "lifespan" and not install_outside(scope.get("app"), self.lane):
             logging.getLogger("nb2prod.service").warning(
                 "cannot bound BentoML's endpoint labels: its app has no middleware_stack"
             )
@@ -69,12 +70,18 @@ class BoundedLabels:
         await self.app(scope, receive, send)
 
 
-def install_outside(app: Any) -> bool:
-    """Wrap a built Starlette app's middleware stack in :class:`_ShowLabel` (once)."""
+def install_outside(app: Any, lane: Any = None) -> bool:
+    """Wrap a built Starlette app's middleware stack in :class:`_ShowLabel` (once), and that in
+    the /v1 fast lane ``lane()`` builds when one is given (outermost: its requests never reach
+    BentoML's layers)."""
+    from .v1 import FastLane
+
     stack = getattr(app, "middleware_stack", None)
-    if stack is None or isinstance(stack, _ShowLabel):
-        return isinstance(stack, _ShowLabel)
-    app.middleware_stack = _ShowLabel(stack)
+    if stack is None or isinstance(stack, (_ShowLabel, FastLane)):
+        return isinstance(stack, (_ShowLabel, FastLane))
+    app.middleware_stack = (
+        _ShowLabel(stack) if lane is None else FastLane(_ShowLabel(stack), lane())
+    )
     return True
 
 
