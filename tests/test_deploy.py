@@ -90,11 +90,46 @@ def test_every_manifest_passes_the_kubernetes_schemas(config: DeployConfig, auth
     assert kinds == expected
     for doc in plain:
         validate(doc)
-    (isvc,) = documents(files, "kserve/")
+    (isvc,) = documents(files, "kserve/inferenceservice")
     assert (isvc["apiVersion"], isvc["kind"]) == ("serving.kserve.io/v1beta1", "InferenceService")
     validate(kserve_pod(isvc))
+    v2_isvc, runtime = documents(files, "kserve/v2/")
+    validate(v2_pod(v2_isvc, runtime))
     if config.namespace:
-        assert {d["metadata"]["namespace"] for d in [*plain, isvc]} == {config.namespace}
+        every = [*plain, isvc, v2_isvc, runtime]
+        assert {d["metadata"]["namespace"] for d in every} == {config.namespace}
+
+
+def v2_pod(isvc: Mapping[str, Any], runtime: Mapping[str, Any]) -> dict[str, Any]:
+    """The pod KServe makes of the V2 pair: the runtime's containers in the predictor's PodSpec."""
+    predictor = dict(isvc["spec"]["predictor"])
+    predictor.pop("model")
+    spec = {k: v for k, v in predictor.items() if k not in KSERVE_EXTENSION}
+    assert "containers" not in spec  # the runtime's, as KServe merges them
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "predictor"},
+            "spec": {**spec, "containers": runtime["spec"]["containers"]}}  # fmt: skip
+
+
+def test_the_v2_inference_service_selects_the_open_inference_protocol() -> None:
+    files = deploy_files(facts(), DeployConfig())
+    isvc, runtime = documents(files, "kserve/v2/")
+    assert (runtime["apiVersion"], runtime["kind"]) == (
+        "serving.kserve.io/v1alpha1",
+        "ServingRuntime",
+    )
+    model = isvc["spec"]["predictor"]["model"]
+    assert model["protocolVersion"] == "v2" == runtime["spec"]["protocolVersions"][0]
+    assert model["runtime"] == runtime["metadata"]["name"]
+    (supported,) = runtime["spec"]["supportedModelFormats"]
+    assert model["modelFormat"] == {"name": supported["name"], "version": supported["version"]}
+    (container,) = runtime["spec"]["containers"]
+    assert (
+        container["image"] == DIGEST and container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    )
+    # the same hardened pod as every other manifest
+    custom = documents(files, "kserve/inferenceservice")[0]["spec"]["predictor"]
+    assert isvc["spec"]["predictor"]["securityContext"] == custom["securityContext"]
+    assert isvc["spec"]["predictor"]["volumes"] == custom["volumes"]
 
 
 def test_a_broken_manifest_fails_the_validation() -> None:
@@ -336,7 +371,7 @@ def test_deploy_files_writes_the_tree_for_a_release(release: Path, tmp_path: Pat
     out = tmp_path / "deploy"
     result = run("deploy-files", release, "--image", DIGEST, "--out", out)
     assert result.exit_code == 0, result.output
-    assert "wrote 19 files" in result.output and "not pinned" not in result.output
+    assert "wrote 21 files" in result.output and "not pinned" not in result.output
     assert "80 s budget (cold start measured by verify: 20.0 s)" in result.output
     assert "request 400Mi, limit 608Mi" in result.output
     written = tree_snapshot(out)

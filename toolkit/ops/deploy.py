@@ -415,6 +415,62 @@ def inference_service(facts: DeployFacts, k: Knobs, size: Sizing) -> dict[str, A
     }
 
 
+V2_FORMAT = (
+    "nb2prod"  # the model format the V2 ServingRuntime declares and the InferenceService asks
+)
+
+
+def v2_runtime(facts: DeployFacts, k: Knobs, size: Sizing) -> dict[str, Any]:
+    """KServe v1alpha1 ServingRuntime: this image as a runtime that speaks the Open Inference
+    Protocol (V2), so an InferenceService can select it with ``protocolVersion: v2``."""
+    pod = pod_spec(facts, k, size, image=k.image, port=SERVICE_PORT)
+    (container,) = pod["containers"]
+    container["name"] = "kserve-container"
+    container["ports"] = [{"containerPort": SERVICE_PORT, "protocol": "TCP"}]
+    return {
+        "apiVersion": "serving.kserve.io/v1alpha1",
+        "kind": "ServingRuntime",
+        "metadata": _metadata(facts, k, f"{facts.name}-v2"),
+        "spec": {
+            "supportedModelFormats": [
+                {"name": V2_FORMAT, "version": facts.version, "autoSelect": False}
+            ],
+            "protocolVersions": ["v2"],
+            "multiModel": False,
+            "annotations": _pod_annotations(facts),
+            "containers": [container],
+        },
+    }
+
+
+def v2_inference_service(facts: DeployFacts, k: Knobs, size: Sizing) -> dict[str, Any]:
+    """KServe v1beta1 InferenceService on :func:`v2_runtime`, the protocol selected with
+    ``protocolVersion: v2``; the pod's own settings (security, volumes) as the custom one's."""
+    pod = pod_spec(facts, k, size, image=k.image, port=SERVICE_PORT)
+    del pod["containers"]  # the runtime's; the model below names it
+    meta = _metadata(facts, k, facts.name)
+    meta["annotations"] = _pod_annotations(facts)
+    return {
+        "apiVersion": "serving.kserve.io/v1beta1",
+        "kind": "InferenceService",
+        "metadata": meta,
+        "spec": {
+            "predictor": {
+                **pod,
+                "model": {
+                    "modelFormat": {"name": V2_FORMAT, "version": facts.version},
+                    "runtime": f"{facts.name}-v2",
+                    "protocolVersion": "v2",
+                },
+                "minReplicas": k.min_replicas,
+                "maxReplicas": k.max_replicas,
+                "scaleMetric": "cpu",
+                "scaleTarget": k.cpu_target,
+            }
+        },
+    }
+
+
 # --- files ---------------------------------------------------------------------------------------
 
 
@@ -448,6 +504,10 @@ def deploy_files(facts: DeployFacts, config: DeployConfig) -> dict[str, bytes]:
     files[f"{root}/values.yaml"] = canonical_yaml(chart_values(plain, autoscaling), header)
     files["kserve/inferenceservice.yaml"] = canonical_yaml(
         inference_service(facts, plain, size), header
+    )
+    files["kserve/v2/servingruntime.yaml"] = canonical_yaml(v2_runtime(facts, plain, size), header)
+    files["kserve/v2/inferenceservice.yaml"] = canonical_yaml(
+        v2_inference_service(facts, plain, size), header
     )
     return dict(sorted(files.items()))
 
@@ -554,7 +614,8 @@ Pod memory request {size.memory_request} ({size.memory_note}), limit {size.memor
 | `kubernetes/` | Deployment (track stable), Service, PodDisruptionBudget{", HorizontalPodAutoscaler" if autoscaling else ""} |
 | `canary/deployment.yaml` | this version as a canary beside the stable Deployment, behind the same Service |
 | `helm/{facts.name}/` | the same objects as a Helm chart (values: image, replicas, resources, tokenSecret, autoscaling, canary) |
-| `kserve/inferenceservice.yaml` | a KServe InferenceService with this image as a custom predictor |
+| `kserve/inferenceservice.yaml` | a KServe InferenceService with this image as a custom predictor (every route: /v1 and /v2) |
+| `kserve/v2/` | the Open Inference Protocol the KServe way: a ServingRuntime `{facts.name}-v2` with `protocolVersions: [v2]`, and an InferenceService selecting it with `protocolVersion: v2` (apply both instead of the one above) |
 | `prometheus-rules.yaml`, `prometheus-rule.yaml` | the `[slo]` alerting rules, plain and as a Prometheus Operator PrometheusRule |
 | `grafana-dashboard.json` | the Grafana dashboard of the service's metrics against the `[slo]` |
 | `locustfile.py`, `loadtest.json` | the same load as `nb2prod loadtest`, for a deployed URL |

@@ -196,7 +196,8 @@ class Handlers:
         degraded = next((r for r in results if r.degraded), None)
         if degraded is not None:
             telemetry.note_outcome("degraded", degraded.reason)
-        return self.release.BatchResult(results=results)
+        # built, not validated again: each result is a Prediction settle() made
+        return self.release.BatchResult.model_construct(results=results)
 
     async def answer_rows(self, inputs: list[Any]) -> list[tuple[Any, str | None, str | None]]:
         """The Open Inference Protocol's answers (runtime/v2.py): per input, the Output as JSON
@@ -264,8 +265,10 @@ class Handlers:
                 results.append(guard.NoAnswer(reason, message))
             else:
                 degraded = reason is not None
+                # constructed, not validated again: the Output was validated as it left the
+                # model path (answer.py), the version and reason are the service's own
                 results.append(
-                    prediction(
+                    prediction.model_construct(
                         output=output, model_version=version, degraded=degraded, reason=reason
                     )
                 )
