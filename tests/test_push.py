@@ -163,3 +163,15 @@ def test_no_tls_verify_without_push_and_a_bad_push_reference_fail_before_the_bui
     assert result.exit_code == 2 and "--no-tls-verify is a setting of --push" in result.output
     result = runner.invoke(main, ["containerize", "no-such-release", "--push", "iris:1"])
     assert result.exit_code == 1 and "names no registry" in result.output
+
+
+def test_a_tls_failure_on_a_plain_http_registry_hints_no_tls_verify() -> None:
+    # podman 4.3's words when TLS verification meets a plain-HTTP registry
+    said = (
+        "Error: trying to reuse blob sha256:952f at destination: pinging container registry "
+        '127.0.0.1:5000: Get "https://127.0.0.1:5000/v2/": http: server gave HTTP response to '
+        "HTTPS client"
+    )
+    assert "--no-tls-verify" in container._push_hint(said, tls_verify=True)
+    assert "--no-tls-verify" not in container._push_hint(said, tls_verify=False)
+    assert "podman login" in container._push_hint("unauthorized: authentication required", True)

@@ -605,6 +605,8 @@ def containerize(target: str, push_to: str | None, tls_verify: bool, **image: An
     if pushed.recorded:
         console.print(f"  recorded   {pushed.recorded}")
     console.print(f"  deploy     nb2prod deploy-files {target} --image {escape(pushed.pinned)}")
+    insecure = "" if tls_verify else " --tls-verify=false"
+    console.print(f"  pull       {result.backend} pull{insecure} {escape(pushed.pinned)}")
     console.print(f"  verify     nb2prod verify {target} --image {escape(pushed.pinned)}")
 
 

@@ -492,7 +492,7 @@ def push(engine: Engine, local: str, destination: str, *, tls_verify: bool) -> P
             raise ContainerError(
                 f"{engine.name} push of {local} to {destination} failed:\n"
                 f"{tail(proc.stderr + proc.stdout)}",
-                hint=_push_hint(proc.stderr, tls_verify),
+                hint=_push_hint(proc.stderr + proc.stdout, tls_verify),
             )
         pushed = digestfile.read_text(encoding="utf-8").strip() if digestfile.is_file() else ""
     if engine.name == "docker":
@@ -559,12 +559,13 @@ def _docker_repo_digest(engine: Engine, destination: str) -> str:
 
 
 def _push_hint(stderr: str, tls_verify: bool) -> str:
-    if tls_verify and ("http response to HTTPS client" in stderr or "x509:" in stderr):
+    said = stderr.lower()
+    if tls_verify and ("http response to https client" in said or "x509:" in said):
         return (
             "The registry speaks plain HTTP or has a certificate this host does not trust: for a "
             "registry on loopback or a private network you trust, add --no-tls-verify."
         )
-    if "unauthorized" in stderr or "authentication required" in stderr:
+    if "unauthorized" in said or "authentication required" in said:
         return "Log in first: `podman login REGISTRY` (the credentials stay with podman)."
     return "Is the registry running and its address right? `skopeo inspect docker://REF` asks it."
 
