@@ -30,6 +30,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 SHARED_WORKER = {
     "tests/e2e/test_container.py": "podman",
     "tests/e2e/test_deploy.py": "podman",
+    "tests/e2e/test_registry.py": "podman",
     "tests/e2e/test_corpus.py": "corpus",  # its own venv and eleven notebooks: the other worker
 }
 LONGEST_FIRST = ("podman", "corpus")  # sent to the workers before everything else

@@ -500,8 +500,16 @@ def _is_major_bump(old: str, new: str, major_bump: Callable[[str, str], bool]) -
     "--image", metavar="IMG", help="Run this image (podman or docker) instead of bentoml serve."
 )
 @_backend_option
+@click.option("--url", metavar="URL", help="Check the deployment running at URL instead.")
+@click.option(
+    "--token-file",
+    type=click.Path(path_type=Path),
+    help="With --url: the file holding the deployment's bearer token.",
+)
 @_handled
-def verify(target: str, image: str | None, backend: str | None) -> None:
+def verify(
+    target: str, image: str | None, backend: str | None, url: str | None, token_file: Path | None
+) -> None:
     """Serve TARGET (or run its IMAGE), send its examples, and compare with the notebook's outputs."""
     from .adapters import container
     from .pipeline.verify import raise_for_differences, verify_image, verify_target
@@ -509,7 +517,14 @@ def verify(target: str, image: str | None, backend: str | None) -> None:
 
     if backend and image is None:
         raise click.UsageError("--backend chooses the engine that runs --image IMG; add --image")
+    if url is not None and image is not None:
+        raise click.UsageError("--url checks a running deployment, --image runs one: give one")
+    if token_file is not None and url is None:
+        raise click.UsageError("--token-file is for the deployment at --url URL; add --url")
     release = resolve(target)
+    if url is not None:
+        _verify_live(release, url, token_file)
+        return
     if image is None:
         console.print(f"▸ verifying {release.bento_tag}")
         report = verify_target(release)
@@ -534,18 +549,65 @@ def verify(target: str, image: str | None, backend: str | None) -> None:
         )
 
 
+def _verify_live(release: Any, url: str, token_file: Path | None) -> None:
+    from .pipeline.live import raise_for_failures, read_token, verify_live
+
+    console.print(f"▸ verifying {escape(url)} against {release.bento_tag}")
+    token = read_token(token_file) if token_file is not None else None
+    report = verify_live(release, url, token=token)
+    for check in report.checks:
+        mark = "[dim]-[/]" if check.skipped else "[green]✓[/]" if check.ok else "[red]✗[/]"
+        console.print(f"{mark} {check.name:<13} {escape(check.detail)}", markup=True)
+    raise_for_failures(report)
+
+
 @main.command()
 @click.argument("target")
 @_image_options
+@click.option(
+    "--push",
+    "push_to",
+    metavar="REGISTRY/NAME[:TAG]",
+    help="Push the image there (TAG default: the release's version), print its digest and "
+    "record it in the release's images.jsonl.",
+)
+@click.option(
+    "--tls-verify/--no-tls-verify",
+    default=True,
+    show_default=True,
+    help="Verify the registry's TLS certificate on --push; --no-tls-verify for a plain-HTTP "
+    "registry (one on loopback).",
+)
 @_handled
-def containerize(target: str, **image: Any) -> None:
+def containerize(target: str, push_to: str | None, tls_verify: bool, **image: Any) -> None:
     """Build an OCI image of TARGET (release directory or bento tag), without a Docker daemon."""
     from .image.containerize import containerize as run_containerize
+    from .image.push import destination_reference, push_image
+    from .release.reader import resolve
 
+    if push_to is None and not tls_verify:
+        raise click.UsageError("--no-tls-verify is a setting of --push REF: add --push")
+    if push_to is not None:
+        destination_reference(push_to)  # a bad reference fails before the build, not after
     result = run_containerize(target, _options(**image), ConsoleProgress())
     console.print()
     _print_image(result)
-    console.print(f"  verify     nb2prod verify {target} --image {escape(result.reference)}")
+    if push_to is None:
+        console.print(f"  verify     nb2prod verify {target} --image {escape(result.reference)}")
+        return
+    pushed = push_image(
+        resolve(target), local=result.reference, image_id=result.image_id,
+        destination=push_to, tls_verify=tls_verify, backend=result.backend,
+    )  # fmt: skip
+    console.print(f"[bold green]pushed[/] {escape(pushed.destination)}", markup=True)
+    console.print(f"  digest     {pushed.digest}  ({escape(pushed.reported_by)})")
+    console.print(f"  pinned     {escape(pushed.pinned)}")
+    if pushed.recorded:
+        console.print(f"  recorded   {pushed.recorded}")
+    console.print(f"  deploy     nb2prod deploy-files {target} --image {escape(pushed.pinned)}")
+    insecure = "" if tls_verify else " --tls-verify=false"
+    console.print(f"  pull       {result.backend} pull{insecure} {escape(pushed.pinned)}")
+    console.print(f"  verify     nb2prod verify {target} --image {escape(pushed.pinned)}")
 
 
 @main.command("deploy-files")
@@ -579,6 +641,8 @@ def deploy_files(target: str, image: str | None, out: Path | None, config: Path 
         f"[bold green]wrote[/] {len(written.files)} files to {written.directory}", markup=True
     )
     console.print(f"  image      {escape(written.facts.image)}")
+    if written.digest_from:
+        console.print(f"  digest     from {escape(written.digest_from)}")
     if "@sha256:" not in written.facts.image:
         console.print(
             "[yellow]  not pinned by digest: give --image REF@sha256:... for what you pushed[/]",

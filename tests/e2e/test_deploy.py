@@ -153,6 +153,13 @@ def test_the_deployment_runs_in_podman_kube_play_with_parity_and_auth(
 
     denied = httpx.post(f"{url}/v1/predict", json=examples[0].input, timeout=10)
     assert denied.status_code == 401
+
+    # `nb2prod verify --url` says the same of the pod: metadata, examples, 4xx, 401
+    token_file = path.parent / "token"
+    token_file.write_text(mounted)
+    live = nb2prod("verify", release, "--url", url, "--token-file", token_file)
+    assert live.code == 0, live.stdout + live.stderr
+    assert "✓ metadata" in live.stdout and "✓ no token      HTTP 401" in live.stdout
     assert httpx.get(f"{url}/readyz", timeout=10).status_code == 200  # probes need no token
 
     # what the manifest asks for holds in the running container

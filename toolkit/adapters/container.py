@@ -452,3 +452,133 @@ def healthcheck(engine: Engine, name: str) -> bool | None:
 def remove_container(engine: Engine, name: str) -> None:
     ignore = ["--ignore"] if engine.name == "podman" else []  # docker: an error we do not need
     _run(engine, "rm", "--force", *ignore, name)
+
+
+@dataclass(frozen=True)
+class PushResult:
+    """An image pushed to a registry: where, and its manifest's digest there."""
+
+    destination: str  # REGISTRY/NAME:TAG
+    digest: str  # sha256:<hex> of the manifest, as the registry reports it
+    reported_by: str  # what told the digest: "skopeo inspect", "podman push --digestfile", ...
+
+
+def push(engine: Engine, local: str, destination: str, *, tls_verify: bool) -> PushResult:
+    """Push ``local`` (in the engine's storage) to ``destination`` and return its digest.
+
+    podman and buildah write the pushed manifest's digest with ``--digestfile``; where skopeo is
+    installed the registry is then asked (``skopeo inspect``) and must report the same digest.
+    ``tls_verify`` false allows a plain-HTTP (or self-signed) registry; docker takes that from its
+    daemon's ``insecure-registries`` and cannot be told per push."""
+    if engine.name == "docker" and not tls_verify:
+        raise ContainerError(
+            f"--no-tls-verify: docker cannot push to {destination} without TLS verification per "
+            "command",
+            hint='List the registry in the daemon\'s "insecure-registries" (/etc/docker/'
+            "daemon.json), or push with --backend podman, which takes --no-tls-verify.",
+        )
+    with _scratch_file() as digestfile:
+        if engine.name == "docker":
+            if (tagged := _run(engine, "tag", local, destination)).returncode != 0:
+                raise ContainerError(
+                    f"docker tag {local} {destination} failed: {tail(tagged.stderr)}"
+                )
+            args = ["push", destination]
+        else:
+            args = ["push", f"--tls-verify={str(tls_verify).lower()}", "--digestfile",
+                    str(digestfile), local, destination]  # fmt: skip
+        proc = _run(engine, *args, timeout=1800)
+        if proc.returncode != 0:
+            raise ContainerError(
+                f"{engine.name} push of {local} to {destination} failed:\n"
+                f"{tail(proc.stderr + proc.stdout)}",
+                hint=_push_hint(proc.stderr + proc.stdout, tls_verify),
+            )
+        pushed = digestfile.read_text(encoding="utf-8").strip() if digestfile.is_file() else ""
+    if engine.name == "docker":
+        pushed = _docker_repo_digest(engine, destination)
+    if shutil.which("skopeo") is None:
+        if not pushed:
+            raise ContainerError(
+                f"{engine.name} pushed {destination} but did not say its digest",
+                hint="apt-get install skopeo: nb2prod then asks the registry.",
+            )
+        return PushResult(destination, pushed, f"{engine.name} push")
+    reported = registry_digest(destination, tls_verify=tls_verify)
+    if pushed and pushed != reported:
+        raise ContainerError(
+            f"{destination}: {engine.name} pushed manifest {pushed}, but the registry reports "
+            f"{reported} for the tag",
+            hint="Someone else pushed the same tag meanwhile; push again with a tag of its own.",
+        )
+    return PushResult(destination, reported, "skopeo inspect")
+
+
+def registry_digest(reference: str, *, tls_verify: bool) -> str:
+    """The digest the registry reports for ``reference`` (``skopeo inspect``)."""
+    data = _skopeo_inspect(reference, tls_verify=tls_verify)
+    digest = data.get("Digest")
+    if not isinstance(digest, str) or not digest.startswith("sha256:"):
+        raise ContainerError(f"skopeo inspect {reference}: no sha256 digest in its answer")
+    return digest
+
+
+def registry_labels(reference: str, *, tls_verify: bool) -> dict[str, str]:
+    """The labels of the image ``reference`` names in its registry (``skopeo inspect``)."""
+    return dict(_skopeo_inspect(reference, tls_verify=tls_verify).get("Labels") or {})
+
+
+def _skopeo_inspect(reference: str, *, tls_verify: bool) -> dict[str, Any]:
+    skopeo = shutil.which("skopeo")
+    if skopeo is None:
+        raise MissingToolError("skopeo is not installed", hint="apt-get install skopeo")
+    proc = subprocess.run(
+        [skopeo, "inspect", f"--tls-verify={str(tls_verify).lower()}", f"docker://{reference}"],
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    if proc.returncode != 0:
+        raise ContainerError(
+            f"skopeo inspect docker://{reference} failed: {tail(proc.stderr, 5)}",
+            hint=_push_hint(proc.stderr, tls_verify),
+        )
+    data: Any = json.loads(proc.stdout)
+    return data if isinstance(data, dict) else {}
+
+
+def _docker_repo_digest(engine: Engine, destination: str) -> str:
+    proc = _run(engine, "image", "inspect", "--format", "{{json .RepoDigests}}", destination)
+    repository = destination.rsplit("@", 1)[0]
+    repository = (
+        repository.rsplit(":", 1)[0] if ":" in repository.rsplit("/", 1)[-1] else repository
+    )
+    for entry in json.loads(proc.stdout or "[]") if proc.returncode == 0 else []:
+        name, _, digest = str(entry).partition("@")
+        if name == repository and digest.startswith("sha256:"):
+            return digest
+    return ""
+
+
+def _push_hint(stderr: str, tls_verify: bool) -> str:
+    said = stderr.lower()
+    if tls_verify and ("http response to https client" in said or "x509:" in said):
+        return (
+            "The registry speaks plain HTTP or has a certificate this host does not trust: for a "
+            "registry on loopback or a private network you trust, add --no-tls-verify."
+        )
+    if "unauthorized" in said or "authentication required" in said:
+        return "Log in first: `podman login REGISTRY` (the credentials stay with podman)."
+    return "Is the registry running and its address right? `skopeo inspect docker://REF` asks it."
+
+
+@contextmanager
+def _scratch_file() -> Iterator[Path]:
+    import tempfile
+
+    handle, name = tempfile.mkstemp(prefix="nb2prod-digest-")
+    os.close(handle)
+    path = Path(name)
+    path.unlink()
+    try:
+        yield path
+    finally:
+        path.unlink(missing_ok=True)

@@ -31,7 +31,7 @@ from ..errors import DeployError
 from ..notebook.config import DeployConfig
 from ..release.manifest import Serving
 from ..release.reader import Release, resolve
-from ..release.writer import Staging, canonical_yaml
+from ..release.writer import IMAGES_JSONL, Staging, canonical_yaml
 from ..version import __version__
 from .observability import observability_files
 from .slo import observed_from
@@ -72,9 +72,12 @@ class DeployFacts:
 def facts_from_release(release: Release, image: str | None = None) -> DeployFacts:
     """The facts of a release directory (or a bento's copy of its files).
 
-    ``image`` defaults to what ``nb2prod containerize`` tags: ``localhost/<name>:<version>``.
-    Cold start and memory come from release.json's ``serving`` record when the release has one."""
+    ``image`` is pinned by digest when the release recorded a push of it (:func:`pinned_image`);
+    with no ``image``, the newest push, else what ``nb2prod containerize`` tags:
+    ``localhost/<name>:<version>``. Cold start and memory come from release.json's ``serving``
+    record when the release has one."""
     info = release.metadata.release
+    image = pinned_image(release, image)[0]
     serving = release.manifest.serving if release.manifest is not None else None
     return DeployFacts(
         name=info.name,
@@ -105,6 +108,20 @@ def release_tree(
         memory_bytes=serving.memory_bytes,
     )
     return {f"{DEPLOY_DIR}/{path}": data for path, data in deploy_files(facts, config).items()}
+
+
+def pinned_image(release: Release, image: str | None) -> tuple[str | None, str | None]:
+    """The image the manifests run, and where its digest came from (None: no digest).
+
+    ``image`` with a digest is kept. Without one, the newest push of the release recorded for
+    that reference in images.jsonl (with no ``image``: the newest push at all) gives
+    ``NAME@DIGEST``; else ``image`` stays as it is."""
+    if image is not None and "@" in image:
+        return image, "--image"
+    for record in reversed(release.pushed_images):
+        if image is None or image in (record.destination, record.pinned):
+            return record.pinned, f"{IMAGES_JSONL} (pushed {record.pushed_at})"
+    return image, None
 
 
 @dataclass(frozen=True)
@@ -638,6 +655,7 @@ class Written:
     facts: DeployFacts
     files: tuple[str, ...]
     sizing: Sizing
+    digest_from: str | None = None  # where the image's digest came from (None: not pinned)
 
 
 def write_deploy_files(
@@ -648,7 +666,8 @@ def write_deploy_files(
     replaced only when it is empty or an earlier output of this command."""
     release = resolve(target)
     release.check_integrity()
-    facts = facts_from_release(release, image)
+    pinned, digest_from = pinned_image(release, image)
+    facts = facts_from_release(release, pinned)
     destination = out or Path(f"deploy-{facts.name}-{facts.version}")
     _check_replaceable(destination)
     # the alerting rules, dashboard and load test a release's deploy/ has (nb2prod.ops.observability)
@@ -660,7 +679,7 @@ def write_deploy_files(
     with Staging(destination) as staging:
         staging.write_tree(files)
         written = staging.commit()
-    return Written(written, facts, tuple(files), sizing(facts, config))
+    return Written(written, facts, tuple(files), sizing(facts, config), digest_from)
 
 
 def _check_replaceable(out: Path) -> None:

@@ -183,30 +183,48 @@ def check_served(
     url: str, token: str, expected: list[Expected], *, cold_start_s: float
 ) -> VerifyReport:
     headers = {"Authorization": f"Bearer {token}"}
-    differences: list[Difference] = []
     with httpx.Client(base_url=url, headers=headers, timeout=30.0) as client:
-        singles = [_post(client, "/v1/predict", dict(item.input)) for item in expected]
-        for item, body in zip(expected, singles, strict=True):
-            differences += _compare_envelope(item, body, "/v1/predict")
-        batch = _post(client, "/v1/predict_batch", {"inputs": [dict(e.input) for e in expected]})
-        results = batch.get("results", [])
-        if len(results) != len(expected):
-            differences.append(
-                Difference(-1, "/v1/predict_batch", "results", len(expected), len(results))
-            )
-        for item, result in zip(expected, results, strict=False):
-            differences += _compare_envelope(item, result, "/v1/predict_batch")
-        invalid = client.post("/v1/predict", json={"__nb2prod_not_a_field__": 1})
+        answers = compare_examples(client, expected)
+        invalid = client.post("/v1/predict", json=INVALID_INPUT)
         openapi = client.get("/docs.json").json()
     if not 400 <= invalid.status_code < 500:
         raise ParityError(
             f"input that breaks the contract got HTTP {invalid.status_code}, expected a 4xx"
         )
     return VerifyReport(
-        len(expected), tuple(differences), invalid.status_code, cold_start_s, openapi,
-        single_batch=single_batch_differences(expected, singles, results),
-        inputs={e.index: e.input for e in expected},
+        len(expected), answers.differences, invalid.status_code, cold_start_s, openapi,
+        single_batch=answers.single_batch, inputs={e.index: e.input for e in expected},
     )  # fmt: skip
+
+
+INVALID_INPUT = {"__nb2prod_not_a_field__": 1}  # breaks every contract: a 4xx is due
+
+
+@dataclass(frozen=True)
+class Answers:
+    """How a service answered the examples, alone and in one batch."""
+
+    differences: tuple[Difference, ...]  # from the notebook's outputs
+    single_batch: tuple[SingleBatch, ...]  # alone unlike in the batch
+
+
+def compare_examples(client: httpx.Client, expected: list[Expected]) -> Answers:
+    """Send every example to ``/v1/predict`` and all of them to ``/v1/predict_batch`` through
+    ``client`` (its base URL and token), and compare the answers with the notebook's; a route
+    answering other than 200 is a :class:`ParityError`."""
+    differences: list[Difference] = []
+    singles = [_post(client, "/v1/predict", dict(item.input)) for item in expected]
+    for item, body in zip(expected, singles, strict=True):
+        differences += _compare_envelope(item, body, "/v1/predict")
+    batch = _post(client, "/v1/predict_batch", {"inputs": [dict(e.input) for e in expected]})
+    results = batch.get("results", [])
+    if len(results) != len(expected):
+        differences.append(
+            Difference(-1, "/v1/predict_batch", "results", len(expected), len(results))
+        )
+    for item, result in zip(expected, results, strict=False):
+        differences += _compare_envelope(item, result, "/v1/predict_batch")
+    return Answers(tuple(differences), single_batch_differences(expected, singles, results))
 
 
 def single_batch_differences(

@@ -85,6 +85,25 @@ class ReleaseManifest(Frozen):
     files: dict[str, str]  # relative path -> sha256
 
 
+# ---------------------------------------------------------------- images.jsonl
+
+
+class PushRecord(Frozen):
+    """One line of images.jsonl: an image of this release pushed by ``containerize --push``.
+
+    Appended after the release was sealed, so not among release.json's hashed files; each line
+    is checked on reading (its bento tag must be this release's) and the digest is the content
+    address of what was pushed, which ``verify --image NAME@DIGEST`` checks against the release."""
+
+    destination: str  # REGISTRY/NAME:TAG pushed to
+    digest: str  # sha256:<hex> of the manifest, as the registry reported it
+    pinned: str  # REGISTRY/NAME@sha256:<hex>: what deploy-files writes
+    image_id: str  # the local image's id
+    bento_tag: str
+    pushed_at: str
+    nb2prod_version: str
+
+
 # ---------------------------------------------------------------- examples.json
 
 

@@ -28,8 +28,8 @@ from ..runtime.schema import (
     ServiceMetadata,
     load,
 )
-from .manifest import Examples, ReleaseManifest
-from .writer import RELEASE_JSON, sha256_bytes, sha256_file
+from .manifest import Examples, PushRecord, ReleaseManifest
+from .writer import IMAGES_JSONL, RELEASE_JSON, sha256_bytes, sha256_file
 
 M = TypeVar("M", bound=Frozen)
 
@@ -156,6 +156,34 @@ class Release:
         if self.source == "bento":
             return self.root.parent / "env" / "python" / "requirements.txt"
         return self.path("requirements.lock")
+
+    @cached_property
+    def pushed_images(self) -> tuple[PushRecord, ...]:
+        """The images ``containerize --push`` pushed of this release (images.jsonl), oldest
+        first; none for a bento or a staged release. A line that does not fit, or names another
+        bento, is refused with its line number."""
+        path = self.path(IMAGES_JSONL)
+        if self.directory is None or not path.is_file():
+            return ()
+        records = []
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                record = PushRecord.model_validate_json(line)
+            except ValueError as exc:
+                raise TargetError(
+                    f"{path}:{number}: not a record of a pushed image ({str(exc).splitlines()[0]})",
+                    hint="Remove the line; `nb2prod containerize --push` appends a new one.",
+                ) from None
+            if record.bento_tag != self.bento_tag:
+                raise TargetError(
+                    f"{path}:{number}: records an image of bento {record.bento_tag}, not of "
+                    f"this release's {self.bento_tag}",
+                    hint="Remove the line: it belongs to another release.",
+                )
+            records.append(record)
+        return tuple(records)
 
     def manifest_sha256(self) -> str:
         """sha256 of release.json itself (recorded by the release a ``--replace`` replaces)."""

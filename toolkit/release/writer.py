@@ -24,6 +24,8 @@ import yaml
 from ..runtime.model import sha256_file  # one hash function, shared with the service
 
 RELEASE_JSON = "release.json"
+# images pushed of a sealed release, one JSON object a line, appended: not in release.json's files
+IMAGES_JSONL = "images.jsonl"
 
 
 def canonical_json(data: Any) -> bytes:
@@ -68,6 +70,25 @@ def write_atomic(path: Path, data: bytes) -> Path:
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+    return path
+
+
+def append_record(directory: Path, relative: str, record: Mapping[str, Any]) -> Path:
+    """Append ``record`` as one line of JSON to ``relative`` in a sealed release ``directory``.
+
+    The only write to a release after its commit: a file release.json does not list (so every
+    recorded hash stays valid), opened for appending and written with one ``write`` call, so
+    concurrent appends never interleave and earlier lines are never rewritten."""
+    if not (directory / RELEASE_JSON).is_file():
+        raise FileNotFoundError(f"{directory}: not a release directory (no {RELEASE_JSON})")
+    path = directory / relative
+    line = json.dumps(record, sort_keys=True, ensure_ascii=False, separators=(",", ":")) + "\n"
+    handle = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(handle, line.encode())
+        os.fsync(handle)
+    finally:
+        os.close(handle)
     return path
 
 
