@@ -125,6 +125,35 @@ def test_the_scrape_passes_promtool_and_has_every_dashboard_metric(
     assert not missing, f"the dashboard queries metrics the service does not export: {missing}"
 
 
+def test_the_scrape_has_the_workers_memory_cpu_starts_and_requests_in_flight(
+    iris_served: tuple[Path, httpx.Client, str],
+) -> None:
+    """Series of the serving worker (BentoML's multiprocess mode: one per pid), plausible."""
+    release, client, fresh = iris_served
+    assert client.post("/v1/predict", json=json.loads((release / "examples.json").read_text())
+                       ["examples"][0]["input"]).status_code == 200  # fmt: skip
+    time.sleep(1.5)  # CPU time moves on
+    scrape = client.get("/metrics").text
+
+    def series(text: str, name: str) -> dict[str, float]:
+        return {
+            labels: float(number)
+            for labels, number in re.findall(rf"^{name}(\{{[^}}]*\}})? (\S+)$", text, re.M)
+        }
+
+    memory = series(scrape, "nb2prod_process_resident_memory_bytes")
+    assert len(memory) == 1 and re.fullmatch(r'\{pid="\d+"\}', next(iter(memory)))  # 1 worker
+    assert 50 << 20 < next(iter(memory.values())) < 4 << 30  # a worker with the model loaded
+    started = series(scrape, "nb2prod_process_start_time_seconds")
+    assert started.keys() == memory.keys()  # the same worker
+    assert time.time() - 600 < next(iter(started.values())) <= time.time()
+    assert series(scrape, "nb2prod_worker_starts_total") == {"": 1.0}  # no restart
+    cpu_before = series(fresh, "nb2prod_process_cpu_seconds_total")[""]
+    cpu = series(scrape, "nb2prod_process_cpu_seconds_total")[""]
+    assert 0 < cpu_before <= cpu < 600  # loading the model took CPU; a scrape refreshes it
+    assert series(scrape, "nb2prod_requests_in_flight") == {"": 0.0}  # the scrape is not one
+
+
 def test_the_release_carries_its_slo_and_observability_files(
     iris_release: tuple[Path, Run],
 ) -> None:

@@ -597,31 +597,38 @@ class Resources:
     them every :data:`RESOURCE_REFRESH_S` seconds, and the worker answering a scrape before it.
     """
 
-    def __init__(self, clock: Callable[[], float] = time.process_time) -> None:
+    def __init__(
+        self, clock: Callable[[], float] = time.process_time, registry: Any = None
+    ) -> None:
         import threading
 
         from prometheus_client import Counter, Gauge
 
+        # a registry of its own in unit tests; in multiprocess mode the values go to files
+        to: dict[str, Any] = {"registry": registry} if registry is not None else {}
+
         self.memory = Gauge(
             "nb2prod_process_resident_memory_bytes", "Resident memory (RSS) of each serving worker",
-            multiprocess_mode="liveall",  # one series per live worker, labelled with its pid
+            multiprocess_mode="liveall", **to,  # one series per live worker, labelled with its pid
         )  # fmt: skip
         self.cpu = Counter(
             "nb2prod_process_cpu_seconds",
             "CPU seconds (user and system) the serving workers used, all workers since the start",
+            **to,
         )
         self.in_flight = Gauge(
             "nb2prod_requests_in_flight", "/v1 and /v2 requests being answered now, all workers",
-            multiprocess_mode="livesum",
+            multiprocess_mode="livesum", **to,
         )  # fmt: skip
         self.starts = Counter(
             "nb2prod_worker_starts",
             "Serving worker processes started since the server started; above the worker count, "
             "workers were restarted",
+            **to,
         )
         self.started = Gauge(
             "nb2prod_process_start_time_seconds", "When each serving worker started (Unix time)",
-            multiprocess_mode="liveall",
+            multiprocess_mode="liveall", **to,
         )  # fmt: skip
         self.clock = clock
         self.lock = threading.Lock()  # the refresh thread and a scrape may refresh together
@@ -653,7 +660,7 @@ class Resources:
         threading.Thread(target=loop, name="nb2prod-resources", daemon=True).start()
 
 
-def resources() -> Resources:
+def _worker_resources() -> Resources:
     """This worker's :class:`Resources`, created (and counted as a start) on first use."""
     global _RESOURCES
     if _RESOURCES is None:
@@ -680,9 +687,9 @@ class InFlight:
     worker's :class:`Resources` before a scrape of /metrics. Built in each worker as it starts,
     which counts the start (``nb2prod_worker_starts_total``)."""
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: Any, resources: Resources | None = None) -> None:
         self.app = app
-        self.resources = resources()
+        self.resources = resources or _worker_resources()
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
