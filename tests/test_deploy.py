@@ -383,7 +383,10 @@ def test_deploy_files_writes_the_tree_for_a_release(release: Path, tmp_path: Pat
     limited = replace(observed_from(resolve(str(release))), memory_limit_bytes=608 * MIB)
     assert written == {
         **deploy_files(facts_, DeployConfig()),
-        **{path.removeprefix("deploy/"): data for path, data in observability_files(limited).items()},
+        **{
+            path.removeprefix("deploy/"): data
+            for path, data in observability_files(limited).items()
+        },
     }
     assert b"species" in written["prometheus-rules.yaml"]  # its predictions may collapse
     # 90% of the 608 MiB limit the pod gets from the 400 MiB verify measured

@@ -310,11 +310,13 @@ def test_the_push_logs_in_to_the_images_registry_and_pushes_the_tag(tmp_path: Pa
            "REGISTRY_USER": "bot", "REGISTRY_PASSWORD": "registry-secret-1234"}  # fmt: skip
     done = run_shell(push, tmp_path, **env)
     assert done.returncode == 0, done.stderr
-    assert "podman: login --username bot --password-stdin ghcr.io password=registry-secret-1234" in (
-        done.stdout
+    assert (
+        "podman: login --username bot --password-stdin ghcr.io password=registry-secret-1234"
+        in (done.stdout)
     )
-    assert "args: containerize release/current --backend podman --push ghcr.io/acme/iris:v1.2.0" in (
-        done.stdout
+    assert (
+        "args: containerize release/current --backend podman --push ghcr.io/acme/iris:v1.2.0"
+        in (done.stdout)
     )
     # a registry of one's own (a repository variable)
     own = run_shell(push, tmp_path, **env, NB2PROD_IMAGE="registry.example.com:5000/ml/iris")
