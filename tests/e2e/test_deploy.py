@@ -68,7 +68,10 @@ def test_deploy_files_of_the_iris_release_match_the_golden_tree(
     files = tree_snapshot(deploy_dir)
     # the locustfile is nb2prod's own, the same in every release: compared with it, not a golden
     assert files.pop("locustfile.py") == LOCUSTFILE.read_bytes()
-    compare_tree(files, "deploy-iris", update=request.config.getoption("--update-goldens"))
+    compare_tree(
+        files, "deploy-iris", update=request.config.getoption("--update-goldens"),
+        measured_memory=True,
+    )  # fmt: skip
     for path, data in files.items():
         if path.startswith(("kubernetes/", "canary/")):
             kubernetes_validate.validate(yaml.safe_load(data), "1.29.0", strict=True)

@@ -171,6 +171,17 @@ def test_the_release_carries_its_slo_and_observability_files(
         capture_output=True, text=True,
     )  # fmt: skip
     assert checked.returncode == 0, checked.stdout + checked.stderr
+    # [owners] on_call is every alert's team; runbook links below [owners] runbook_base_url;
+    # the memory alert at 90% of the limit deploy/ gives the pod (from what verify measured)
+    rules = yaml.safe_load((release / "deploy" / "prometheus-rules.yaml").read_text())
+    rules = rules["groups"][0]["rules"]
+    assert {r["labels"]["team"] for r in rules} == {"ml-oncall"}
+    base = "https://git.example.com/ds/iris-classifier/-/blob/main/release/RUNBOOK.md#"
+    assert all(r["annotations"]["runbook_url"].startswith(base) for r in rules)
+    (memory,) = [r for r in rules if r["alert"] == "Nb2prodMemoryNearLimit"]
+    limit = json.loads((release / "release.json").read_text())["serving"]["memory_bytes"]
+    threshold = int(memory["expr"].rsplit(">", 1)[1])
+    assert limit < threshold < 2 * limit  # 0.9 x (measured x 1.5, rounded up to 16 MiB)
 
 
 def test_loadtest_reports_against_the_slo_and_fails_a_broken_one(
