@@ -660,7 +660,7 @@ class Resources:
         threading.Thread(target=loop, name="nb2prod-resources", daemon=True).start()
 
 
-def _worker_resources() -> Resources:
+def worker_resources() -> Resources:
     """This worker's :class:`Resources`, created (and counted as a start) on first use."""
     global _RESOURCES
     if _RESOURCES is None:
@@ -689,7 +689,7 @@ class InFlight:
 
     def __init__(self, app: Any, resources: Resources | None = None) -> None:
         self.app = app
-        self.resources = resources or _worker_resources()
+        self.resources = resources or worker_resources()
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
