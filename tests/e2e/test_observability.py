@@ -18,6 +18,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import httpx
@@ -317,7 +318,8 @@ def test_a_real_prometheus_fires_the_matching_alerts(
     slow_release: Path, prometheus: tuple[str, Path], tmp_path: Path
 ) -> None:
     url, config = prometheus
-    observed = observed_from(resolve(str(slow_release)))
+    # a memory limit any served worker is above (32 MiB): the memory alert on the real series
+    observed = replace(observed_from(resolve(str(slow_release))), memory_limit_bytes=32 << 20)
     rules = tmp_path / "rules.yaml"
     rules.write_bytes(canonical_yaml(rule_groups(observed, Timing.compressed()), "# compressed\n"))
     slow, switch = tmp_path / "slow", tmp_path / "disabled"
@@ -356,6 +358,9 @@ def test_a_real_prometheus_fires_the_matching_alerts(
             # the kill switch: the gauge turns 1 at the next scrape, without any request
             switch.touch()
             alert = wait_for(url, "Nb2prodModelSwitchedOff")
+            fired.append(f"{alert['labels']['alertname']} {alert['labels']}")
+            # the workers' resident memory, summed per replica, against the limit
+            alert = wait_for(url, "Nb2prodMemoryNearLimit", instance=f"127.0.0.1:{port}")
             fired.append(f"{alert['labels']['alertname']} {alert['labels']}")
             quiet = {a["labels"]["alertname"] for a in firing(url)}
             # fallback answers are 200s and the kill switch's fallbacks are its own alert
