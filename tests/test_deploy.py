@@ -8,6 +8,7 @@ import copy
 import json
 import shutil
 from collections.abc import Iterator, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -377,13 +378,19 @@ def test_deploy_files_writes_the_tree_for_a_release(release: Path, tmp_path: Pat
     written = tree_snapshot(out)
     facts_ = facts(cold_start_s=20.0, memory_bytes=400 * MIB)
     # the Kubernetes, Helm and KServe files, and the alerting rules, dashboard and load test an
-    # older release did not have (made from its monitoring.json, contract and examples)
-    observed = observability_files(observed_from(resolve(str(release))))
+    # older release did not have (made from its monitoring.json, contract and examples, with
+    # the memory alert at the pod's limit)
+    limited = replace(observed_from(resolve(str(release))), memory_limit_bytes=608 * MIB)
     assert written == {
         **deploy_files(facts_, DeployConfig()),
-        **{path.removeprefix("deploy/"): data for path, data in observed.items()},
+        **{
+            path.removeprefix("deploy/"): data
+            for path, data in observability_files(limited).items()
+        },
     }
     assert b"species" in written["prometheus-rules.yaml"]  # its predictions may collapse
+    # 90% of the 608 MiB limit the pod gets from the 400 MiB verify measured
+    assert f"> {round(0.9 * 608 * MIB)}\n".encode() in written["prometheus-rules.yaml"]
     assert not list(tmp_path.glob("deploy.partial-*"))
 
 
@@ -465,4 +472,11 @@ def test_release_tree_is_deploy_files_under_deploy_with_the_measured_numbers(
         facts(image="localhost/iris-classifier:1.0.0", cold_start_s=5.0, memory_bytes=250 * MIB),
         DeployConfig(),
     )
-    assert tree == {f"deploy/{path}": data for path, data in expected.items()}
+    # and deploy/'s alerting rules and dashboard again, now with the pod's memory limit (384Mi)
+    staged = Release.staged(release, "iris-classifier:abcdefghijklmnop")
+    limited = replace(observed_from(staged), memory_limit_bytes=384 * MIB)
+    assert tree == {
+        **{f"deploy/{path}": data for path, data in expected.items()},
+        **observability_files(limited),
+    }
+    assert b"Nb2prodMemoryNearLimit" in tree["deploy/prometheus-rules.yaml"]

@@ -447,6 +447,7 @@ def test_the_dashboard_queries_only_series_that_exist_from_start() -> None:
     from tests.test_service_runtime import MONITORING
 
     telemetry.metrics(MONITORING).expect_invalid(["x", "c", "email"])
+    telemetry.worker_resources()  # what each worker's InFlight middleware makes as it starts
     exported = {
         line.split("{")[0].split(" ")[0]
         for line in generate_latest().decode().splitlines()

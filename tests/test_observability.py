@@ -28,7 +28,7 @@ from nb2prod.ops.observability import (
     observability_files,
 )
 from nb2prod.ops.slo import Observed, Timing, duration
-from nb2prod.runtime.schema import ServiceLevels
+from nb2prod.runtime.schema import Owners, ServiceLevels
 
 from tests.golden import compare_tree
 
@@ -57,7 +57,12 @@ IRIS = Observed(
         {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2},
         {"sepal_length": 6.0, "sepal_width": 2.9, "petal_length": 4.5, "petal_width": 1.5},
     ),
-)
+    owners=Owners(
+        model="Data Science <ds@example.com>", on_call="ml-oncall",
+        runbook_base_url="https://git.example.com/ds/iris/-/blob/main",
+    ),
+    memory_limit_bytes=768 << 20,  # deploy/'s limit for 512 MiB measured, headroom 1.5
+)  # fmt: skip
 
 
 def promtool() -> str:
@@ -85,7 +90,7 @@ def test_promtool_accepts_the_rules_and_the_operator_object(tmp_path: Path) -> N
     rules.write_bytes(files[PROMETHEUS_RULES])
     checked = subprocess.run([tool, "check", "rules", str(rules)], capture_output=True, text=True)
     assert checked.returncode == 0, checked.stdout + checked.stderr
-    assert "SUCCESS: 13 rules found" in checked.stdout
+    assert "SUCCESS: 14 rules found" in checked.stdout
     operator = yaml.safe_load(files["deploy/prometheus-rule.yaml"])
     assert operator["kind"] == "PrometheusRule"
     assert operator["spec"] == yaml.safe_load(files[PROMETHEUS_RULES])

@@ -15,7 +15,14 @@ import yaml
 from click.testing import CliRunner
 from nb2prod.cli import main
 from nb2prod.errors import Nb2ProdError
-from nb2prod.ops.workflows import WorkflowSpec, find_notebook, render_workflow
+from nb2prod.ops.workflows import (
+    JOB,
+    PROMOTE_JOB,
+    WorkflowSpec,
+    _release_steps,
+    find_notebook,
+    render_workflow,
+)
 
 from tests.conftest import IRIS
 
@@ -76,7 +83,7 @@ def test_the_github_workflow_passes_actionlint(tmp_path: Path) -> None:
 def test_a_broken_workflow_fails_both_checks(tmp_path: Path) -> None:
     """The checks above can fail."""
     github = yaml.safe_load(render_workflow("github", SPEC))
-    (job,) = github["jobs"].values()
+    job = github["jobs"][JOB]
     del job["runs-on"]
     job["steps"][1]["runs"] = job["steps"][1].pop("run")
     broken = written(tmp_path, "github", github)
@@ -87,7 +94,7 @@ def test_a_broken_workflow_fails_both_checks(tmp_path: Path) -> None:
     gitlab["nb2prod-release"]["script"] = 42
     assert check_schema("gitlab", written(tmp_path, "gitlab", gitlab)).returncode != 0
     shell = yaml.safe_load(render_workflow("github", SPEC))
-    (job,) = shell["jobs"].values()
+    job = shell["jobs"][JOB]
     job["steps"][3]["run"] = 'nb2prod check "$NOTEBOOK'  # an unterminated quote
     lint = actionlint(written(tmp_path, "github", shell))
     if shutil.which("shellcheck"):
@@ -98,8 +105,7 @@ def commands(kind: str) -> list[str]:
     data = yaml.safe_load(render_workflow(kind, SPEC))  # type: ignore[arg-type]
     if kind == "gitlab":
         return list(data["nb2prod-release"]["script"])
-    (job,) = data["jobs"].values()
-    return [step.get("run") or step["uses"] for step in job["steps"]]
+    return [step.get("run") or step["uses"] for step in data["jobs"][JOB]["steps"]]
 
 
 @pytest.mark.parametrize("kind", ["github", "gitlab"])
@@ -118,7 +124,7 @@ def test_the_release_path_runs_in_order(kind: str) -> None:
     if kind == "github":
         assert steps[-1].startswith("actions/upload-artifact@")
         assert any(s.startswith("actions/download-artifact@") for s in steps)
-        (job,) = yaml.safe_load(render_workflow("github", SPEC))["jobs"].values()
+        job = yaml.safe_load(render_workflow("github", SPEC))["jobs"][JOB]
         uploaded = [
             s["with"]["path"] for s in job["steps"] if "upload-artifact" in s.get("uses", "")
         ]
@@ -149,7 +155,7 @@ def test_secrets_are_referenced_never_written_in() -> None:
     github = yaml.safe_load(render_workflow("github", SPEC))
     gitlab = yaml.safe_load(render_workflow("gitlab", SPEC))
     assert inline_secrets(github) == [] and inline_secrets(gitlab) == []
-    (job,) = github["jobs"].values()
+    job = github["jobs"][JOB]
     assert job["steps"][4]["env"]["GH_TOKEN"] == "${{ github.token }}"
     assert '"JOB-TOKEN: $CI_JOB_TOKEN"' in "".join(gitlab["nb2prod-release"]["script"])
     job["env"]["NB2PROD_API_TOKEN"] = "hunter2"  # the check above can fail
@@ -193,3 +199,126 @@ def test_ci_workflow_writes_the_file_and_never_overwrites_without_force(
     assert gitlab.exit_code == 0, gitlab.output
     assert "- make venv" in (tmp_path / ".gitlab-ci.yml").read_text()
     assert not list(tmp_path.rglob("*.partial-*"))
+
+
+ON_TAG = "startsWith(github.ref, 'refs/tags/v')"
+SIGN = 'nb2prod sign "$RELEASE" --key "$KEY_FILE"'
+PUSH = 'nb2prod containerize "$RELEASE" --backend podman --push "$PUSH_IMAGE"'
+PROMOTE = 'nb2prod verify "$RELEASE" --url "$NB2PROD_URL" --token-file "$TOKEN_FILE"'
+AUDIT = 'pip-audit --requirement "$RELEASE/requirements.lock" --require-hashes --disable-pip'
+
+
+def test_github_releases_on_version_tags_signs_pushes_and_promotes() -> None:
+    data = yaml.safe_load(render_workflow("github", SPEC))
+    assert data["on"]["push"]["tags"] == ["v*"] and data["permissions"]["packages"] == "write"
+    release = data["jobs"][JOB]
+    steps = release["steps"]
+    assert release["env"]["RELEASE"] == "release/current"
+
+    def step(text: str) -> int:
+        return next(i for i, s in enumerate(steps) if text in s.get("run", ""))
+
+    # audited on every run; signed before the image is built (the image carries the signature),
+    # pushed once it answered like the notebook, deploy/ made for the pushed image
+    order = [step("nb2prod package"), step(AUDIT), step(SIGN), step("--tag \"$IMAGE\""),
+             step('--image "$IMAGE"'), step(PUSH), step("nb2prod deploy-files")]  # fmt: skip
+    assert order == sorted(order)
+    assert "if" not in steps[step(AUDIT)]
+    for index in (step(SIGN), step(PUSH)):
+        assert steps[index]["if"] == ON_TAG  # pull requests never see the secrets
+    assert steps[step(SIGN)]["env"]["NB2PROD_SIGNING_KEY"] == "${{ secrets.NB2PROD_SIGNING_KEY }}"
+    assert "${{ secrets.NB2PROD_REGISTRY_PASSWORD" in steps[step(PUSH)]["env"]["REGISTRY_PASSWORD"]
+    assert '--image "${PUSH_IMAGE:-$IMAGE}"' in steps[step("nb2prod deploy-files")]["run"]
+    promote = data["jobs"][PROMOTE_JOB]
+    assert promote["needs"] == JOB and promote["if"] == ON_TAG
+    assert promote["environment"] == "production"
+    (check,) = [s for s in promote["steps"] if PROMOTE in s.get("run", "")]
+    assert check["env"]["NB2PROD_API_TOKEN"] == "${{ secrets.NB2PROD_API_TOKEN }}"
+    fetched = [s for s in promote["steps"] if "download-artifact" in s.get("uses", "")]
+    assert fetched[0]["with"] == {"name": "nb2prod-release", "path": "release/current"}
+
+
+def test_gitlab_releases_on_version_tags_signs_pushes_and_promotes() -> None:
+    data = yaml.safe_load(render_workflow("gitlab", SPEC))
+    assert data["stages"] == ["release", "promote"]
+    script = data[JOB]["script"]
+
+    def line(text: str) -> int:
+        return next(i for i, s in enumerate(script) if text in s)
+
+    order = [line("nb2prod package"), line(AUDIT), line(SIGN), line('--tag "$IMAGE"'),
+             line('--image "$IMAGE"'), line(PUSH), line("nb2prod deploy-files")]  # fmt: skip
+    assert order == sorted(order)
+    for index in (line(SIGN), line(PUSH)):
+        assert script[index].startswith('case "${CI_COMMIT_TAG:-}" in v*)')
+    assert "$CI_REGISTRY_IMAGE" in script[line(PUSH)]
+    promote = data[PROMOTE_JOB]
+    assert promote["rules"] == [{"if": "$CI_COMMIT_TAG =~ /^v/"}] and promote["needs"] == [JOB]
+    assert any(PROMOTE in s for s in promote["script"])
+
+
+def run_shell(script: str, tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    """A generated script under bash, with an `nb2prod` that records its arguments and the
+    key or token file it was given (content and mode)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    fake = bin_dir / "nb2prod"
+    fake.write_text(
+        '#!/bin/bash\necho "args: $*"\n'
+        'for a in "$@"; do [ -f "$a" ] && echo "file: $(stat -c %a "$a") $(cat "$a")"; done\n'
+        "exit 0\n"
+    )
+    fake.chmod(0o755)
+    return subprocess.run(
+        ["bash", "-eo", "pipefail", "-c", script],
+        env={"PATH": f"{bin_dir}:/usr/bin:/bin", "RELEASE": "release/current", **env},
+        capture_output=True, text=True, timeout=30, check=False,
+    )  # fmt: skip
+
+
+def test_the_signing_key_and_the_token_reach_nb2prod_as_private_files(tmp_path: Path) -> None:
+    steps = _release_steps("ghcr.io/acme/iris", "v1.0.0")
+    key_file = tmp_path / "signing.key"
+    signed = run_shell(
+        steps["sign"], tmp_path, NB2PROD_SIGNING_KEY="-----BEGIN KEY-----", KEY_FILE=str(key_file)
+    )
+    assert signed.returncode == 0, signed.stderr
+    assert f"args: sign release/current --key {key_file}" in signed.stdout
+    assert "file: 600 -----BEGIN KEY-----" in signed.stdout  # only the job's user reads it
+    assert not key_file.exists()  # removed after signing
+    missing = run_shell(steps["sign"], tmp_path, KEY_FILE=str(key_file))
+    assert missing.returncode == 1 and "NB2PROD_SIGNING_KEY is empty" in missing.stderr
+    token_file = tmp_path / "token"
+    promoted = run_shell(
+        steps["promote"], tmp_path, NB2PROD_URL="https://iris.example.com",
+        NB2PROD_API_TOKEN="a-token-of-20-chars!", TOKEN_FILE=str(token_file),
+    )  # fmt: skip
+    assert promoted.returncode == 0, promoted.stderr
+    assert f"--url https://iris.example.com --token-file {token_file}" in promoted.stdout
+    assert "file: 600 a-token-of-20-chars!" in promoted.stdout
+    nowhere = run_shell(steps["promote"], tmp_path, NB2PROD_API_TOKEN="x" * 20)
+    assert nowhere.returncode == 1 and "NB2PROD_URL is empty" in nowhere.stderr
+
+
+def test_the_push_logs_in_to_the_images_registry_and_pushes_the_tag(tmp_path: Path) -> None:
+    podman = tmp_path / "bin" / "podman"
+    podman.parent.mkdir()
+    podman.write_text('#!/bin/bash\necho "podman: $* password=$(cat)"\n')
+    podman.chmod(0o755)
+    push = _release_steps("ghcr.io/${GITHUB_REPOSITORY,,}", "$GITHUB_REF_NAME")["push"]
+    env = {"GITHUB_REPOSITORY": "Acme/Iris", "GITHUB_REF_NAME": "v1.2.0",
+           "REGISTRY_USER": "bot", "REGISTRY_PASSWORD": "registry-secret-1234"}  # fmt: skip
+    done = run_shell(push, tmp_path, **env)
+    assert done.returncode == 0, done.stderr
+    assert (
+        "podman: login --username bot --password-stdin ghcr.io password=registry-secret-1234"
+        in (done.stdout)
+    )
+    assert (
+        "args: containerize release/current --backend podman --push ghcr.io/acme/iris:v1.2.0"
+        in (done.stdout)
+    )
+    # a registry of one's own (a repository variable)
+    own = run_shell(push, tmp_path, **env, NB2PROD_IMAGE="registry.example.com:5000/ml/iris")
+    assert "--password-stdin registry.example.com:5000 " in own.stdout
+    assert "--push registry.example.com:5000/ml/iris:v1.2.0" in own.stdout

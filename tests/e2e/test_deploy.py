@@ -47,7 +47,7 @@ def deploy_dir(iris_release: tuple[Path, Run], tmp_path_factory: pytest.TempPath
     out = tmp_path_factory.mktemp("deploy") / "iris"
     run = nb2prod("deploy-files", release, "--out", out)
     assert run.code == 0, run.stdout + run.stderr
-    assert "wrote 19 files" in run.stdout
+    assert "wrote 21 files" in run.stdout
     return out
 
 
@@ -68,7 +68,10 @@ def test_deploy_files_of_the_iris_release_match_the_golden_tree(
     files = tree_snapshot(deploy_dir)
     # the locustfile is nb2prod's own, the same in every release: compared with it, not a golden
     assert files.pop("locustfile.py") == LOCUSTFILE.read_bytes()
-    compare_tree(files, "deploy-iris", update=request.config.getoption("--update-goldens"))
+    compare_tree(
+        files, "deploy-iris", update=request.config.getoption("--update-goldens"),
+        measured_memory=True,
+    )  # fmt: skip
     for path, data in files.items():
         if path.startswith(("kubernetes/", "canary/")):
             kubernetes_validate.validate(yaml.safe_load(data), "1.29.0", strict=True)

@@ -18,6 +18,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import httpx
@@ -125,6 +126,35 @@ def test_the_scrape_passes_promtool_and_has_every_dashboard_metric(
     assert not missing, f"the dashboard queries metrics the service does not export: {missing}"
 
 
+def test_the_scrape_has_the_workers_memory_cpu_starts_and_requests_in_flight(
+    iris_served: tuple[Path, httpx.Client, str],
+) -> None:
+    """Series of the serving worker (BentoML's multiprocess mode: one per pid), plausible."""
+    release, client, fresh = iris_served
+    assert client.post("/v1/predict", json=json.loads((release / "examples.json").read_text())
+                       ["examples"][0]["input"]).status_code == 200  # fmt: skip
+    time.sleep(1.5)  # CPU time moves on
+    scrape = client.get("/metrics").text
+
+    def series(text: str, name: str) -> dict[str, float]:
+        return {
+            labels: float(number)
+            for labels, number in re.findall(rf"^{name}(\{{[^}}]*\}})? (\S+)$", text, re.M)
+        }
+
+    memory = series(scrape, "nb2prod_process_resident_memory_bytes")
+    assert len(memory) == 1 and re.fullmatch(r'\{pid="\d+"\}', next(iter(memory)))  # 1 worker
+    assert 50 << 20 < next(iter(memory.values())) < 4 << 30  # a worker with the model loaded
+    started = series(scrape, "nb2prod_process_start_time_seconds")
+    assert started.keys() == memory.keys()  # the same worker
+    assert time.time() - 600 < next(iter(started.values())) <= time.time()
+    assert series(scrape, "nb2prod_worker_starts_total") == {"": 1.0}  # no restart
+    cpu_before = series(fresh, "nb2prod_process_cpu_seconds_total")[""]
+    cpu = series(scrape, "nb2prod_process_cpu_seconds_total")[""]
+    assert 0 < cpu_before <= cpu < 600  # loading the model took CPU; a scrape refreshes it
+    assert series(scrape, "nb2prod_requests_in_flight") == {"": 0.0}  # the scrape is not one
+
+
 def test_the_release_carries_its_slo_and_observability_files(
     iris_release: tuple[Path, Run],
 ) -> None:
@@ -142,6 +172,17 @@ def test_the_release_carries_its_slo_and_observability_files(
         capture_output=True, text=True,
     )  # fmt: skip
     assert checked.returncode == 0, checked.stdout + checked.stderr
+    # [owners] on_call is every alert's team; runbook links below [owners] runbook_base_url;
+    # the memory alert at 90% of the limit deploy/ gives the pod (from what verify measured)
+    rules = yaml.safe_load((release / "deploy" / "prometheus-rules.yaml").read_text())
+    rules = rules["groups"][0]["rules"]
+    assert {r["labels"]["team"] for r in rules} == {"ml-oncall"}
+    base = "https://git.example.com/ds/iris-classifier/-/blob/main/release/RUNBOOK.md#"
+    assert all(r["annotations"]["runbook_url"].startswith(base) for r in rules)
+    (memory,) = [r for r in rules if r["alert"] == "Nb2prodMemoryNearLimit"]
+    limit = json.loads((release / "release.json").read_text())["serving"]["memory_bytes"]
+    threshold = int(memory["expr"].rsplit(">", 1)[1])
+    assert limit < threshold < 2 * limit  # 0.9 x (measured x 1.5, rounded up to 16 MiB)
 
 
 def test_loadtest_reports_against_the_slo_and_fails_a_broken_one(
@@ -277,7 +318,8 @@ def test_a_real_prometheus_fires_the_matching_alerts(
     slow_release: Path, prometheus: tuple[str, Path], tmp_path: Path
 ) -> None:
     url, config = prometheus
-    observed = observed_from(resolve(str(slow_release)))
+    # a memory limit any served worker is above (32 MiB): the memory alert on the real series
+    observed = replace(observed_from(resolve(str(slow_release))), memory_limit_bytes=32 << 20)
     rules = tmp_path / "rules.yaml"
     rules.write_bytes(canonical_yaml(rule_groups(observed, Timing.compressed()), "# compressed\n"))
     slow, switch = tmp_path / "slow", tmp_path / "disabled"
@@ -316,6 +358,9 @@ def test_a_real_prometheus_fires_the_matching_alerts(
             # the kill switch: the gauge turns 1 at the next scrape, without any request
             switch.touch()
             alert = wait_for(url, "Nb2prodModelSwitchedOff")
+            fired.append(f"{alert['labels']['alertname']} {alert['labels']}")
+            # the workers' resident memory, summed per replica, against the limit
+            alert = wait_for(url, "Nb2prodMemoryNearLimit", instance=f"127.0.0.1:{port}")
             fired.append(f"{alert['labels']['alertname']} {alert['labels']}")
             quiet = {a["labels"]["alertname"] for a in firing(url)}
             # fallback answers are 200s and the kill switch's fallbacks are its own alert

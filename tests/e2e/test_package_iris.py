@@ -179,6 +179,12 @@ def test_metadata_describes_the_release(served: tuple[str, Path]) -> None:
     manifest = load(release, "release.json")
     assert meta["bento_tag"] == manifest["bento_tag"]
     assert meta["version"] == "1.0.0" and meta["owner"] == "Data Science <ds@example.com>"
+    # [owners], `owner` standing for the model's owner
+    assert meta["owners"] == {
+        "model": "Data Science <ds@example.com>", "service": "ml-platform", "data": None,
+        "on_call": "ml-oncall",
+        "runbook_base_url": "https://git.example.com/ds/iris-classifier/-/blob/main/release",
+    }  # fmt: skip
     assert meta["contract_sha256"] == load(release, "contract.json")["sha256"]
     assert meta["git_commit"] == manifest["git_commit"]
     assert meta["evaluation"]["metrics"]["accuracy"] >= 0.9

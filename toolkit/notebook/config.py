@@ -25,7 +25,7 @@ from pydantic import (
 
 from ..errors import ConfigError
 from ..runtime.limits import default_max_body_bytes
-from ..runtime.schema import ServiceLevels
+from ..runtime.schema import Owners, ServiceLevels
 
 _SEMVER = re.compile(
     r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?$"
@@ -323,7 +323,10 @@ class Config(_Strict):
 
     name: str | None = None
     version: str = "0.1.0"
-    owner: str | None = None
+    owner: str | None = None  # one owner for everything: [owners] model when that is unset
+    # [owners]: model, service, data, on_call (each a team or a person) and runbook_base_url;
+    # they reach the model card, /v1/metadata and the alerts' `team` label and runbook links
+    owners: Owners = Owners()
     gates: dict[str, str] = Field(default_factory=dict)
     fallback: FallbackConfig = FallbackConfig()
     service: ServiceConfig = ServiceConfig()
@@ -375,6 +378,12 @@ class Config(_Strict):
             gates.append(Gate(metric, match.group(1), float(match.group(2))))
         return tuple(gates)
 
+    def resolved_owners(self) -> Owners:
+        """[owners], with ``owner`` standing for the model's owner when [owners] model is unset."""
+        if self.owners.model is None and self.owner:
+            return self.owners.model_copy(update={"model": self.owner})
+        return self.owners
+
     def service_name(self, notebook: Path) -> str:
         """The configured name, or one derived from the notebook's file stem."""
         if self.name:
@@ -392,8 +401,8 @@ class Config(_Strict):
 TRAINING_KEYS = frozenset({"execution"})
 NON_TRAINING_KEYS = frozenset(
     {
-        "name", "version", "owner", "gates", "fallback", "service", "contract", "evaluation",
-        "card", "monitoring", "artifacts", "slo", "deploy", "lock",
+        "name", "version", "owner", "owners", "gates", "fallback", "service", "contract",
+        "evaluation", "card", "monitoring", "artifacts", "slo", "deploy", "lock",
     }
 )  # fmt: skip
 

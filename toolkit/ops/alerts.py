@@ -3,7 +3,9 @@
 Built as data (sorted keys, deterministic) and written twice into ``deploy/``: a plain rules file
 (``prometheus-rules.yaml``, for ``rule_files:``) and the same groups in a ``PrometheusRule``
 object for the Prometheus Operator (``prometheus-rule.yaml``). Every alert names the runbook
-section that says what to do (``RUNBOOK.md#<alert name in lower case>``).
+section that says what to do (``RUNBOOK.md#<alert name in lower case>``, absolute below
+``[owners] runbook_base_url`` when one is configured) and carries the ``team`` label of
+``[owners]`` (on_call, else service, else model or ``owner``) when one is known.
 
 | alert | fires when |
 | --- | --- |
@@ -16,6 +18,7 @@ section that says what to do (``RUNBOOK.md#<alert name in lower case>``).
 | ``Nb2prodInputDrift`` | an Input field's PSI is above ``max_drift_psi`` |
 | ``Nb2prodPredictionsCollapsed`` | one label takes more than 99% of a class field's answers |
 | ``Nb2prodNoTraffic`` | no prediction request at all |
+| ``Nb2prodMemoryNearLimit`` | a replica's workers hold more than 90% of the pod's memory limit (once verify measured it) |
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from prometheus_client.utils import floatToGoString
 from ..version import __version__
 from .slo import PREDICT_ROUTES, Observed, Timing, duration
 
+MEMORY_NEAR_LIMIT = 0.9  # the workers' resident memory above this share of the pod's limit
 COLLAPSE_SHARE = 0.99  # one label above this share of a field's answers: collapsed
 FAST_BURN, SLOW_BURN = 14.4, 6.0  # SRE workbook: 2% of a 30-day budget in 1 h, 5% in 6 h
 
@@ -41,6 +45,7 @@ def rule_groups(observed: Observed, timing: Timing | None = None) -> dict[str, A
         *_fallbacks(observed, timing),
         *_predictions(observed, timing),
         *_drift(observed, timing),
+        *_memory(observed, timing),
     ]
     return {"groups": [{"name": f"nb2prod-{observed.name}", "rules": rules}]}
 
@@ -84,16 +89,20 @@ def _alert(
     description: str,
     **labels: str,
 ) -> dict[str, Any]:
+    team = observed.owners.team
     rule: dict[str, Any] = {
         "alert": name,
         "expr": expr,
-        "labels": {"severity": severity, "service": observed.name, **labels},
+        "labels": {
+            "severity": severity, "service": observed.name, **labels,
+            **({"team": team} if team else {}),  # [owners] on_call, else service, else model
+        },
         "annotations": {
             "summary": summary,
             "description": description,
-            "runbook_url": f"RUNBOOK.md#{name.lower()}",
+            "runbook_url": observed.owners.runbook(name.lower()),
         },
-    }
+    }  # fmt: skip
     if wait:
         rule["for"] = duration(wait)
     return rule
@@ -273,6 +282,27 @@ def _drift(observed: Observed, timing: Timing) -> list[dict[str, Any]]:
             f"{observed.name}: Input.{{{{ $labels.field }}}} drifted (PSI above {limit:g})",
             "Recent values of this field are distributed unlike the reference data the model was "
             "packaged with: check the data source; consider retraining.",
+        ),
+    ]  # fmt: skip
+
+
+def _memory(observed: Observed, timing: Timing) -> list[dict[str, Any]]:
+    limit = observed.memory_limit_bytes
+    if limit is None:
+        return []  # no limit known before verify measured the served release
+    threshold = round(MEMORY_NEAR_LIMIT * limit)
+    mib = limit / (1 << 20)
+    return [
+        _alert(
+            observed, "Nb2prodMemoryNearLimit",
+            f"sum by (job, instance) (nb2prod_process_resident_memory_bytes{{{observed.selector}}})"
+            f" > {threshold}",
+            timing.ticket, "warning",
+            f"{observed.name}: {{{{ $labels.instance }}}} uses more than "
+            f"{MEMORY_NEAR_LIMIT:.0%} of its {mib:.0f} MiB memory limit",
+            f"The serving workers' resident memory is above {MEMORY_NEAR_LIMIT:.0%} of the pod's "
+            f"limit ({mib:.0f} MiB: what verify measured, times [deploy] memory_headroom); at "
+            "the limit the pod is killed (OOMKilled) and restarted.",
         ),
     ]  # fmt: skip
 

@@ -4,7 +4,8 @@ The first screen answers "is it up, is it fast enough, is it failing, is the fal
 readiness and the kill switch, requests/s, p50/p95/p99 against the ``[slo]`` lines, the error and
 fallback shares by reason against theirs. Below: what the model answers (class shares and the
 histograms of numeric outputs), input drift against ``max_drift_psi``, batch sizes, stage
-latencies, rejected inputs and the release that runs. Every query selects ``job="$job"`` (the
+latencies, rejected inputs, the workers' memory (against the pod's limit), CPU, requests in
+flight and starts, and the release that runs. Every query selects ``job="$job"`` (the
 scrape job, named after the service by default) from the ``$datasource`` Prometheus.
 """
 
@@ -129,6 +130,7 @@ def dashboard(observed: Observed) -> dict[str, Any]:
               "{{stage}}")],
             "s", [], 12,
         ),
+        *_resources(observed),
         _table("Release running", 'max by (name, version, bento_tag, contract_sha256) (nb2prod_release_info{job="$job"})'),
     ]  # fmt: skip
     return {
@@ -147,6 +149,35 @@ def dashboard(observed: Observed) -> dict[str, Any]:
         "annotations": {"list": []},
         "panels": _layout(panels),
     }
+
+
+def _resources(observed: Observed) -> list[dict[str, Any]]:
+    """The serving workers: memory against the pod's limit, CPU, requests in flight, starts."""
+    limit = observed.memory_limit_bytes
+    return [
+        _timeseries(
+            "Resident memory by replica against the limit",
+            [('sum by (instance) (nb2prod_process_resident_memory_bytes{job="$job"})',
+              "{{instance}}")],
+            "bytes", [(limit, "red")] if limit is not None else [], 12,
+        ),
+        _timeseries(
+            "CPU cores used by replica",
+            [(f'sum by (instance) (rate(nb2prod_process_cpu_seconds_total{{job="$job"}}[{RATE}]))',
+              "{{instance}}")],
+            "none", [], 12,
+        ),
+        _timeseries(
+            "Requests in flight by replica",
+            [('sum by (instance) (nb2prod_requests_in_flight{job="$job"})', "{{instance}}")],
+            "short", [], 12,
+        ),
+        _timeseries(
+            "Worker starts by replica (restarts: starts above the worker count)",
+            [('sum by (instance) (nb2prod_worker_starts_total{job="$job"})', "{{instance}}")],
+            "short", [], 12,
+        ),
+    ]  # fmt: skip
 
 
 def queries(board: dict[str, Any]) -> list[str]:

@@ -101,13 +101,22 @@ def release_tree(
     """deploy/'s Kubernetes, Helm and KServe files for a release being packaged, keyed by their
     path in the release (``deploy/...``), once verify measured cold start and memory. ``release``
     is the staged one (:meth:`Release.staged`: its service/metadata.json is written by then); the
-    write stage wrote deploy/'s alerting rules, dashboard and load test."""
+    write stage wrote deploy/'s alerting rules, dashboard and load test, written again here with
+    the memory limit (:func:`observability_tree`)."""
     facts = replace(
         facts_from_release(release),
         cold_start_s=serving.cold_start_s,
         memory_bytes=serving.memory_bytes,
     )
-    return {f"{DEPLOY_DIR}/{path}": data for path, data in deploy_files(facts, config).items()}
+    tree = {f"{DEPLOY_DIR}/{path}": data for path, data in deploy_files(facts, config).items()}
+    return {**tree, **observability_tree(release, sizing(facts, config))}
+
+
+def observability_tree(release: Release, size: Sizing) -> dict[str, bytes]:
+    """deploy/'s alerting rules, dashboard and load test (``deploy/...``), with the memory alert
+    and the dashboard's memory line at the pod's limit."""
+    limit = int(size.memory_limit.removesuffix("Mi")) * MIB
+    return observability_files(replace(observed_from(release), memory_limit_bytes=limit))
 
 
 def pinned_image(release: Release, image: str | None) -> tuple[str | None, str | None]:
@@ -673,7 +682,7 @@ def write_deploy_files(
     # the alerting rules, dashboard and load test a release's deploy/ has (nb2prod.ops.observability)
     observed = {
         path.removeprefix(f"{DEPLOY_DIR}/"): data
-        for path, data in observability_files(observed_from(release)).items()
+        for path, data in observability_tree(release, sizing(facts, config)).items()
     }
     files = dict(sorted({**deploy_files(facts, config), **observed}.items()))
     with Staging(destination) as staging:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..release.reader import Release
-from ..runtime.schema import MonitoringPlan, ServiceLevels
+from ..runtime.schema import MonitoringPlan, Owners, ServiceLevels
 
 PREDICT_ROUTES = "/v1/predict|/v1/predict_batch|/v2/infer"  # a regex over the `route` label
 
@@ -31,6 +31,10 @@ class Observed:
     drift_fields: tuple[str, ...]  # Input fields with a drift score
     input_schema: Mapping[str, Any] = field(default_factory=dict)  # contract.json "input"
     examples: tuple[Mapping[str, Any], ...] = ()  # the notebook's example inputs
+    owners: Owners = Owners()  # [owners]: the alerts' `team` label and runbook links
+    # the pod's memory limit deploy/ sets from what verify measured (None: not known yet, no
+    # memory alert): ops/deploy.py fills it in once verify has run
+    memory_limit_bytes: int | None = None
 
     @property
     def selector(self) -> str:
@@ -44,6 +48,7 @@ def observed(
     monitoring: MonitoringPlan,
     input_schema: Mapping[str, Any],
     examples: tuple[Mapping[str, Any], ...],
+    owners: Owners | None = None,
 ) -> Observed:
     return Observed(
         name=name,
@@ -58,6 +63,7 @@ def observed(
         drift_fields=tuple(sorted(monitoring.drift.fields)),
         input_schema=input_schema,
         examples=examples,
+        owners=owners or Owners(),
     )
 
 
@@ -70,6 +76,7 @@ def observed_from(release: Release) -> Observed:
         release.monitoring,
         release.contract["input"],
         tuple(e.input for e in release.examples),
+        owners=info.owners,
     )
 
 

@@ -5,8 +5,14 @@ target): check the notebook, fetch the last released version (the release artifa
 successful run on the default branch), package with the quality gates enforced (package compares
 the contract and metrics with that release beside it), diff the contracts (a breaking change fails
 the job unless the version is a new major one), build the image, verify it answers like the
-notebook, and upload the release as an artifact. Secrets are referenced (``${{ github.token }}``,
-``$CI_JOB_TOKEN``), never written in.
+notebook, and upload the release as an artifact. Every run audits the lock with ``pip-audit``.
+
+On a version tag (``v*``) the release goes on to production: it is signed with the key of a CI
+secret (``nb2prod sign``) before the image is built, the image is pushed to a registry
+(``nb2prod containerize --push``) and deploy/ made for the pushed image; a second job, in the
+``production`` environment, checks the live deployment with ``nb2prod verify --url`` (the
+promotion). Secrets are referenced (``${{ github.token }}``, ``${{ secrets.NB2PROD_SIGNING_KEY }}``,
+``$CI_JOB_TOKEN``), never written in; key and token reach nb2prod as files only the job can read.
 
 Built as data and dumped with sorted keys like every other generated file (docs/deploy.md).
 """
@@ -31,6 +37,10 @@ DEFAULT_OUT: dict[str, str] = {
 ARTIFACT = "nb2prod-release"
 DEPLOY_ARTIFACT = "nb2prod-deploy"  # deploy-files for the image the job built
 JOB = "nb2prod-release"
+PROMOTE_JOB = "nb2prod-promote"  # on version tags: the live deployment checked
+VERSION_TAGS = "v*"  # the tags that release to production (GitLab: $CI_COMMIT_TAG =~ /^v/)
+ON_TAG = "startsWith(github.ref, 'refs/tags/v')"
+ENVIRONMENT = "production"
 CONTAINER = "python:3.11-bookworm"  # Debian 12 with Python 3.11, from the Docker Official Images
 CURRENT = "release/current"  # where the job packages; package finds the previous release beside it
 PREVIOUS = "release/previous"
@@ -81,7 +91,41 @@ def _steps_text(spec: WorkflowSpec) -> dict[str, str]:
         "image": "nb2prod base-image && nb2prod containerize "
         f'{CURRENT} --backend podman --tag "$IMAGE"',
         "verify": f'nb2prod verify {CURRENT} --image "$IMAGE"',
-        "deploy": f'nb2prod deploy-files {CURRENT} --image "$IMAGE" --out {CURRENT}-deploy',
+        # on a version tag, deploy/ is for the pushed image
+        "deploy": f'nb2prod deploy-files {CURRENT} --image "${{PUSH_IMAGE:-$IMAGE}}" '
+        f"--out {CURRENT}-deploy",
+        # the locked packages against the advisories (needs the network, as the job has):
+        # exactly the pinned set, hashed, without resolving anything
+        "audit": "python -m pip install pip-audit && pip-audit --requirement "
+        '"$RELEASE/requirements.lock" --require-hashes --disable-pip --progress-spinner off',
+    }
+
+
+def _secret_file(variable: str, file_variable: str, what: str) -> str:
+    """Shell lines that write a secret variable to a file only this job can read."""
+    return (
+        f'if [ -z "${{{variable}:-}}" ]; then\n'
+        f'  echo "{variable} is empty: set it as a CI secret ({what})" >&2; exit 1\n'
+        "fi\n"
+        f'(umask 077 && printf \'%s\\n\' "${variable}" > "${file_variable}")\n'
+    )
+
+
+def _release_steps(image_default: str, tag: str) -> dict[str, str]:
+    """The version-tag commands: sign, push (logged in to the registry of the image), promote."""
+    return {
+        "sign": _secret_file("NB2PROD_SIGNING_KEY", "KEY_FILE", "the release signing key")
+        + 'nb2prod sign "$RELEASE" --key "$KEY_FILE"\n'
+        'rm -f "$KEY_FILE"\n',
+        "push": f'PUSH_IMAGE="${{NB2PROD_IMAGE:-{image_default}}}:{tag}"\n'
+        'printf \'%s\' "$REGISTRY_PASSWORD" | podman login --username "$REGISTRY_USER" '
+        '--password-stdin "${PUSH_IMAGE%%/*}"\n'
+        'nb2prod containerize "$RELEASE" --backend podman --push "$PUSH_IMAGE"\n',
+        "promote": 'if [ -z "${NB2PROD_URL:-}" ]; then\n'
+        '  echo "NB2PROD_URL is empty: set it to the URL the tag was deployed at" >&2; exit 1\n'
+        "fi\n"
+        + _secret_file("NB2PROD_API_TOKEN", "TOKEN_FILE", "the bearer token of the deployment")
+        + 'nb2prod verify "$RELEASE" --url "$NB2PROD_URL" --token-file "$TOKEN_FILE"\n',
     }
 
 
@@ -96,14 +140,16 @@ def github_workflow(spec: WorkflowSpec) -> dict[str, Any]:
         'print(runs[0]["id"] if runs else "")\')\n'
         'echo "run_id=$id" >> "$GITHUB_OUTPUT"\n'
     )
+    tagged = _release_steps("ghcr.io/${GITHUB_REPOSITORY,,}", "$GITHUB_REF_NAME")
     return {
         "name": "nb2prod release",
         "on": {
-            "push": {"branches": ["main"]},
+            "push": {"branches": ["main"], "tags": [VERSION_TAGS]},
             "pull_request": {},
             "workflow_dispatch": {},
         },
-        "permissions": {"contents": "read", "actions": "read"},
+        # packages: write lets github.token push to ghcr.io (the default registry)
+        "permissions": {"contents": "read", "actions": "read", "packages": "write"},
         "jobs": {
             JOB: {
                 "runs-on": "ubuntu-latest",
@@ -114,6 +160,7 @@ def github_workflow(spec: WorkflowSpec) -> dict[str, Any]:
                     "BENTOML_HOME": "${{ github.workspace }}/.bentoml",
                     "BENTOML_DO_NOT_TRACK": "true",
                     "IMAGE": "localhost/nb2prod-release:${{ github.sha }}",
+                    "RELEASE": CURRENT,
                 },
                 "steps": [
                     {"uses": "actions/checkout@v5"},
@@ -149,8 +196,31 @@ def github_workflow(spec: WorkflowSpec) -> dict[str, Any]:
                         "if": "steps.last.outputs.run_id != ''",
                         "run": run["diff"],
                     },
+                    {"name": "Audit the locked packages (pip-audit)", "run": run["audit"]},
+                    {
+                        "name": "Sign the release (version tags)",
+                        "if": ON_TAG,
+                        "env": {
+                            "NB2PROD_SIGNING_KEY": "${{ secrets.NB2PROD_SIGNING_KEY }}",
+                            "KEY_FILE": "${{ runner.temp }}/nb2prod-signing.key",
+                        },
+                        "run": tagged["sign"],
+                    },
                     {"name": "Build the image", "run": run["image"]},
                     {"name": "Verify the image answers like the notebook", "run": run["verify"]},
+                    {
+                        "name": "Push the image (version tags)",
+                        "if": ON_TAG,
+                        "env": {
+                            "NB2PROD_IMAGE": "${{ vars.NB2PROD_IMAGE }}",
+                            "REGISTRY_USER": "${{ vars.NB2PROD_REGISTRY_USER || github.actor }}",
+                            "REGISTRY_PASSWORD": (
+                                "${{ secrets.NB2PROD_REGISTRY_PASSWORD || github.token }}"
+                            ),
+                        },
+                        # the later steps (deploy-files) use the pushed image
+                        "run": tagged["push"] + 'echo "PUSH_IMAGE=$PUSH_IMAGE" >> "$GITHUB_ENV"\n',
+                    },
                     {"name": "Deployment files for the image", "run": run["deploy"]},
                     {
                         "name": "Upload the release",
@@ -173,7 +243,36 @@ def github_workflow(spec: WorkflowSpec) -> dict[str, Any]:
                         },
                     },
                 ],
-            }
+            },
+            PROMOTE_JOB: {
+                # a version tag, once its image is deployed: the live service is checked against
+                # the release (the environment's protection rules can make it wait for a person)
+                "needs": JOB,
+                "if": ON_TAG,
+                "runs-on": "ubuntu-latest",
+                "container": {"image": CONTAINER},
+                "environment": ENVIRONMENT,
+                "defaults": {"run": {"shell": "bash"}},
+                "env": {"RELEASE": CURRENT, "BENTOML_DO_NOT_TRACK": "true"},
+                "steps": [
+                    {"uses": "actions/checkout@v5"},
+                    {"name": "nb2prod and the notebook's packages", "run": run["install"]},
+                    {
+                        "name": "Fetch the release",
+                        "uses": "actions/download-artifact@v7",
+                        "with": {"name": ARTIFACT, "path": CURRENT},
+                    },
+                    {
+                        "name": "Promote: the live deployment answers like the notebook",
+                        "env": {
+                            "NB2PROD_URL": "${{ vars.NB2PROD_URL }}",
+                            "NB2PROD_API_TOKEN": "${{ secrets.NB2PROD_API_TOKEN }}",
+                            "TOKEN_FILE": "${{ runner.temp }}/nb2prod-token",
+                        },
+                        "run": tagged["promote"],
+                    },
+                ],
+            },
         },
     }
 
@@ -190,8 +289,14 @@ def gitlab_workflow(spec: WorkflowSpec) -> dict[str, Any]:
         '  echo "no earlier release: this is the first"\n'
         "fi\n"
     )
+    tagged = _release_steps("$CI_REGISTRY_IMAGE", "$CI_COMMIT_TAG")
+
+    def on_tag(command: str) -> str:
+        body = "".join(f"  {line}\n" for line in command.splitlines())
+        return f'case "${{CI_COMMIT_TAG:-}}" in v*)\n{body}  ;;\nesac\n'
+
     return {
-        "stages": ["release"],
+        "stages": ["release", "promote"],
         JOB: {
             "stage": "release",
             "image": CONTAINER,  # needs a runner that allows privileged containers (podman)
@@ -199,6 +304,10 @@ def gitlab_workflow(spec: WorkflowSpec) -> dict[str, Any]:
                 "BENTOML_HOME": "$CI_PROJECT_DIR/.bentoml",
                 "BENTOML_DO_NOT_TRACK": "true",
                 "IMAGE": "localhost/nb2prod-release:$CI_COMMIT_SHA",
+                "RELEASE": CURRENT,
+                # GitLab's own registry unless NB2PROD_IMAGE and these are set as CI variables
+                "REGISTRY_USER": "$CI_REGISTRY_USER",
+                "REGISTRY_PASSWORD": "$CI_REGISTRY_PASSWORD",
             },
             "script": [
                 run["tools"],
@@ -208,11 +317,25 @@ def gitlab_workflow(spec: WorkflowSpec) -> dict[str, Any]:
                 fetch,
                 run["package"],
                 f"if [ -d {PREVIOUS} ]; then {run['diff']}; fi",
+                run["audit"],
+                on_tag('KEY_FILE="$(mktemp)"\n' + tagged["sign"]),
                 run["image"],
                 run["verify"],
+                on_tag(tagged["push"] + "export PUSH_IMAGE\n"),
                 run["deploy"],
             ],
             "artifacts": {"name": ARTIFACT, "paths": [f"{CURRENT}/", f"{CURRENT}-deploy/"]},
+        },
+        PROMOTE_JOB: {
+            # a version tag, once its image is deployed: the live service checked against the
+            # release (NB2PROD_URL and NB2PROD_API_TOKEN are CI variables)
+            "stage": "promote",
+            "image": CONTAINER,
+            "rules": [{"if": "$CI_COMMIT_TAG =~ /^v/"}],
+            "needs": [JOB],  # and its artifacts: the release
+            "environment": {"name": ENVIRONMENT},
+            "variables": {"RELEASE": CURRENT, "BENTOML_DO_NOT_TRACK": "true"},
+            "script": [run["install"], 'TOKEN_FILE="$(mktemp)"\n' + tagged["promote"]],
         },
     }
 

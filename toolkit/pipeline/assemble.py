@@ -244,6 +244,7 @@ def _write_monitoring(staging: Staging, facts: ReleaseFacts, progress: Progress)
                 monitoring,
                 facts.contract.input_schema,
                 tuple(e.input for e in facts.capture.result.examples),
+                owners=facts.config.resolved_owners(),
             )
         )
     )
@@ -265,6 +266,7 @@ def _metadata(staging: Staging, facts: ReleaseFacts, model_sha256: str) -> Servi
             name=facts.name,
             version=facts.config.version,
             owner=facts.config.owner,
+            owners=facts.config.resolved_owners(),
             git_commit=facts.git.commit,
             notebook_sha256=facts.notebook_sha256,
             contract_sha256=facts.contract.sha256,

@@ -101,7 +101,7 @@ def render_reports(
     ]
     card = {
         **context,
-        "owner": config.owner,
+        "owners": config.resolved_owners().roles(),  # `owner` is the model's when unset
         "intended_use": config.card.intended_use,
         "description": description,
         "limitations": limitations,

@@ -11,10 +11,11 @@ never by a bento) are :mod:`nb2prod.release.manifest`. Pydantic only.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 
 class Frozen(BaseModel):
@@ -170,12 +171,53 @@ class FallbackSummary(Frozen):
     circuit_breaker: CircuitBreakerSettings
 
 
+OWNER_ROLES = ("model", "service", "data", "on_call")  # [owners], in the order cards list them
+
+
+class Owners(Frozen):
+    """Who answers for what (``[owners]``): each a team or a person, written as the config gives
+    it. The config's single ``owner`` stands for ``model`` when ``model`` is unset."""
+
+    model: str | None = Field(None, min_length=1)  # the model and its quality; retraining
+    service: str | None = Field(None, min_length=1)  # the running service and its deployment
+    data: str | None = Field(None, min_length=1)  # the training, reference and input data
+    on_call: str | None = Field(None, min_length=1)  # who is paged: the alerts' `team` label
+    # where RUNBOOK.md is published (the URL of the folder holding it): alerts link
+    # <runbook_base_url>/RUNBOOK.md#<alert> instead of the relative RUNBOOK.md#<alert>
+    runbook_base_url: str | None = None
+
+    @field_validator("runbook_base_url")
+    @classmethod
+    def _absolute_url(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^https?://[^\s/]+(/\S*)?$", value):
+            raise ValueError(
+                f"{value!r} is not an absolute http:// or https:// URL; write the URL of the "
+                "folder RUNBOOK.md is published in, such as "
+                '"https://git.example.com/team/models/-/blob/main/churn"'
+            )
+        return value.rstrip("/") if value is not None else None
+
+    @property
+    def team(self) -> str | None:
+        """The alerts' ``team`` label: on call, else the service's owner, else the model's."""
+        return self.on_call or self.service or self.model
+
+    def roles(self) -> list[tuple[str, str]]:
+        """(role, owner) of every role that has one, in :data:`OWNER_ROLES` order."""
+        return [(role, who) for role in OWNER_ROLES if (who := getattr(self, role)) is not None]
+
+    def runbook(self, anchor: str) -> str:
+        """The link to a RUNBOOK.md section: absolute when a base URL is configured."""
+        relative = f"RUNBOOK.md#{anchor}"
+        return f"{self.runbook_base_url}/{relative}" if self.runbook_base_url else relative
+
+
 class ReleaseInfo(Frozen):
     """What ``GET /v1/metadata`` answers (with the bento tag added by the server)."""
 
     name: str
     version: str
-    owner: str | None
+    owner: str | None  # the config's `owner`, as it was given (owners.model when that is unset)
     git_commit: str | None
     notebook_sha256: str
     contract_sha256: str
@@ -183,6 +225,9 @@ class ReleaseInfo(Frozen):
     evaluation: dict[str, Any]  # the evaluation summary (evaluation/report.json has the rest)
     auth: Literal["token", "none"]
     fallback: FallbackSummary
+    # [owners], with `owner` as the model's owner when [owners] model is unset (empty in a
+    # release made before [owners])
+    owners: Owners = Field(default_factory=lambda: Owners())
 
 
 class ServiceSettings(Frozen):

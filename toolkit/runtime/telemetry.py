@@ -579,3 +579,130 @@ def _header(scope: dict[str, Any], name: bytes) -> str | None:
         if key == name:
             return value.decode("latin-1")
     return None
+
+
+# ---------------------------------------------------------------- the serving processes
+
+RESOURCE_REFRESH_S = 5.0  # every worker re-reads its memory and CPU this often (and per scrape)
+_RESOURCES: Resources | None = None
+
+
+class Resources:
+    """Memory, CPU seconds, in-flight requests and starts of the serving worker processes.
+
+    prometheus_client's process collector reads only the process that answers the scrape, and
+    BentoML answers /metrics from any worker with what the others wrote to its multiprocess
+    directory: so each worker writes its own series there (memory and start time per ``pid``,
+    CPU seconds and starts as counters summed over the workers, dead ones included) and refreshes
+    them every :data:`RESOURCE_REFRESH_S` seconds, and the worker answering a scrape before it.
+    """
+
+    def __init__(
+        self, clock: Callable[[], float] = time.process_time, registry: Any = None
+    ) -> None:
+        import threading
+
+        from prometheus_client import Counter, Gauge
+
+        # a registry of its own in unit tests; in multiprocess mode the values go to files
+        to: dict[str, Any] = {"registry": registry} if registry is not None else {}
+
+        self.memory = Gauge(
+            "nb2prod_process_resident_memory_bytes", "Resident memory (RSS) of each serving worker",
+            multiprocess_mode="liveall", **to,  # one series per live worker, labelled with its pid
+        )  # fmt: skip
+        self.cpu = Counter(
+            "nb2prod_process_cpu_seconds",
+            "CPU seconds (user and system) the serving workers used, all workers since the start",
+            **to,
+        )
+        self.in_flight = Gauge(
+            "nb2prod_requests_in_flight", "/v1 and /v2 requests being answered now, all workers",
+            multiprocess_mode="livesum", **to,
+        )  # fmt: skip
+        self.starts = Counter(
+            "nb2prod_worker_starts",
+            "Serving worker processes started since the server started; above the worker count, "
+            "workers were restarted",
+            **to,
+        )
+        self.started = Gauge(
+            "nb2prod_process_start_time_seconds", "When each serving worker started (Unix time)",
+            multiprocess_mode="liveall", **to,
+        )  # fmt: skip
+        self.clock = clock
+        self.lock = threading.Lock()  # the refresh thread and a scrape may refresh together
+        self.cpu_seen = 0.0
+        self.starts.inc()
+        self.started.set(time.time())
+        self.refresh()
+
+    def refresh(self) -> None:
+        """This worker's memory now, and the CPU seconds it used since the last refresh."""
+        with self.lock:
+            used = self.clock()
+            if used > self.cpu_seen:
+                self.cpu.inc(used - self.cpu_seen)
+                self.cpu_seen = used
+            rss = resident_bytes()
+            if rss is not None:
+                self.memory.set(rss)
+
+    def watch(self, every: float = RESOURCE_REFRESH_S) -> None:
+        """Refresh in a daemon thread, so that workers that answer no scrape stay current."""
+        import threading
+
+        def loop() -> None:
+            while not stop.wait(every):
+                self.refresh()
+
+        stop = threading.Event()
+        threading.Thread(target=loop, name="nb2prod-resources", daemon=True).start()
+
+
+def worker_resources() -> Resources:
+    """This worker's :class:`Resources`, created (and counted as a start) on first use."""
+    global _RESOURCES
+    if _RESOURCES is None:
+        _RESOURCES = Resources()
+        _RESOURCES.watch()
+    return _RESOURCES
+
+
+def resident_bytes() -> int | None:
+    """This process's resident memory: /proc/self/statm on Linux, else the peak getrusage says."""
+    import os
+    import resource
+
+    try:
+        with open("/proc/self/statm", encoding="ascii") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return peak if sys.platform == "darwin" else peak * 1024  # bytes on macOS, KiB elsewhere
+
+
+class InFlight:
+    """ASGI middleware: counts the /v1 and /v2 requests being answered, and refreshes this
+    worker's :class:`Resources` before a scrape of /metrics. Built in each worker as it starts,
+    which counts the start (``nb2prod_worker_starts_total``)."""
+
+    def __init__(self, app: Any, resources: Resources | None = None) -> None:
+        self.app = app
+        self.resources = resources or worker_resources()
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path = scope["path"]
+        if path == "/metrics":
+            self.resources.refresh()
+        if not path.startswith(("/v1/", "/v2/")):
+            await self.app(scope, receive, send)
+            return
+        self.resources.in_flight.inc()
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.resources.in_flight.dec()
