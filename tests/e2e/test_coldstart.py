@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import yaml
+from nb2prod.adapters import bento
 
 from tests.e2e.conftest import Run
 
@@ -46,3 +50,28 @@ def test_the_report_shows_the_phases_and_the_probe_is_sized_from_their_total(
     assert probe["failureThreshold"] * probe["periodSeconds"] >= max(60, 4 * cold["total_s"])
     header = (release / "deploy" / "kubernetes" / "deployment.yaml").read_text().splitlines()[1]
     assert f"measured by verify: {cold['total_s']:.1f} s = import" in header
+
+
+# what nb2prod packages with, never what a served release needs
+NOT_SERVED = ("matplotlib", "nbformat", "papermill", "nbclient", "cookiecutter", "nb2prod")
+IMPORTS = """
+import json, sys
+import service.service as module
+module.IrisClassifier.inner()  # a worker's Handlers.__init__: the model and fitted state loaded
+print(json.dumps(sorted({name.partition(".")[0] for name in sys.modules})))
+"""
+
+
+def test_the_served_service_imports_nothing_of_packaging(iris_release: tuple[Path, Run]) -> None:
+    """The bento's service module and its model load, as a worker runs them (python -X importtime
+    shows the same list): no plotting, notebook or packaging code."""
+    release, _ = iris_release
+    tag = json.loads((release / "release.json").read_text())["bento_tag"]
+    proc = subprocess.run(
+        [sys.executable, "-c", IMPORTS], cwd=bento.path_of(tag) / "src", capture_output=True,
+        text=True, timeout=300, env={**os.environ, "NB2PROD_API_TOKEN": "t" * 24},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    modules = set(json.loads(proc.stdout.splitlines()[-1]))
+    assert {"bentoml", "skops", "service"} <= modules  # what serving does need
+    assert not modules & set(NOT_SERVED), sorted(modules & set(NOT_SERVED))
