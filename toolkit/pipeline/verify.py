@@ -94,16 +94,20 @@ class VerifyReport:
     # or /proc could not tell (an image's container)
     cold_start: ColdStart | None = None
 
-    def summary(self) -> str:
-        phases = (
-            f" (import {self.cold_start.import_s:.1f} s, model load "
-            f"{self.cold_start.model_load_s:.1f} s, first answer {self.cold_start.first_answer_s:.1f} s)"
-            if self.cold_start is not None
-            else ""
+    def phases(self) -> str:
+        """The cold start's phases as the summary shows them after "ready in N s" ("" unmeasured)."""
+        cold = self.cold_start
+        if cold is None:
+            return ""
+        return (
+            f" (import {cold.import_s:.1f} s, model load {cold.model_load_s:.1f} s, "
+            f"first answer {cold.first_answer_s:.1f} s)"
         )
+
+    def summary(self) -> str:
         return (
             f"{self.examples} examples match the notebook, invalid input -> "
-            f"HTTP {self.invalid_status}, ready in {self.cold_start_s:.1f} s{phases}"
+            f"HTTP {self.invalid_status}, ready in {self.cold_start_s:.1f} s{self.phases()}"
         )
 
 
