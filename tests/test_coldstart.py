@@ -13,10 +13,16 @@ import time
 from pathlib import Path
 
 import pytest
+from nb2prod.adapters import bento
 from nb2prod.notebook.config import DeployConfig
 from nb2prod.ops.deploy import sizing
 from nb2prod.pipeline.report import _cold_start, _pictures
-from nb2prod.pipeline.verify import VerifyReport, cold_start_phases, startup_marks
+from nb2prod.pipeline.verify import (
+    VerifyReport,
+    cold_start_phases,
+    served_cold_start,
+    startup_marks,
+)
 from nb2prod.release.manifest import ColdStart, Serving
 from nb2prod.runtime import startup
 from nb2prod.runtime.telemetry import JsonFormatter
@@ -129,6 +135,28 @@ def test_a_ready_seen_within_a_tick_before_the_worker_said_loaded_counts_no_nega
 )
 def test_no_phases_without_a_complete_worker_in_order(found: list[dict[str, object]]) -> None:
     assert cold_start_phases(100.0, found, ready=104.0, first_s=0.1) is None
+
+
+@LINUX
+def test_a_served_cold_start_runs_from_the_servers_process_start(tmp_path: Path) -> None:
+    """The server's start from /proc, its worker's marks from its log, /readyz at the start
+    plus the adapter's time to ready."""
+    started = startup.process_start(os.getpid())
+    assert started is not None
+    log = tmp_path / "serve.log"
+    log.write_text("circus starting\n" + line({"message": "started",
+                   "startup": marks(started + 1.5, started + 2.0)}) + "\n")  # fmt: skip
+    server = bento.Server(url="http://127.0.0.1:1", pid=os.getpid(), cold_start_s=2.25, log=log)
+    cold = served_cold_start(server, 0.25)
+    assert cold is not None
+    assert (cold.import_s, cold.model_load_s, cold.first_answer_s, cold.total_s) == (
+        1.5, 0.5, 0.5, 2.5,
+    )  # fmt: skip
+    assert served_cold_start(server, None) is None  # no first answer timed
+    log.write_text("no startup line\n")
+    assert served_cold_start(server, 0.25) is None
+    log.unlink()
+    assert served_cold_start(server, 0.25) is None
 
 
 def test_verify_summary_names_the_phases() -> None:
