@@ -24,6 +24,7 @@ _MASKS = [
     (re.compile(r"\b[a-z0-9-]+:[a-z0-9]{16}\b"), "<bento-tag>"),
     # deploy/: what verify measured (cold start, memory) and the sizes made from it
     (re.compile(r"measured by verify: [0-9.]+ (s|MiB)"), "measured by verify: <measured>"),
+    (re.compile(r"(import|model load|first answer) [0-9.]+ s\b"), r"\1 <measured> s"),
     (re.compile(r"(?<=memory: )\d+Mi\b|(?<=memory request )\d+Mi\b|(?<=limit )\d+Mi\b"), "<n>Mi"),
     (re.compile(r"(?<=[Ss]tartup probe budget )\d+(?= s)"), "<n>"),
     (re.compile(r"(?<=startupProbe:\n)(\s+failureThreshold: )\d+"), r"\g<1><n>"),

@@ -157,6 +157,15 @@ def test_containerfile_installs_the_hashed_lock_with_secrets_and_runs_as_non_roo
         assert absent not in instructions
 
 
+def test_containerfile_compiles_the_bento_and_site_packages_before_dropping_root() -> None:
+    text = rendered()
+    compile_line = "RUN python3 -m compileall -q -j 0 /opt/bento /opt/venv/lib"
+    assert compile_line in text
+    # after the bento is copied in (its code), before USER (root can write __pycache__ there)
+    assert text.index("COPY bento /opt/bento") < text.index(compile_line) < text.index("USER ")
+    assert "PYTHONDONTWRITEBYTECODE" not in text
+
+
 def test_containerfile_checks_the_base_images_python() -> None:
     assert "the lock is for 3.12" in rendered(python="3.12")
 

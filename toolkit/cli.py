@@ -539,7 +539,7 @@ def verify(
     console.print(
         f"[green]✓[/] {report.examples} examples answer as in the notebook "
         f"(single and batch); invalid input -> HTTP {report.invalid_status}; "
-        f"ready in {report.cold_start_s:.1f} s{memory}{health[report.healthy]}",
+        f"ready in {report.cold_start_s:.1f} s{report.phases()}{memory}{health[report.healthy]}",
         markup=True,
     )
     if report.healthy is False:

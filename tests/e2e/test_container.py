@@ -99,6 +99,34 @@ def test_image_has_no_compiler_toolchain(image: Run) -> None:
     assert found.strip() == ""
 
 
+# run as the image's user: each module's bytecode is there and matches its source (a stale .pyc
+# would be compiled again at every start, and could not be written beside root-owned files)
+COMPILED = """
+import importlib.util, pathlib, struct
+service = pathlib.Path("/opt/bento/src/service")
+import bentoml
+sources = [service / "service.py", service / "pipeline.py", service / "runtime" / "app.py",
+           service / "runtime" / "startup.py", pathlib.Path(bentoml.__file__)]
+for source in sources:
+    cached = pathlib.Path(importlib.util.cache_from_source(str(source)))
+    if not cached.is_file():
+        print(f"{source}: no {cached}")
+        continue
+    header = cached.read_bytes()[:16]
+    if int.from_bytes(header[4:8], "little") == 0:  # timestamp-checked (PEP 552)
+        mtime, size = struct.unpack("<II", header[8:16])
+        stat = source.stat()
+        if (mtime, size) != (int(stat.st_mtime) & 0xFFFFFFFF, stat.st_size & 0xFFFFFFFF):
+            print(f"{source}: {cached} is stale")
+print("checked", len(sources))
+"""
+
+
+def test_image_has_the_service_compiled_at_build_time(image: Run) -> None:
+    out = podman("run", "--rm", IMAGE, "python3", "-c", COMPILED).stdout
+    assert out.strip() == "checked 5", out
+
+
 def holding(reference: str, bundle: MarkedBundle, tmp_path: Path) -> tuple[int, list[str]]:
     """(layers scanned, where the bundle was found): file names, file contents and image
     metadata of every blob of the image's OCI archive."""

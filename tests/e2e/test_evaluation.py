@@ -158,7 +158,8 @@ def test_report_html_opens_in_chromium_with_pictures_and_no_console_errors(
     )  # fmt: skip
     title = re.search(r"<title>(.*?)</title>", proc.stdout)
     assert title is not None, proc.stderr[-2000:]
-    assert title.group(1) == "images 2 decoded 2"  # confusion matrix and latency histogram
+    # confusion matrix, latency histogram and the cold start's phases
+    assert title.group(1) == "images 3 decoded 3"
     console = [line for line in proc.stderr.splitlines() if "CONSOLE" in line]
     assert not [line for line in console if "error" in line.lower() or "Uncaught" in line], console
 

@@ -85,6 +85,22 @@ def latency_histogram(series: Mapping[str, Sequence[float]]) -> bytes:
     return _png(fig)
 
 
+def cold_start_phases(phases: Mapping[str, float]) -> bytes:
+    """One stacked horizontal bar: the served release's cold start, phase after phase."""
+    fig, ax = _figure(6.4, 1.9)
+    colours = ("#4c72b0", "#dd8452", "#55a868", "#8172b2")
+    left = 0.0
+    for (name, seconds), colour in zip(phases.items(), colours * len(phases), strict=False):
+        ax.barh([0], [seconds], left=left, color=colour, label=f"{name} {seconds:.2f} s")
+        left += seconds
+    ax.set_yticks([])
+    ax.set_xlim(0, max(left, 1e-3) * 1.02)
+    ax.set_xlabel("seconds from process start")
+    ax.set_title(f"Cold start under bentoml serve: {left:.2f} s to the first answer")
+    ax.legend(fontsize=7, ncol=len(phases), loc="upper center", bbox_to_anchor=(0.5, -0.55))
+    return _png(fig)
+
+
 def latency_over_time(
     timeline: Sequence[Mapping[str, float]], p95_ms: float, p99_ms: float
 ) -> bytes:

@@ -29,7 +29,7 @@ from typing import Any
 from ..adapters.container import SERVICE_PORT, UID
 from ..errors import DeployError
 from ..notebook.config import DeployConfig
-from ..release.manifest import Serving
+from ..release.manifest import ColdStart, Serving
 from ..release.reader import Release, resolve
 from ..release.writer import IMAGES_JSONL, Staging, canonical_yaml
 from ..version import __version__
@@ -63,10 +63,11 @@ class DeployFacts:
     contract_sha256: str
     model_sha256: str
     image: str  # the reference to run: by digest (name@sha256:...) when it is known
-    # measured by verify (None: not measured): start to /readyz, and the PSS of the server's
-    # processes after answering every example
+    # measured by verify (None: not measured): start to the first answer (to /readyz in releases
+    # without the phases), and the PSS of the server's processes after answering every example
     cold_start_s: float | None
     memory_bytes: int | None
+    cold_start: ColdStart | None = None  # the phases of cold_start_s, when verify measured them
 
 
 def facts_from_release(release: Release, image: str | None = None) -> DeployFacts:
@@ -87,8 +88,9 @@ def facts_from_release(release: Release, image: str | None = None) -> DeployFact
         contract_sha256=info.contract_sha256,
         model_sha256=info.model_sha256,
         image=image or f"localhost/{info.name}:{info.version}",
-        cold_start_s=serving.cold_start_s if serving else None,
+        cold_start_s=serving.startup_s if serving else None,
         memory_bytes=serving.memory_bytes if serving else None,
+        cold_start=serving.cold_start if serving else None,
     )
 
 
@@ -105,8 +107,9 @@ def release_tree(
     the memory limit (:func:`observability_tree`)."""
     facts = replace(
         facts_from_release(release),
-        cold_start_s=serving.cold_start_s,
+        cold_start_s=serving.startup_s,
         memory_bytes=serving.memory_bytes,
+        cold_start=serving.cold_start,
     )
     tree = {f"{DEPLOY_DIR}/{path}": data for path, data in deploy_files(facts, config).items()}
     return {**tree, **observability_tree(release, sizing(facts, config))}
@@ -172,8 +175,17 @@ class Sizing:
 
 
 def sizing(facts: DeployFacts, config: DeployConfig) -> Sizing:
+    """The startup probe's budget is STARTUP_FACTOR times the measured cold start (process start
+    to the first answer), at least STARTUP_MIN_BUDGET_S, in whole probe periods: a cluster node
+    is slower than the machine that packaged, and a pod killed while it still starts never does."""
     if facts.cold_start_s is not None:
         cold, cold_note = facts.cold_start_s, f"measured by verify: {facts.cold_start_s:.1f} s"
+        if facts.cold_start is not None:
+            phases = facts.cold_start
+            cold_note += (
+                f" = import {phases.import_s:.1f} s + model load {phases.model_load_s:.1f} s + "
+                f"first answer {phases.first_answer_s:.1f} s"
+            )
     else:
         cold, cold_note = (
             DEFAULT_COLD_START_S,

@@ -26,7 +26,7 @@ from ..ops.monitoring import monitoring_plan
 from ..ops.observability import observability_files
 from ..ops.slo import observed
 from ..progress import Progress
-from ..release.manifest import ReleaseManifest, Replaced, Serving
+from ..release.manifest import ColdStart, ReleaseManifest, Replaced, Serving
 from ..release.reader import PreviousRelease
 from ..release.review import ContractDiff
 from ..release.writer import Staging, sha256_bytes, sha256_file
@@ -53,7 +53,7 @@ from .render import (
     render_release,
     runtime_files,
 )
-from .report import render_reports
+from .report import AFTER_VERIFY, BEFORE_BUILD, REPORT_JSON, render_reports
 
 if TYPE_CHECKING:
     from .parse import Parsed
@@ -211,24 +211,38 @@ def _write_contract_and_examples(staging: Staging, facts: ReleaseFacts) -> None:
 
 
 def _write_reports(staging: Staging, facts: ReleaseFacts) -> None:
+    staging.write_tree(_reports(facts, BEFORE_BUILD, None))
+
+
+def write_served_reports(
+    staging: Staging, facts: ReleaseFacts, cold_start: ColdStart | None
+) -> None:
+    """evaluation/report.md and report.html, once verify has measured the served release's cold
+    start (the bento carries report.json only: they are written after it is built)."""
+    staging.write_tree(_reports(facts, AFTER_VERIFY, cold_start))
+
+
+def _reports(
+    facts: ReleaseFacts, parts: tuple[str, ...], cold_start: ColdStart | None
+) -> dict[str, bytes]:
     inferred = facts.capture.result.inferred_from
-    staging.write_tree(
-        render_reports(
-            facts.evaluation,
-            name=facts.name,
-            version=facts.config.version,
-            notebook=facts.notebook_name,
-            node=facts.notebook.node,
-            config=facts.config,
-            contract=facts.contract,
-            model_class=facts.capture.result.model_class,
-            model_format=facts.capture.model.format,
-            training_data={"name": inferred.training_data, "rows": inferred.rows}
-            if inferred and inferred.training_data
-            else None,
-            artifacts=[a.describe() for a in facts.capture.artifacts],
-            lineage=facts.execution.lineage.model_dump(mode="json"),
-        )
+    return render_reports(
+        facts.evaluation,
+        name=facts.name,
+        version=facts.config.version,
+        notebook=facts.notebook_name,
+        node=facts.notebook.node,
+        config=facts.config,
+        contract=facts.contract,
+        model_class=facts.capture.result.model_class,
+        model_format=facts.capture.model.format,
+        training_data={"name": inferred.training_data, "rows": inferred.rows}
+        if inferred and inferred.training_data
+        else None,
+        artifacts=[a.describe() for a in facts.capture.artifacts],
+        lineage=facts.execution.lineage.model_dump(mode="json"),
+        cold_start=cold_start,
+        parts=parts,
     )
 
 
@@ -305,7 +319,7 @@ BENTO_INCLUDE = (
     "model/artifacts/*",
     "contract.json",
     "examples.json",
-    "evaluation/*",
+    REPORT_JSON,  # report.md and report.html show verify's cold start: written after the build
 )
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +19,7 @@ import nbformat
 from ..adapters import charts
 from ..notebook.config import Config
 from ..ops.monitoring import batching
+from ..release.manifest import ColdStart
 from ..release.review import declared, field_rows
 from ..release.writer import canonical_json
 from ..resources import render_template
@@ -27,6 +28,16 @@ from .contract import Contract
 from .evaluate import ROBUSTNESS, Evaluation, held_out_line
 
 MODEL_CARD = "MODEL_CARD.md"
+REPORT_JSON, REPORT_MD, REPORT_HTML = (f"evaluation/report.{e}" for e in ("json", "md", "html"))
+# written by the write stage, before the bento is built (it carries report.json)
+BEFORE_BUILD = (REPORT_JSON, MODEL_CARD)
+# written once verify has measured the served release (they show its cold start)
+AFTER_VERIFY = (REPORT_MD, REPORT_HTML)
+PHASES = (
+    ("import", "import_s"),
+    ("model load", "model_load_s"),
+    ("first answer", "first_answer_s"),
+)
 DESCRIPTION_CHARS = 400  # a summary longer than this is cut at a sentence (or a word)
 _HEADING = re.compile(r"^\s{0,3}#{1,6}(\s.*)?$|^\s{0,3}(=+|-+)\s*$", re.MULTILINE)
 _IMAGE = re.compile(r"!\[[^\]]*\]\([^)]*\)|!\[[^\]]*\]\[[^\]]*\]")
@@ -54,7 +65,11 @@ def render_reports(
     training_data: Mapping[str, Any] | None,
     artifacts: Sequence[str] = (),
     lineage: Mapping[str, Any] | None = None,
+    cold_start: ColdStart | None = None,
+    parts: Collection[str] = (*BEFORE_BUILD, *AFTER_VERIFY),
 ) -> dict[str, bytes]:
+    """The report's files named in ``parts`` (all by default); report.md and report.html show
+    ``cold_start``, what verify measured, when it is given."""
     report = evaluation.to_json()
     holdout = report["holdout"]
     slice_metric = "accuracy" if holdout and holdout["task"] == "classification" else "mae"
@@ -94,11 +109,16 @@ def render_reports(
         "eval_x": config.evaluation.eval_x,
         "eval_y": config.evaluation.eval_y,
         "robustness": _robustness(evaluation, config),
+        "cold_start": _cold_start(cold_start),
     }
-    pictures = [
-        {"png": base64.b64encode(png).decode(), "alt": alt, "section": section}
-        for section, alt, png in _pictures(evaluation, slice_metric)
-    ]
+    pictures = (
+        [
+            {"png": base64.b64encode(png).decode(), "alt": alt, "section": section}
+            for section, alt, png in _pictures(evaluation, slice_metric, cold_start)
+        ]
+        if REPORT_HTML in parts
+        else []
+    )
     card = {
         **context,
         "owners": config.resolved_owners().roles(),  # `owner` is the model's when unset
@@ -120,13 +140,32 @@ def render_reports(
             for side in ("input", "output")
         ],
     }
-    return {
-        "evaluation/report.json": canonical_json(report),
-        "evaluation/report.md": render_template("report.md.j2", context, html=False),
-        "evaluation/report.html": render_template(
+    render = {
+        REPORT_JSON: lambda: canonical_json(report),
+        REPORT_MD: lambda: render_template("report.md.j2", context, html=False),
+        REPORT_HTML: lambda: render_template(
             "report.html.j2", {**context, "pictures": pictures}, html=True
         ),
-        MODEL_CARD: render_template("MODEL_CARD.md.j2", card, html=False),
+        MODEL_CARD: lambda: render_template("MODEL_CARD.md.j2", card, html=False),
+    }
+    return {name: make() for name, make in render.items() if name in parts}
+
+
+def _cold_start(cold_start: ColdStart | None) -> dict[str, Any] | None:
+    """The cold start as the templates show it: each phase with its share of the total."""
+    if cold_start is None:
+        return None
+    total = cold_start.total_s
+    return {
+        "total_s": total,
+        "phases": [
+            {
+                "name": name,
+                "seconds": getattr(cold_start, key),
+                "share": getattr(cold_start, key) / total if total > 0 else 0.0,
+            }
+            for name, key in PHASES
+        ],
     }
 
 
@@ -145,7 +184,9 @@ def _robustness(evaluation: Evaluation, config: Config) -> dict[str, Any] | None
     }
 
 
-def _pictures(evaluation: Evaluation, slice_metric: str) -> list[tuple[str, str, bytes]]:
+def _pictures(
+    evaluation: Evaluation, slice_metric: str, cold_start: ColdStart | None = None
+) -> list[tuple[str, str, bytes]]:
     """(section, caption, PNG) for every picture of the report."""
     pictures = []
     holdout = evaluation.holdout
@@ -160,6 +201,9 @@ def _pictures(evaluation: Evaluation, slice_metric: str) -> list[tuple[str, str,
     if evaluation.latency:
         series = {f"batch {lat.batch}": lat.pipeline_ms for lat in evaluation.latency}
         pictures.append(("latency", "Latency histogram", charts.latency_histogram(series)))
+    if cold_start is not None:
+        phases = {name: float(getattr(cold_start, key)) for name, key in PHASES}
+        pictures.append(("cold_start", "Cold start in phases", charts.cold_start_phases(phases)))
     return pictures
 
 

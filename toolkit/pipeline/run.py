@@ -31,7 +31,7 @@ from ..release.manifest import Serving
 from ..release.reader import Release, previous_release
 from ..release.writer import RELEASE_JSON, Staging
 from ..scratch import run_scratch
-from .assemble import ReleaseFacts, release_manifest, write_release
+from .assemble import ReleaseFacts, release_manifest, write_release, write_served_reports
 from .cache import LockMemo, RunCache, installed_distributions, run_key
 from .contract import build_contract
 from .evaluate import evaluate
@@ -317,7 +317,9 @@ def _release_claimed(
                 raise_for_differences(report)
                 s.detail = report.summary()
             staging.write_json("openapi.json", report.openapi)
-            serving = Serving(cold_start_s=report.cold_start_s, memory_bytes=report.memory_bytes)
+            serving = Serving(cold_start_s=report.cold_start_s, memory_bytes=report.memory_bytes,
+                              cold_start=report.cold_start)  # fmt: skip
+            write_served_reports(staging, facts, report.cold_start)  # report.md/html show it
             # deploy/'s Kubernetes, Helm and KServe files, sized from what verify measured
             staging.write_tree(release_tree(Release.staged(staging.root, tag),
                                             parsed.config.deploy, serving=serving))  # fmt: skip

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import secrets
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field, replace
@@ -24,7 +25,9 @@ from ..errors import ParityError
 from ..image.containerize import check_built_from
 from ..probe.explain import PARITY_REL_TOL, single_batch_fix
 from ..probe.protocol import ProbeExample
+from ..release.manifest import ColdStart
 from ..release.reader import Release
+from ..runtime import startup
 
 REL_TOL = PARITY_REL_TOL
 
@@ -87,11 +90,24 @@ class VerifyReport:
     # PSS of the server's processes after answering every example; None where /proc cannot
     # see them. deploy.py sizes memory requests and limits from it.
     memory_bytes: int | None = None
+    # the cold start in phases (import, model load, first answer): None where the server's log
+    # or /proc could not tell (an image's container)
+    cold_start: ColdStart | None = None
+
+    def phases(self) -> str:
+        """The cold start's phases as the summary shows them after "ready in N s" ("" unmeasured)."""
+        cold = self.cold_start
+        if cold is None:
+            return ""
+        return (
+            f" (import {cold.import_s:.1f} s, model load {cold.model_load_s:.1f} s, "
+            f"first answer {cold.first_answer_s:.1f} s)"
+        )
 
     def summary(self) -> str:
         return (
             f"{self.examples} examples match the notebook, invalid input -> "
-            f"HTTP {self.invalid_status}, ready in {self.cold_start_s:.1f} s"
+            f"HTTP {self.invalid_status}, ready in {self.cold_start_s:.1f} s{self.phases()}"
         )
 
 
@@ -164,18 +180,96 @@ def _verify(
     fallback = release.metadata.release.fallback
     token = secrets.token_urlsafe(24)
     with start({"NB2PROD_API_TOKEN": token}) as server:
+        expected = expectations(examples, fallback.min_confidence)
+        first_s = first_answer_s(server.url, token, expected[0]) if expected else None
         report = check_served(
             server.url,
             token,
-            expectations(examples, fallback.min_confidence),
+            expected,
             cold_start_s=server.cold_start_s,
         )
         memory = tree_memory_bytes(server.pid) if server.pid is not None else None
+        cold_start = served_cold_start(server, first_s)
     batching = release.monitoring.batching
     return replace(
         report,
         memory_bytes=memory,
+        cold_start=cold_start,
         probe_difference=batching.why if batching.items_alone and not batching.enabled else None,
+    )
+
+
+# ---------------------------------------------------------------- the cold start in phases
+
+
+def first_answer_s(url: str, token: str, item: Expected) -> float:
+    """How long the service took to answer its first request (one example, POST /v1/predict);
+    the answer itself is checked with the others by :func:`check_served`."""
+    with httpx.Client(base_url=url, timeout=30.0) as client:
+        sent = time.monotonic()
+        _post(client, "/v1/predict", dict(item.input), {"Authorization": f"Bearer {token}"})
+        return time.monotonic() - sent
+
+
+def served_cold_start(server: Served, first_s: float | None) -> ColdStart | None:
+    """The cold start of a ``bentoml serve`` in phases, from the server's process start
+    (/proc) and its workers' startup lines in its log (runtime/startup.py); None for what
+    cannot tell (an image: the engine's start is not the process's, or no log)."""
+    if first_s is None or server.pid is None or not isinstance(server, bento.Server):
+        return None
+    started = startup.process_start(server.pid)
+    try:
+        log = server.log.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+    if started is None:
+        return None
+    return cold_start_phases(started, startup_marks(log), started + server.cold_start_s, first_s)
+
+
+def startup_marks(log: str) -> list[dict[str, Any]]:
+    """Every worker's startup marks in a server's log: the JSON lines runtime/startup.py writes
+    (``{"message": "started", "startup": {...}}``), other lines ignored."""
+    found = []
+    for line in log.splitlines():
+        start = line.find("{")
+        if start < 0 or f'"{startup.FIELD}"' not in line:
+            continue
+        try:
+            entry = json.loads(line[start:])
+        except ValueError:
+            continue
+        marks = entry.get(startup.FIELD) if isinstance(entry, dict) else None
+        if entry.get("message") == startup.MESSAGE and isinstance(marks, dict):
+            found.append(marks)
+    return found
+
+
+def cold_start_phases(
+    started: float, marks: Sequence[Mapping[str, Any]], ready: float, first_s: float
+) -> ColdStart | None:
+    """The phases from the server's start, the first worker to load its model, /readyz's first
+    200 (all seconds since boot) and the first request's duration: import (start -> that worker
+    imported the service module), model load (-> its model loaded), first answer (-> ready, then
+    one request answered). None without a worker's complete marks in order."""
+    usable = [
+        m for m in marks
+        if isinstance(m.get("imported_s"), (int, float)) and isinstance(m.get("loaded_s"), (int, float))
+        and started <= m["imported_s"] <= m["loaded_s"]
+    ]  # fmt: skip
+    if not usable:
+        return None
+    first = min(usable, key=lambda m: float(m["loaded_s"]))
+    imported, loaded = float(first["imported_s"]), float(first["loaded_s"])
+    import_s, model_load_s = imported - started, loaded - imported
+    # /readyz is polled: it may have been seen a moment after the worker said it was loaded,
+    # never (up to /proc's tick) before it
+    first_answer = max(0.0, ready - loaded) + first_s
+    return ColdStart(
+        import_s=round(import_s, 3),
+        model_load_s=round(model_load_s, 3),
+        first_answer_s=round(first_answer, 3),
+        total_s=round(import_s + model_load_s + first_answer, 3),
     )
 
 
@@ -279,8 +373,13 @@ def raise_for_differences(report: VerifyReport) -> None:
     )
 
 
-def _post(client: httpx.Client, route: str, payload: dict[str, Any]) -> dict[str, Any]:
-    response = client.post(route, json=payload)
+def _post(
+    client: httpx.Client,
+    route: str,
+    payload: dict[str, Any],
+    headers: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    response = client.post(route, json=payload, headers=headers)
     if response.status_code != 200:
         raise ParityError(
             f"POST {route} answered HTTP {response.status_code}: {response.text[:500]}"

@@ -23,11 +23,27 @@ class Replaced(Frozen):
     created_at: str
 
 
+class ColdStart(Frozen):
+    """The cold start of the served release in phases, as ``verify`` measured it under
+    ``bentoml serve`` (seconds; the phases add up to ``total_s``, docs/service.md "Cold start")."""
+
+    import_s: float  # `bentoml serve` started -> the answering worker has imported service.py
+    model_load_s: float  # -> that worker's Handlers.__init__ is done: model and fitted state loaded
+    first_answer_s: float  # -> /readyz answered, then the first POST /v1/predict answered
+    total_s: float  # process start to the first answer: what deploy/'s startup probe is sized from
+
+
 class Serving(Frozen):
     """What ``verify`` measured of the served release (sizes deploy/'s probes and memory)."""
 
     cold_start_s: float | None  # start of `bentoml serve` to /readyz answering
     memory_bytes: int | None  # PSS of the server's processes after answering every example
+    cold_start: ColdStart | None = None  # None: not measured (older releases, images)
+
+    @property
+    def startup_s(self) -> float | None:
+        """The time a pod needs to answer: the phases' total when measured, else to /readyz."""
+        return self.cold_start.total_s if self.cold_start is not None else self.cold_start_s
 
 
 class LineageFile(Frozen):

@@ -16,6 +16,7 @@ starlette and numpy; never nb2prod's packaging code (``make lint`` enforces it w
 | ``routes`` | the routes, the open ones, bounded endpoint labels for BentoML's metrics |
 | ``telemetry`` | JSON logs, Prometheus series, drift scores, the request middleware |
 | ``openapi`` | the OpenAPI 3.1 document |
+| ``startup`` | when a worker started, imported the service and loaded the model (one log line) |
 | ``v2`` | the Open Inference Protocol (/v2) |
 | ``app`` | the service's routes around the answer path; the generated ``service.py`` declares them |
 """

@@ -20,7 +20,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, create_model
 
-from . import auth, guard, limits, model, openapi, routes, telemetry, v1, v2
+from . import auth, guard, limits, model, openapi, routes, startup, telemetry, v1, v2
 from .answer import Answer, Answerer, Failure, load_model
 from .schema import ModelManifest, MonitoringPlan, ServiceMetadata, load
 
@@ -166,6 +166,7 @@ class Handlers:
             if release.monitoring.batching.enabled
             else None
         )
+        startup.loaded(logger)  # the model is loaded: this worker's start, logged (verify reads it)
 
     async def predict_one(self, fields: dict[str, Any]) -> Any:
         # BentoML has validated the body against Input (400 naming the fields otherwise)

@@ -16,6 +16,7 @@ from pathlib import Path
 import bentoml
 
 from . import pipeline
+from .runtime import startup
 from .runtime.app import Handlers, Release, install, v1_app, v2_app
 
 RELEASE = Release.load(Path(__file__).parent, pipeline)
@@ -47,3 +48,4 @@ class IrisClassifier(Handlers):
 
 
 install(IrisClassifier, RELEASE)
+startup.imported()  # this module and its imports are loaded (runtime/startup.py)
