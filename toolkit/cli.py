@@ -500,8 +500,14 @@ def _is_major_bump(old: str, new: str, major_bump: Callable[[str, str], bool]) -
     "--image", metavar="IMG", help="Run this image (podman or docker) instead of bentoml serve."
 )
 @_backend_option
+@click.option(
+    "--public-key",
+    type=click.Path(path_type=Path, dir_okay=False),
+    metavar="PUB",
+    help="Check first that TARGET is signed by this key (PEM), as it is now (nb2prod sign).",
+)
 @_handled
-def verify(target: str, image: str | None, backend: str | None) -> None:
+def verify(target: str, image: str | None, backend: str | None, public_key: Path | None) -> None:
     """Serve TARGET (or run its IMAGE), send its examples, and compare with the notebook's outputs."""
     from .adapters import container
     from .pipeline.verify import raise_for_differences, verify_image, verify_target
@@ -510,6 +516,9 @@ def verify(target: str, image: str | None, backend: str | None) -> None:
     if backend and image is None:
         raise click.UsageError("--backend chooses the engine that runs --image IMG; add --image")
     release = resolve(target)
+    if public_key is not None:
+        release.check_signature(public_key)
+        console.print(f"[green]✓[/] signed by {escape(str(public_key))}", markup=True)
     if image is None:
         console.print(f"▸ verifying {release.bento_tag}")
         report = verify_target(release)
@@ -532,6 +541,23 @@ def verify(target: str, image: str | None, backend: str | None) -> None:
             f"the image's HEALTHCHECK failed although /readyz answered ({image})",
             hint="Inspect it with `podman inspect --format '{{json .Healthcheck}}' IMG`.",
         )
+
+
+@main.command()
+@click.argument("target")
+@click.option(
+    "--key",
+    required=True,
+    type=click.Path(path_type=Path, dir_okay=False),
+    metavar="KEY",
+    help="The PEM elliptic-curve private key to sign with (docs/security.md).",
+)
+@_handled
+def sign(target: str, key: Path) -> None:
+    """Sign the release directory TARGET offline with KEY (OpenSSF model-signing): release.sig."""
+    from .release.signing import sign as sign_release
+
+    console.print(f"[green]✓[/] {escape(sign_release(target, key).summary())}", markup=True)
 
 
 @main.command()
