@@ -278,7 +278,9 @@ def test_sign_refuses_a_modified_release_a_bento_and_a_key_it_cannot_use(
     with pytest.raises(SignatureError, match="a bento, not a release directory"):
         sign(TAG, private)
     (root / "contract.json").write_bytes(b"{}\n")
-    with pytest.raises(TargetError, match="contract.json: sha256 differs from the one release.json"):
+    with pytest.raises(
+        TargetError, match="contract.json: sha256 differs from the one release.json"
+    ):
         sign(str(root), private)
     assert not (root / "release.sig").exists()
 
@@ -292,4 +294,6 @@ def test_cli_sign_and_verify_public_key(signed: tuple[Path, Path, Path], tmp_pat
     # signed again with another key: the first key's holder refuses it before serving anything
     result = CliRunner().invoke(main, ["verify", str(root), "--public-key", str(public)])
     assert result.exit_code == 1
-    assert "error:" in result.output and "signed with another key than --public-key" in result.output
+    assert (
+        "error:" in result.output and "signed with another key than --public-key" in result.output
+    )

@@ -79,9 +79,7 @@ def parse_lock(text: str) -> dict[str, Pin]:
     return pins
 
 
-def sbom(
-    name: str, version: str, lock: str, direct: Mapping[str, str], tool_version: str
-) -> bytes:
+def sbom(name: str, version: str, lock: str, direct: Mapping[str, str], tool_version: str) -> bytes:
     """CycloneDX 1.6 JSON of ``lock``: the release ``name`` ``version`` depends on ``direct``
     (normalised name -> version), each pin on what uv says it requires."""
     pins = parse_lock(lock)
@@ -93,7 +91,9 @@ def sbom(
             purl=PackageURL(type="pypi", name=pin.name, version=pin.version),
             bom_ref=f"pkg:pypi/{pin.name}@{pin.version}",
             scope=ComponentScope.REQUIRED,
-            hashes=[HashType(alg=HashAlgorithm.SHA_256, content=h) for h in sorted(set(pin.hashes))],
+            hashes=[
+                HashType(alg=HashAlgorithm.SHA_256, content=h) for h in sorted(set(pin.hashes))
+            ],
             properties=[Property(name="nb2prod:direct", value="true")]
             if pin.name in direct
             else [],
@@ -115,9 +115,8 @@ def sbom(
     )
     bom.register_dependency(subject, [components[n] for n in sorted(direct) if n in components])
     for pin in pins.values():
-        needs = [components[p.name] for p in pins.values() if pin.name in p.required_by]
-        bom.register_dependency(components[pin.name], sorted(needs, key=lambda c: c.name))
+        needs = sorted(p.name for p in pins.values() if pin.name in p.required_by)
+        bom.register_dependency(components[pin.name], [components[n] for n in needs])
     document = json.loads(JsonV1Dot6(bom).output_as_string())
     document["metadata"].pop("timestamp", None)  # the same lock, the same bytes
     return (json.dumps(document, sort_keys=True, indent=2, ensure_ascii=False) + "\n").encode()
-

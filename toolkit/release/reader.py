@@ -206,7 +206,10 @@ class Release:
             key = signature.read_public_key(public_key)
             try:
                 served.check_files(
-                    self.root, served.carried_files(self.metadata), key, f"--public-key {public_key}"
+                    self.root,
+                    served.carried_files(self.metadata),
+                    key,
+                    f"--public-key {public_key}",
                 )
             except served.SignatureError as exc:
                 raise SignatureError(str(exc), hint=signature.SIGN_HINT) from None

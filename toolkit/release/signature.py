@@ -28,16 +28,14 @@ def signed_files(root: Path) -> Iterator[str]:
     """The files of a release that its signature covers: all but the signature and bytecode."""
     for path in sorted(root.rglob("*")):
         relative = path.relative_to(root)
-        if path.is_file() and UNSIGNED_DIRECTORY not in relative.parts:
-            if relative.as_posix() != SIGNATURE:
-                yield relative.as_posix()
+        signed = UNSIGNED_DIRECTORY not in relative.parts and relative.as_posix() != SIGNATURE
+        if signed and path.is_file():
+            yield relative.as_posix()
 
 
 def unsigned_paths(root: Path) -> list[str]:
     """What ``sign`` leaves out (model-signing's ignore paths): the signature, bytecode folders."""
-    folders = {
-        p.relative_to(root).as_posix() for p in root.rglob(UNSIGNED_DIRECTORY) if p.is_dir()
-    }
+    folders = {p.relative_to(root).as_posix() for p in root.rglob(UNSIGNED_DIRECTORY) if p.is_dir()}
     return [SIGNATURE, *sorted(folders)]
 
 
@@ -76,7 +74,9 @@ def check_directory(root: Path, public_key: Path) -> None:
         for relative, digest in sorted(signed.items())
         if relative not in present or sha256_file(root / relative) != digest
     ]
-    differing += [f"{root / r}: not part of the signed release" for r in sorted(present - set(signed))]
+    differing += [
+        f"{root / r}: not part of the signed release" for r in sorted(present - set(signed))
+    ]
     if differing:
         raise SignatureError(
             "; ".join(differing) + f": the release was modified after it was signed ({signature})",

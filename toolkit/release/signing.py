@@ -33,7 +33,9 @@ class Signed:
 
     def summary(self) -> str:
         copy = f"; copied into the bento ({self.bento_copy})" if self.bento_copy else ""
-        return f"{self.files} files signed into {self.signature} (key sha256:{self.key_id[:16]}){copy}"
+        return (
+            f"{self.files} files signed into {self.signature} (key sha256:{self.key_id[:16]}){copy}"
+        )
 
 
 def sign(target: str, key: Path) -> Signed:

@@ -118,7 +118,11 @@ def signed_digests(path: Path, public_key: bytes, key_name: str) -> dict[str, st
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
 
-    algorithms = {256: hashes.SHA256, 384: hashes.SHA384, 521: hashes.SHA512}  # model-signing's
+    algorithms: dict[int, type[hashes.HashAlgorithm]] = {  # model-signing's, by curve size
+        256: hashes.SHA256,
+        384: hashes.SHA384,
+        521: hashes.SHA512,
+    }
     try:
         key = serialization.load_pem_public_key(public_key)
     except ValueError:
