@@ -74,7 +74,9 @@ def test_a_signed_release_verifies_and_an_edited_or_rehashed_one_is_refused(
         "verify", release, "--public-key", public, BENTOML_HOME=home, NB2PROD_API_TOKEN=TOKEN
     )
     assert run.code == 0, run.stdout + run.stderr
-    assert f"signed by {public}" in run.stdout and "examples answer as in the notebook" in run.stdout
+    assert (
+        f"signed by {public}" in run.stdout and "examples answer as in the notebook" in run.stdout
+    )
 
     report = release / "evaluation" / "report.md"
     report.write_text(report.read_text().replace("accuracy", "accuracy (audited)"))

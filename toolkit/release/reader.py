@@ -200,9 +200,11 @@ class Release:
         then check its integrity (:meth:`check_integrity`): the signed release.json vouches
         for the hashes the bento is held to. A release directory is checked whole
         (:mod:`.signature`); a bento, the files it carries against its copy of release.sig."""
+        if self.source == "staging":
+            raise SignatureError(f"{self.root}: a release being packaged is not signed yet")
         if self.source == "directory":
             signature.check_directory(self.root, public_key)
-        elif self.source == "bento":
+        else:
             key = signature.read_public_key(public_key)
             try:
                 served.check_files(
