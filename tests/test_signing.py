@@ -12,7 +12,7 @@ import model_signing
 import pytest
 from click.testing import CliRunner
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from nb2prod.adapters import bento
 from nb2prod.cli import main
 from nb2prod.errors import SignatureError, TargetError
@@ -274,6 +274,19 @@ def test_sign_refuses_a_modified_release_a_bento_and_a_key_it_cannot_use(
     private, public = key_pair(tmp_path / "keys")
     with pytest.raises(SignatureError, match=r"release\.pub: model-signing cannot sign with it"):
         sign(str(root), public)
+    ed = tmp_path / "ed25519.key"  # model-signing signs with P-256/384/521 keys only
+    ed.write_bytes(
+        ed25519.Ed25519PrivateKey.generate().private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    with pytest.raises(
+        SignatureError, match=r"ed25519\.key: .* \(not an elliptic-curve key\)"
+    ) as caught:
+        sign(str(root), ed)
+    assert "P-256, P-384 or P-521" in (caught.value.hint or "")
     monkeypatch.setattr(bento, "info", lambda tag: {"tag": tag})  # `bentoml get` of the fake store
     with pytest.raises(SignatureError, match="a bento, not a release directory"):
         sign(TAG, private)

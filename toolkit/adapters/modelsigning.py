@@ -25,9 +25,13 @@ def sign(directory: Path, key: Path, signature: Path, ignore: Iterable[str]) -> 
         hashing = model_signing.hashing.Config().set_ignored_paths(paths=list(ignore))
         config = model_signing.signing.Config().use_elliptic_key_signer(private_key=key)
         config.set_hashing_config(hashing).sign(directory, signature)
-    except (ValueError, TypeError) as exc:  # not a PEM private key, encrypted, unsupported curve
+    # not a PEM private key (ValueError), encrypted (TypeError), not an elliptic-curve key such
+    # as ed25519 (AttributeError: model-signing asks the key for its curve)
+    except (ValueError, TypeError, AttributeError) as exc:
         raise SignatureError(
-            f"{key}: model-signing cannot sign with it ({exc})",
+            f"{key}: model-signing cannot sign with it ("
+            + ("not an elliptic-curve key" if isinstance(exc, AttributeError) else str(exc))
+            + ")",
             hint="Give an unencrypted PEM elliptic-curve private key (P-256, P-384 or P-521), "
             "e.g. `openssl ecparam -name prime256v1 -genkey -noout | openssl pkcs8 -topk8 "
             "-nocrypt -out release.key` (docs/security.md).",
