@@ -193,10 +193,12 @@ def lay_bento(home: Path, tag: str, files: dict[str, bytes]) -> Path:
     return store
 
 
-def bento_release(root: Path, name: str = "iris-classifier") -> tuple[Path, dict[str, bytes]]:
+def bento_release(
+    root: Path, name: str = "iris-classifier", pipeline: bytes | None = None
+) -> tuple[Path, dict[str, bytes]]:
     """A release whose metadata.json records every file its bento carries, and those files."""
     carried = {
-        "service/pipeline.py": f"# {name}'s pipeline\n".encode(),
+        "service/pipeline.py": pipeline or f"# {name}'s pipeline\n".encode(),
         "contract.json": canonical_json({"input": {}, "output": {}, "sha256": "c" * 64}),
     }
     runtime = {f"service/runtime/{k}": v for k, v in RUNTIME.items()}

@@ -506,9 +506,20 @@ def _is_major_bump(old: str, new: str, major_bump: Callable[[str, str], bool]) -
     type=click.Path(path_type=Path),
     help="With --url: the file holding the deployment's bearer token.",
 )
+@click.option(
+    "--public-key",
+    type=click.Path(path_type=Path, dir_okay=False),
+    metavar="PUB",
+    help="Check first that TARGET is signed by this key (PEM), as it is now (nb2prod sign).",
+)
 @_handled
 def verify(
-    target: str, image: str | None, backend: str | None, url: str | None, token_file: Path | None
+    target: str,
+    image: str | None,
+    backend: str | None,
+    url: str | None,
+    token_file: Path | None,
+    public_key: Path | None,
 ) -> None:
     """Serve TARGET (or run its IMAGE), send its examples, and compare with the notebook's outputs."""
     from .adapters import container
@@ -522,6 +533,9 @@ def verify(
     if token_file is not None and url is None:
         raise click.UsageError("--token-file is for the deployment at --url URL; add --url")
     release = resolve(target)
+    if public_key is not None:
+        release.check_signature(public_key)
+        console.print(f"[green]✓[/] signed by {escape(str(public_key))}", markup=True)
     if url is not None:
         _verify_live(release, url, token_file)
         return
@@ -559,6 +573,23 @@ def _verify_live(release: Any, url: str, token_file: Path | None) -> None:
         mark = "[dim]-[/]" if check.skipped else "[green]✓[/]" if check.ok else "[red]✗[/]"
         console.print(f"{mark} {check.name:<13} {escape(check.detail)}", markup=True)
     raise_for_failures(report)
+
+
+@main.command()
+@click.argument("target")
+@click.option(
+    "--key",
+    required=True,
+    type=click.Path(path_type=Path, dir_okay=False),
+    metavar="KEY",
+    help="The PEM elliptic-curve private key to sign with (docs/security.md).",
+)
+@_handled
+def sign(target: str, key: Path) -> None:
+    """Sign the release directory TARGET offline with KEY (OpenSSF model-signing): release.sig."""
+    from .release.signing import sign as sign_release
+
+    console.print(f"[green]✓[/] {escape(sign_release(target, key).summary())}", markup=True)
 
 
 @main.command()

@@ -121,3 +121,8 @@ class ReleaseBusyError(Nb2ProdError):
 
 class SecretLeakError(Nb2ProdError):
     """A credential is in an executed cell's output or in fitted state (named; never shown)."""
+
+
+class SignatureError(Nb2ProdError):
+    """A release cannot be signed (a key model-signing cannot use), or its signature is missing,
+    made with another key, or does not match its files (the file named)."""

@@ -86,6 +86,10 @@ def test_image_runs_as_non_root_with_labels_and_a_healthcheck(
     assert labels["nb2prod.name"] == "iris-classifier"
     assert labels["nb2prod.bento-tag"] == manifest["bento_tag"]
     assert labels["nb2prod.contract-sha256"] == contract["sha256"]
+    # the release's SBOM is in the image, where its label says
+    assert labels["nb2prod.sbom"] == "/opt/bento/src/sbom.cdx.json"
+    sbom = podman("run", "--rm", IMAGE, "cat", labels["nb2prod.sbom"]).stdout
+    assert sbom == (release / "sbom.cdx.json").read_text()
     assert data["Config"]["User"] not in ("", "0", "root", "0:0")
     assert "/readyz" in " ".join(data["Healthcheck"]["Test"])
     uid = podman("run", "--rm", IMAGE, "id", "-u").stdout.strip()

@@ -29,7 +29,7 @@ from ..adapters.container import UID
 from ..adapters.pip_config import PipSettings, host_pip_settings
 from ..errors import ContainerError, TargetError
 from ..progress import Progress, Silent, stage
-from ..release.reader import resolve
+from ..release.reader import SBOM_JSON, resolve
 from ..resources import template_dir
 from ..runtime.schema import ReleaseInfo
 from ..version import __version__
@@ -37,6 +37,7 @@ from .base import DEFAULT_BASE, BaseImageRequest, ensure_base_image
 
 TEMPLATES = template_dir("container")
 CONTAINERFILE = "Containerfile"
+BENTO_IN_IMAGE = "/opt/bento"  # where Containerfile.j2 copies the bento (its src/ is the release's)
 
 
 @dataclass(frozen=True)
@@ -110,7 +111,13 @@ def containerize(
             s.detail = "in local storage"
     name, version = metadata.name, metadata.version
     reference = options.reference or f"localhost/{name}:{version}"
-    labels = image_labels(metadata, bento_tag=release.bento_tag, base_image=base, created=_now())
+    labels = image_labels(
+        metadata,
+        bento_tag=release.bento_tag,
+        base_image=base,
+        created=_now(),
+        sbom=(bento_dir / "src" / SBOM_JSON).is_file(),
+    )
     work = Path(tempfile.mkdtemp(prefix="nb2prod-image-"))
     context = context_dir or work / "context"
     try:
@@ -170,9 +177,10 @@ def containerize(
 
 
 def image_labels(
-    metadata: ReleaseInfo, *, bento_tag: str, base_image: str, created: str
+    metadata: ReleaseInfo, *, bento_tag: str, base_image: str, created: str, sbom: bool = False
 ) -> dict[str, str]:
-    """OCI annotations (title, version, revision, created, ...) and nb2prod's own labels."""
+    """OCI annotations (title, version, revision, created, ...) and nb2prod's own labels;
+    ``nb2prod.sbom`` is where the image keeps the CycloneDX SBOM, when the bento carries one."""
     labels = {
         "org.opencontainers.image.title": metadata.name,
         "org.opencontainers.image.version": metadata.version,
@@ -187,6 +195,8 @@ def image_labels(
         "nb2prod.notebook-sha256": metadata.notebook_sha256,
         "nb2prod.model-sha256": metadata.model_sha256,
     }
+    if sbom:  # releases packaged before nb2prod wrote one have none
+        labels["nb2prod.sbom"] = f"{BENTO_IN_IMAGE}/src/{SBOM_JSON}"
     if metadata.git_commit:  # unknown outside a git repository: no label, not a blank
         labels["org.opencontainers.image.revision"] = metadata.git_commit
     if metadata.owner:

@@ -113,6 +113,9 @@ def probe(namespace: Mapping[str, Any], plan: ProbePlan) -> ProbeResult:
     )  # fmt: skip
     modules = set(plan.modules) | serialize.referenced_modules(model)
     modules |= {"bentoml", "pydantic", "joblib", serialize.FORMAT_MODULES[stored.format]}
+    # the start check of a signed release verifies release.sig with it (runtime/signature.py):
+    # every release can be signed after it is packaged, so every image carries it
+    modules.add("cryptography")
     for value in fitted.values():
         modules |= serialize.referenced_modules(value)
     modules |= {serialize.FORMAT_MODULES[a.format] for a in exported}

@@ -18,8 +18,9 @@ import yaml
 from packaging.version import InvalidVersion, Version
 
 from ..adapters import bento
-from ..errors import TargetError
+from ..errors import SignatureError, TargetError
 from ..probe.protocol import ProbeExample
+from ..runtime import signature as served
 from ..runtime.schema import (
     Frozen,
     ModelManifest,
@@ -28,6 +29,7 @@ from ..runtime.schema import (
     ServiceMetadata,
     load,
 )
+from . import signature
 from .manifest import Examples, PushRecord, ReleaseManifest
 from .writer import IMAGES_JSONL, RELEASE_JSON, sha256_bytes, sha256_file
 
@@ -40,6 +42,7 @@ MONITORING_JSON = "service/monitoring.json"
 MODEL_JSON = "model/model.json"
 REPORT_JSON = "evaluation/report.json"
 RUNTIME_DIR = "service/runtime"
+SBOM_JSON = "sbom.cdx.json"  # CycloneDX SBOM of requirements.lock (docs/release.md)
 REPACKAGE = "Re-package it with this version of nb2prod (nb2prod package)."
 
 Source = Literal["directory", "bento", "staging"]
@@ -219,6 +222,28 @@ class Release:
                     f"the one {METADATA_JSON} records)"
                 )
         self.check_bento()
+
+    def check_signature(self, public_key: Path) -> None:
+        """Refuse a release not signed by ``public_key``'s key as it is now (the file named),
+        then check its integrity (:meth:`check_integrity`): the signed release.json vouches
+        for the hashes the bento is held to. A release directory is checked whole
+        (:mod:`.signature`); a bento, the files it carries against its copy of release.sig."""
+        if self.source == "staging":
+            raise SignatureError(f"{self.root}: a release being packaged is not signed yet")
+        if self.source == "directory":
+            signature.check_directory(self.root, public_key)
+        else:
+            key = signature.read_public_key(public_key)
+            try:
+                served.check_files(
+                    self.root,
+                    served.carried_files(self.metadata),
+                    key,
+                    f"--public-key {public_key}",
+                )
+            except served.SignatureError as exc:
+                raise SignatureError(str(exc), hint=signature.SIGN_HINT) from None
+        self.check_integrity()
 
     def check_bento(self) -> None:
         """Refuse a bento that is not this release's: service/metadata.json, every file it

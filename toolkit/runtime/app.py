@@ -20,7 +20,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, create_model
 
-from . import auth, guard, limits, model, openapi, routes, startup, telemetry, v1, v2
+from . import auth, guard, limits, model, openapi, routes, signature, startup, telemetry, v1, v2
 from .answer import Answer, Answerer, Failure, load_model
 from .schema import ModelManifest, MonitoringPlan, ServiceMetadata, load
 
@@ -98,9 +98,11 @@ class Release:
         return frozenset(self.monitoring.sensitive)
 
     def check(self) -> None:
-        """Before any worker starts: a token when auth wants one, a kill-switch file that can be
-        checked, the packaged model's bytes."""
+        """Before any worker starts: a token when auth wants one, the release's signature when a
+        public key is configured (runtime/signature.py), a kill-switch file that can be checked,
+        the packaged model's bytes."""
         auth.api_token(self.metadata.release.auth)
+        signature.check_release(self.root, self.metadata)  # with a public key: release.sig
         guard.check_kill_switch(self.metadata.service.disable_file)
         model.check_sha256(self.model_path, self.model.sha256)
         for artifact in self.model.artifacts:  # fitted state: the packaged bytes too
