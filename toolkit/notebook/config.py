@@ -25,7 +25,7 @@ from pydantic import (
 
 from ..errors import ConfigError
 from ..runtime.limits import default_max_body_bytes
-from ..runtime.schema import ServiceLevels
+from ..runtime.schema import RateLimit, ServiceLevels
 
 _SEMVER = re.compile(
     r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?$"
@@ -128,6 +128,9 @@ class ServiceConfig(_Strict):
     # (pydantic's coercion: "5.1" -> 5.1, "true" -> true)
     input_types: Literal["strict", "lax"] = "strict"
     log_bodies: bool = False  # request and response bodies in the logs (sensitive fields redacted)
+    # requests per client: {requests_per_s = 10, burst = 20, key = "address"}; past it a 429
+    # with Retry-After (docs/service.md "Rate limit"); None: no limit in the service
+    rate_limit: RateLimit | None = None
 
     @property
     def body_limit(self) -> int:

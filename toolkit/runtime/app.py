@@ -396,6 +396,7 @@ def own_middlewares(release: Release) -> list[tuple[type, dict[str, Any]]]:
             "model_version": release.version,
             "log_bodies": settings.log_bodies,
         }),
+        (limits.RateLimit, {"limit": settings.rate_limit}),
         *([(auth.BearerAuth, {"auth": "token"})] if token else []),
         (auth.JsonOnly, {}),
         (limits.BodyLimit, {
