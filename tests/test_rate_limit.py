@@ -126,7 +126,10 @@ def test_the_client_key(key: str, scope: dict[str, Any], expected: bytes) -> Non
 
 def test_per_token_buckets_are_keyed_by_a_hash_of_the_token() -> None:
     def scope(token: str) -> dict[str, Any]:
-        return {"client": ("10.0.0.1", 1), "headers": [(b"authorization", f"Bearer {token}".encode())]}
+        return {
+            "client": ("10.0.0.1", 1),
+            "headers": [(b"authorization", f"Bearer {token}".encode())],
+        }
 
     a, b = limits.client_key(scope(TOKEN_A), "token"), limits.client_key(scope(TOKEN_B), "token")
     assert a != b and TOKEN_A.encode() not in a

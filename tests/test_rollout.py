@@ -75,10 +75,19 @@ def rollout_docs(config: DeployConfig, **changes: Any) -> dict[str, dict[str, An
 CONFIGS = {
     "defaults": DeployConfig(),
     "tuned": DeployConfig.model_validate(
-        {"namespace": "ml-prod", "replicas": 4, "max_replicas": 4,
-         "canary": {"weights": [10, 25, 75], "pause_s": 0, "analysis_count": 5,
-                    "analysis_interval_s": 30, "analysis_window_s": 120,
-                    "prometheus": "http://prometheus.observability.svc:9090"}}
+        {
+            "namespace": "ml-prod",
+            "replicas": 4,
+            "max_replicas": 4,
+            "canary": {
+                "weights": [10, 25, 75],
+                "pause_s": 0,
+                "analysis_count": 5,
+                "analysis_interval_s": 30,
+                "analysis_window_s": 120,
+                "prometheus": "http://prometheus.observability.svc:9090",
+            },
+        }
     ),  # fmt: skip
 }
 

@@ -162,7 +162,12 @@ def fallback_share(selector: str, window: int) -> str:
 def latency_objectives(slo: ServiceLevels) -> tuple[tuple[str, float, float, str], ...]:
     """(objective, milliseconds, budget share, bucket bound) of the p95 and p99 objectives."""
     return tuple(
-        (objective, ms, budget, floatToGoString(ms / 1000))  # the bound as prometheus_client writes it
+        (
+            objective,
+            ms,
+            budget,
+            floatToGoString(ms / 1000),
+        )  # the bound as prometheus_client writes it
         for objective, ms, budget in (("p95", slo.p95_ms, 0.05), ("p99", slo.p99_ms, 0.01))
     )
 

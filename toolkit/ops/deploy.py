@@ -544,7 +544,9 @@ def guarded_files(
     files: dict[str, bytes] = {}
     for name, template, build in objects:
         files[f"kubernetes/{name}.yaml"] = canonical_yaml(build(plain), header)
-        files[f"{root}/templates/{template}.yaml"] = helm_template(header, build(chart), None).encode()
+        files[f"{root}/templates/{template}.yaml"] = helm_template(
+            header, build(chart), None
+        ).encode()
     return files
 
 
@@ -699,7 +701,9 @@ Canary, promotion and rollback: see nb2prod's docs/deploy.md.
 def _network_objects(config: DeployConfig) -> str:
     found = ["NetworkPolicy"] if config.network.policy else []
     if config.ingress.host is not None:
-        found.append(f"Ingress for {config.ingress.host}" + (" (TLS)" if config.ingress.tls_secret else ""))
+        found.append(
+            f"Ingress for {config.ingress.host}" + (" (TLS)" if config.ingress.tls_secret else "")
+        )
     return "".join(f", {name}" for name in found)
 
 

@@ -61,13 +61,17 @@ def checks(
     for objective, ms, budget, le in latency_objectives(slo):
         found.append(
             Check(
-                f"latency-{objective}", slow_share(selector, le, window), budget,
+                f"latency-{objective}",
+                slow_share(selector, le, window),
+                budget,
                 f"at most {budget:.0%} of /v1/predict requests slower than {ms:g} ms",
             )  # fmt: skip
         )
     found.append(
         Check(
-            "fallback-share", fallback_share(selector, window), slo.fallback_rate,
+            "fallback-share",
+            fallback_share(selector, window),
+            slo.fallback_rate,
             f"the fallback answers at most {slo.fallback_rate:.0%} of requests",
         )  # fmt: skip
     )

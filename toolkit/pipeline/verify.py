@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import secrets
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field, replace
@@ -196,7 +197,7 @@ def check_served(
             )
         for item, result in zip(expected, results, strict=False):
             differences += _compare_envelope(item, result, "/v1/predict_batch")
-        invalid = client.post("/v1/predict", json={"__nb2prod_not_a_field__": 1})
+        invalid = _send(client, "/v1/predict", {"__nb2prod_not_a_field__": 1})
         openapi = client.get("/docs.json").json()
     if not 400 <= invalid.status_code < 500:
         raise ParityError(
@@ -261,8 +262,26 @@ def raise_for_differences(report: VerifyReport) -> None:
     )
 
 
+RATE_LIMITED_TRIES = 10  # a bento with a small [service] rate_limit: wait as it says, this often
+MAX_RETRY_AFTER_S = 5.0
+
+
+def _send(client: httpx.Client, route: str, payload: dict[str, Any]) -> httpx.Response:
+    """POST, waiting out a 429 of the service's own rate limit as its Retry-After says."""
+    for _ in range(RATE_LIMITED_TRIES):
+        response = client.post(route, json=payload)
+        if response.status_code != 429:
+            break
+        try:
+            wait = float(response.headers.get("retry-after", "1"))
+        except ValueError:
+            wait = 1.0
+        time.sleep(min(max(wait, 0.1), MAX_RETRY_AFTER_S))
+    return response
+
+
 def _post(client: httpx.Client, route: str, payload: dict[str, Any]) -> dict[str, Any]:
-    response = client.post(route, json=payload)
+    response = _send(client, route, payload)
     if response.status_code != 200:
         raise ParityError(
             f"POST {route} answered HTTP {response.status_code}: {response.text[:500]}"
