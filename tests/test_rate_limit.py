@@ -181,3 +181,8 @@ def test_rate_limit_config_is_checked_and_names_the_key(tmp_path: Path) -> None:
             load_config_file(path)
     with pytest.raises(ValidationError):
         RateLimit(requests_per_s=-1, burst=1)
+    path.write_text(
+        '[service]\nauth = "none"\nrate_limit = {requests_per_s = 5, burst = 1, key = "token"}\n'
+    )
+    with pytest.raises(ConfigError, match='key = "token" needs auth = "token"'):
+        load_config_file(path)

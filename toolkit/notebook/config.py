@@ -139,6 +139,15 @@ class ServiceConfig(_Strict):
     # with Retry-After (docs/service.md "Rate limit"); None: no limit in the service
     rate_limit: RateLimit | None = None
 
+    @model_validator(mode="after")
+    def _check_rate_limit_key(self) -> ServiceConfig:
+        if self.rate_limit is not None and self.rate_limit.key == "token" and self.auth == "none":
+            raise ValueError(
+                'rate_limit.key = "token" needs auth = "token": without auth any client can send '
+                'a new token with every request; use key = "address" or "forwarded"'
+            )
+        return self
+
     @property
     def body_limit(self) -> int:
         """max_body_bytes, or its default for max_batch_rows."""
