@@ -75,19 +75,27 @@ def kserve_pod(doc: Mapping[str, Any]) -> dict[str, Any]:
     return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "predictor"}, "spec": spec}
 
 
+INGRESS = DeployConfig.model_validate(
+    {"ingress": {"host": "iris.example.com", "tls_secret": "iris-tls"},
+     "network": {"allow_namespaces": ["web"], "allow_pods": {"role": "client"}}}
+)  # fmt: skip
+
+
 @pytest.mark.parametrize(
     "config",
-    [DeployConfig(), DeployConfig(namespace="ml-prod", replicas=3, max_replicas=3)],
-    ids=["defaults", "namespace-no-autoscaling"],
+    [DeployConfig(), DeployConfig(namespace="ml-prod", replicas=3, max_replicas=3), INGRESS],
+    ids=["defaults", "namespace-no-autoscaling", "ingress"],
 )
 @pytest.mark.parametrize("auth", ["token", "none"])
 def test_every_manifest_passes_the_kubernetes_schemas(config: DeployConfig, auth: str) -> None:
     files = deploy_files(facts(auth=auth), config)
-    plain = documents(files, "kubernetes/", "canary/")
+    plain = documents(files, "kubernetes/", "canary/", "rollout/hpa.yaml")
     kinds = sorted(d["kind"] for d in plain)
-    expected = ["Deployment", "Deployment", "PodDisruptionBudget", "Service"]
+    expected = ["Deployment", "Deployment", "NetworkPolicy", "PodDisruptionBudget", "Service"]
     if config.autoscaling_max > config.autoscaling_min:
-        expected.insert(2, "HorizontalPodAutoscaler")
+        expected[2:2] = ["HorizontalPodAutoscaler"] * 2  # kubernetes/ and rollout/
+    if config.ingress.host:
+        expected.insert(-3, "Ingress")
     assert kinds == expected
     for doc in plain:
         validate(doc)
@@ -372,7 +380,7 @@ def test_deploy_files_writes_the_tree_for_a_release(release: Path, tmp_path: Pat
     out = tmp_path / "deploy"
     result = run("deploy-files", release, "--image", DIGEST, "--out", out)
     assert result.exit_code == 0, result.output
-    assert "wrote 21 files" in result.output and "not pinned" not in result.output
+    assert "wrote 26 files" in result.output and "not pinned" not in result.output
     assert "80 s budget (cold start measured by verify: 20.0 s)" in result.output
     assert "request 400Mi, limit 608Mi" in result.output
     written = tree_snapshot(out)

@@ -228,7 +228,9 @@ def test_a_push_recorded_after_signing_keeps_the_signature(
     root, _, public = signed
     (root / IMAGES_JSONL).write_text('{"destination": "localhost:5000/iris:1.0.0"}\n')
     Release.open(root).check_signature(public)
-    sign(str(root), root.parent.parent / "keys" / "release.key")  # and signing a release that already records a push leaves it out
+    sign(
+        str(root), root.parent.parent / "keys" / "release.key"
+    )  # and signing a release that already records a push leaves it out
     Release.open(root).check_signature(public)
 
 

@@ -69,8 +69,10 @@ Answer = Callable[[dict[str, Any], bool], dict[str, Any]]  # (input, in a batch)
 
 
 @contextmanager
-def serving(answer: Answer) -> Iterator[str]:
-    """A real HTTP server on a free loopback port that speaks the service's routes."""
+def serving(answer: Answer, limited: int = 0) -> Iterator[str]:
+    """A real HTTP server on a free loopback port that speaks the service's routes; the first
+    ``limited`` POSTs get 429 with Retry-After, as a small [service] rate_limit answers."""
+    refused = [0]
 
     class Handler(BaseHTTPRequestHandler):
         def log_message(self, *args: Any) -> None:
@@ -89,6 +91,15 @@ def serving(answer: Answer) -> Iterator[str]:
 
         def do_POST(self) -> None:
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            if refused[0] < limited:
+                refused[0] += 1
+                data = b'{"error": "too many requests"}'
+                self.send_response(429)
+                self.send_header("Retry-After", "0.2")  # seconds; the service sends whole ones
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+                return
             if self.path == "/v1/predict_batch":
                 results = [envelope(answer(i, True)) for i in body["inputs"]]
                 self._send(200, {"results": results})
@@ -166,3 +177,16 @@ def test_answers_like_the_notebook_raise_nothing() -> None:
     report = verified(age_or(30.0, 30.0))
     assert report.single_batch == () and report.differences == ()
     raise_for_differences(report)
+
+
+def test_verify_waits_out_the_services_own_rate_limit() -> None:
+    """A release with a small [service] rate_limit still verifies: a 429 is retried after its
+    Retry-After, for every route verify calls (the invalid input too: its 4xx must be a 400)."""
+    with serving(age_or(30.0, 30.0), limited=3) as url:
+        report = check_served(url, "t" * 24, TITANIC, cold_start_s=0.1)
+    assert report.differences == ()
+    with (
+        serving(age_or(30.0, 30.0), limited=10_000) as url,
+        pytest.raises(ParityError, match="HTTP 429"),
+    ):
+        check_served(url, "t" * 24, TITANIC, cold_start_s=0.1)

@@ -47,7 +47,7 @@ def deploy_dir(iris_release: tuple[Path, Run], tmp_path_factory: pytest.TempPath
     out = tmp_path_factory.mktemp("deploy") / "iris"
     run = nb2prod("deploy-files", release, "--out", out)
     assert run.code == 0, run.stdout + run.stderr
-    assert "wrote 21 files" in run.stdout
+    assert "wrote 26 files" in run.stdout
     return out
 
 

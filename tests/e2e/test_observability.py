@@ -5,7 +5,11 @@
 - ``nb2prod loadtest`` on it (Locust): a summary, a report, and exit 1 when an objective breaks;
 - Debian's ``prometheus`` scrapes a served release every second with the release's own rules
   (compressed windows); a slow model, the kill switch and a stopped server make the matching
-  alerts fire, read from Prometheus's HTTP API, while the error alert stays quiet.
+  alerts fire, read from Prometheus's HTTP API, while the error alert stays quiet;
+- the canary analysis of deploy/rollout/ (Argo Rollouts' AnalysisTemplate) asked of the same
+  Prometheus scraping a good and a bad copy of the release: every query passes the good one, and
+  a slow model, a failing model and a failing fallback each fail the matching query;
+- the release's ``[service] rate_limit``: past it, 429 with Retry-After.
 """
 
 from __future__ import annotations
@@ -18,16 +22,21 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 import yaml
 from nb2prod.adapters import bento
 from nb2prod.adapters.loopback import free_port
+from nb2prod.notebook.config import DeployConfig
 from nb2prod.ops.alerts import rule_groups
 from nb2prod.ops.dashboard import queries
+from nb2prod.ops.deploy import deploy_files, facts_from_release
+from nb2prod.ops.rollout import HASH_ARG, HASH_LABEL
 from nb2prod.ops.slo import Timing, observed_from
 from nb2prod.release.reader import resolve
 from nb2prod.release.writer import canonical_yaml
@@ -242,17 +251,35 @@ SLOW_CELLS = [
         "    slow = os.environ.get('SLOW_MODEL_FILE')\n"
         "    if slow and os.path.exists(slow):\n"
         "        time.sleep(float(open(slow).read()))\n"
+        "    broken = os.environ.get('FAIL_MODEL_FILE')  # ... and while this one exists, it raises\n"
+        "    if broken and os.path.exists(broken):\n"
+        "        raise RuntimeError('the model is broken')\n"
         "    return model.predict(features)"
     ),
-    code("#| nb2prod: fallback\ndef fallback(inp):\n    return Output(label='low')"),
+    code(
+        "#| nb2prod: fallback\ndef fallback(inp):\n"
+        "    broken = os.environ.get('FAIL_FALLBACK_FILE')\n"
+        "    if broken and os.path.exists(broken):\n"
+        "        raise RuntimeError('the fallback is broken')\n"
+        "    return Output(label='low')"
+    ),
     code("#| nb2prod: examples\nexamples = [{'x': 0.5}, {'x': 2.0}]"),
 ]
+
+
+LIMIT_RPS = 10  # requests/s and burst, per token: the traffic below stays under 5 a second
 
 
 @pytest.fixture(scope="module")
 def slow_release(tmp_path_factory: pytest.TempPathFactory) -> Path:
     work = tmp_path_factory.mktemp("slow")
-    (work / "nb2prod.toml").write_text('name = "slowpoke"\nversion = "1.0.0"\n')
+    (work / "nb2prod.toml").write_text(
+        'name = "slowpoke"\nversion = "1.0.0"\n'
+        # p99 well above what a loaded machine's worst answer takes (the canary analysis' good copy)
+        "[slo]\np99_ms = 2000\n"
+        # the rate limit of the 429 test, per bearer token
+        f'[service]\nrate_limit = {{requests_per_s = {LIMIT_RPS}, burst = {LIMIT_RPS}, key = "token"}}\n'
+    )
     path = write_notebook(work, "slowpoke.ipynb", notebook(*SLOW_CELLS))
     run = nb2prod("package", path, "--out", work / "release")
     assert run.code == 0, run.stdout + run.stderr
@@ -342,7 +369,7 @@ def test_a_real_prometheus_fires_the_matching_alerts(
             with httpx.Client(base_url=server.url, headers=HEADERS, timeout=10) as client:
                 while not stop.is_set():
                     client.post("/v1/predict", json={"x": 1.0})
-                    time.sleep(0.05)
+                    time.sleep(0.2)  # under LIMIT_RPS
 
         sender = threading.Thread(target=traffic, daemon=True)
         sender.start()
@@ -380,3 +407,148 @@ def test_a_real_prometheus_fires_the_matching_alerts(
     alert = wait_for(url, "Nb2prodNotReady")
     fired.append(f"{alert['labels']['alertname']} {alert['labels']}")
     print("alerts that fired:\n" + "\n".join(fired))
+
+
+# ---------------------------------------------------------------- the canary analysis
+
+
+def argo_condition(condition: str, values: list[float]) -> bool:
+    """An Argo Rollouts success/failureCondition of the forms the AnalysisTemplate uses, evaluated
+    as Argo does for a Prometheus vector: ``result`` is the list of its values."""
+    assert re.fullmatch(r"[\w\s\[\]().<>=&|]+", condition), condition
+    python = condition.replace("&&", " and ").replace("||", " or ")
+    return bool(eval(python, {"__builtins__": {}}, {"len": len, "result": values}))
+
+
+def measure(url: str, query: str) -> list[float]:
+    answer = httpx.get(f"{url}/api/v1/query", params={"query": query}, timeout=5)
+    assert answer.status_code == 200, (query, answer.text)
+    return [float(sample["value"][1]) for sample in answer.json()["data"]["result"]]
+
+
+def test_the_canary_analysis_passes_a_good_release_and_fails_a_bad_one(
+    slow_release: Path, prometheus: tuple[str, Path], tmp_path: Path
+) -> None:
+    url, config = prometheus
+    release = resolve(str(slow_release))
+    name = release.metadata.release.name
+    # the AnalysisTemplate deploy/rollout/ gets for this release, over a window this test can wait
+    canary = DeployConfig.model_validate({"canary": {"analysis_window_s": 10}})
+    template = yaml.safe_load(
+        deploy_files(facts_from_release(release), canary)["rollout/analysis-template.yaml"]
+    )
+    metrics = {m["name"]: m for m in template["spec"]["metrics"]}
+    assert sorted(metrics) == ["error-ratio", "fallback-share", "latency-p95", "latency-p99"]
+
+    def verdicts(pod_hash: str) -> dict[str, str]:
+        """Each metric's measurement of the pods with this hash, as Argo Rollouts reads it."""
+        found = {}
+        for metric_name, metric in metrics.items():
+            query = metric["provider"]["prometheus"]["query"]
+            values = measure(url, query.replace(f"{{{{args.{HASH_ARG}}}}}", pod_hash))
+            if argo_condition(metric["failureCondition"], values):
+                found[metric_name] = "failed"
+            elif argo_condition(metric["successCondition"], values):
+                found[metric_name] = "successful"
+            else:
+                found[metric_name] = "inconclusive"
+        return found
+
+    tag = json.loads((slow_release / "release.json").read_text())["bento_tag"]
+    slow, broken, no_fallback = tmp_path / "slow", tmp_path / "broken", tmp_path / "no-fallback"
+    bad_env = {"NB2PROD_API_TOKEN": TOKEN, "SLOW_MODEL_FILE": str(slow),
+               "FAIL_MODEL_FILE": str(broken), "FAIL_FALLBACK_FILE": str(no_fallback)}  # fmt: skip
+    stop = threading.Event()
+    with (
+        bento.serve(tag, env={"NB2PROD_API_TOKEN": TOKEN}) as good,
+        bento.serve(tag, env=bad_env) as bad,
+    ):
+        targets = [(good, "good"), (bad, "bad")]
+        config.write_text(yaml.safe_dump({
+            "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+            "scrape_configs": [{"job_name": name, "static_configs": [
+                {"targets": [server.url.removeprefix("http://")], "labels": {HASH_LABEL: pod_hash}}
+                for server, pod_hash in targets
+            ]}],
+        }))  # fmt: skip
+        assert httpx.post(f"{url}/-/reload", timeout=10).status_code == 200
+
+        def traffic(server: bento.Server) -> None:
+            with httpx.Client(base_url=server.url, headers=HEADERS, timeout=30) as client:
+                while not stop.is_set():
+                    client.post("/v1/predict", json={"x": 1.0})
+                    time.sleep(0.2)  # under LIMIT_RPS
+
+        senders = [threading.Thread(target=traffic, args=(s,), daemon=True) for s, _ in targets]
+        for sender in senders:
+            sender.start()
+        seen: list[str] = []
+        try:
+            # before any fault both copies pass every check
+            wait_verdicts(verdicts, "bad", {m: "successful" for m in metrics})
+            for fault, files, failing in (
+                ("slow (2.5 s an answer)", [slow], {"latency-p95", "latency-p99"}),
+                ("the model raises", [broken], {"fallback-share"}),
+                ("the model and the fallback raise", [broken, no_fallback], {"error-ratio"}),
+            ):
+                for file in (slow, broken, no_fallback):
+                    file.unlink(missing_ok=True)
+                for file in files:
+                    file.write_text("2.5")  # the slow file's seconds; the others only exist
+                found = wait_verdicts(verdicts, "bad", {m: "failed" for m in failing})
+                seen.append(f"{fault}: {found}")
+                good_found = verdicts("good")
+                assert set(good_found.values()) == {"successful"}, (fault, good_found)
+        finally:
+            stop.set()
+            for sender in senders:
+                sender.join(timeout=30)
+    print("the analysis of the bad copy:\n" + "\n".join(seen))
+
+
+def wait_verdicts(
+    verdicts: Any, pod_hash: str, wanted: dict[str, str], timeout_s: float = 60
+) -> dict[str, str]:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        found = verdicts(pod_hash)
+        if all(found[m] == v for m, v in wanted.items()):
+            return found  # type: ignore[no-any-return]
+        assert time.monotonic() < deadline, f"{pod_hash}: wanted {wanted}, measured {found}"
+        time.sleep(1)
+
+
+# ---------------------------------------------------------------- the rate limit
+
+
+def test_past_its_rate_limit_the_service_answers_429_with_retry_after(slow_release: Path) -> None:
+    tag = json.loads((slow_release / "release.json").read_text())["bento_tag"]
+    with bento.serve(tag, env={"NB2PROD_API_TOKEN": TOKEN}) as server:
+
+        def burst(headers: dict[str, str], paths: list[str]) -> list[httpx.Response]:
+            with (
+                httpx.Client(base_url=server.url, headers=headers, timeout=30) as client,
+                ThreadPoolExecutor(8) as pool,
+            ):
+                return list(pool.map(client.get, paths))
+
+        # an open route among the API calls: never limited, even while the client is past its limit
+        opened = ["/livez"]
+        paths = [p for _ in range(4 * LIMIT_RPS) for p in ("/v1/metadata", "/v1/metadata", *opened)]
+        answers = burst(HEADERS, paths)
+        codes = [a.status_code for p, a in zip(paths, answers, strict=True) if p == "/v1/metadata"]
+        assert set(codes) == {200, 429}, codes
+        assert codes.count(200) >= LIMIT_RPS  # the burst passes
+        assert {a.status_code for p, a in zip(paths, answers, strict=True) if p in opened} == {200}
+        limited = next(a for a in answers if a.status_code == 429)
+        assert limited.headers["retry-after"] == "1"
+        assert "[service] rate_limit" in limited.json()["error"]
+        # another client (another token: refused, but by auth, not by the limit)
+        other = burst({"Authorization": "Bearer another-client-token-0123"}, ["/v1/metadata"] * 4)
+        assert [a.status_code for a in other] == [401] * 4
+        with httpx.Client(base_url=server.url, headers=HEADERS, timeout=30) as client:
+            assert client.get("/readyz").status_code == 200
+            assert re.search(r'nb2prod_requests_total\{[^}]*status="429"[^}]*\} [1-9]',
+                             client.get("/metrics").text)  # fmt: skip
+            time.sleep(int(limited.headers["retry-after"]))
+            assert client.get("/v1/metadata").status_code == 200  # after Retry-After: answered

@@ -25,13 +25,20 @@ from pydantic import (
 
 from ..errors import ConfigError
 from ..runtime.limits import default_max_body_bytes
-from ..runtime.schema import Owners, ServiceLevels
+from ..runtime.schema import Owners, RateLimit, ServiceLevels
 
 _SEMVER = re.compile(
     r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?$"
 )
 _NAME = re.compile(r"^[a-z0-9]([a-z0-9._-]*[a-z0-9])?$")
 _DNS_LABEL = re.compile(r"^(?=.{1,63}$)[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
+_LABEL_KEY = re.compile(
+    r"^([a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?/)?[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?$"
+)
+_LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?)?$")
+_HOST = re.compile(
+    r"^(?=.{1,253}$)(\*\.)?([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
+)
 _CPU = re.compile(r"^([0-9]+m|[0-9]+(\.[0-9]+)?)$")
 _PACKAGE = re.compile(r"^([A-Za-z0-9]|[A-Za-z0-9][A-Za-z0-9._-]*[A-Za-z0-9])$")
 _INDEX_URL = re.compile(r"^(https?://[^\s/]+|file://)[^\s]*$")
@@ -128,6 +135,18 @@ class ServiceConfig(_Strict):
     # (pydantic's coercion: "5.1" -> 5.1, "true" -> true)
     input_types: Literal["strict", "lax"] = "strict"
     log_bodies: bool = False  # request and response bodies in the logs (sensitive fields redacted)
+    # requests per client: {requests_per_s = 10, burst = 20, key = "address"}; past it a 429
+    # with Retry-After (docs/service.md "Rate limit"); None: no limit in the service
+    rate_limit: RateLimit | None = None
+
+    @model_validator(mode="after")
+    def _check_rate_limit_key(self) -> ServiceConfig:
+        if self.rate_limit is not None and self.rate_limit.key == "token" and self.auth == "none":
+            raise ValueError(
+                'rate_limit.key = "token" needs auth = "token": without auth any client can send '
+                'a new token with every request; use key = "address" or "forwarded"'
+            )
+        return self
 
     @property
     def body_limit(self) -> int:
@@ -263,11 +282,103 @@ def _normal_package(name: str) -> str:
 
 
 class CanaryConfig(_Strict):
-    """The canary variant in deploy/canary/: the new version beside the stable one."""
+    """The canary variant in deploy/canary/ (the new version beside the stable one) and the
+    Argo Rollouts canary in deploy/rollout/, analysed against the ``[slo]`` (docs/deploy.md)."""
 
     # pods of the new version; the Service spreads requests over all pods, so the canary gets
     # replicas / (replicas + stable replicas) of the traffic
     replicas: int = Field(1, ge=1)
+    # Argo Rollouts: the canary's share of the pods at each step (percent, ascending); after
+    # each, a pause of pause_s and an analysis of the [slo]; past the last, the full rollout
+    weights: list[int] = Field(default_factory=lambda: [20, 50])
+    pause_s: int = Field(300, ge=0)
+    # the analysis: `analysis_count` measurements `analysis_interval_s` apart, each over the
+    # last `analysis_window_s`; one that breaks an objective aborts and rolls back the canary
+    analysis_window_s: int = Field(300, ge=10)
+    analysis_interval_s: int = Field(60, ge=10)
+    analysis_count: int = Field(3, ge=1)
+    # the Prometheus that scrapes the service (the Prometheus Operator's Service by default)
+    prometheus: str = "http://prometheus-operated.monitoring.svc:9090"
+
+    @field_validator("weights")
+    @classmethod
+    def _check_weights(cls, weights: list[int]) -> list[int]:
+        if not weights or any(not 1 <= w <= 99 for w in weights) or weights != sorted(set(weights)):
+            raise ValueError(
+                "must be one or more percentages from 1 to 99, ascending, such as [20, 50]"
+            )
+        return weights
+
+    @field_validator("prometheus")
+    @classmethod
+    def _check_prometheus(cls, url: str) -> str:
+        if not re.fullmatch(r"https?://[^\s/]+(/[^\s]*)?", url):
+            raise ValueError(
+                'must be an http(s) URL such as "http://prometheus.monitoring.svc:9090"'
+            )
+        return url
+
+
+class NetworkConfig(_Strict):
+    """deploy/kubernetes/networkpolicy.yaml: who may reach the service's port."""
+
+    policy: bool = True  # write the NetworkPolicy
+    # namespaces whose pods may call the service; none and no allow_pods: the release's own
+    # namespace (the ingress controller's namespace is added when [deploy.ingress] is set)
+    allow_namespaces: list[str] = Field(default_factory=list)
+    # labels of the pods of the release's own namespace that may call the service
+    allow_pods: dict[str, str] = Field(default_factory=dict)
+    # the namespace of the Prometheus that scrapes /metrics (served on the service port)
+    prometheus_namespace: str = "monitoring"
+
+    @field_validator("allow_namespaces")
+    @classmethod
+    def _check_namespaces(cls, names: list[str]) -> list[str]:
+        for name in names:
+            if not _DNS_LABEL.match(name):
+                raise ValueError(f"{name!r} is not a Kubernetes namespace name")
+        return names
+
+    @field_validator("prometheus_namespace")
+    @classmethod
+    def _check_namespace(cls, name: str) -> str:
+        if not _DNS_LABEL.match(name):
+            raise ValueError(f"{name!r} is not a Kubernetes namespace name")
+        return name
+
+    @field_validator("allow_pods")
+    @classmethod
+    def _check_labels(cls, labels: dict[str, str]) -> dict[str, str]:
+        for key, value in labels.items():
+            if not _LABEL_KEY.match(key) or not _LABEL_VALUE.match(value):
+                raise ValueError(f"{key} = {value!r} is not a Kubernetes label")
+        return labels
+
+
+class IngressConfig(_Strict):
+    """deploy/kubernetes/ingress.yaml, written when ``host`` is set."""
+
+    host: str | None = None  # the name clients call, e.g. "iris.example.com"
+    tls_secret: str | None = None  # a kubernetes.io/tls Secret: HTTPS, and HTTP redirected
+    class_name: str = "nginx"  # spec.ingressClassName; the annotations are ingress-nginx's
+    controller_namespace: str = "ingress-nginx"  # allowed by the NetworkPolicy
+
+    @field_validator("host")
+    @classmethod
+    def _check_host(cls, host: str | None) -> str | None:
+        if host is not None and not _HOST.match(host):
+            raise ValueError('must be a DNS name such as "iris.example.com"')
+        return host
+
+    @field_validator("tls_secret", "class_name", "controller_namespace")
+    @classmethod
+    def _check_name(cls, value: str | None) -> str | None:
+        if value is not None and not _DNS_LABEL.match(value):
+            raise ValueError(
+                "must be a Kubernetes name: lowercase letters, digits and '-', starting and "
+                "ending with a letter or digit, at most 63 characters"
+            )
+        return value
 
 
 class DeployConfig(_Strict):
@@ -282,6 +393,8 @@ class DeployConfig(_Strict):
     memory_headroom: float = Field(1.5, ge=1.0)  # memory limit = measured memory x this
     token_secret: str | None = None  # Secret holding the bearer token; default <name>-token
     canary: CanaryConfig = CanaryConfig()
+    network: NetworkConfig = NetworkConfig()
+    ingress: IngressConfig = IngressConfig()
 
     @field_validator("namespace", "token_secret")
     @classmethod

@@ -27,6 +27,7 @@ from typing import Any
 
 from prometheus_client.utils import floatToGoString
 
+from ..runtime.schema import ServiceLevels
 from ..version import __version__
 from .slo import PREDICT_ROUTES, Observed, Timing, duration
 
@@ -138,31 +139,60 @@ def _readiness(observed: Observed, timing: Timing) -> list[dict[str, Any]]:
     ]  # fmt: skip
 
 
-def _slow_share(observed: Observed, le: str, window: int) -> str:
-    """The share of /v1/predict requests slower than the bucket bound ``le`` over ``window``."""
-    sel, w = f'{observed.selector},route="/v1/predict"', duration(window)
+def slow_share(selector: str, le: str, window: int) -> str:
+    """The share of /v1/predict requests slower than the bucket bound ``le`` over ``window``,
+    by job, of the series ``selector`` matches (the alerts' and the canary analysis' query)."""
+    sel, w = f'{selector},route="/v1/predict"', duration(window)
     return (
         f'(1 - sum by (job) (rate(nb2prod_request_duration_seconds_bucket{{{sel},le="{le}"}}[{w}]))\n'
         f"  / sum by (job) (rate(nb2prod_request_duration_seconds_count{{{sel}}}[{w}])))"
     )
 
 
+def error_share(selector: str, window: int) -> str:
+    """The 5xx share of prediction requests over ``window``, by job."""
+    sel, w = f'{selector},route=~"{PREDICT_ROUTES}"', duration(window)
+    return (
+        f'(sum by (job) (rate(nb2prod_requests_total{{{sel},status=~"5.."}}[{w}]))\n'
+        f"  / sum by (job) (rate(nb2prod_requests_total{{{sel}}}[{w}])))"
+    )
+
+
+def fallback_share(selector: str, window: int) -> str:
+    """The share of answered prediction requests the fallback answered (the kill switch
+    aside) over ``window``, by job."""
+    sel, w = f'{selector},route=~"{PREDICT_ROUTES}"', duration(window)
+    return (
+        f'sum by (job) (rate(nb2prod_requests_total{{{sel},outcome="degraded",reason!="disabled"}}[{w}]))\n'
+        f'  / sum by (job) (rate(nb2prod_requests_total{{{sel},outcome=~"ok|degraded"}}[{w}]))'
+    )
+
+
+def latency_objectives(slo: ServiceLevels) -> tuple[tuple[str, float, float, str], ...]:
+    """(objective, milliseconds, budget share, bucket bound) of the p95 and p99 objectives."""
+    return tuple(
+        (
+            objective,
+            ms,
+            budget,
+            floatToGoString(ms / 1000),
+        )  # the bound as prometheus_client writes it
+        for objective, ms, budget in (("p95", slo.p95_ms, 0.05), ("p99", slo.p99_ms, 0.01))
+    )
+
+
 def _burn(share: Any, windows: tuple[int, int], budget: float, factor: float) -> str:
     """Both windows spend the budget ``factor`` times faster than a 30-day SLO allows."""
-    threshold = _number(budget * factor)
+    threshold = number(budget * factor)
     return f"{share(windows[0])} > {threshold}\nand\n{share(windows[1])} > {threshold}"
 
 
 def _latency(observed: Observed, timing: Timing) -> list[dict[str, Any]]:
     rules = []
-    for objective, ms, budget in (
-        ("p95", observed.slo.p95_ms, 0.05),
-        ("p99", observed.slo.p99_ms, 0.01),
-    ):
-        le = floatToGoString(ms / 1000)  # exactly as prometheus_client writes the bucket bound
+    for objective, ms, budget, le in latency_objectives(observed.slo):
 
         def share(window: int, le: str = le) -> str:
-            return _slow_share(observed, le, window)
+            return slow_share(observed.selector, le, window)
 
         for burn, windows, factor, severity, wait in (
             ("fast", (timing.fast_long, timing.fast_short), FAST_BURN, "critical", timing.page),
@@ -188,20 +218,15 @@ def _latency(observed: Observed, timing: Timing) -> list[dict[str, Any]]:
 
 
 def _errors(observed: Observed, timing: Timing) -> list[dict[str, Any]]:
-    sel = f'{observed.selector},route=~"{PREDICT_ROUTES}"'
 
     def share(window: int) -> str:
-        w = duration(window)
-        return (
-            f'(sum by (job) (rate(nb2prod_requests_total{{{sel},status=~"5.."}}[{w}]))\n'
-            f"  / sum by (job) (rate(nb2prod_requests_total{{{sel}}}[{w}])))"
-        )
+        return error_share(observed.selector, window)
 
     slo = observed.slo
     budget = 1 - slo.availability
     rules = [
         _alert(
-            observed, "Nb2prodErrorRateHigh", f"{share(timing.rate)} > {_number(slo.error_rate)}",
+            observed, "Nb2prodErrorRateHigh", f"{share(timing.rate)} > {number(slo.error_rate)}",
             timing.page, "critical",
             f"{observed.name}: more than {slo.error_rate:.2%} of requests fail with a 5xx",
             "Answers with a server error: a 503 means neither the model nor the fallback could "
@@ -232,14 +257,11 @@ def _errors(observed: Observed, timing: Timing) -> list[dict[str, Any]]:
 
 
 def _fallbacks(observed: Observed, timing: Timing) -> list[dict[str, Any]]:
-    sel, w = f'{observed.selector},route=~"{PREDICT_ROUTES}"', duration(timing.rate)
     rate = observed.slo.fallback_rate
     return [
         _alert(
             observed, "Nb2prodFallbackRateHigh",
-            f"sum by (job) (rate(nb2prod_requests_total{{{sel},outcome=\"degraded\",reason!=\"disabled\"}}[{w}]))\n"
-            f"  / sum by (job) (rate(nb2prod_requests_total{{{sel},outcome=~\"ok|degraded\"}}[{w}]))\n"
-            f"> {_number(rate)}",
+            f"{fallback_share(observed.selector, timing.rate)}\n> {number(rate)}",
             timing.ticket, "warning",
             f"{observed.name}: the fallback answers more than {rate:.0%} of requests",
             "Degraded answers (reason error, timeout, low_confidence or circuit_open; the kill "
@@ -260,7 +282,7 @@ def _predictions(observed: Observed, timing: Timing) -> list[dict[str, Any]]:
             observed, "Nb2prodPredictionsCollapsed",
             f"max by (job, field) (sum by (job, field, value) ({counts}))\n"
             f"  / sum by (job, field) ({counts})\n"
-            f"> {_number(COLLAPSE_SHARE)}\n"
+            f"> {number(COLLAPSE_SHARE)}\n"
             f"and\nsum by (job, field) ({counts}) >= {timing.min_predictions}",
             timing.ticket, "warning",
             f"{observed.name}: Output.{{{{ $labels.field }}}} is one label in more than "
@@ -277,7 +299,7 @@ def _drift(observed: Observed, timing: Timing) -> list[dict[str, Any]]:
     return [
         _alert(
             observed, "Nb2prodInputDrift",
-            f"max by (job, field) (nb2prod_input_drift_psi{{{observed.selector}}}) > {_number(limit)}",
+            f"max by (job, field) (nb2prod_input_drift_psi{{{observed.selector}}}) > {number(limit)}",
             timing.drift, "warning",
             f"{observed.name}: Input.{{{{ $labels.field }}}} drifted (PSI above {limit:g})",
             "Recent values of this field are distributed unlike the reference data the model was "
@@ -307,6 +329,6 @@ def _memory(observed: Observed, timing: Timing) -> list[dict[str, Any]]:
     ]  # fmt: skip
 
 
-def _number(value: float) -> str:
+def number(value: float) -> str:
     """A threshold as PromQL reads it, without float noise (14.4 x 0.05 -> 0.72)."""
     return f"{value:.6g}"

@@ -32,8 +32,11 @@ from ..notebook.config import DeployConfig
 from ..release.manifest import ColdStart, Serving
 from ..release.reader import Release, resolve
 from ..release.writer import IMAGES_JSONL, Staging, canonical_yaml
+from ..runtime.schema import RateLimit, ServiceLevels
 from ..version import __version__
+from .network import ingress, network_policy
 from .observability import observability_files
+from .rollout import analysis_template, rollout
 from .slo import observed_from
 
 DEPLOY_DIR = "deploy"  # inside a release
@@ -68,6 +71,11 @@ class DeployFacts:
     cold_start_s: float | None
     memory_bytes: int | None
     cold_start: ColdStart | None = None  # the phases of cold_start_s, when verify measured them
+    # the [slo] the Argo Rollouts analysis holds a canary to, and the service's own limits the
+    # Ingress's annotations match (service/metadata.json)
+    slo: ServiceLevels = ServiceLevels()
+    rate_limit: RateLimit | None = None
+    max_body_bytes: int | None = None
 
 
 def facts_from_release(release: Release, image: str | None = None) -> DeployFacts:
@@ -91,6 +99,9 @@ def facts_from_release(release: Release, image: str | None = None) -> DeployFact
         cold_start_s=serving.startup_s if serving else None,
         memory_bytes=serving.memory_bytes if serving else None,
         cold_start=serving.cold_start if serving else None,
+        slo=release.monitoring.slo,
+        rate_limit=release.metadata.service.rate_limit,
+        max_body_bytes=release.metadata.service.max_body_bytes,
     )
 
 
@@ -538,6 +549,8 @@ def deploy_files(facts: DeployFacts, config: DeployConfig) -> dict[str, bytes]:
             files[path] = canonical_yaml(build(plain), header)
         rendered = helm_template(header, build(chart), condition)
         files[f"{root}/templates/{template}.yaml"] = rendered.encode()
+    files.update(guarded_files(facts, config, plain, chart, header, root))
+    files.update(rollout_files(facts, config, plain, size, header, autoscaling))
     files[f"{root}/Chart.yaml"] = canonical_yaml(chart_metadata(facts), header)
     files[f"{root}/values.yaml"] = canonical_yaml(chart_values(plain, autoscaling), header)
     files["kserve/inferenceservice.yaml"] = canonical_yaml(
@@ -548,6 +561,53 @@ def deploy_files(facts: DeployFacts, config: DeployConfig) -> dict[str, bytes]:
         v2_inference_service(facts, plain, size), header
     )
     return dict(sorted(files.items()))
+
+
+def guarded_files(
+    facts: DeployFacts, config: DeployConfig, plain: Knobs, chart: Knobs, header: str, root: str
+) -> dict[str, bytes]:
+    """The NetworkPolicy and (with ``[deploy.ingress] host``) the Ingress, plain and in the
+    chart (nb2prod.ops.network)."""
+    objects: list[tuple[str, str, Callable[[Knobs], dict[str, Any]]]] = []
+    if config.network.policy:
+        objects.append(("networkpolicy", "networkpolicy", lambda k: network_policy(
+            _metadata(facts, k, facts.name), {LABEL_NAME: facts.name}, SERVICE_PORT,
+            config.network, config.ingress,
+        )))  # fmt: skip
+    if config.ingress.host is not None:
+        objects.append(("ingress", "ingress", lambda k: ingress(
+            _metadata(facts, k, facts.name), facts.name, config.ingress, facts.rate_limit,
+            facts.max_body_bytes,
+        )))  # fmt: skip
+    files: dict[str, bytes] = {}
+    for name, template, build in objects:
+        files[f"kubernetes/{name}.yaml"] = canonical_yaml(build(plain), header)
+        files[f"{root}/templates/{template}.yaml"] = helm_template(
+            header, build(chart), None
+        ).encode()
+    return files
+
+
+def rollout_files(
+    facts: DeployFacts, config: DeployConfig, k: Knobs, size: Sizing, header: str, autoscaling: bool
+) -> dict[str, bytes]:
+    """deploy/rollout/: the stable Deployment as an Argo Rollouts canary, its analysis of the
+    ``[slo]`` (nb2prod.ops.rollout), and the autoscaler aimed at the Rollout."""
+    stable = deployment(facts, k, size, "stable")
+    meta = _metadata(facts, k, facts.name)
+    files = {
+        "rollout/rollout.yaml": canonical_yaml(rollout(stable, facts.name, config.canary), header),
+        "rollout/analysis-template.yaml": canonical_yaml(
+            analysis_template(facts.name, facts.slo, config.canary, meta), header
+        ),
+    }
+    if autoscaling:
+        hpa = autoscaler(facts, k)
+        hpa["spec"]["scaleTargetRef"] = {
+            "apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout", "name": facts.name,
+        }  # fmt: skip
+        files["rollout/hpa.yaml"] = canonical_yaml(hpa, header)
+    return files
 
 
 def chart_metadata(facts: DeployFacts) -> dict[str, Any]:
@@ -649,8 +709,9 @@ Pod memory request {size.memory_request} ({size.memory_note}), limit {size.memor
 
 | path | what |
 | --- | --- |
-| `kubernetes/` | Deployment (track stable), Service, PodDisruptionBudget{", HorizontalPodAutoscaler" if autoscaling else ""} |
+| `kubernetes/` | Deployment (track stable), Service, PodDisruptionBudget{", HorizontalPodAutoscaler" if autoscaling else ""}{_network_objects(config)} |
 | `canary/deployment.yaml` | this version as a canary beside the stable Deployment, behind the same Service |
+| `rollout/` | instead of the Deployment{" and its autoscaler" if autoscaling else ""}: an Argo Rollouts canary ({_steps(config)}) that the `[slo]` analysis promotes or rolls back |
 | `helm/{facts.name}/` | the same objects as a Helm chart (values: image, replicas, resources, tokenSecret, autoscaling, canary) |
 | `kserve/inferenceservice.yaml` | a KServe InferenceService with this image as a custom predictor (every route: /v1 and /v2) |
 | `kserve/v2/` | the Open Inference Protocol the KServe way: a ServingRuntime `{facts.name}-v2` with `protocolVersions: [v2]`, and an InferenceService selecting it with `protocolVersion: v2` (apply both instead of the one above) |
@@ -664,8 +725,38 @@ $ kubectl{ns} apply -f kubernetes/
 $ kubectl{ns} rollout status deployment/{facts.name}
 ```
 
+With Argo Rollouts, the canary promotes or rolls back itself:
+
+```console
+$ kubectl{ns} apply -f rollout/ {" ".join(f"-f kubernetes/{n}.yaml" for n in _beside_rollout(config))}
+$ kubectl argo rollouts{ns} get rollout {facts.name} --watch
+```
+
 Canary, promotion and rollback: see nb2prod's docs/deploy.md.
 """
+
+
+def _network_objects(config: DeployConfig) -> str:
+    found = ["NetworkPolicy"] if config.network.policy else []
+    if config.ingress.host is not None:
+        found.append(
+            f"Ingress for {config.ingress.host}" + (" (TLS)" if config.ingress.tls_secret else "")
+        )
+    return "".join(f", {name}" for name in found)
+
+
+def _steps(config: DeployConfig) -> str:
+    return ", ".join(f"{w}%" for w in config.canary.weights) + ", then 100%"
+
+
+def _beside_rollout(config: DeployConfig) -> list[str]:
+    """What rollout/ is applied with: kubernetes/ but the Deployment and its autoscaler."""
+    found = ["service", "pdb"]
+    if config.network.policy:
+        found.append("networkpolicy")
+    if config.ingress.host is not None:
+        found.append("ingress")
+    return found
 
 
 @dataclass(frozen=True)

@@ -314,6 +314,7 @@ def _metadata(staging: Staging, facts: ReleaseFacts, model_sha256: str) -> Servi
             disable_file=facts.parsed.context.disable_file,
             max_body_bytes=service.body_limit,
             input_types=service.input_types,
+            rate_limit=service.rate_limit,
         ),
         runtime=RuntimeManifest(
             nb2prod_version=__version__,

@@ -279,7 +279,7 @@ def check_served(
     headers = {"Authorization": f"Bearer {token}"}
     with httpx.Client(base_url=url, headers=headers, timeout=30.0) as client:
         answers = compare_examples(client, expected)
-        invalid = client.post("/v1/predict", json=INVALID_INPUT)
+        invalid = _send(client, "/v1/predict", INVALID_INPUT)
         openapi = client.get("/docs.json").json()
     if not 400 <= invalid.status_code < 500:
         raise ParityError(
@@ -373,13 +373,36 @@ def raise_for_differences(report: VerifyReport) -> None:
     )
 
 
+RATE_LIMITED_TRIES = 10  # a bento with a small [service] rate_limit: wait as it says, this often
+MAX_RETRY_AFTER_S = 5.0
+
+
+def _send(
+    client: httpx.Client,
+    route: str,
+    payload: dict[str, Any],
+    headers: Mapping[str, str] | None = None,
+) -> httpx.Response:
+    """POST, waiting out a 429 of the service's own rate limit as its Retry-After says."""
+    for _ in range(RATE_LIMITED_TRIES):
+        response = client.post(route, json=payload, headers=headers)
+        if response.status_code != 429:
+            break
+        try:
+            wait = float(response.headers.get("retry-after", "1"))
+        except ValueError:
+            wait = 1.0
+        time.sleep(min(max(wait, 0.1), MAX_RETRY_AFTER_S))
+    return response
+
+
 def _post(
     client: httpx.Client,
     route: str,
     payload: dict[str, Any],
     headers: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    response = client.post(route, json=payload, headers=headers)
+    response = _send(client, route, payload, headers)
     if response.status_code != 200:
         raise ParityError(
             f"POST {route} answered HTTP {response.status_code}: {response.text[:500]}"

@@ -399,6 +399,7 @@ def own_middlewares(release: Release) -> list[tuple[type, dict[str, Any]]]:
             "model_version": release.version,
             "log_bodies": settings.log_bodies,
         }),
+        (limits.RateLimit, {"limit": settings.rate_limit}),
         (telemetry.InFlight, {}),  # and each worker's memory, CPU seconds and starts
         *([(auth.BearerAuth, {"auth": "token"})] if token else []),
         (auth.JsonOnly, {}),

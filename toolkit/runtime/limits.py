@@ -6,6 +6,10 @@ seconds and over a gigabyte before its 400). So :class:`BodyLimit` refuses a bod
 ``[service] max_body_bytes`` (413) before reading more of it than that, and a batch of more than
 ``max_batch_rows`` inputs (400) after reading no more than ``max_batch_rows + 1`` of them.
 
+:class:`RateLimit` holds each client to ``[service] rate_limit`` (a token bucket per client
+address or bearer token): past it a 429 with ``Retry-After``, before the body is read. Open
+routes (health probes, /metrics, the OpenAPI document) are never limited.
+
 JSON types are strict (SPEC section 6: a string is not a number): :func:`body_model` makes the
 model BentoML validates bodies with read JSON in pydantic's strict mode, at any depth, unless
 ``[service] input_types = "lax"``. Strict JSON still takes an integer for a float field.
@@ -13,12 +17,19 @@ model BentoML validates bodies with read JSON in pydantic's strict mode, at any 
 
 from __future__ import annotations
 
+import hashlib
 import json
+import math
+import time
+from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from .auth import send_json
+from .auth import bearer_token, send_json
+from .routes import is_open
+from .schema import RateLimit as RateLimitSettings
 
 BATCH_ROUTE = "/v1/predict_batch"
 BYTES_PER_ROW = 4096  # the default body limit: this much per row of max_batch_rows ...
@@ -185,3 +196,85 @@ def _content_length(scope: dict[str, Any]) -> int | None:
             except ValueError:
                 return None
     return None
+
+
+MAX_CLIENTS = 10_000  # buckets kept; the least recently seen client's is dropped past it
+
+
+class RateLimit:
+    """ASGI middleware: a token bucket per client; a request that finds its bucket empty gets 429
+    with ``Retry-After`` (whole seconds until the bucket holds one request again).
+
+    A bucket holds at most ``burst`` requests and refills at ``requests_per_s``; a new client
+    starts full. The client is its address, the last ``X-Forwarded-For`` address (``key =
+    "forwarded"``, behind a proxy) or its bearer token (``key = "token"``, hashed; the address
+    without one). Buckets live in this worker process: with ``workers = N`` a client may get up
+    to N times the limit. ``limit=None`` passes every request through.
+    """
+
+    def __init__(
+        self,
+        app: Any,
+        *,
+        limit: RateLimitSettings | None,
+        clock: Callable[[], float] = time.monotonic,
+        max_clients: int = MAX_CLIENTS,
+    ) -> None:
+        self.app = app
+        self.limit = limit
+        self.clock = clock
+        self.max_clients = max_clients
+        self.buckets: OrderedDict[bytes, tuple[float, float]] = OrderedDict()  # tokens, when
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if self.limit is None or scope["type"] != "http" or is_open(scope["path"]):
+            await self.app(scope, receive, send)
+            return
+        wait = self.take(client_key(scope, self.limit.key))
+        if wait > 0:
+            retry = max(1, math.ceil(wait))
+            limit = self.limit
+            message = (
+                f"too many requests: this service takes {limit.requests_per_s:g} requests/s per "
+                f"client (bursts of {limit.burst}; [service] rate_limit); retry in {retry} s"
+            )
+            await send_json(send, 429, {"error": message}, (b"retry-after", str(retry).encode()))
+            return
+        await self.app(scope, receive, send)
+
+    def take(self, client: bytes) -> float:
+        """Take one request from ``client``'s bucket: 0 if it had one, else the seconds until it
+        will."""
+        assert self.limit is not None
+        rate, burst = self.limit.requests_per_s, float(self.limit.burst)
+        now = self.clock()
+        tokens, then = self.buckets.pop(client, (burst, now))
+        tokens = min(burst, tokens + (now - then) * rate)
+        wait = 0.0
+        if tokens >= 1:
+            tokens -= 1
+        else:
+            wait = (1 - tokens) / rate
+        self.buckets[client] = (tokens, now)  # most recently seen last
+        while len(self.buckets) > self.max_clients:
+            self.buckets.popitem(last=False)
+        return wait
+
+
+def client_key(scope: dict[str, Any], key: str) -> bytes:
+    """Who a request is from, as ``[service] rate_limit.key`` says."""
+    headers = scope.get("headers", ())
+    if key == "token":
+        for name, value in headers:
+            if name == b"authorization":
+                token = bearer_token(value)
+                if token:
+                    return b"token:" + hashlib.sha256(token).digest()
+    if key == "forwarded":
+        forwarded = [v for name, v in headers if name == b"x-forwarded-for"]
+        if forwarded:
+            last = forwarded[-1].split(b",")[-1].strip()
+            if last:
+                return b"address:" + last
+    client = scope.get("client")
+    return b"address:" + (str(client[0]).encode() if client else b"unknown")

@@ -230,6 +230,17 @@ class ReleaseInfo(Frozen):
     owners: Owners = Field(default_factory=lambda: Owners())
 
 
+class RateLimit(Frozen):
+    """``[service] rate_limit``: a token bucket per client (runtime/limits.py RateLimit)."""
+
+    requests_per_s: float = Field(gt=0)  # the bucket refills at this rate
+    burst: int = Field(ge=1)  # and holds at most this many requests
+    # who a client is: "address" (the connection's peer), "forwarded" (the last address in
+    # X-Forwarded-For, as a proxy in front of the service appends it; the peer without one) or
+    # "token" (the bearer token; the address for requests without one)
+    key: Literal["address", "forwarded", "token"] = "address"
+
+
 class ServiceSettings(Frozen):
     """The release-specific switches of the generated service."""
 
@@ -242,6 +253,7 @@ class ServiceSettings(Frozen):
     max_body_bytes: int | None = None
     # how request bodies' JSON types are read; releases made before "strict" were "lax"
     input_types: Literal["strict", "lax"] = "lax"
+    rate_limit: RateLimit | None = None  # None: no limit (and in releases made before it)
 
 
 class RuntimeManifest(Frozen):
