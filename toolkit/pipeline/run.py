@@ -52,6 +52,7 @@ from .packages import run_packages
 from .parse import Parsed, parse
 from .reuse import ReusePlan, TrainedState, TrainedStates, plan_reuse, snapshot_problem
 from .verify import raise_for_differences, verify_target
+from .warm import Warmup
 
 
 @dataclass(frozen=True)
@@ -235,6 +236,7 @@ def _release_claimed(
         doing = ("reusing the cached run" if cached
                  else "restoring the trained state of the last run" if restore
                  else "papermill, top to bottom")  # fmt: skip
+        warmup = Warmup().start()  # the leak scan's and the report's imports, meanwhile
         with stage(progress, "execute", doing) as s:
             if cached:
                 execution = Execution(cached.executed, cached.capture, cached.lineage)
@@ -253,6 +255,7 @@ def _release_claimed(
         for warning in capture.result.warnings:
             progress.note(f"warning: {warning}")
         artifacts = ((a.manifest.name, a.path) for a in capture.artifacts)
+        warmup.join()
         raise_for_leaks(find_leaks(parsed.notebook, execution.executed, artifacts, os.environ))
         with stage(progress, "evaluate", "gates, baseline, previous release, latency") as s:
             evaluation = evaluate(
