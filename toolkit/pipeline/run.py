@@ -315,20 +315,25 @@ def _release_claimed(
             tag = s.detail = bento.build(staging.path("service/bentofile.yaml"), staging.root)
             held.record(bento=tag)
         try:
-            with stage(progress, "verify", "serve on loopback, send every example") as s:
-                report = verify_target(Release.staged(staging.root, tag), check_files=False)
-                raise_for_differences(report)
-                s.detail = report.summary()
-            staging.write_json("openapi.json", report.openapi)
-            serving = Serving(cold_start_s=report.cold_start_s, memory_bytes=report.memory_bytes)
-            # deploy/'s Kubernetes, Helm and KServe files, sized from what verify measured
-            staging.write_tree(release_tree(Release.staged(staging.root, tag),
-                                            parsed.config.deploy, serving=serving))  # fmt: skip
-            staging.write_json(RELEASE_JSON, release_manifest(
-                facts, request, key, tag, cached=cached is not None, staging=staging,
-                replaced=found.replaced() if found and request.replace else None,
-                serving=serving))  # fmt: skip
-            release_dir = staging.commit()
+            # the verify server stops in the background while the last files are written; it
+            # is gone when this block ends, whatever happens (before its bento is deleted)
+            with bento.Stopping() as stopping:
+                with stage(progress, "verify", "serve on loopback, send every example") as s:
+                    report = verify_target(Release.staged(staging.root, tag), check_files=False,
+                                           stopping=stopping)  # fmt: skip
+                    raise_for_differences(report)
+                    s.detail = report.summary()
+                staging.write_json("openapi.json", report.openapi)
+                serving = Serving(cold_start_s=report.cold_start_s,
+                                  memory_bytes=report.memory_bytes)  # fmt: skip
+                # deploy/'s Kubernetes, Helm and KServe files, sized from what verify measured
+                staging.write_tree(release_tree(Release.staged(staging.root, tag),
+                                                parsed.config.deploy, serving=serving))  # fmt: skip
+                staging.write_json(RELEASE_JSON, release_manifest(
+                    facts, request, key, tag, cached=cached is not None, staging=staging,
+                    replaced=found.replaced() if found and request.replace else None,
+                    serving=serving))  # fmt: skip
+                release_dir = staging.commit()
         except BaseException:
             bento.delete(tag)  # no bento without its release
             raise
