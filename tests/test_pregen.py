@@ -219,3 +219,24 @@ def test_the_warmup_runs_its_steps_and_ignores_their_failures() -> None:
     warm.join()
     assert ran == ["fails", "second"]
     Warmup(()).join()  # never started: nothing to wait for
+
+
+def test_servers_stopped_in_the_background_are_gone_when_the_block_ends(tmp_path: Path) -> None:
+    """bento.Stopping, as package uses it around verify: the server stops while the last files
+    are written, and leaving the block (a later failure too) waits until it is gone."""
+    from nb2prod.adapters import bento
+
+    server = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"],
+                              start_new_session=True)  # fmt: skip
+    gone: list[int | None] = []
+
+    def stopped() -> None:
+        time.sleep(0.3)  # a graceful shutdown takes a while
+        bento.stop(server)  # type: ignore[arg-type]
+        gone.append(server.poll())
+
+    with pytest.raises(RuntimeError, match="writing release.json failed"), bento.Stopping() as s:
+        s.defer(stopped)
+        assert not gone  # the caller went on while it stops
+        raise RuntimeError("writing release.json failed")
+    assert gone and gone[0] is not None and server.poll() is not None
