@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterable
 from importlib import metadata
@@ -124,6 +125,25 @@ def test_a_failed_execute_stops_the_process_making_inputs(tmp_path: Path) -> Non
         assert pregen_processes()
         raise RuntimeError("the kernel failed")
     assert not pregen_processes() and time.monotonic() - started < 30
+
+
+def test_the_process_making_inputs_keeps_its_temporary_files_in_the_runs_scratch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Killed when execute fails, it cannot remove them: the run's scratch directory (tempfile's
+    directory during a run) is removed instead, nothing is left in the user's TMPDIR."""
+    scratch, outside = tmp_path / "scratch", tmp_path / "tmp"
+    scratch.mkdir()
+    outside.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    slow = PIPELINE.replace("import numpy as np", "import numpy as np\nimport time\ntime.sleep(60)")
+    env = {**os.environ, "TMPDIR": str(outside)}
+    with pregenerating(plan(tmp_path, slow), tmp_path, cwd=tmp_path, env=env):
+        deadline = time.monotonic() + 30
+        while not pregen_processes() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        (child,) = pregen_processes()
+        assert child.environ()["TMPDIR"] == str(scratch)
 
 
 def test_an_inferred_contract_or_no_random_inputs_is_not_made_beforehand(tmp_path: Path) -> None:

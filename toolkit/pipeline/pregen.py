@@ -1,7 +1,7 @@
 """The contract probe's random inputs, made beside the kernel while the notebook runs.
 
 :func:`pregenerating` starts ``python -m nb2prod.probe.pregen`` (see that module) in the
-notebook's directory with the kernel's environment, holding an exclusive lock on a file of the
+notebook's directory with the kernel's environment (its temporary files in the run's scratch), holding an exclusive lock on a file of the
 run's scratch directory that the probe waits on, and stops it when execute is done, whatever
 happened. Its output goes nowhere: when it fails, the probe makes the inputs itself and reports
 what fails as before.
@@ -13,6 +13,7 @@ import fcntl
 import os
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -44,7 +45,9 @@ def pregenerating(
         proc = subprocess.Popen(
             [sys.executable, "-m", MODULE, str(plan_file), str(out)],
             cwd=cwd,
-            env=dict(env),
+            # its temporary files (hypothesis' home) in the run's scratch directory, which is
+            # removed even when this process is killed before it could remove them
+            env={**env, "TMPDIR": tempfile.gettempdir()},
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
