@@ -18,8 +18,9 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -132,6 +133,30 @@ class Server:
     log: Path
 
 
+class Stopping:
+    """Servers stopped in the background: leaving :func:`serve` hands its server to a thread
+    that stops it (seconds: BentoML's workers shut down gracefully) while the caller goes on;
+    leaving this context waits until every one of them is gone, however the block ends."""
+
+    def __init__(self) -> None:
+        self._threads: list[threading.Thread] = []
+
+    def __enter__(self) -> Stopping:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.wait()
+
+    def defer(self, stopping: Callable[[], None]) -> None:
+        thread = threading.Thread(target=stopping, name="nb2prod-stop-server", daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def wait(self) -> None:
+        while self._threads:
+            self._threads.pop().join()
+
+
 @contextmanager
 def serve(
     target: str,
@@ -140,8 +165,10 @@ def serve(
     env: Mapping[str, str] | None = None,
     ready_timeout_s: float = 120.0,
     working_dir: Path | None = None,
+    stopping: Stopping | None = None,
 ) -> Iterator[Server]:
-    """Start ``bentoml serve TARGET`` on loopback, wait for /readyz, and stop it on exit.
+    """Start ``bentoml serve TARGET`` on loopback, wait for /readyz, and stop it on exit (in
+    the background, with ``stopping``, which then waits for it).
 
     TARGET is a bento tag, or ``module:Service`` found in ``working_dir``.
     """
@@ -179,10 +206,17 @@ def serve(
             raise
         yield Server(url=url, pid=proc.pid, cold_start_s=time.monotonic() - started, log=log)
     finally:
-        stop(proc)
-        shutil.rmtree(metrics, ignore_errors=True)
-        if not keep_log:
-            shutil.rmtree(log_dir, ignore_errors=True)
+
+        def stopped() -> None:
+            stop(proc)
+            shutil.rmtree(metrics, ignore_errors=True)
+            if not keep_log:
+                shutil.rmtree(log_dir, ignore_errors=True)
+
+        if stopping is None:
+            stopped()
+        else:
+            stopping.defer(stopped)
 
 
 # What stops `nb2prod serve`: kill's default, Ctrl-C, and the terminal going away.

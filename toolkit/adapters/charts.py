@@ -11,6 +11,15 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 
+def prepare() -> None:
+    """Import matplotlib with its Agg backend (seconds), drawing nothing: ``package`` does it in
+    a thread while the kernel runs, so that the report's pictures are drawn at once."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot  # noqa: F401
+
+
 def _figure(width: float = 5.0, height: float = 3.6, **grid: Any) -> Any:
     import matplotlib
 

@@ -34,6 +34,16 @@ def _settings() -> Iterator[None]:
         yield
 
 
+def prepare() -> None:
+    """Import detect-secrets and its detectors (a second), leaving its settings alone: ``package``
+    does it in a thread while the kernel runs, so that the scan after it starts at once."""
+    from detect_secrets.core.plugins.util import get_mapping_from_secret_type_to_class
+    from detect_secrets.core.scan import scan_line  # noqa: F401
+    from detect_secrets.settings import default_settings  # noqa: F401
+
+    get_mapping_from_secret_type_to_class()  # cached by detect-secrets: the plugins, imported
+
+
 class SecretScanner:
     """Scans many texts under one detect-secrets configuration (set up once: it is not free)."""
 

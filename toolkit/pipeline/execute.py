@@ -43,6 +43,7 @@ from .capture import (
 from .kernellog import announce, keep_last, tail_block
 from .lineage import RAW_FILE, merge, read_recorded
 from .lineage import summary as lineage_summary
+from .pregen import pregenerating
 from .render import render_pipeline
 from .reuse import ReusePlan, TrainedState, merge_executed, ranges
 
@@ -117,28 +118,31 @@ def execute_notebook(
     start = _injected(_lineage_start_source([str(scratch), str(cache_root())]), quiet=True)
     finish = _injected(_lineage_finish_source(lineage_file), quiet=True)
     notebook = parsed.notebook
-    if restore is not None and reuse is not None:
-        node = _replay(notebook, reuse, restore, start, finish, probe_cell_source(plan))
-        parameters = {}  # the restored state holds what the parameters cells left
-    else:
-        after = {}
-        if reuse is not None and reuse.problem is None and reuse.snapshot_after is not None:
-            after[reuse.snapshot_after] = _injected(
-                _snapshot_source(list(reuse.names), kernel_state), quiet=True
-            )
-        node = _runnable(notebook, probe_cell_source(plan), first=[start], after=after,
-                         last=[finish])  # fmt: skip
+    env = kernel_environment(os.environ, parsed.config.execution.env)
     try:
-        execution = execute(
-            notebook,
-            plan=plan,
-            parameters=parameters,
-            scratch=scratch,
-            keep_failed_as=f"{notebook.path.stem}.executed.ipynb",
-            env=kernel_environment(os.environ, parsed.config.execution.env),
-            progress=progress,
-            node=node,
-        )
+        # the contract probe's random inputs are made beside the kernel, meanwhile
+        with pregenerating(plan, scratch, cwd=notebook.path.resolve().parent, env=env) as plan:
+            if restore is not None and reuse is not None:
+                node = _replay(notebook, reuse, restore, start, finish, probe_cell_source(plan))
+                parameters = {}  # the restored state holds what the parameters cells left
+            else:
+                after = {}
+                if reuse is not None and reuse.problem is None and reuse.snapshot_after is not None:
+                    after[reuse.snapshot_after] = _injected(
+                        _snapshot_source(list(reuse.names), kernel_state), quiet=True
+                    )
+                node = _runnable(notebook, probe_cell_source(plan), first=[start], after=after,
+                                 last=[finish])  # fmt: skip
+            execution = execute(
+                notebook,
+                plan=plan,
+                parameters=parameters,
+                scratch=scratch,
+                keep_failed_as=f"{notebook.path.stem}.executed.ipynb",
+                env=env,
+                progress=progress,
+                node=node,
+            )
     except Nb2ProdError as exc:
         # every cell ran and the probe failed: what training left is kept for the fix
         executed = getattr(exc, "executed_notebook", None)

@@ -23,12 +23,27 @@ def run_packages(
 ) -> dict[str, str]:
     """Distribution -> installed version, for what the notebook imported and what the lock pins
     (a pinned distribution not installed here, such as a platform-only one, is left out)."""
-    imported, _ = requirements(modules)
+    imported = _imported(tuple(sorted(set(modules))), tuple(sorted(installed.items())))
     versions = {normal(name): version for name, version in installed.items()}
     found = {normal(name): version for name, version in imported.items()}
     found |= {normal(n): versions[normal(n)] for n in locked if normal(n) in versions}
     found.pop("nb2prod", None)  # nb2prod's own version is part of every key already
     return dict(sorted(found.items()))
+
+
+_IMPORTED: dict[tuple[tuple[str, ...], tuple[tuple[str, str], ...]], dict[str, str]] = {}
+
+
+def _imported(modules: tuple[str, ...], installed: tuple[tuple[str, str], ...]) -> dict[str, str]:
+    """The distributions providing ``modules``, found once per run: a run asks twice for the
+    same modules (when it keeps the trained state, and after the lock), and reading every
+    distribution's files is what costs. Keyed by the run's ``installed`` distributions and
+    versions too, so an install between runs of one process is seen."""
+    key = (modules, installed)
+    if key not in _IMPORTED:
+        _IMPORTED.clear()  # one run's worth: the last key only
+        _IMPORTED[key] = requirements(modules)[0]
+    return dict(_IMPORTED[key])
 
 
 def changed_packages(

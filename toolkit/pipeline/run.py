@@ -52,6 +52,7 @@ from .packages import run_packages
 from .parse import Parsed, parse
 from .reuse import ReusePlan, TrainedState, TrainedStates, plan_reuse, snapshot_problem
 from .verify import raise_for_differences, verify_target
+from .warm import Warmup
 
 
 @dataclass(frozen=True)
@@ -235,6 +236,7 @@ def _release_claimed(
         doing = ("reusing the cached run" if cached
                  else "restoring the trained state of the last run" if restore
                  else "papermill, top to bottom")  # fmt: skip
+        warmup = Warmup().start()  # the leak scan's and the report's imports, meanwhile
         with stage(progress, "execute", doing) as s:
             if cached:
                 execution = Execution(cached.executed, cached.capture, cached.lineage)
@@ -253,6 +255,7 @@ def _release_claimed(
         for warning in capture.result.warnings:
             progress.note(f"warning: {warning}")
         artifacts = ((a.manifest.name, a.path) for a in capture.artifacts)
+        warmup.join()
         raise_for_leaks(find_leaks(parsed.notebook, execution.executed, artifacts, os.environ))
         with stage(progress, "evaluate", "gates, baseline, previous release, latency") as s:
             evaluation = evaluate(
@@ -312,22 +315,27 @@ def _release_claimed(
             tag = s.detail = bento.build(staging.path("service/bentofile.yaml"), staging.root)
             held.record(bento=tag)
         try:
-            with stage(progress, "verify", "serve on loopback, send every example") as s:
-                report = verify_target(Release.staged(staging.root, tag), check_files=False)
-                raise_for_differences(report)
-                s.detail = report.summary()
-            staging.write_json("openapi.json", report.openapi)
-            serving = Serving(cold_start_s=report.cold_start_s, memory_bytes=report.memory_bytes,
-                              cold_start=report.cold_start)  # fmt: skip
-            write_served_reports(staging, facts, report.cold_start)  # report.md/html show it
-            # deploy/'s Kubernetes, Helm and KServe files, sized from what verify measured
-            staging.write_tree(release_tree(Release.staged(staging.root, tag),
-                                            parsed.config.deploy, serving=serving))  # fmt: skip
-            staging.write_json(RELEASE_JSON, release_manifest(
-                facts, request, key, tag, cached=cached is not None, staging=staging,
-                replaced=found.replaced() if found and request.replace else None,
-                serving=serving))  # fmt: skip
-            release_dir = staging.commit()
+            # the verify server stops in the background while the last files are written; it
+            # is gone when this block ends, whatever happens (before its bento is deleted)
+            with bento.Stopping() as stopping:
+                with stage(progress, "verify", "serve on loopback, send every example") as s:
+                    report = verify_target(Release.staged(staging.root, tag), check_files=False,
+                                           stopping=stopping)  # fmt: skip
+                    raise_for_differences(report)
+                    s.detail = report.summary()
+                staging.write_json("openapi.json", report.openapi)
+                serving = Serving(cold_start_s=report.cold_start_s,
+                                  memory_bytes=report.memory_bytes,
+                                  cold_start=report.cold_start)  # fmt: skip
+                write_served_reports(staging, facts, report.cold_start)  # report.md/html show it
+                # deploy/'s Kubernetes, Helm and KServe files, sized from what verify measured
+                staging.write_tree(release_tree(Release.staged(staging.root, tag),
+                                                parsed.config.deploy, serving=serving))  # fmt: skip
+                staging.write_json(RELEASE_JSON, release_manifest(
+                    facts, request, key, tag, cached=cached is not None, staging=staging,
+                    replaced=found.replaced() if found and request.replace else None,
+                    serving=serving))  # fmt: skip
+                release_dir = staging.commit()
         except BaseException:
             bento.delete(tag)  # no bento without its release
             raise

@@ -146,10 +146,17 @@ class Served(Protocol):
     def pid(self) -> int | None: ...  # the server's main process on this host, when known
 
 
-def verify_target(release: Release, *, check_files: bool = True) -> VerifyReport:
+def verify_target(
+    release: Release, *, check_files: bool = True, stopping: bento.Stopping | None = None
+) -> VerifyReport:
     """Serve ``release`` on a free loopback port with a fresh token and check it; its files are
-    checked first (:meth:`Release.check_integrity`) unless ``check_files`` is false."""
-    return _verify(release, check_files, lambda env: bento.serve(release.bento_tag, env=env))
+    checked first (:meth:`Release.check_integrity`) unless ``check_files`` is false. With
+    ``stopping``, the server is stopped in the background once checked (``stopping`` waits)."""
+    return _verify(
+        release,
+        check_files,
+        lambda env: bento.serve(release.bento_tag, env=env, stopping=stopping),
+    )
 
 
 def verify_image(release: Release, image: str, engine: container.Engine) -> VerifyReport:

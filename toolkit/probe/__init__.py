@@ -18,6 +18,7 @@ failing cell.
 | ``labels`` | eval_y read in the predictions' vocabulary (0/1 as a bool field's False/True) (pure) |
 | ``threshold`` | the Output field with the probability, its class, the threshold's bounds (pure) |
 | ``robustness`` | the contract probe: admitted inputs answered alone and in batches |
+| ``pregen`` | the contract probe's random inputs, made in a process of their own while the notebook runs |
 | ``explain`` | why an input went wrong: single/batch causes, failures shrunk to their fields |
 | ``reference`` | drift reference statistics (binning pure) |
 | ``serialize`` | the safest storage format that round-trips |

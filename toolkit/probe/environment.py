@@ -1,9 +1,14 @@
-"""The distributions of this environment (the kernel runs in it) and which ones the service needs."""
+"""The distributions of this environment (the kernel runs in it) and which ones the service needs.
+
+Both read each distribution's metadata once: parsing a METADATA file is what costs (hundreds
+of distributions in a data-science environment, each with its long description), and
+``importlib.metadata`` parses it again for every field asked of it.
+"""
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from importlib import metadata
 
 # never requirements: the interpreter's own modules and the notebook's namespace
@@ -15,14 +20,15 @@ def installed_distributions() -> dict[str, str]:
     when a name is installed twice, as importlib.metadata resolves it)."""
     found: dict[str, str] = {}
     for dist in metadata.distributions():
-        found.setdefault(dist.metadata["Name"], dist.version)
+        fields = dist.metadata  # parsed once for both fields (dist.version parses it again)
+        found.setdefault(fields["Name"], fields["Version"])
     return dict(sorted(found.items()))
 
 
 def requirements(modules: Iterable[str]) -> tuple[dict[str, str], tuple[str, ...]]:
     """(distribution -> version for every module, the modules no distribution provides)."""
-    providers = metadata.packages_distributions()
     wanted = set(modules) - set(sys.stdlib_module_names) - _NOT_DISTRIBUTIONS
+    providers = _providers(wanted)
     found: dict[str, str] = {}
     unresolved = []
     for module in sorted(wanted):
@@ -31,5 +37,25 @@ def requirements(modules: Iterable[str]) -> tuple[dict[str, str], tuple[str, ...
             unresolved.append(module)
             continue
         for dist in dists:
-            found[metadata.metadata(dist)["Name"]] = metadata.version(dist)
+            fields = metadata.distribution(dist).metadata
+            found[fields["Name"]] = fields["Version"]
     return found, tuple(unresolved)
+
+
+def _providers(wanted: set[str]) -> Mapping[str, Sequence[str]]:
+    """``importlib.metadata.packages_distributions()`` restricted to ``wanted``: the same
+    top-level names per distribution (its ``top_level.txt``, else its files), but only the
+    distributions providing a wanted module have their metadata parsed for their name."""
+    declared = getattr(metadata, "_top_level_declared", None)
+    inferred = getattr(metadata, "_top_level_inferred", None)
+    if declared is None or inferred is None:  # another Python's importlib: its own, in full
+        every = metadata.packages_distributions()
+        return {module: every[module] for module in wanted if module in every}
+    found: dict[str, list[str]] = {}
+    for dist in metadata.distributions():
+        provided = [pkg for pkg in declared(dist) or inferred(dist) if pkg in wanted]
+        if provided:
+            name = dist.metadata["Name"]
+            for pkg in provided:
+                found.setdefault(pkg, []).append(name)
+    return found

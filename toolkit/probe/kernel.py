@@ -109,7 +109,7 @@ def probe(namespace: Mapping[str, Any], plan: ProbePlan) -> ProbeResult:
     contract = robustness.probe_contract(
         pipeline, model, [i.model_dump(mode="json") for i in inputs], plan.robustness, source,
         plan.has_fallback, reference.numeric_ranges(reference_columns),
-        plan.reference.variable if plan.reference else None,
+        plan.reference.variable if plan.reference else None, plan.pregenerated,
     )  # fmt: skip
     modules = set(plan.modules) | serialize.referenced_modules(model)
     modules |= {"bentoml", "pydantic", "joblib", serialize.FORMAT_MODULES[stored.format]}

@@ -78,6 +78,15 @@ class RobustnessPlan(Frozen):
     budget_s: float = 60.0  # answering inputs alone stops after this long (the report says)
 
 
+class PregenPlan(Frozen):
+    """Where the contract probe's random inputs, made in a process of their own while the notebook
+    runs (:mod:`nb2prod.probe.pregen`), are found: ``file`` once the process holding an exclusive
+    lock on ``lock`` has exited."""
+
+    file: str
+    lock: str
+
+
 class ProbePlan(Frozen):
     """What the probe is told: where things are and which names to look for."""
 
@@ -95,6 +104,7 @@ class ProbePlan(Frozen):
     reference: ReferencePlan | None = None
     artifacts: ArtifactPlan = ArtifactPlan()
     robustness: RobustnessPlan = RobustnessPlan()
+    pregenerated: PregenPlan | None = None  # the random inputs, made meanwhile (None: here)
 
 
 # ---------------------------------------------------------------- the answer (kernel -> host)

@@ -26,6 +26,7 @@ from pydantic import ValidationError
 
 from ..runtime import model as runtime
 from ..runtime.limits import read_json
+from . import pregen
 from .explain import (
     OMITTED,
     changed_fields,
@@ -35,7 +36,13 @@ from .explain import (
     single_batch_fix,
 )
 from .failure import PipelineSource
-from .protocol import BatchDifference, Robustness, RobustnessFailure, RobustnessPlan
+from .protocol import (
+    BatchDifference,
+    PregenPlan,
+    Robustness,
+    RobustnessFailure,
+    RobustnessPlan,
+)
 
 ODD_LENGTHS = (1, 3, 7, 101)
 UNBOUNDED_NUMBERS = (0, -1, 1_000_000)
@@ -145,10 +152,16 @@ def random_inputs(schema: Mapping[str, Any], count: int, seed: int) -> list[dict
 
 
 def candidates(
-    schema: Mapping[str, Any], examples: Sequence[Mapping[str, Any]], count: int, seed: int
+    schema: Mapping[str, Any],
+    examples: Sequence[Mapping[str, Any]],
+    count: int,
+    seed: int,
+    made: list[dict[str, Any]] | str | None = None,
 ) -> tuple[list[dict[str, Any]], str | None]:
-    """The examples, the boundary inputs and the random ones, without repeats."""
-    made = random_inputs(schema, count, seed)
+    """The examples, the boundary inputs and the random ones (``made`` already, by
+    :mod:`nb2prod.probe.pregen`, or made here), without repeats."""
+    if made is None:
+        made = random_inputs(schema, count, seed)
     note = made if isinstance(made, str) else None
     every = [*map(dict, examples), *boundary_inputs(schema, examples[0])]
     every += made if isinstance(made, list) else []
@@ -209,11 +222,14 @@ def probe_contract(
     has_fallback: bool,
     ranges: Mapping[str, tuple[float, float]] | None = None,
     reference: str | None = None,
+    pregenerated: PregenPlan | None = None,
 ) -> Robustness:
     """``ranges`` are the reference data's (``reference``, a variable name) numeric ranges per
-    Input field: the bound a failure's message suggests names them."""
+    Input field: the bound a failure's message suggests names them. ``pregenerated`` says where
+    the random inputs made while the notebook ran are (:mod:`nb2prod.probe.pregen`)."""
     schema = pipeline.Input.model_json_schema()
-    values, note = candidates(schema, examples, plan.inputs, plan.seed)
+    made = pregen.take(pregenerated, schema, plan.inputs, plan.seed)
+    values, note = candidates(schema, examples, plan.inputs, plan.seed, made)
     with warnings.catch_warnings():  # overflow and the like at the edges: the answers say it
         warnings.simplefilter("ignore")
         report = _probe(pipeline, model, values, note, plan, source, has_fallback)

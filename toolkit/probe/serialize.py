@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import io
 import pickle
+import sys
 from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from ..runtime import model as runtime
@@ -39,10 +41,35 @@ def referenced_modules(obj: Any) -> set[str]:
     return seen
 
 
+# Importing skops.io lists scikit-learn's estimators (sklearn.utils.all_estimators), which walks
+# every sklearn package to find them, sklearn.externals.array_api_compat.{torch,cupy,dask} too, and
+# so imports torch (seconds) when it is installed, though no estimator lives there (all_estimators
+# skips sklearn.externals) and nothing of it is used.
+_ARRAY_FRAMEWORKS = ("torch", "cupy", "dask")
+
+
+def import_skops_io() -> ModuleType:
+    """``skops.io``, imported without importing the array frameworks the notebook has not
+    imported itself (the walk skips a package that cannot be imported); its trusted types are
+    the same (tests/test_probe.py)."""
+    if "skops.io" in sys.modules:
+        return sys.modules["skops.io"]
+    blocked = [name for name in _ARRAY_FRAMEWORKS if name not in sys.modules]
+    for name in blocked:
+        sys.modules[name] = None  # type: ignore[assignment]  # `import name` raises ImportError
+    try:
+        import skops.io
+    finally:
+        for name in blocked:
+            if name in sys.modules and sys.modules[name] is None:
+                del sys.modules[name]
+    return skops.io
+
+
 def _skops(obj: Any, path: Path) -> tuple[str, ...] | str:
     """The untrusted types skops needs to load ``path``, or why skops cannot store ``obj``."""
     try:
-        import skops.io as sio
+        sio = import_skops_io()
 
         sio.dump(obj, path)
         untrusted = tuple(sio.get_untrusted_types(file=path))
