@@ -17,6 +17,7 @@ from nb2prod.cli import main
 from nb2prod.errors import Nb2ProdError
 from nb2prod.ops.workflows import (
     JOB,
+    NEEDS_IMAGE,
     PROMOTE_JOB,
     WorkflowSpec,
     _release_steps,
@@ -277,7 +278,7 @@ def run_shell(script: str, tmp_path: Path, **env: str) -> subprocess.CompletedPr
 
 
 def test_the_signing_key_and_the_token_reach_nb2prod_as_private_files(tmp_path: Path) -> None:
-    steps = _release_steps("ghcr.io/acme/iris", "v1.0.0")
+    steps = _release_steps("-registry.example.internal/acme/iris", "v1.0.0")
     key_file = tmp_path / "signing.key"
     signed = run_shell(
         steps["sign"], tmp_path, NB2PROD_SIGNING_KEY="-----BEGIN KEY-----", KEY_FILE=str(key_file)
@@ -305,20 +306,18 @@ def test_the_push_logs_in_to_the_images_registry_and_pushes_the_tag(tmp_path: Pa
     podman.parent.mkdir()
     podman.write_text('#!/bin/bash\necho "podman: $* password=$(cat)"\n')
     podman.chmod(0o755)
-    push = _release_steps("ghcr.io/${GITHUB_REPOSITORY,,}", "$GITHUB_REF_NAME")["push"]
+    push = _release_steps(NEEDS_IMAGE, "$GITHUB_REF_NAME")["push"]
     env = {"GITHUB_REPOSITORY": "Acme/Iris", "GITHUB_REF_NAME": "v1.2.0",
            "REGISTRY_USER": "bot", "REGISTRY_PASSWORD": "registry-secret-1234"}  # fmt: skip
-    done = run_shell(push, tmp_path, **env)
-    assert done.returncode == 0, done.stderr
-    assert (
-        "podman: login --username bot --password-stdin ghcr.io password=registry-secret-1234"
-        in (done.stdout)
-    )
-    assert (
-        "args: containerize release/current --backend podman --push ghcr.io/acme/iris:v1.2.0"
-        in (done.stdout)
-    )
+    # GitHub: no registry is assumed; without the variable the step fails saying what to set
+    unset = run_shell(push, tmp_path, **env)
+    assert unset.returncode != 0 and "set the variable NB2PROD_IMAGE" in unset.stderr
     # a registry of one's own (a repository variable)
     own = run_shell(push, tmp_path, **env, NB2PROD_IMAGE="registry.example.com:5000/ml/iris")
+    assert own.returncode == 0, own.stderr
+    assert (
+        "podman: login --username bot --password-stdin registry.example.com:5000 "
+        "password=registry-secret-1234" in own.stdout
+    )
     assert "--password-stdin registry.example.com:5000 " in own.stdout
     assert "--push registry.example.com:5000/ml/iris:v1.2.0" in own.stdout

@@ -111,13 +111,18 @@ def _secret_file(variable: str, file_variable: str, what: str) -> str:
     )
 
 
+# GitHub has no registry of its own to name here: NB2PROD_IMAGE (a repository variable) says where
+NEEDS_IMAGE = "?set the variable NB2PROD_IMAGE to REGISTRY/NAME, where release images are pushed"
+
+
 def _release_steps(image_default: str, tag: str) -> dict[str, str]:
-    """The version-tag commands: sign, push (logged in to the registry of the image), promote."""
+    """The version-tag commands: sign, push (logged in to the registry of the image), promote.
+    ``image_default`` is the shell expansion after ``NB2PROD_IMAGE:`` (``-DEFAULT`` or ``?...``)."""
     return {
         "sign": _secret_file("NB2PROD_SIGNING_KEY", "KEY_FILE", "the release signing key")
         + 'nb2prod sign "$RELEASE" --key "$KEY_FILE"\n'
         'rm -f "$KEY_FILE"\n',
-        "push": f'PUSH_IMAGE="${{NB2PROD_IMAGE:-{image_default}}}:{tag}"\n'
+        "push": f'PUSH_IMAGE="${{NB2PROD_IMAGE:{image_default}}}:{tag}"\n'
         'printf \'%s\' "$REGISTRY_PASSWORD" | podman login --username "$REGISTRY_USER" '
         '--password-stdin "${PUSH_IMAGE%%/*}"\n'
         'nb2prod containerize "$RELEASE" --backend podman --push "$PUSH_IMAGE"\n',
@@ -140,7 +145,7 @@ def github_workflow(spec: WorkflowSpec) -> dict[str, Any]:
         'print(runs[0]["id"] if runs else "")\')\n'
         'echo "run_id=$id" >> "$GITHUB_OUTPUT"\n'
     )
-    tagged = _release_steps("ghcr.io/${GITHUB_REPOSITORY,,}", "$GITHUB_REF_NAME")
+    tagged = _release_steps(NEEDS_IMAGE, "$GITHUB_REF_NAME")
     return {
         "name": "nb2prod release",
         "on": {
@@ -148,7 +153,7 @@ def github_workflow(spec: WorkflowSpec) -> dict[str, Any]:
             "pull_request": {},
             "workflow_dispatch": {},
         },
-        # packages: write lets github.token push to ghcr.io (the default registry)
+        # packages: write lets github.token push to the repository's own container registry
         "permissions": {"contents": "read", "actions": "read", "packages": "write"},
         "jobs": {
             JOB: {
@@ -289,7 +294,7 @@ def gitlab_workflow(spec: WorkflowSpec) -> dict[str, Any]:
         '  echo "no earlier release: this is the first"\n'
         "fi\n"
     )
-    tagged = _release_steps("$CI_REGISTRY_IMAGE", "$CI_COMMIT_TAG")
+    tagged = _release_steps("-$CI_REGISTRY_IMAGE", "$CI_COMMIT_TAG")
 
     def on_tag(command: str) -> str:
         body = "".join(f"  {line}\n" for line in command.splitlines())
