@@ -214,8 +214,8 @@ def test_regression_slices_previous_release_and_max_regression(tmp_path: Path) -
     assert r2["metric"] == "r2" and r2["passed"] is False and r2["worse_by"] > 0.01
     html = (tmp_path / "dist" / "sales-1.1.0" / "evaluation" / "report.html").read_text()
     assert (
-        "--no-gates" in html and html.count("data:image/png;base64,") == 3
-    )  # residuals, slices, latency
+        "--no-gates" in html and html.count("data:image/png;base64,") == 4
+    )  # residuals, slices, latency, the cold start's phases
 
 
 # ---------------------------------------------------------------- the service's threshold
