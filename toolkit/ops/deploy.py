@@ -440,12 +440,18 @@ def disruption_budget(facts: DeployFacts, k: Knobs) -> dict[str, Any]:
     }
 
 
-def inference_service(facts: DeployFacts, k: Knobs, size: Sizing) -> dict[str, Any]:
-    """KServe v1beta1, custom container predictor: the same pod, KServe's autoscaling."""
+def kserve_pod(facts: DeployFacts, k: Knobs, size: Sizing) -> dict[str, Any]:
+    """The pod as KServe runs it: its one container named and exposed as KServe expects."""
     pod = pod_spec(facts, k, size, image=k.image, port=SERVICE_PORT)
     (container,) = pod["containers"]
-    container["name"] = "kserve-container"  # the name KServe expects for a custom predictor
+    container["name"] = "kserve-container"  # the name KServe expects for a predictor's container
     container["ports"] = [{"containerPort": SERVICE_PORT, "protocol": "TCP"}]
+    return pod
+
+
+def inference_service(facts: DeployFacts, k: Knobs, size: Sizing) -> dict[str, Any]:
+    """KServe v1beta1, custom container predictor: the same pod, KServe's autoscaling."""
+    pod = kserve_pod(facts, k, size)
     meta = _metadata(facts, k, facts.name)
     meta["annotations"] = _pod_annotations(facts)
     return {
@@ -464,18 +470,13 @@ def inference_service(facts: DeployFacts, k: Knobs, size: Sizing) -> dict[str, A
     }
 
 
-V2_FORMAT = (
-    "nb2prod"  # the model format the V2 ServingRuntime declares and the InferenceService asks
-)
+# the model format the V2 ServingRuntime declares and the InferenceService asks for
+V2_FORMAT = "nb2prod"
 
 
 def v2_runtime(facts: DeployFacts, k: Knobs, size: Sizing) -> dict[str, Any]:
     """KServe v1alpha1 ServingRuntime: this image as a runtime that speaks the Open Inference
     Protocol (V2), so an InferenceService can select it with ``protocolVersion: v2``."""
-    pod = pod_spec(facts, k, size, image=k.image, port=SERVICE_PORT)
-    (container,) = pod["containers"]
-    container["name"] = "kserve-container"
-    container["ports"] = [{"containerPort": SERVICE_PORT, "protocol": "TCP"}]
     return {
         "apiVersion": "serving.kserve.io/v1alpha1",
         "kind": "ServingRuntime",
@@ -487,37 +488,24 @@ def v2_runtime(facts: DeployFacts, k: Knobs, size: Sizing) -> dict[str, Any]:
             "protocolVersions": ["v2"],
             "multiModel": False,
             "annotations": _pod_annotations(facts),
-            "containers": [container],
+            "containers": kserve_pod(facts, k, size)["containers"],
         },
     }
 
 
 def v2_inference_service(facts: DeployFacts, k: Knobs, size: Sizing) -> dict[str, Any]:
-    """KServe v1beta1 InferenceService on :func:`v2_runtime`, the protocol selected with
-    ``protocolVersion: v2``; the pod's own settings (security, volumes) as the custom one's."""
-    pod = pod_spec(facts, k, size, image=k.image, port=SERVICE_PORT)
-    del pod["containers"]  # the runtime's; the model below names it
-    meta = _metadata(facts, k, facts.name)
-    meta["annotations"] = _pod_annotations(facts)
-    return {
-        "apiVersion": "serving.kserve.io/v1beta1",
-        "kind": "InferenceService",
-        "metadata": meta,
-        "spec": {
-            "predictor": {
-                **pod,
-                "model": {
-                    "modelFormat": {"name": V2_FORMAT, "version": facts.version},
-                    "runtime": f"{facts.name}-v2",
-                    "protocolVersion": "v2",
-                },
-                "minReplicas": k.min_replicas,
-                "maxReplicas": k.max_replicas,
-                "scaleMetric": "cpu",
-                "scaleTarget": k.cpu_target,
-            }
-        },
+    """:func:`inference_service` on :func:`v2_runtime`: the same pod settings (security,
+    volumes) and scaling, the container the runtime's, the protocol selected with
+    ``protocolVersion: v2``."""
+    isvc = inference_service(facts, k, size)
+    predictor = isvc["spec"]["predictor"]
+    del predictor["containers"]  # the runtime's; the model below names it
+    predictor["model"] = {
+        "modelFormat": {"name": V2_FORMAT, "version": facts.version},
+        "runtime": f"{facts.name}-v2",
+        "protocolVersion": "v2",
     }
+    return isvc
 
 
 # --- files ---------------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ starlette and numpy; never nb2prod's packaging code (``make lint`` enforces it w
 | ``telemetry`` | JSON logs, Prometheus series, drift scores, the request middleware |
 | ``openapi`` | the OpenAPI 3.1 document |
 | ``startup`` | when a worker started, imported the service and loaded the model (one log line) |
+| ``asgi`` | reading a request body and sending a JSON one, for the service's own ASGI apps |
 | ``v1`` | the /v1 routes as one ASGI app, and the fast lane outside BentoML's middlewares |
 | ``v2`` | the Open Inference Protocol (/v2) |
 | ``signature`` | the start check of ``release.sig`` when a public key is configured |

@@ -28,9 +28,10 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from .asgi import dumps, read_body, send_json
+
 PREDICT, BATCH, METADATA = "/v1/predict", "/v1/predict_batch", "/v1/metadata"
 ROUTES = {PREDICT: "POST", BATCH: "POST", METADATA: "GET"}
-_JSON = [(b"content-type", b"application/json")]
 
 logger = logging.getLogger("nb2prod.service")
 
@@ -69,29 +70,31 @@ class App:
         path, method = scope["path"], scope["method"]
         wanted = ROUTES.get(path)
         if wanted is None:
-            await _send(send, 404, b'{"detail":"Not Found"}')
+            await send_json(send, 404, b'{"detail":"Not Found"}')
             return
         if method != wanted and not (wanted == "GET" and method == "HEAD"):
-            await _send(send, 405, b'{"detail":"Method Not Allowed"}', (b"allow", wanted.encode()))
+            await send_json(
+                send, 405, b'{"detail":"Method Not Allowed"}', (b"allow", wanted.encode())
+            )
             return
         try:
             if path == METADATA:
-                body = _dumps(self.metadata())
-                await _send(send, 200, body if method == "GET" else b"", length=len(body))
+                body = dumps(self.metadata())
+                await send_json(send, 200, body if method == "GET" else b"", length=len(body))
                 return
-            body = await _body(receive)
+            body = await read_body(receive)
             try:
                 answer = await self.answer(path, body)
             except ValidationError as exc:
-                await _send(send, 400, _dumps(bad_request(exc)))
+                await send_json(send, 400, dumps(bad_request(exc)))
                 return
             if isinstance(answer, BaseModel):
-                await _send(send, 200, answer.__pydantic_serializer__.to_json(answer))
+                await send_json(send, 200, answer.__pydantic_serializer__.to_json(answer))
             else:  # a Starlette response: the 503 of an input nothing could answer
                 await answer(scope, receive, send)
         except Exception:  # nb2prod's bug, not the client's: a 500 that says so, never a hang
             logger.exception("the route %s failed", path)
-            await _send(send, 500, b'{"error":"internal error in the /v1 route (logged)"}')
+            await send_json(send, 500, b'{"error":"internal error in the /v1 route (logged)"}')
 
     async def answer(self, path: str, body: bytes) -> Any:
         service = self.service()
@@ -122,35 +125,3 @@ def chain(app: Any, middlewares: list[tuple[type, dict[str, Any]]]) -> Any:
     for cls, options in reversed(middlewares):
         app = cls(app, **options)
     return app
-
-
-async def _body(receive: Any) -> bytes:
-    message = await receive()  # the body limit's replay: the whole body in one message
-    body: bytes = message.get("body", b"")
-    if not message.get("more_body", False):
-        return body
-    chunks = [body]
-    while message.get("more_body", False):
-        message = await receive()
-        if message["type"] != "http.request":
-            break
-        chunks.append(message.get("body", b""))
-    return b"".join(chunks)
-
-
-def _dumps(payload: Any) -> bytes:
-    import json
-
-    return json.dumps(payload, separators=(",", ":")).encode()
-
-
-async def _send(
-    send: Any, status: int, body: bytes, *headers: tuple[bytes, bytes], length: int | None = None
-) -> None:
-    size = str(len(body) if length is None else length).encode()  # a HEAD's: the GET's length
-    await send({
-        "type": "http.response.start",
-        "status": status,
-        "headers": [*_JSON, (b"content-length", size), *headers],
-    })  # fmt: skip
-    await send({"type": "http.response.body", "body": body})

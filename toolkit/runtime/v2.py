@@ -22,6 +22,8 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from .asgi import dumps, read_body, send_json
+
 PLATFORM = "nb2prod"
 JSON_CONTENT = "json"  # a BYTES tensor whose elements are JSON texts
 HEADER_LENGTH = b"inference-header-content-length"
@@ -338,7 +340,7 @@ class App:
             await _send(send, 500, {"error": "internal error in the /v2 route (logged)"})
 
     async def infer(self, scope: dict[str, Any], receive: Any) -> dict[str, Any]:
-        body = await _body(receive)
+        body = await read_body(receive)
         length = _header_length(scope)
         rows, request_id, requested = self.model.rows(body, length)
         if not rows:
@@ -374,24 +376,8 @@ def _header_length(scope: Mapping[str, Any]) -> int | None:
     return None
 
 
-async def _body(receive: Any) -> bytes:
-    chunks = []
-    while True:
-        message = await receive()
-        if message["type"] != "http.request":
-            break
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body", False):
-            break
-    return b"".join(chunks)
-
-
 async def _send(send: Any, status: int, payload: Mapping[str, Any]) -> None:
-    body = json.dumps(payload, separators=(",", ":")).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"),
-                            (b"content-length", str(len(body)).encode())]})  # fmt: skip
-    await send({"type": "http.response.body", "body": body})
+    await send_json(send, status, dumps(payload))
 
 
 # ---------------------------------------------------------------- the OpenAPI description
