@@ -7,6 +7,7 @@ the service runs), so what the probe sees is what the service will do.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import platform
@@ -36,6 +37,7 @@ from .protocol import InferPlan, ProbeExample, ProbePlan, ProbeResult, Reference
 from .values import as_list, is_number, plain
 
 PIPELINE_MODULE = "_nb2prod_pipeline"
+SERVER_MODULES = ("uvloop", "httptools")  # uvicorn's "auto" picks them when importable
 SERVICE_NAMES_HINT = (
     "Code that goes into the service may use only names from setup, contract, preprocess, "
     "predict, postprocess and fallback cells, imports and builtins."
@@ -116,6 +118,9 @@ def probe(namespace: Mapping[str, Any], plan: ProbePlan) -> ProbeResult:
     # the start check of a signed release verifies release.sig with it (runtime/signature.py):
     # every release can be signed after it is packaged, so every image carries it
     modules.add("cryptography")
+    # uvicorn's C HTTP parser and event loop, which `bentoml serve` uses when they are installed
+    # (nb2prod depends on them): the release serves at their speed, in its image too
+    modules |= {name for name in SERVER_MODULES if importlib.util.find_spec(name) is not None}
     for value in fitted.values():
         modules |= serialize.referenced_modules(value)
     modules |= {serialize.FORMAT_MODULES[a.format] for a in exported}

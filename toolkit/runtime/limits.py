@@ -81,6 +81,8 @@ def batch_exceeds(body: bytes, rows: int) -> bool:
     most ``rows + 1`` of them. False when the body is not such an object: pydantic says why."""
     if len(body) < 2 * rows + len('{"inputs":[]}'):  # too short for rows + 1 items
         return False
+    if body.count(b",") < rows:  # items of an array are separated by commas: at most rows
+        return False
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError:

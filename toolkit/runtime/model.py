@@ -15,6 +15,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
+from pydantic import TypeAdapter, ValidationError
+
 if TYPE_CHECKING:
     from .schema import ArtifactManifest
 
@@ -83,7 +85,7 @@ def run(
     outputs = list(pipeline.postprocess(raw, inputs))
     if len(outputs) != len(inputs):
         raise PipelineError(f"postprocess returned {len(outputs)} outputs for {len(inputs)} inputs")
-    validated = [validate_output(pipeline, out) for out in outputs]
+    validated = validate_outputs(pipeline, outputs)
     if timings is not None:
         timings["preprocess"] = preprocessed - start
         timings["predict"] = predicted - preprocessed
@@ -95,6 +97,27 @@ def validate_output(pipeline: ModuleType, value: Any) -> Any:
     """Re-validate so an Output mutated or built with model_construct cannot break the contract."""
     data = value.model_dump() if isinstance(value, pipeline.Output) else value
     return pipeline.Output.model_validate(data)
+
+
+def validate_outputs(pipeline: ModuleType, values: list[Any]) -> list[Any]:
+    """:func:`validate_output` for a batch in one pydantic-core call; when an item is invalid,
+    each is validated alone, so the error raised is that Output's own, as for a single input."""
+    output = pipeline.Output
+    if len(values) == 1:
+        return [validate_output(pipeline, values[0])]
+    adapter = _OUTPUTS.get(output)
+    if adapter is None:
+        adapter = _OUTPUTS[output] = TypeAdapter(list[output])  # type: ignore[valid-type]
+    data = [v.model_dump() if isinstance(v, output) else v for v in values]
+    try:
+        validated: list[Any] = adapter.validate_python(data)
+    except ValidationError:
+        return [validate_output(pipeline, v) for v in values]
+    return validated
+
+
+# list[Output] per Output class (one per release in a process)
+_OUTPUTS: dict[type, TypeAdapter[Any]] = {}
 
 
 def fallback(pipeline: ModuleType, inp: Any) -> Any:
