@@ -53,13 +53,19 @@ class Run:
     stderr: str
 
 
-def nb2prod(*args: str | Path, cwd: Path | None = None, timeout: float = 600) -> Run:
-    """Run the real command line in a subprocess, as a user would."""
+def nb2prod(
+    *args: str | Path,
+    cwd: Path | None = None,
+    timeout: float = 600,
+    env: dict[str, str] | None = None,
+) -> Run:
+    """Run the real command line in a subprocess, as a user would (``env``: variables to add)."""
     proc = subprocess.run(
         [sys.executable, "-m", "nb2prod", *map(str, args)],
         capture_output=True,
         text=True,
         cwd=cwd,
+        env=None if env is None else {**os.environ, **env},
         timeout=timeout,
         check=False,
     )
@@ -78,12 +84,22 @@ def bento_tags() -> Sequence[str]:
 
 @pytest.fixture(scope="session")
 def iris_release(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Run]:
-    """The iris example packaged once for the session: (release directory, the run)."""
+    """The iris example packaged once for the session: (release directory, the run). A first
+    run, whatever ran before it: its run cache is its own (:func:`iris_cache`), not the one
+    other tests that package iris share."""
     work = tmp_path_factory.mktemp("iris")
     notebook = copy_iris(work)
-    run = nb2prod("package", notebook, "--out", work / "dist" / "iris-classifier-1.0.0")
+    run = nb2prod(
+        "package", notebook, "--out", work / "dist" / "iris-classifier-1.0.0",
+        env={"NB2PROD_CACHE_DIR": str(work / "cache")},
+    )  # fmt: skip
     assert run.code == 0, run.stdout + run.stderr
     return work / "dist" / "iris-classifier-1.0.0", run
+
+
+def iris_cache(iris_release: tuple[Path, Run]) -> dict[str, str]:
+    """The environment that packages with the run cache of :func:`iris_release`'s run."""
+    return {"NB2PROD_CACHE_DIR": str(iris_release[0].parent.parent / "cache")}
 
 
 IMAGE = "localhost/iris-classifier:e2e"

@@ -16,7 +16,7 @@ from nb2prod.errors import ServeError
 from nb2prod.release.writer import canonical_json
 
 from tests.conftest import copy_iris, tree_snapshot
-from tests.e2e.conftest import Run, bento_tags, nb2prod
+from tests.e2e.conftest import Run, bento_tags, iris_cache, nb2prod
 from tests.golden import compare_tree
 
 pytestmark = pytest.mark.e2e
@@ -281,7 +281,10 @@ def test_one_changed_byte_invalidates_the_cache(
     assert "papermill, top to bottom" in run.stdout and "(reused" not in run.stdout
     assert load(tmp_path / "release", "release.json")["reused"] == []
     # and the unchanged notebook, packaged to a new place, reuses the first run
-    again = nb2prod("package", release.parent.parent / "iris.ipynb", "--out", tmp_path / "again")
+    again = nb2prod(
+        "package", release.parent.parent / "iris.ipynb", "--out", tmp_path / "again",
+        env=iris_cache(iris_release),
+    )  # fmt: skip
     assert again.code == 0, again.stderr
     assert "reusing the cached run" in again.stdout
     assert load(tmp_path / "again", "release.json")["reused"] == ["execution", "lock"]
