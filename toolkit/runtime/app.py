@@ -309,7 +309,7 @@ def constructor(model: type[BaseModel]) -> Callable[[dict[str, Any]], BaseModel]
     def construct(values: dict[str, Any]) -> BaseModel:
         made = new(model)
         setattr_(made, "__dict__", values)
-        setattr_(made, "__pydantic_fields_set__", fields)
+        setattr_(made, "__pydantic_fields_set__", fields.copy())  # each its own, as pydantic's
         setattr_(made, "__pydantic_extra__", None)
         setattr_(made, "__pydantic_private__", None)
         return made

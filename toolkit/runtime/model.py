@@ -10,6 +10,7 @@ import enum
 import hashlib
 import json
 import time
+import weakref
 from collections.abc import Iterable
 from pathlib import Path
 from types import ModuleType
@@ -116,8 +117,8 @@ def validate_outputs(pipeline: ModuleType, values: list[Any]) -> list[Any]:
     return validated
 
 
-# list[Output] per Output class (one per release in a process)
-_OUTPUTS: dict[type, TypeAdapter[Any]] = {}
+# list[Output] per Output class, gone with the class (a process may load many releases)
+_OUTPUTS: weakref.WeakKeyDictionary[type, TypeAdapter[Any]] = weakref.WeakKeyDictionary()
 
 
 def fallback(pipeline: ModuleType, inp: Any) -> Any:
