@@ -16,7 +16,7 @@ import pytest
 from nb2prod.adapters import bento
 from nb2prod.notebook.config import DeployConfig
 from nb2prod.ops.deploy import sizing
-from nb2prod.pipeline.report import _cold_start, _pictures
+from nb2prod.pipeline.report import _cold_start, _cold_start_pictures, evaluation_pictures
 from nb2prod.pipeline.verify import (
     VerifyReport,
     cold_start_phases,
@@ -221,9 +221,10 @@ class _NoEvaluation:
 
 def test_the_cold_start_picture_is_a_png() -> None:
     cold = ColdStart(import_s=2.0, model_load_s=1.0, first_answer_s=1.0, total_s=4.0)
-    pictures = _pictures(_NoEvaluation(), "accuracy", cold)  # type: ignore[arg-type]
+    pictures = _cold_start_pictures(cold)
     assert [(section, caption) for section, caption, _ in pictures] == [
         ("cold_start", "Cold start in phases")
     ]
     assert pictures[0][2].startswith(b"\x89PNG")
-    assert _pictures(_NoEvaluation(), "accuracy", None) == []  # type: ignore[arg-type]
+    assert _cold_start_pictures(None) == []
+    assert evaluation_pictures(_NoEvaluation()) == []  # type: ignore[arg-type]

@@ -285,9 +285,9 @@ def test_the_kernel_is_started_with_its_output_on_the_log_and_the_given_environm
 
     monkeypatch.setattr(AsyncKernelManager, "start_kernel", fake_start)
     with (tmp_path / "kernel.log").open("ab") as log:
-        manager = kernel._manager({"PATH": "/bin"}, log)()
+        manager = kernel._manager({"PATH": "/bin"}, log, None)()
         asyncio.run(manager.start_kernel(env={"SECRET": "x"}, cwd="/tmp"))
         assert seen == {"env": {"PATH": "/bin"}, "stdout": log, "stderr": log, "cwd": "/tmp"}
         seen.clear()
-        asyncio.run(kernel._manager(None, log)().start_kernel(cwd="/tmp"))
+        asyncio.run(kernel._manager(None, log, None)().start_kernel(cwd="/tmp"))
         assert seen == {"stdout": log, "stderr": log, "cwd": "/tmp"}  # env: jupyter_client's

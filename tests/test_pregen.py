@@ -18,6 +18,7 @@ from typing import Any
 
 import psutil
 import pytest
+from nb2prod.adapters.children import Stopping
 from nb2prod.pipeline import packages
 from nb2prod.pipeline.pregen import MODULE, pregenerating
 from nb2prod.pipeline.warm import Warmup
@@ -158,10 +159,7 @@ def test_an_inferred_contract_or_no_random_inputs_is_not_made_beforehand(tmp_pat
 @pytest.mark.skipif(find_spec("torch") is None, reason="needs torch installed")
 def test_skops_is_imported_without_torch_and_trusts_the_same_types() -> None:
     names = "sorted(m._trusted_types.SKLEARN_ESTIMATOR_TYPE_NAMES)"
-    script = (
-        "import json, sys; import sklearn.linear_model; {imp}; "
-        f"print(json.dumps(['torch' in sys.modules, {names}]))"
-    )
+    script = f"import json, sys; {{imp}}; print(json.dumps(['torch' in sys.modules, {names}]))"
     ours, plain = (
         json.loads(
             subprocess.run(
@@ -172,7 +170,7 @@ def test_skops_is_imported_without_torch_and_trusts_the_same_types() -> None:
             ).stdout
         )  # fmt: skip
         for imp in (
-            "from nb2prod.probe.serialize import import_skops_io; m = import_skops_io()",
+            "from nb2prod.runtime.model import import_skops_io; m = import_skops_io()",
             "import skops.io as m",
         )
     )
@@ -214,7 +212,9 @@ def test_a_run_finds_the_distributions_of_the_same_modules_once(
 ) -> None:
     calls: list[tuple[str, ...]] = []
 
-    def counted(modules: Iterable[str]) -> tuple[dict[str, str], tuple[str, ...]]:
+    def counted(
+        modules: Iterable[str], providers: object = None
+    ) -> tuple[dict[str, str], tuple[str, ...]]:
         calls.append(tuple(sorted(modules)))
         return {"numpy": "2.0.0"}, ()
 
@@ -228,6 +228,23 @@ def test_a_run_finds_the_distributions_of_the_same_modules_once(
     assert len(calls) == 3
 
 
+def test_the_providers_found_meanwhile_give_the_same_packages_without_another_walk(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    installed = environment.installed_distributions()
+    modules = ["numpy", "sklearn", "pydantic", "yaml", "json", "no_such_module_here"]
+    walked = packages.run_packages(modules, ["scipy"], installed)
+    packages._IMPORTED.clear()
+    packages.prepare(installed)  # what the warmup thread does while the kernel runs
+
+    def no_walk(wanted: object) -> None:
+        raise AssertionError("walked every distribution again")
+
+    monkeypatch.setattr(environment, "_providers", no_walk)
+    assert packages.run_packages(modules, ["scipy"], installed) == walked
+    assert {"numpy", "scikit-learn", "pydantic", "pyyaml", "scipy"} <= set(walked)
+
+
 def test_the_warmup_runs_its_steps_and_ignores_their_failures() -> None:
     ran: list[str] = []
 
@@ -235,14 +252,16 @@ def test_the_warmup_runs_its_steps_and_ignores_their_failures() -> None:
         ran.append("fails")
         raise ImportError("not installed")
 
-    warm = Warmup((fails, lambda: ran.append("second"))).start()
-    warm.join()
-    assert ran == ["fails", "second"]
+    with Warmup((fails, lambda: ran.append("second"))) as warm:
+        later = warm.submit(lambda: ran.append("submitted") or "its result")
+        warm.join()
+        assert ran[:2] == ["fails", "second"]  # the steps first, in order
+        assert later.result() == "its result" and ran == ["fails", "second", "submitted"]
     Warmup(()).join()  # never started: nothing to wait for
 
 
 def test_servers_stopped_in_the_background_are_gone_when_the_block_ends(tmp_path: Path) -> None:
-    """bento.Stopping, as package uses it around verify: the server stops while the last files
+    """children.Stopping, as package uses it around verify: the server stops while the last files
     are written, and leaving the block (a later failure too) waits until it is gone."""
     from nb2prod.adapters import bento
 
@@ -255,8 +274,55 @@ def test_servers_stopped_in_the_background_are_gone_when_the_block_ends(tmp_path
         bento.stop(server)  # type: ignore[arg-type]
         gone.append(server.poll())
 
-    with pytest.raises(RuntimeError, match="writing release.json failed"), bento.Stopping() as s:
+    with pytest.raises(RuntimeError, match="writing release.json failed"), Stopping() as s:
         s.defer(stopped)
         assert not gone  # the caller went on while it stops
         raise RuntimeError("writing release.json failed")
     assert gone and gone[0] is not None and server.poll() is not None
+
+
+_LOAD_WITH = """\
+import json, sys
+from pathlib import Path
+from nb2prod.runtime.model import import_skops_io, load_model, sha256_file
+path, estimators = Path(sys.argv[1]), json.loads(sys.argv[2])
+try:
+    model = load_model(path, sha256_file(path), "skops", [], estimators)
+    answer = model.predict([[5.1, 3.5, 1.4, 0.2]]).tolist()
+except Exception as exc:
+    answer = type(exc).__name__
+listed = sys.modules["skops.io._trusted_types"].SKLEARN_ESTIMATOR_TYPE_NAMES
+print(json.dumps([answer, len(listed), "torch" in sys.modules]))
+"""
+
+
+def test_the_recorded_estimators_are_all_skops_lists_and_trusts(tmp_path: Path) -> None:
+    """model.json's estimators: skops lists only those (no walk of every sklearn package) and
+    trusts exactly them; an estimator of the file left out of the list is refused."""
+    from nb2prod.probe import serialize
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    x, y = load_iris(return_X_y=True)
+    fitted = make_pipeline(StandardScaler(), LogisticRegression(max_iter=500)).fit(x, y)
+    stored = serialize.store(fitted, tmp_path, "model", lambda loaded: None)
+    assert stored.format == "skops" and stored.estimators == (
+        "sklearn.linear_model._logistic.LogisticRegression",
+        "sklearn.pipeline.Pipeline",
+        "sklearn.preprocessing._data.StandardScaler",
+    )
+
+    def load(estimators: object) -> list[object]:
+        done = subprocess.run(
+            [sys.executable, "-c", _LOAD_WITH, str(tmp_path / stored.file), json.dumps(estimators)],
+            capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        return list(json.loads(done.stdout))
+
+    expected = fitted.predict([[5.1, 3.5, 1.4, 0.2]]).tolist()
+    assert load(list(stored.estimators)) == [expected, 3, False]  # those alone listed, no torch
+    answer, listed, torch = load(None)  # unrecorded: every estimator listed, as skops does
+    assert answer == expected and isinstance(listed, int) and listed > 100 and torch is False
+    assert load(list(stored.estimators[1:]))[0] == "UntrustedTypesFoundException"

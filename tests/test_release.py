@@ -52,3 +52,27 @@ def test_canonical_json_is_stable() -> None:
     assert canonical_json({"b": 1, "a": [2, {"d": 1, "c": 0}]}) == canonical_json(
         {"a": [2, {"c": 0, "d": 1}], "b": 1}
     )
+
+
+def test_linked_files_are_the_selected_ones_and_keep_their_content_when_restaged(
+    tmp_path: Path,
+) -> None:
+    """What verify serves while the bento is built: links to the files the bento will carry."""
+    with Staging(tmp_path / "dist" / "svc-1.0.0") as staging:
+        staging.write_bytes("service/service.py", b"served = 1\n")
+        staging.write_bytes("model/model.skops", b"weights")
+        staging.write_bytes("RUNBOOK.md", b"not in the bento")
+        served = tmp_path / "served"
+        linked = staging.link_files(served, lambda rel: not rel.endswith(".md"))
+        assert linked == ["model/model.skops", "service/service.py"]
+        assert (
+            sorted(p.relative_to(served).as_posix() for p in served.rglob("*") if p.is_file())
+            == linked
+        )
+        assert (served / "service/service.py").stat().st_ino == staging.path(
+            "service/service.py"
+        ).stat().st_ino
+        staging.write_bytes("service/service.py", b"served = 2\n")  # written again after linking
+        staging.copy("model/model.skops", served / "service/service.py")
+        assert (served / "service/service.py").read_bytes() == b"served = 1\n"
+        assert (served / "model/model.skops").read_bytes() == b"weights"

@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,6 +20,7 @@ from nb2prod.pipeline.verify import (
     check_served,
     expectations,
     raise_for_differences,
+    raise_for_other_files,
 )
 from nb2prod.probe.protocol import ProbeExample
 
@@ -190,3 +192,30 @@ def test_verify_waits_out_the_services_own_rate_limit() -> None:
         pytest.raises(ParityError, match="HTTP 429"),
     ):
         check_served(url, "t" * 24, TITANIC, cold_start_s=0.1)
+
+
+def _tree(root: Path, files: dict[str, bytes]) -> Path:
+    for relative, data in files.items():
+        (root / relative).parent.mkdir(parents=True, exist_ok=True)
+        (root / relative).write_bytes(data)
+    return root
+
+
+def test_a_bento_carrying_other_files_than_the_served_ones_is_refused_naming_each(
+    tmp_path: Path,
+) -> None:
+    files = {"service/service.py": b"x = 1\n", "model/model.skops": b"weights"}
+    served = _tree(tmp_path / "served", files)
+    same = _tree(tmp_path / "same", {**files, "bentofile.yaml": b"service: s\n"})
+    (same / "service" / "__pycache__").mkdir()
+    (same / "service" / "__pycache__" / "service.cpython-311.pyc").write_bytes(b"\0")
+    raise_for_other_files(same, served)  # BentoML's own bentofile.yaml and bytecode aside
+    other = _tree(tmp_path / "other", {
+        "service/service.py": b"x = 2\n", "examples.json": b"[]", "bentofile.yaml": b"",
+    })  # fmt: skip
+    with pytest.raises(ParityError) as raised:
+        raise_for_other_files(other, served)
+    message = raised.value.message
+    assert "examples.json: in the bento, not served" in message
+    assert "model/model.skops: served, not in the bento" in message
+    assert "service/service.py: the bento's copy differs from the served file" in message

@@ -169,3 +169,33 @@ def test_a_successful_execute_reports_each_cell_and_keeps_its_last_log(tmp_path:
     log = last_log_path(path)
     assert f"the kernel's output (prints, warnings, workers) is in {log}" in progress.notes
     assert "first run" in log.read_text()
+
+
+def test_with_stopping_the_kernel_exits_gracefully_in_the_background_and_is_gone_at_the_end(
+    tmp_path: Path,
+) -> None:
+    """The kernel's shutdown (its atexit handlers: here one second and a file) is not waited for
+    by run_notebook, only by the Stopping around it, as package uses it."""
+    import psutil
+    from nb2prod.adapters.children import Stopping
+
+    exited = tmp_path / "atexit.txt"
+    slow_exit = (
+        "import atexit, os, time\n"
+        "print(os.getpid())\n"
+        f"atexit.register(lambda: (time.sleep(1.0), open({str(exited)!r}, 'w').write('bye')))\n"
+    )
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    with Stopping() as stopping:
+        failure = run_notebook(
+            notebook(code(slow_exit)), output_path=scratch / "out.ipynb", cwd=tmp_path,
+            parameters={}, scratch=scratch, env=kernel_environment(os.environ), stopping=stopping,
+        )  # fmt: skip
+        assert failure is None
+        executed = nbformat.read(scratch / "out.ipynb", as_version=4)
+        pid = int(executed.cells[0].outputs[0]["text"].strip())
+        assert not exited.exists()  # still shutting down: run_notebook did not wait
+        assert psutil.pid_exists(pid)
+    assert exited.read_text() == "bye"  # shut down gracefully: its atexit handlers ran
+    assert not psutil.pid_exists(pid)

@@ -20,7 +20,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +30,7 @@ import psutil
 from ..errors import BuildError, ServeError, TargetError
 from ..scratch import keep
 from .bento_main import METRICS_DIR_ENV
-from .children import die_with_parent
+from .children import Stopping, die_with_parent
 from .loopback import free_port, tail, wait_ready
 
 _BENTOML = [sys.executable, "-m", "bentoml"]
@@ -133,32 +133,44 @@ class Server:
     log: Path
 
 
-class Stopping:
-    """Servers stopped in the background: leaving :func:`serve` hands its server to a thread
-    that stops it (seconds: BentoML's workers shut down gracefully) while the caller goes on;
-    leaving this context waits until every one of them is gone, however the block ends."""
+class Starting:
+    """A ``bentoml serve`` on its way up: a thread waits for /readyz from the start (so the
+    time to ready is the server's, whoever asks later); :meth:`ready` returns it once ready."""
 
-    def __init__(self) -> None:
-        self._threads: list[threading.Thread] = []
+    def __init__(
+        self, proc: subprocess.Popen[bytes], url: str, log: Path, started: float, timeout_s: float
+    ) -> None:
+        self._proc, self._url, self._log = proc, url, log
+        self._outcome: list[Server | ServeError | BaseException] = []
+        self._thread = threading.Thread(
+            target=self._wait, args=(started, timeout_s), name="nb2prod-ready", daemon=True
+        )
+        self._thread.start()
 
-    def __enter__(self) -> Stopping:
-        return self
+    def _wait(self, started: float, timeout_s: float) -> None:
+        try:
+            _wait_ready(self._proc, self._url, self._log, started, timeout_s)
+            elapsed = time.monotonic() - started
+            self._outcome.append(Server(self._url, self._proc.pid, elapsed, self._log))
+        except BaseException as exc:  # handed to the caller of ready()
+            self._outcome.append(exc)
 
-    def __exit__(self, *exc: object) -> None:
-        self.wait()
+    def ready(self) -> Server:
+        """The server, once /readyz answered 200; raises :class:`ServeError` if it never did."""
+        self._thread.join()
+        outcome = self._outcome[0]
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
 
-    def defer(self, stopping: Callable[[], None]) -> None:
-        thread = threading.Thread(target=stopping, name="nb2prod-stop-server", daemon=True)
-        thread.start()
-        self._threads.append(thread)
-
-    def wait(self) -> None:
-        while self._threads:
-            self._threads.pop().join()
+    @property
+    def failed(self) -> bool:
+        """It never became ready: the error names its log, which is then kept."""
+        return any(isinstance(o, ServeError) for o in self._outcome)
 
 
 @contextmanager
-def serve(
+def starting(
     target: str,
     *,
     port: int | None = None,
@@ -166,9 +178,12 @@ def serve(
     ready_timeout_s: float = 120.0,
     working_dir: Path | None = None,
     stopping: Stopping | None = None,
-) -> Iterator[Server]:
-    """Start ``bentoml serve TARGET`` on loopback, wait for /readyz, and stop it on exit (in
-    the background, with ``stopping``, which then waits for it).
+    kill: bool = False,
+) -> Iterator[Starting]:
+    """Start ``bentoml serve TARGET`` on loopback and return at once (:meth:`Starting.ready`
+    waits for /readyz); stop it on exit (in the background, with ``stopping``, which then
+    waits for it). With ``kill``, the server and its workers get SIGKILL instead of a graceful
+    shutdown (half a second): a server whose state nobody keeps, like verify's.
 
     TARGET is a bento tag, or ``module:Service`` found in ``working_dir``.
     """
@@ -196,19 +211,14 @@ def serve(
             start_new_session=True,  # its own process group, which stop() signals
             preexec_fn=die_with_parent(),  # a verify server never outlives nb2prod
         )
-    url = f"http://127.0.0.1:{port}"
-    keep_log = False
+    server = Starting(proc, f"http://127.0.0.1:{port}", log, started, ready_timeout_s)
     try:
-        try:
-            _wait_ready(proc, url, log, started, ready_timeout_s)
-        except ServeError:
-            keep_log = True  # the error names it; no other outcome does
-            raise
-        yield Server(url=url, pid=proc.pid, cold_start_s=time.monotonic() - started, log=log)
+        yield server
     finally:
+        keep_log = server.failed
 
         def stopped() -> None:
-            stop(proc)
+            stop(proc, signal.SIGKILL if kill else signal.SIGTERM)
             shutil.rmtree(metrics, ignore_errors=True)
             if not keep_log:
                 shutil.rmtree(log_dir, ignore_errors=True)
@@ -217,6 +227,26 @@ def serve(
             stopped()
         else:
             stopping.defer(stopped)
+
+
+@contextmanager
+def serve(
+    target: str,
+    *,
+    port: int | None = None,
+    env: Mapping[str, str] | None = None,
+    ready_timeout_s: float = 120.0,
+    working_dir: Path | None = None,
+    stopping: Stopping | None = None,
+) -> Iterator[Server]:
+    """Start ``bentoml serve TARGET`` on loopback, wait for /readyz, and stop it on exit (in
+    the background, with ``stopping``, which then waits for it).
+
+    TARGET is a bento tag, or ``module:Service`` found in ``working_dir``.
+    """
+    with starting(target, port=port, env=env, ready_timeout_s=ready_timeout_s,
+                  working_dir=working_dir, stopping=stopping) as server:  # fmt: skip
+        yield server.ready()
 
 
 # What stops `nb2prod serve`: kill's default, Ctrl-C, and the terminal going away.
@@ -298,6 +328,10 @@ def stop(
     it started (and ``known``) are gone; SIGKILL whatever is left after ``grace_s``."""
     workers = {*known, *_descendants(proc.pid)}
     deadline = time.monotonic() + grace_s
+    if sig == signal.SIGKILL:  # no shutdown to wait for: the workers (own sessions) too, now
+        for worker in workers:
+            with contextlib.suppress(psutil.Error):
+                worker.kill()
     if proc.poll() is None:
         _signal_group(proc.pid, sig)
         try:

@@ -5,6 +5,9 @@ kernel (``prctl(PR_SET_PDEATHSIG)``) to send the child SIGTERM when the thread t
 dies, so a server started to verify a release, or by ``nb2prod serve``, stops with its parent
 instead of answering on. BentoML's server takes SIGTERM as "shut down", stopping its workers.
 Elsewhere it does nothing (the child then outlives a parent killed with SIGKILL, as before).
+
+:class:`Stopping` lets a child's graceful stop (a verify server's workers, a kernel's shutdown)
+take its seconds in the background while nb2prod goes on, and still be over before the run is.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import ctypes
 import os
 import signal
 import sys
+import threading
 from collections.abc import Callable
 
 _PR_SET_PDEATHSIG = 1
@@ -31,3 +35,27 @@ def die_with_parent(sig: int = signal.SIGTERM) -> Callable[[], None] | None:
             os._exit(1)
 
     return preexec
+
+
+class Stopping:
+    """Children stopped in the background: :meth:`defer` hands a stop (a server's, whose
+    workers shut down gracefully, or a kernel's) to a thread while the caller goes on; leaving
+    this context waits until every one of them is done, however the block ends."""
+
+    def __init__(self) -> None:
+        self._threads: list[threading.Thread] = []
+
+    def __enter__(self) -> Stopping:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.wait()
+
+    def defer(self, stopping: Callable[[], None]) -> None:
+        thread = threading.Thread(target=stopping, name="nb2prod-stop", daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def wait(self) -> None:
+        while self._threads:
+            self._threads.pop().join()

@@ -11,6 +11,11 @@ notebook (``quiet=False``), and leaves file descriptors 1 and 2 alone (``capture
 so output below Python (C extensions, joblib/loky workers and subprocesses, which inherit those
 descriptors, a crashing kernel's last words) lands in the log once, in the order it was written,
 and not in the executed notebook (ipykernel would otherwise copy it to both, twice in the log).
+
+Given a :class:`~.children.Stopping`, the kernel's graceful shutdown (it is asked to exit and given
+jupyter_client's usual grace, then SIGTERM, then SIGKILL) waits in the background: a kernel with
+scikit-learn or pandas loaded takes most of a second to exit after the last cell, and nothing
+after the notebook's run needs it gone, only the run's end (which waits for it).
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import subprocess
 import sys
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -26,6 +32,8 @@ from pathlib import Path
 from typing import IO, Any
 
 import nbformat
+
+from .children import Stopping
 
 KERNEL_NAME = "nb2prod-python"
 
@@ -56,13 +64,15 @@ def run_notebook(
     env: Mapping[str, str] | None = None,
     timeout_s: int | None = None,
     on_cell: CellHook | None = None,
+    stopping: Stopping | None = None,
 ) -> CellFailure | None:
     """Execute ``node`` and save the executed notebook to ``output_path``.
 
     ``env`` is the kernel's whole environment (None: this process's, as jupyter_client does by
     default). Everything the kernel and its children print goes to ``log_path`` (created or
     appended to; default ``scratch/kernel.log``), never to this process's stdout/stderr. Returns None on success, or the failing
-    cell (papermill has already saved the notebook with that cell marked).
+    cell (papermill has already saved the notebook with that cell marked). With ``stopping``,
+    the kernel exits in the background once asked to (``stopping`` waits for it).
     """
     import papermill
     from nbclient.exceptions import DeadKernelError
@@ -87,7 +97,7 @@ def run_notebook(
                 progress_bar=False,
                 log_output=False,
                 execution_timeout=timeout_s,
-                kernel_manager_class=_manager(env, log),
+                kernel_manager_class=_manager(env, log, stopping),
                 on_notebook_start=counted.notebook_starts,
                 on_cell_execute=counted.cell_starts,
                 on_cell_executed=counted.cell_ends,
@@ -212,11 +222,12 @@ def _private_kernelspec(root: Path) -> Iterator[None]:
             os.environ["JUPYTER_PATH"] = previous
 
 
-def _manager(env: Mapping[str, str] | None, log: IO[bytes]) -> type:
+def _manager(env: Mapping[str, str] | None, log: IO[bytes], stopping: Stopping | None) -> type:
     """nbclient's kernel manager, starting the kernel with its stdout and stderr on ``log`` and,
     given ``env``, with that environment instead of a copy of ``os.environ`` (jupyter_client's
     provisioner takes ``env`` and Popen's ``stdout``/``stderr`` from ``start_kernel``'s keywords
-    and adds only its own ``JPY_*`` variables)."""
+    and adds only its own ``JPY_*`` variables). Given ``stopping``, a graceful shutdown sends the
+    request and leaves the waiting for the kernel's exit to ``stopping``."""
     from jupyter_client.manager import AsyncKernelManager
 
     kernel_env = None if env is None else dict(env)
@@ -228,4 +239,29 @@ def _manager(env: Mapping[str, str] | None, log: IO[bytes]) -> type:
             kw["stdout"] = kw["stderr"] = log
             await super().start_kernel(**kw)
 
+        async def _async_finish_shutdown(
+            self, waittime: float | None = None, pollinterval: float = 0.1, restart: bool = False
+        ) -> None:
+            # jupyter_client: wait for the kernel to exit after the shutdown request, SIGTERM it
+            # after half the grace and SIGKILL it after the rest; here the same, in the background
+            process = getattr(self.provisioner, "process", None)
+            if stopping is None or restart or not isinstance(process, subprocess.Popen):
+                await super()._async_finish_shutdown(waittime, pollinterval, restart)
+                return
+            grace_s = max(self.shutdown_wait_time, 0) if waittime is None else waittime
+            assert self.provisioner is not None
+            self.provisioner.process = None  # type: ignore[attr-defined]  # the stop's now
+            stopping.defer(lambda: exit_within(process, grace_s))
+
     return _Manager
+
+
+def exit_within(process: subprocess.Popen[bytes], grace_s: float) -> None:
+    """Wait for ``process`` to exit: SIGTERM after half of ``grace_s``, SIGKILL after the rest."""
+    for then in (process.terminate, process.kill):
+        try:
+            process.wait(timeout=grace_s / 2)
+            return
+        except subprocess.TimeoutExpired:
+            then()
+    process.wait()

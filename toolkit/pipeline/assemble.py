@@ -10,7 +10,7 @@ bento is built and verified.
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import PurePosixPath
@@ -54,7 +54,7 @@ from .render import (
     render_release,
     runtime_files,
 )
-from .report import AFTER_VERIFY, BEFORE_BUILD, REPORT_JSON, render_reports
+from .report import AFTER_VERIFY, BEFORE_BUILD, REPORT_JSON, Picture, render_reports
 
 if TYPE_CHECKING:
     from .parse import Parsed
@@ -184,6 +184,7 @@ def _write_model(staging: Staging, facts: ReleaseFacts, progress: Progress) -> s
                 file=model.file.name,
                 format=model.format,
                 trusted=model.trusted,
+                estimators=model.estimators,
                 why=model.why,
                 sha256=model_sha256,
                 cls=facts.capture.result.model_class,
@@ -229,15 +230,22 @@ def _write_reports(staging: Staging, facts: ReleaseFacts) -> None:
 
 
 def write_served_reports(
-    staging: Staging, facts: ReleaseFacts, cold_start: ColdStart | None
+    staging: Staging,
+    facts: ReleaseFacts,
+    cold_start: ColdStart | None,
+    drawn: Sequence[Picture] | None = None,
 ) -> None:
     """evaluation/report.md and report.html, once verify has measured the served release's cold
-    start (the bento carries report.json only: they are written after it is built)."""
-    staging.write_tree(_reports(facts, AFTER_VERIFY, cold_start))
+    start (the bento carries report.json only: they are written after it is built); ``drawn``:
+    the evaluation's pictures, if drawn already (:func:`~.report.evaluation_pictures`)."""
+    staging.write_tree(_reports(facts, AFTER_VERIFY, cold_start, drawn))
 
 
 def _reports(
-    facts: ReleaseFacts, parts: tuple[str, ...], cold_start: ColdStart | None
+    facts: ReleaseFacts,
+    parts: tuple[str, ...],
+    cold_start: ColdStart | None,
+    drawn: Sequence[Picture] | None = None,
 ) -> dict[str, bytes]:
     inferred = facts.capture.result.inferred_from
     return render_reports(
@@ -257,6 +265,7 @@ def _reports(
         lineage=facts.execution.lineage.model_dump(mode="json"),
         cold_start=cold_start,
         parts=parts,
+        drawn=drawn,
     )
 
 
@@ -360,9 +369,14 @@ def in_bento(relative: str) -> bool:
     )
 
 
+def service_target(name: str) -> str:
+    """The service as ``bentoml serve`` finds it in the build context (or a bento's src/)."""
+    return f"{SERVICE_DIR}.service:{class_name(name)}"
+
+
 def bentofile(name: str, version: str, labels: Mapping[str, str]) -> dict[str, Any]:
     return {
-        "service": f"{SERVICE_DIR}.service:{class_name(name)}",
+        "service": service_target(name),
         "name": name,
         "description": f"{name} {version}, packaged by nb2prod {__version__}",
         "labels": dict(labels),

@@ -137,6 +137,7 @@ class SerializedModel:
     format: str
     trusted: tuple[str, ...]
     why: str
+    estimators: tuple[str, ...] | None = None  # skops: the scikit-learn estimators in the file
 
 
 @dataclass(frozen=True)
@@ -182,8 +183,9 @@ class Capture:
     def model(self) -> SerializedModel:
         stored = self.result.model
         return SerializedModel(
-            self.out_dir / stored.file, stored.format, stored.trusted, stored.why
-        )
+            self.out_dir / stored.file, stored.format, stored.trusted, stored.why,
+            stored.estimators,
+        )  # fmt: skip
 
     @property
     def artifacts(self) -> tuple[ExportedArtifact, ...]:

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import nbformat
 
+from ..adapters.children import Stopping
 from ..adapters.kernel import run_notebook
 from ..errors import ExecutionError, Nb2ProdError
 from ..notebook.annotations import AnnotatedNotebook, Cell, Role
@@ -96,12 +97,14 @@ def execute_notebook(
     *,
     reuse: ReusePlan | None = None,
     restore: TrainedState | None = None,
+    stopping: Stopping | None = None,
 ) -> Execution:
     """Run ``parsed``'s notebook with the probe, which imports the service code as it will be
     released (rendered into ``scratch``) and runs the examples through it.
 
     With ``reuse`` the kernel saves the trained state after the last training cell; with
-    ``restore`` as well, it restores that state instead and runs only the other cells."""
+    ``restore`` as well, it restores that state instead and runs only the other cells. With
+    ``stopping``, the kernel exits in the background after the last cell (adapters/kernel.py)."""
     capture_dir = scratch / "capture"
     capture_dir.mkdir(parents=True)
     pipeline_file = scratch / "pipeline.py"
@@ -142,6 +145,7 @@ def execute_notebook(
                 env=env,
                 progress=progress,
                 node=node,
+                stopping=stopping,
             )
     except Nb2ProdError as exc:
         # every cell ran and the probe failed: what training left is kept for the fix
@@ -254,6 +258,7 @@ def execute(
     env: Mapping[str, str] | None = None,
     progress: Progress | None = None,
     node: nbformat.NotebookNode | None = None,
+    stopping: Stopping | None = None,
 ) -> Execution:
     """Run the notebook; on a failing cell raise :class:`ExecutionError` naming it.
 
@@ -279,6 +284,7 @@ def execute(
         log_path=log_path,
         env=env,
         on_cell=lambda k, n, cell: announce(progress, k, n, cell, cells),
+        stopping=stopping,
     )
     wrote = files_written(before, listing(workdir))
     if wrote:

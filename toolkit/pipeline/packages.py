@@ -9,9 +9,9 @@ run re-executes, and a release of the same version made with the old one is not 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 
-from ..probe.environment import requirements
+from ..probe.environment import every_provider, requirements
 
 
 def normal(name: str) -> str:
@@ -32,6 +32,18 @@ def run_packages(
 
 
 _IMPORTED: dict[tuple[tuple[str, ...], tuple[tuple[str, str], ...]], dict[str, str]] = {}
+_PROVIDERS: dict[tuple[tuple[str, str], ...], Mapping[str, Sequence[str]]] = {}
+
+
+def prepare(installed: Mapping[str, str]) -> None:
+    """Which distributions provide every module of this environment, read once while the kernel
+    runs (pipeline/warm.py), so that :func:`run_packages` then reads no distribution's files.
+    Keyed by the run's ``installed`` distributions and versions, as :func:`_imported` is."""
+    key = tuple(sorted(installed.items()))
+    if key not in _PROVIDERS:
+        found = every_provider()
+        _PROVIDERS.clear()  # one run's worth: the last key only
+        _PROVIDERS[key] = found
 
 
 def _imported(modules: tuple[str, ...], installed: tuple[tuple[str, str], ...]) -> dict[str, str]:
@@ -42,7 +54,7 @@ def _imported(modules: tuple[str, ...], installed: tuple[tuple[str, str], ...]) 
     key = (modules, installed)
     if key not in _IMPORTED:
         _IMPORTED.clear()  # one run's worth: the last key only
-        _IMPORTED[key] = requirements(modules)[0]
+        _IMPORTED[key] = requirements(modules, _PROVIDERS.get(installed))[0]
     return dict(_IMPORTED[key])
 
 

@@ -67,12 +67,14 @@ def render_reports(
     lineage: Mapping[str, Any] | None = None,
     cold_start: ColdStart | None = None,
     parts: Collection[str] = (*BEFORE_BUILD, *AFTER_VERIFY),
+    drawn: Sequence[Picture] | None = None,
 ) -> dict[str, bytes]:
     """The report's files named in ``parts`` (all by default); report.md and report.html show
-    ``cold_start``, what verify measured, when it is given."""
+    ``cold_start``, what verify measured, when it is given. ``drawn`` is
+    :func:`evaluation_pictures` of ``evaluation``, when it was drawn beforehand."""
     report = evaluation.to_json()
     holdout = report["holdout"]
-    slice_metric = "accuracy" if holdout and holdout["task"] == "classification" else "mae"
+    slice_metric = _slice_metric(evaluation)
     gates = {r.gate.metric: r for r in evaluation.results}
     metric_rows = [
         {
@@ -114,7 +116,10 @@ def render_reports(
     pictures = (
         [
             {"png": base64.b64encode(png).decode(), "alt": alt, "section": section}
-            for section, alt, png in _pictures(evaluation, slice_metric, cold_start)
+            for section, alt, png in [
+                *(evaluation_pictures(evaluation) if drawn is None else drawn),
+                *_cold_start_pictures(cold_start),
+            ]
         ]
         if REPORT_HTML in parts
         else []
@@ -184,10 +189,19 @@ def _robustness(evaluation: Evaluation, config: Config) -> dict[str, Any] | None
     }
 
 
-def _pictures(
-    evaluation: Evaluation, slice_metric: str, cold_start: ColdStart | None = None
-) -> list[tuple[str, str, bytes]]:
-    """(section, caption, PNG) for every picture of the report."""
+# (section, caption, PNG): one picture of report.html
+Picture = tuple[str, str, bytes]
+
+
+def _slice_metric(evaluation: Evaluation) -> str:
+    holdout = evaluation.holdout
+    return "accuracy" if holdout and holdout["task"] == "classification" else "mae"
+
+
+def evaluation_pictures(evaluation: Evaluation) -> list[Picture]:
+    """The pictures of the evaluation (hold-out scores, slices, latency): every picture of the
+    report but the cold start's, known before verify (``package`` draws them meanwhile)."""
+    slice_metric = _slice_metric(evaluation)
     pictures = []
     holdout = evaluation.holdout
     if holdout and "confusion" in holdout:  # multi-output classifications have none
@@ -201,10 +215,14 @@ def _pictures(
     if evaluation.latency:
         series = {f"batch {lat.batch}": lat.pipeline_ms for lat in evaluation.latency}
         pictures.append(("latency", "Latency histogram", charts.latency_histogram(series)))
-    if cold_start is not None:
-        phases = {name: float(getattr(cold_start, key)) for name, key in PHASES}
-        pictures.append(("cold_start", "Cold start in phases", charts.cold_start_phases(phases)))
     return pictures
+
+
+def _cold_start_pictures(cold_start: ColdStart | None) -> list[Picture]:
+    if cold_start is None:
+        return []
+    phases = {name: float(getattr(cold_start, key)) for name, key in PHASES}
+    return [("cold_start", "Cold start in phases", charts.cold_start_phases(phases))]
 
 
 def _notebook_text(node: nbformat.NotebookNode, config: Config) -> tuple[str | None, Limitations]:

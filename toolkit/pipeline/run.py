@@ -20,6 +20,7 @@ from types import MappingProxyType
 from typing import Any
 
 from ..adapters import bento
+from ..adapters.children import Stopping
 from ..adapters.git import git_state
 from ..adapters.pip_config import host_pip_settings
 from ..errors import Nb2ProdError
@@ -31,7 +32,14 @@ from ..release.manifest import Serving
 from ..release.reader import Release, previous_release
 from ..release.writer import RELEASE_JSON, Staging
 from ..scratch import run_scratch
-from .assemble import ReleaseFacts, release_manifest, write_release, write_served_reports
+from .assemble import (
+    ReleaseFacts,
+    in_bento,
+    release_manifest,
+    service_target,
+    write_release,
+    write_served_reports,
+)
 from .cache import LockMemo, RunCache, installed_distributions, run_key
 from .contract import build_contract
 from .evaluate import evaluate
@@ -48,10 +56,12 @@ from .history import (
 from .leaks import find_leaks, raise_for_leaks
 from .lineage import data_changed
 from .lock import lock_environment
+from .packages import prepare as prepare_packages
 from .packages import run_packages
 from .parse import Parsed, parse
+from .report import evaluation_pictures
 from .reuse import ReusePlan, TrainedState, TrainedStates, plan_reuse, snapshot_problem
-from .verify import raise_for_differences, verify_target
+from .verify import raise_for_differences, serving_staged
 from .warm import Warmup
 
 
@@ -121,18 +131,19 @@ def _execute(
     why_not: str,
     progress: Progress,
     installed: Mapping[str, str],
+    stopping: Stopping,
 ) -> tuple[Execution, str]:
     """Run the notebook: only what changed when ``restore`` is given, else every cell (saying
     why the trained state of the last run was not reused)."""
     if restore is not None:
         try:
             return execute_notebook(parsed, request.parameters, tmp / "reuse", progress,
-                                    reuse=reuse, restore=restore), ""  # fmt: skip
+                                    reuse=reuse, restore=restore, stopping=stopping), ""  # fmt: skip
         except RestoreFailed as exc:
             why_not = f"the trained state of the last run could not be restored ({exc})"
     try:
         execution = execute_notebook(parsed, request.parameters, tmp / "full", progress,
-                                     reuse=reuse)  # fmt: skip
+                                     reuse=reuse, stopping=stopping)  # fmt: skip
     except Nb2ProdError as exc:
         kept = getattr(exc, "kept_state", None)
         if reuse is not None and isinstance(kept, KeptState):  # the fix will not train again
@@ -231,20 +242,38 @@ def _release_claimed(
     baseline = previous_release(
         destination.parent, parsed.name, parsed.config.version, include_same=True
     )
-    with Staging(destination) as staging, tempfile.TemporaryDirectory(prefix="nb2prod-") as tmp:
+    # the kernel exits in the background while the release is made (gone before this returns);
+    # while it runs, the warmup thread does the leak scan's and the report's imports and finds
+    # which distribution provides each module and the host's pip settings (pipeline/warm.py)
+    with (
+        Stopping() as exiting,
+        Warmup() as warmup,
+        Staging(destination) as staging,
+        tempfile.TemporaryDirectory(prefix="nb2prod-") as tmp,
+    ):
         held.record(path=staging.root)
         doing = ("reusing the cached run" if cached
                  else "restoring the trained state of the last run" if restore
                  else "papermill, top to bottom")  # fmt: skip
-        warmup = Warmup().start()  # the leak scan's and the report's imports, meanwhile
+        warmup.submit(lambda: prepare_packages(installed))
+        pip_settings = warmup.submit(host_pip_settings)
         with stage(progress, "execute", doing) as s:
             if cached:
                 execution = Execution(cached.executed, cached.capture, cached.lineage)
             else:
                 execution, why_not = _execute(
-                    parsed, request, Path(tmp), reuse, restore, why_not, progress, installed
+                    parsed,
+                    request,
+                    Path(tmp),
+                    reuse,
+                    restore,
+                    why_not,
+                    progress,
+                    installed,
+                    exiting,
                 )
             s.detail = execution.summary() + (f" (reused, cache key {key[:12]})" if cached else "")
+        warmup.join()
         if reuse is not None and execution.kernel_state is not None:
             # kept now, before the gates: a fix to what fails after training (a gate, the
             # contract, verify) must not train again; the packages are those the cells imported
@@ -255,7 +284,6 @@ def _release_claimed(
         for warning in capture.result.warnings:
             progress.note(f"warning: {warning}")
         artifacts = ((a.manifest.name, a.path) for a in capture.artifacts)
-        warmup.join()
         raise_for_leaks(find_leaks(parsed.notebook, execution.executed, artifacts, os.environ))
         with stage(progress, "evaluate", "gates, baseline, previous release, latency") as s:
             evaluation = evaluate(
@@ -285,7 +313,7 @@ def _release_claimed(
                 packages = dict(cached.packages)
             else:
                 sources = parsed.config.lock.sources
-                links, extra = pip_sources = host_pip_settings().lock_sources
+                links, extra = pip_sources = pip_settings.result().lock_sources
                 memo, lock_key = LockMemo(), LockMemo.key(capture, request.notebook.name,
                                                           request.allow_drift, sources,
                                                           pip_sources)  # fmt: skip
@@ -311,23 +339,34 @@ def _release_claimed(
         )  # fmt: skip
         with stage(progress, "write", str(destination)):
             write_release(staging, facts, progress)
-        with stage(progress, "build", "bentoml build") as s:
-            tag = s.detail = bento.build(staging.path("service/bentofile.yaml"), staging.root)
-            held.record(bento=tag)
+        # verify's server starts on the files the bento will carry (linked, not copied) while
+        # the bento is built, and checks, once built, that the bento carries exactly those
+        served = Path(tmp) / "served"
+        staging.link_files(served, in_bento)
+        drawn = warmup.submit(lambda: evaluation_pictures(evaluation))  # report.html's, meanwhile
+        tag: str | None = None
         try:
             # the verify server stops in the background while the last files are written; it
             # is gone when this block ends, whatever happens (before its bento is deleted)
-            with bento.Stopping() as stopping:
-                with stage(progress, "verify", "serve on loopback, send every example") as s:
-                    report = verify_target(Release.staged(staging.root, tag), check_files=False,
-                                           stopping=stopping)  # fmt: skip
-                    raise_for_differences(report)
-                    s.detail = report.summary()
+            with Stopping() as stopping:
+                with serving_staged(served, service_target(facts.name), stopping=stopping) as check:
+                    with stage(progress, "build", "bentoml build; verify's server starting") as s:
+                        tag = s.detail = bento.build(
+                            staging.path("service/bentofile.yaml"), staging.root
+                        )
+                        held.record(bento=tag)
+                    with stage(progress, "verify", "the bento's files served on loopback, "
+                               "every example sent") as s:  # fmt: skip
+                        report = check(Release.staged(staging.root, tag))
+                        raise_for_differences(report)
+                        s.detail = report.summary()
                 staging.write_json("openapi.json", report.openapi)
                 serving = Serving(cold_start_s=report.cold_start_s,
                                   memory_bytes=report.memory_bytes,
                                   cold_start=report.cold_start)  # fmt: skip
-                write_served_reports(staging, facts, report.cold_start)  # report.md/html show it
+                write_served_reports(
+                    staging, facts, report.cold_start, drawn.result()
+                )  # it shows it
                 # deploy/'s Kubernetes, Helm and KServe files, sized from what verify measured
                 staging.write_tree(release_tree(Release.staged(staging.root, tag),
                                                 parsed.config.deploy, serving=serving))  # fmt: skip
@@ -337,7 +376,8 @@ def _release_claimed(
                     serving=serving))  # fmt: skip
                 release_dir = staging.commit()
         except BaseException:
-            bento.delete(tag)  # no bento without its release
+            if tag is not None:
+                bento.delete(tag)  # no bento without its release
             raise
         finally:
             held.forget(path=staging.root, bento=tag)

@@ -15,11 +15,13 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any, Protocol
 
 import httpx
 
 from ..adapters import bento, container
+from ..adapters.children import Stopping
 from ..adapters.procfs import tree_memory_bytes
 from ..errors import ParityError
 from ..image.containerize import check_built_from
@@ -28,6 +30,7 @@ from ..probe.protocol import ProbeExample
 from ..release.manifest import ColdStart
 from ..release.reader import Release
 from ..runtime import startup
+from ..runtime.model import sha256_file
 
 REL_TOL = PARITY_REL_TOL
 
@@ -147,7 +150,7 @@ class Served(Protocol):
 
 
 def verify_target(
-    release: Release, *, check_files: bool = True, stopping: bento.Stopping | None = None
+    release: Release, *, check_files: bool = True, stopping: Stopping | None = None
 ) -> VerifyReport:
     """Serve ``release`` on a free loopback port with a fresh token and check it; its files are
     checked first (:meth:`Release.check_integrity`) unless ``check_files`` is false. With
@@ -183,20 +186,74 @@ def _verify(
 ) -> VerifyReport:
     if check_files:
         release.check_integrity()
+    token = secrets.token_urlsafe(24)
+    with start({TOKEN_ENV: token}) as server:
+        return _checked(release, server, token)
+
+
+TOKEN_ENV = "NB2PROD_API_TOKEN"
+
+
+@contextmanager
+def serving_staged(
+    served: Path, service: str, *, stopping: Stopping | None = None
+) -> Iterator[Callable[[Release], VerifyReport]]:
+    """``bentoml serve SERVICE`` of ``served``, a tree of exactly the files the bento will carry,
+    started now, so that it starts while the bento is built; yields the check, to be called with
+    the built release: it proves the bento carries those files, byte for byte (the answers heard
+    are then the bento's), waits for the server and checks it as :func:`verify_target` does."""
+    token = secrets.token_urlsafe(24)
+    with bento.starting(
+        service, working_dir=served, env={TOKEN_ENV: token}, stopping=stopping, kill=True
+    ) as server:
+
+        def check(release: Release) -> VerifyReport:
+            raise_for_other_files(bento.path_of(release.bento_tag) / "src", served)
+            return _checked(release, server.ready(), token)
+
+        yield check
+
+
+# The one file of a bento's src/ that BentoML writes itself: a copy of the bentofile it built from.
+BENTO_OWN_SRC = frozenset({"bentofile.yaml"})
+
+
+def raise_for_other_files(bento_src: Path, served: Path) -> None:
+    """Refuse a bento whose src/ is not the served tree: the same relative paths (BentoML's own
+    bentofile.yaml aside) and, for each, the same size and sha256."""
+    carried = _tree(bento_src) - BENTO_OWN_SRC
+    answered = _tree(served)
+    problems = [f"{p}: in the bento, not served" for p in sorted(carried - answered)]
+    problems += [f"{p}: served, not in the bento" for p in sorted(answered - carried)]
+    for relative in sorted(carried & answered):
+        ours, theirs = served / relative, bento_src / relative
+        if ours.stat().st_size != theirs.stat().st_size or sha256_file(ours) != sha256_file(theirs):
+            problems.append(f"{relative}: the bento's copy differs from the served file")
+    if problems:
+        raise ParityError(
+            f"the bento ({bento_src}) does not carry the files verify served:\n  "
+            + "\n  ".join(problems[:20]),
+            hint="bentoml build changed or left out a file of the release; nothing was released.",
+        )
+
+
+def _tree(root: Path) -> set[str]:
+    return {
+        p.relative_to(root).as_posix()
+        for p in root.rglob("*")
+        if p.is_file() and "__pycache__" not in p.parts
+    }
+
+
+def _checked(release: Release, server: Served, token: str) -> VerifyReport:
+    """Every example, the invalid input and the cold start of ``server``, which serves ``release``."""
     examples = release.examples
     fallback = release.metadata.release.fallback
-    token = secrets.token_urlsafe(24)
-    with start({"NB2PROD_API_TOKEN": token}) as server:
-        expected = expectations(examples, fallback.min_confidence)
-        first_s = first_answer_s(server.url, token, expected[0]) if expected else None
-        report = check_served(
-            server.url,
-            token,
-            expected,
-            cold_start_s=server.cold_start_s,
-        )
-        memory = tree_memory_bytes(server.pid) if server.pid is not None else None
-        cold_start = served_cold_start(server, first_s)
+    expected = expectations(examples, fallback.min_confidence)
+    first_s = first_answer_s(server.url, token, expected[0]) if expected else None
+    report = check_served(server.url, token, expected, cold_start_s=server.cold_start_s)
+    memory = tree_memory_bytes(server.pid) if server.pid is not None else None
+    cold_start = served_cold_start(server, first_s)
     batching = release.monitoring.batching
     return replace(
         report,

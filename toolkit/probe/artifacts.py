@@ -181,6 +181,7 @@ def store_all(
                 file=f"{DIRECTORY}/{stored.file}",
                 format=stored.format,
                 trusted=stored.trusted,
+                estimators=stored.estimators,
                 why=stored.why,
                 sha256=runtime.sha256_file(path),
                 size=path.stat().st_size,

@@ -25,10 +25,13 @@ def installed_distributions() -> dict[str, str]:
     return dict(sorted(found.items()))
 
 
-def requirements(modules: Iterable[str]) -> tuple[dict[str, str], tuple[str, ...]]:
-    """(distribution -> version for every module, the modules no distribution provides)."""
+def requirements(
+    modules: Iterable[str], providers: Mapping[str, Sequence[str]] | None = None
+) -> tuple[dict[str, str], tuple[str, ...]]:
+    """(distribution -> version for every module, the modules no distribution provides);
+    ``providers`` is :func:`every_provider`'s map when it is known already."""
     wanted = set(modules) - set(sys.stdlib_module_names) - _NOT_DISTRIBUTIONS
-    providers = _providers(wanted)
+    providers = _providers(wanted) if providers is None else providers
     found: dict[str, str] = {}
     unresolved = []
     for module in sorted(wanted):
@@ -42,18 +45,27 @@ def requirements(modules: Iterable[str]) -> tuple[dict[str, str], tuple[str, ...
     return found, tuple(unresolved)
 
 
-def _providers(wanted: set[str]) -> Mapping[str, Sequence[str]]:
-    """``importlib.metadata.packages_distributions()`` restricted to ``wanted``: the same
-    top-level names per distribution (its ``top_level.txt``, else its files), but only the
+def every_provider() -> Mapping[str, Sequence[str]]:
+    """Every top-level module of this environment -> the distributions providing it: the same
+    map as ``importlib.metadata.packages_distributions()``, read as :func:`requirements` reads
+    it (every distribution's metadata parsed for its name)."""
+    return _providers(None)
+
+
+def _providers(wanted: set[str] | None) -> Mapping[str, Sequence[str]]:
+    """``importlib.metadata.packages_distributions()`` restricted to ``wanted`` (None: all): the
+    same top-level names per distribution (its ``top_level.txt``, else its files), but only the
     distributions providing a wanted module have their metadata parsed for their name."""
     declared = getattr(metadata, "_top_level_declared", None)
     inferred = getattr(metadata, "_top_level_inferred", None)
     if declared is None or inferred is None:  # another Python's importlib: its own, in full
         every = metadata.packages_distributions()
-        return {module: every[module] for module in wanted if module in every}
+        return every if wanted is None else {m: every[m] for m in wanted if m in every}
     found: dict[str, list[str]] = {}
     for dist in metadata.distributions():
-        provided = [pkg for pkg in declared(dist) or inferred(dist) if pkg in wanted]
+        provided = [
+            pkg for pkg in declared(dist) or inferred(dist) if wanted is None or pkg in wanted
+        ]
         if provided:
             name = dist.metadata["Name"]
             for pkg in provided:

@@ -123,6 +123,9 @@ class StoredObject(Frozen):
     file: str  # relative to the probe's out_dir (and to the release's model/)
     format: Literal["skops", "cloudpickle", "joblib"]
     trusted: tuple[str, ...] = ()  # skops: the non-default types loading may construct
+    # skops: the scikit-learn estimators in the file, which skops trusts by default; the service
+    # lists only these instead of all of scikit-learn's (runtime/model.py); None: not recorded
+    estimators: tuple[str, ...] | None = None
     why: str  # why this format, for model.json and the runbook
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import io
 import pickle
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
@@ -41,35 +40,11 @@ def referenced_modules(obj: Any) -> set[str]:
     return seen
 
 
-# Importing skops.io lists scikit-learn's estimators (sklearn.utils.all_estimators), which walks
-# every sklearn package to find them, sklearn.externals.array_api_compat.{torch,cupy,dask} too, and
-# so imports torch (seconds) when it is installed, though no estimator lives there (all_estimators
-# skips sklearn.externals) and nothing of it is used.
-_ARRAY_FRAMEWORKS = ("torch", "cupy", "dask")
-
-
-def import_skops_io() -> ModuleType:
-    """``skops.io``, imported without importing the array frameworks the notebook has not
-    imported itself (the walk skips a package that cannot be imported); its trusted types are
-    the same (tests/test_probe.py)."""
-    if "skops.io" in sys.modules:
-        return sys.modules["skops.io"]
-    blocked = [name for name in _ARRAY_FRAMEWORKS if name not in sys.modules]
-    for name in blocked:
-        sys.modules[name] = None  # type: ignore[assignment]  # `import name` raises ImportError
+def _skops(obj: Any, path: Path) -> tuple[tuple[str, ...], tuple[str, ...] | None] | str:
+    """(the untrusted types skops needs to load ``path``, the scikit-learn estimators in it),
+    or why skops cannot store ``obj``."""
     try:
-        import skops.io
-    finally:
-        for name in blocked:
-            if name in sys.modules and sys.modules[name] is None:
-                del sys.modules[name]
-    return skops.io
-
-
-def _skops(obj: Any, path: Path) -> tuple[str, ...] | str:
-    """The untrusted types skops needs to load ``path``, or why skops cannot store ``obj``."""
-    try:
-        sio = import_skops_io()
+        sio = runtime.import_skops_io()
 
         sio.dump(obj, path)
         untrusted = tuple(sio.get_untrusted_types(file=path))
@@ -77,7 +52,16 @@ def _skops(obj: Any, path: Path) -> tuple[str, ...] | str:
         return f"skops: {type(exc).__name__}: {exc}"
     if any(t.split(".")[0] in NOTEBOOK_MODULES for t in untrusted):
         return "skops: it refers to code defined in the notebook"
-    return untrusted
+    return untrusted, _estimators(sio, path)
+
+
+def _estimators(sio: ModuleType, path: Path) -> tuple[str, ...] | None:
+    """The types in the skops file ``path`` that skops trusts as scikit-learn estimators (its
+    list of every estimator, read where it is made), or None where this skops has no such list."""
+    listed = getattr(getattr(sio, "_trusted_types", None), "SKLEARN_ESTIMATOR_TYPE_NAMES", None)
+    if not isinstance(listed, list):
+        return None
+    return tuple(sorted(runtime.skops_file_types(path) & set(listed)))
 
 
 def store(obj: Any, directory: Path, stem: str, check: Callable[[Any], str | None]) -> StoredObject:
@@ -87,10 +71,12 @@ def store(obj: Any, directory: Path, stem: str, check: Callable[[Any], str | Non
     candidates: list[tuple[str, str, tuple[str, ...], str]] = []
     notes: list[str] = []
     skops_file = f"{stem}.skops"
-    trusted = _skops(obj, directory / skops_file)
-    if isinstance(trusted, str):
-        notes.append(trusted)
+    skops = _skops(obj, directory / skops_file)
+    estimators: tuple[str, ...] | None = None
+    if isinstance(skops, str):
+        notes.append(skops)
     else:
+        trusted, estimators = skops
         why = "loading constructs only scikit-learn and numpy types" + (
             " and the trusted types listed" if trusted else ""
         )
@@ -128,7 +114,8 @@ def store(obj: Any, directory: Path, stem: str, check: Callable[[Any], str | Non
             continue
         if notes:
             why += " (" + "; ".join(notes) + ")"
-        chosen = StoredObject(file=file, format=fmt, trusted=types, why=why)
+        chosen = StoredObject(file=file, format=fmt, trusted=types, why=why,
+                              estimators=estimators if fmt == "skops" else None)  # fmt: skip
         break
     for file in {skops_file, *(c[1] for c in candidates)}:
         if chosen is None or file != chosen.file:

@@ -14,7 +14,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -121,6 +121,7 @@ class Staging:
     def write_bytes(self, relative: str, data: bytes) -> Path:
         target = self.root / relative
         target.parent.mkdir(parents=True, exist_ok=True)
+        target.unlink(missing_ok=True)  # a new file: a link made by link_files keeps the old one
         target.write_bytes(data)
         return target
 
@@ -137,8 +138,26 @@ class Staging:
     def copy(self, relative: str, source: Path) -> Path:
         target = self.root / relative
         target.parent.mkdir(parents=True, exist_ok=True)
+        target.unlink(missing_ok=True)
         shutil.copyfile(source, target)
         return target
+
+    def link_files(self, directory: Path, select: Callable[[str], bool]) -> list[str]:
+        """Hard links (copies across file systems) in ``directory`` to the staged files that
+        ``select`` admits, at the same relative paths; returns those paths. Writing a staged file
+        again makes a new file (:meth:`write_bytes`, :meth:`copy`): the link keeps what it was."""
+        linked = []
+        for relative in self.files():
+            if not select(relative):
+                continue
+            target = directory / relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.link(self.root / relative, target)
+            except OSError:  # another file system, or links not allowed: a copy
+                shutil.copyfile(self.root / relative, target)
+            linked.append(relative)
+        return linked
 
     def files(self) -> Iterator[str]:
         for path in sorted(self.root.rglob("*")):

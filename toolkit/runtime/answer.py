@@ -34,7 +34,7 @@ from . import model
 from .guard import Guard, OverBudget
 
 if TYPE_CHECKING:
-    from .schema import ModelManifest, MonitoringPlan, ServiceMetadata
+    from .schema import ArtifactManifest, ModelManifest, MonitoringPlan, ServiceMetadata
 
 WHY = {  # the reasons whose cause is not an exception, said in full for the errors file
     "disabled": "the model is switched off (NB2PROD_MODEL_DISABLED)",
@@ -78,6 +78,10 @@ def load_model(root: Path, manifest: ModelManifest, pipeline: ModuleType) -> Any
     """The release's model, with its fitted state set in the pipeline module, where the notebook's
     service code reads it by name; each file's sha256 checked against ``model/model.json``."""
     directory = root / "model"
+    stored: list[ModelManifest | ArtifactManifest] = [manifest, *manifest.artifacts]
+    skops = [s.estimators for s in stored if s.format == "skops"]
+    if skops:  # skops is imported once: with the estimators of every file, or (one unrecorded) all
+        model.import_skops_io(None if None in skops else {e for s in skops for e in s or ()})
     loaded = model.load_model(
         directory / manifest.file, manifest.sha256, manifest.format, list(manifest.trusted)
     )

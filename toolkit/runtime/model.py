@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import enum
 import hashlib
+import importlib
 import json
+import sys
 import time
 import weakref
+import zipfile
 from collections.abc import Iterable
 from pathlib import Path
 from types import ModuleType
@@ -43,13 +46,80 @@ def check_sha256(path: Path, sha256: str) -> None:
         )
 
 
-def load_model(path: Path, sha256: str, fmt: str, trusted: list[str]) -> Any:
-    """Load the packaged model, refusing a file whose bytes are not the ones nb2prod packaged."""
+# Importing skops.io lists scikit-learn's estimators (sklearn.utils.all_estimators), which imports
+# every public sklearn package to find them (a third of a second beyond what a model needs), and
+# with them sklearn.externals.array_api_compat.{torch,cupy,dask}, so torch (a second and hundreds
+# of MB) when it is installed, though no estimator lives there and nothing of it is used.
+_ARRAY_FRAMEWORKS = ("torch", "cupy", "dask")
+
+
+def import_skops_io(estimators: Iterable[str] | None = None) -> ModuleType:
+    """``skops.io``. Given ``estimators`` (model.json's: the scikit-learn estimators the release's
+    skops files hold, which skops trusts by default), skops's list of estimators is those alone,
+    and no other sklearn package is imported to list them: it trusts exactly what it would for
+    those files, and refuses any other estimator. Else the array frameworks nothing has imported
+    yet are blocked while it lists every estimator (the walk skips a package that cannot be
+    imported); its trusted types are the same (tests/test_pregen.py). scikit-learn itself is
+    imported first, as usual: scipy.stats, which it imports, looks for torch's classes in
+    ``sys.modules`` and must not find a blocked one."""
+    if "skops.io" in sys.modules:
+        return sys.modules["skops.io"]
+    import sklearn.utils  # before the block: see above
+
+    listing = sklearn.utils.all_estimators
+    if estimators is not None:
+        listed = [(name.rsplit(".", 1)[1], _type(name)) for name in sorted(set(estimators))]
+        sklearn.utils.all_estimators = lambda *args, **kwargs: list(listed)
+    blocked = [name for name in _ARRAY_FRAMEWORKS if name not in sys.modules]
+    for name in blocked:
+        sys.modules[name] = None  # type: ignore[assignment]  # `import name` raises ImportError
+    try:
+        import skops.io
+    finally:
+        sklearn.utils.all_estimators = listing
+        for name in blocked:
+            if name in sys.modules and sys.modules[name] is None:
+                del sys.modules[name]
+    return skops.io
+
+
+def _type(name: str) -> type:
+    """The class ``module.Qualname`` names (skops's type names)."""
+    module, _, qualname = name.rpartition(".")
+    found: Any = importlib.import_module(module)
+    for part in qualname.split("."):
+        found = getattr(found, part)
+    if not isinstance(found, type):
+        raise TypeError(f"{name} is not a class")
+    return found
+
+
+def skops_file_types(path: Path) -> set[str]:
+    """Every ``module.Class`` a skops file's schema names (skops's own type names)."""
+    with zipfile.ZipFile(path) as archive:
+        schema = json.loads(archive.read("schema.json"))
+    found: set[str] = set()
+    pending = [schema]
+    while pending:
+        node = pending.pop()
+        if isinstance(node, dict):
+            if isinstance(node.get("__module__"), str) and isinstance(node.get("__class__"), str):
+                found.add(f"{node['__module__']}.{node['__class__']}")
+            pending.extend(node.values())
+        elif isinstance(node, list):
+            pending.extend(node)
+    return found
+
+
+def load_model(
+    path: Path, sha256: str, fmt: str, trusted: list[str], estimators: Iterable[str] | None = None
+) -> Any:
+    """Load the packaged model, refusing a file whose bytes are not the ones nb2prod packaged;
+    ``estimators``: model.json's (see :func:`import_skops_io`)."""
     check_sha256(path, sha256)
     if fmt == "skops":
-        import skops.io  # constructs only known types, plus the `trusted` ones model.json lists
-
-        return skops.io.load(path, trusted=trusted)
+        # constructs only known types, plus the `trusted` ones model.json lists
+        return import_skops_io(estimators).load(path, trusted=trusted)
     if fmt == "cloudpickle":
         import pickle  # loading runs code: acceptable only because the hash matched above
 
@@ -67,7 +137,8 @@ def load_artifacts(
     pipeline module's namespace, where the notebook's service code reads it by name."""
     for artifact in artifacts:
         path = directory / artifact.file
-        value = load_model(path, artifact.sha256, artifact.format, list(artifact.trusted))
+        value = load_model(path, artifact.sha256, artifact.format, list(artifact.trusted),
+                           artifact.estimators)  # fmt: skip
         setattr(pipeline, artifact.name, value)
 
 

@@ -66,6 +66,7 @@ class ArtifactManifest(Frozen):
     file: str  # relative to model/
     format: Literal["skops", "cloudpickle", "joblib"]
     trusted: tuple[str, ...] = ()
+    estimators: tuple[str, ...] | None = None  # as ModelManifest's
     why: str
     sha256: str
     size: int  # bytes
@@ -80,6 +81,9 @@ class ModelManifest(Frozen):
     file: str
     format: Literal["skops", "cloudpickle", "joblib"]
     trusted: tuple[str, ...] = ()  # skops: the non-default types loading may construct
+    # skops: the scikit-learn estimators in the file (trusted by default), recorded so that the
+    # service need not import all of scikit-learn to list them; None: not recorded (older)
+    estimators: tuple[str, ...] | None = None
     why: str
     sha256: str
     cls: str = Field(alias="class")  # the fitted object's module.qualname
