@@ -151,6 +151,26 @@ def copy_iris(directory: Path, config: str | None = None) -> Path:
     return target
 
 
+SLOW_START_ENV = "NB2PROD_TEST_SLOW_START_S"
+
+
+def slow_start(notebook: Path) -> Path:
+    """``notebook`` with a setup cell that sleeps ``$NB2PROD_TEST_SLOW_START_S`` seconds where it
+    is set: in a served release's worker (the server has the packager's environment), never in
+    the kernel (no NB2PROD_* variable reaches it). A test that must act while verify runs sets
+    it, so that verify lasts that long however fast the server starts beside the build."""
+    import nbformat
+
+    node = nbformat.read(notebook, as_version=4)
+    cell = nbformat.v4.new_code_cell(
+        "#| nb2prod: setup\nimport os as _os, time as _time\n"
+        f"_time.sleep(float(_os.environ.get({SLOW_START_ENV!r}, '0')))\n"
+    )
+    node.cells.insert(1, cell)
+    nbformat.write(node, notebook)
+    return notebook
+
+
 def tree_snapshot(root: Path) -> dict[str, bytes]:
     """Every file below ``root`` with its bytes, for "nothing changed" assertions."""
     if not root.exists():

@@ -21,7 +21,7 @@ import psutil
 import pytest
 from nb2prod.adapters.loopback import free_port
 
-from tests.conftest import IRIS, code, copy_iris
+from tests.conftest import IRIS, SLOW_START_ENV, code, copy_iris, slow_start
 from tests.e2e.conftest import Run, bento_tags
 
 pytestmark = pytest.mark.e2e
@@ -191,7 +191,7 @@ def test_a_failed_verify_keeps_only_the_log_its_error_names(
 def test_kill_during_package_leaves_no_server_staging_bento_or_temp_files(tmp_path: Path) -> None:
     tmp = tmp_path / "tmp"
     tmp.mkdir()
-    notebook = copy_iris(tmp_path)
+    notebook = slow_start(copy_iris(tmp_path))  # verify lasts 10 s: the kill comes during it
     dist = tmp_path / "dist"
     tags = bento_tags()
     output = tmp_path / "package.out"
@@ -199,12 +199,15 @@ def test_kill_during_package_leaves_no_server_staging_bento_or_temp_files(tmp_pa
         proc = subprocess.Popen(
             [sys.executable, "-m", "nb2prod", "package", str(notebook), "--out", str(dist / "iris")],
             stdout=sink, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            env={**os.environ, "TMPDIR": str(tmp)}, start_new_session=True,
+            env={**os.environ, "TMPDIR": str(tmp), SLOW_START_ENV: "10"}, start_new_session=True,
         )  # fmt: skip
     spawned: set[psutil.Process] = set()
     try:
         deadline = time.monotonic() + 300
-        while not any("bento_main serve" in " ".join(p.cmdline()) for p in running(spawned)):
+        # the server starts while the bento is built: the kill comes once verify waits for it
+        while "▸ verify" not in output.read_text() or not any(
+            "bento_main serve" in " ".join(p.cmdline()) for p in running(spawned)
+        ):
             assert proc.poll() is None and time.monotonic() < deadline, output.read_text()
             time.sleep(0.2)
             with contextlib.suppress(psutil.Error):

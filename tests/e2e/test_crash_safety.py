@@ -19,7 +19,7 @@ import psutil
 import pytest
 from nb2prod.adapters import bento
 
-from tests.conftest import IRIS, code, copy_iris
+from tests.conftest import IRIS, SLOW_START_ENV, code, copy_iris, slow_start
 from tests.e2e.conftest import Run, bento_tags
 from tests.e2e.test_cleanup import kill, leftovers, nb2prod_env, running
 
@@ -52,12 +52,12 @@ def test_a_second_run_is_refused_and_kill_9_leaves_nothing_the_next_run_does_not
 ) -> None:
     tmp = tmp_path / "tmp"
     tmp.mkdir()
-    notebook = copy_iris(tmp_path)
+    notebook = slow_start(copy_iris(tmp_path))  # verify lasts 10 s: the kill comes during it
     dist = tmp_path / "dist"
     out = dist / "iris-classifier-1.0.0"
     tags = bento_tags()
     log = tmp_path / "first.out"
-    first = package_in_background(notebook, out, log, TMPDIR=str(tmp))
+    first = package_in_background(notebook, out, log, TMPDIR=str(tmp), **{SLOW_START_ENV: "10"})
     spawned: set[psutil.Process] = set()
     try:
         wait_for(lambda: "execute" in log.read_text(), first, log)
@@ -68,7 +68,8 @@ def test_a_second_run_is_refused_and_kill_9_leaves_nothing_the_next_run_does_not
         def verifying() -> bool:
             with contextlib.suppress(psutil.Error):
                 spawned.update(psutil.Process(first.pid).children(recursive=True))
-            return any("serve" in " ".join(p.cmdline()) for p in running(spawned))
+            serving = any("serve" in " ".join(p.cmdline()) for p in running(spawned))
+            return serving and "▸ verify" in log.read_text()  # the bento is built: it waits
 
         wait_for(verifying, first, log)
         first.kill()  # SIGKILL: nothing of nb2prod's own runs on the way out

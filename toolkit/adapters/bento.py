@@ -140,33 +140,35 @@ class Starting:
     def __init__(
         self, proc: subprocess.Popen[bytes], url: str, log: Path, started: float, timeout_s: float
     ) -> None:
-        self._proc, self._url, self._log = proc, url, log
-        self._outcome: list[Server | ServeError | BaseException] = []
+        self._proc, self._url, self._log, self._timeout_s = proc, url, log, timeout_s
+        self._outcome: list[tuple[str | None, float]] = []  # (why not ready, seconds to ready)
+        # ready() raised ServeError: the error names the server's log, which is then kept (a
+        # server stopped before anyone asked, by an interrupt say, leaves nothing)
+        self.failed = False
+        self._error: Exception | None = None
         self._thread = threading.Thread(
-            target=self._wait, args=(started, timeout_s), name="nb2prod-ready", daemon=True
+            target=self._wait, args=(started,), name="nb2prod-ready", daemon=True
         )
         self._thread.start()
 
-    def _wait(self, started: float, timeout_s: float) -> None:
+    def _wait(self, started: float) -> None:
         try:
-            _wait_ready(self._proc, self._url, self._log, started, timeout_s)
-            elapsed = time.monotonic() - started
-            self._outcome.append(Server(self._url, self._proc.pid, elapsed, self._log))
-        except BaseException as exc:  # handed to the caller of ready()
-            self._outcome.append(exc)
+            why = _await_ready(self._proc, self._url, started, self._timeout_s)
+        except Exception as exc:  # raised to the caller of ready()
+            self._error = exc
+            return
+        self._outcome.append((why, time.monotonic() - started))
 
     def ready(self) -> Server:
         """The server, once /readyz answered 200; raises :class:`ServeError` if it never did."""
         self._thread.join()
-        outcome = self._outcome[0]
-        if isinstance(outcome, BaseException):
-            raise outcome
-        return outcome
-
-    @property
-    def failed(self) -> bool:
-        """It never became ready: the error names its log, which is then kept."""
-        return any(isinstance(o, ServeError) for o in self._outcome)
+        if self._error is not None:
+            raise self._error
+        why, elapsed = self._outcome[0]
+        if why is not None:
+            self.failed = True
+            _raise_not_ready(why, self._log, self._timeout_s)
+        return Server(self._url, self._proc.pid, elapsed, self._log)
 
 
 @contextmanager
@@ -295,23 +297,37 @@ def run_foreground(target: str, *, port: int, env: Mapping[str, str] | None = No
 def _wait_ready(
     proc: subprocess.Popen[bytes], url: str, log: Path, started: float, timeout_s: float
 ) -> None:
+    _raise_not_ready(_await_ready(proc, url, started, timeout_s), log, timeout_s)
+
+
+def _await_ready(
+    proc: subprocess.Popen[bytes], url: str, started: float, timeout_s: float
+) -> str | None:
+    """None once /readyz answered 200, else why not: ``status N`` (the server exited) or
+    ``timeout``."""
     try:
-        exited = wait_ready(
+        return wait_ready(
             url,
             started=started,
             timeout_s=timeout_s,
             stopped=lambda: None if proc.poll() is None else f"status {proc.returncode}",
         )
     except TimeoutError:
+        return "timeout"
+
+
+def _raise_not_ready(why: str | None, log: Path, timeout_s: float) -> None:
+    """The error for :func:`_await_ready`'s answer; it keeps the server's log and names it."""
+    if why == "timeout":
         raise ServeError(
             f"the service did not become ready within {timeout_s:.0f} s:\n"
             + tail(log.read_text(errors="replace")),
             hint=f"Full log: {keep(log, 'nb2prod-serve-')}. A worker that cannot import the "
             "service is restarted forever.",
-        ) from None
-    if exited is not None:
+        )
+    if why is not None:
         raise ServeError(
-            f"bentoml serve exited with {exited} before it was ready:\n"
+            f"bentoml serve exited with {why} before it was ready:\n"
             + tail(log.read_text(errors="replace")),
             hint=f"Full log: {keep(log, 'nb2prod-serve-')}",
         )
