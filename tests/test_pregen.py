@@ -326,3 +326,30 @@ def test_the_recorded_estimators_are_all_skops_lists_and_trusts(tmp_path: Path) 
     answer, listed, torch = load(None)  # unrecorded: every estimator listed, as skops does
     assert answer == expected and isinstance(listed, int) and listed > 100 and torch is False
     assert load(list(stored.estimators[1:]))[0] == "UntrustedTypesFoundException"
+
+
+def test_the_recorded_environment_is_read_back_only_where_it_applies(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The packager's view of the environment, for the kernel's probe: the same distributions
+    and providers, unless the reader is another Python or sees other distribution metadata."""
+    installed = {"numpy": "2.0.0", "scikit-learn": "1.5.0"}
+    providers = {"numpy": ["numpy"], "sklearn": ["scikit-learn"]}
+    file = tmp_path / "environment.json"
+    assert environment.recorded(str(file)) is None  # not written yet: the probe reads it all
+    environment.record(file, installed, providers)
+    assert environment.recorded(str(file)) == (
+        installed,
+        {"numpy": ("numpy",), "sklearn": ("scikit-learn",)},
+    )
+    plain = tmp_path / "notebooks"  # a notebook's directory: on the kernel's path only
+    plain.mkdir()
+    monkeypatch.setattr(sys, "path", [str(plain), *sys.path])
+    assert environment.recorded(str(file)) is not None  # no metadata there: the same view
+    (plain / "myproject.egg-info").mkdir()  # a project installed in development mode
+    assert environment.recorded(str(file)) is None
+    monkeypatch.setattr(sys, "path", sys.path[1:])
+    monkeypatch.setattr(sys, "executable", "/other/python3")
+    assert environment.recorded(str(file)) is None
+    found, _ = environment.requirements({"sklearn", "numpy"}, environment.every_provider())
+    assert found == environment.requirements({"sklearn", "numpy"})[0]

@@ -35,7 +35,7 @@ def wait_ready(
                 reason = stopped()
                 if reason is not None:
                     return reason
-            time.sleep(0.2)
+            time.sleep(0.05)  # a refused connection costs nothing: ready is seen at once
     raise TimeoutError(f"{url}/readyz did not answer within {timeout_s:.0f} s")
 
 

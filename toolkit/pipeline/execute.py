@@ -98,13 +98,16 @@ def execute_notebook(
     reuse: ReusePlan | None = None,
     restore: TrainedState | None = None,
     stopping: Stopping | None = None,
+    environment_file: Path | None = None,
 ) -> Execution:
     """Run ``parsed``'s notebook with the probe, which imports the service code as it will be
     released (rendered into ``scratch``) and runs the examples through it.
 
     With ``reuse`` the kernel saves the trained state after the last training cell; with
     ``restore`` as well, it restores that state instead and runs only the other cells. With
-    ``stopping``, the kernel exits in the background after the last cell (adapters/kernel.py)."""
+    ``stopping``, the kernel exits in the background after the last cell (adapters/kernel.py).
+    ``environment_file``: where the packager records this environment's distributions meanwhile
+    (the probe reads them there instead of every distribution's files, when they apply)."""
     capture_dir = scratch / "capture"
     capture_dir.mkdir(parents=True)
     pipeline_file = scratch / "pipeline.py"
@@ -116,6 +119,8 @@ def execute_notebook(
         extraction=parsed.extraction,
         config=parsed.config,
     )
+    if environment_file is not None:
+        plan = plan.model_copy(update={"environment_file": str(environment_file)})
     lineage_file = capture_dir / RAW_FILE
     kernel_state = scratch / "trained"
     start = _injected(_lineage_start_source([str(scratch), str(cache_root())]), quiet=True)

@@ -10,8 +10,9 @@ run re-executes, and a release of the same version made with the old one is not 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 
-from ..probe.environment import every_provider, requirements
+from ..probe.environment import every_provider, record, requirements
 
 
 def normal(name: str) -> str:
@@ -35,15 +36,18 @@ _IMPORTED: dict[tuple[tuple[str, ...], tuple[tuple[str, str], ...]], dict[str, s
 _PROVIDERS: dict[tuple[tuple[str, str], ...], Mapping[str, Sequence[str]]] = {}
 
 
-def prepare(installed: Mapping[str, str]) -> None:
+def prepare(installed: Mapping[str, str], record_to: Path | None = None) -> None:
     """Which distributions provide every module of this environment, read once while the kernel
     runs (pipeline/warm.py), so that :func:`run_packages` then reads no distribution's files.
-    Keyed by the run's ``installed`` distributions and versions, as :func:`_imported` is."""
+    Keyed by the run's ``installed`` distributions and versions, as :func:`_imported` is. With
+    ``record_to``, written there too for the kernel's probe (``ProbePlan.environment_file``)."""
     key = tuple(sorted(installed.items()))
     if key not in _PROVIDERS:
         found = every_provider()
         _PROVIDERS.clear()  # one run's worth: the last key only
         _PROVIDERS[key] = found
+    if record_to is not None:
+        record(record_to, installed, _PROVIDERS[key])
 
 
 def _imported(modules: tuple[str, ...], installed: tuple[tuple[str, str], ...]) -> dict[str, str]:

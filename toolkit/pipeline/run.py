@@ -12,7 +12,8 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -22,7 +23,7 @@ from typing import Any
 from ..adapters import bento
 from ..adapters.children import Stopping
 from ..adapters.git import git_state
-from ..adapters.pip_config import host_pip_settings
+from ..adapters.pip_config import PipSettings, host_pip_settings
 from ..errors import Nb2ProdError
 from ..image.containerize import ContainerImage, ImageOptions, containerize
 from ..ops.deploy import release_tree
@@ -41,6 +42,7 @@ from .assemble import (
     write_served_reports,
 )
 from .cache import LockMemo, RunCache, installed_distributions, run_key
+from .capture import Capture
 from .contract import build_contract
 from .evaluate import evaluate
 from .execute import Execution, KeptState, RestoreFailed, execute_notebook
@@ -55,14 +57,17 @@ from .history import (
 )
 from .leaks import find_leaks, raise_for_leaks
 from .lineage import data_changed
-from .lock import lock_environment
+from .lock import Lock, lock_environment
 from .packages import prepare as prepare_packages
 from .packages import run_packages
 from .parse import Parsed, parse
-from .report import evaluation_pictures
+from .report import Picture, evaluation_pictures
 from .reuse import ReusePlan, TrainedState, TrainedStates, plan_reuse, snapshot_problem
 from .verify import raise_for_differences, serving_staged
 from .warm import Warmup
+
+# this environment's distributions as the warmup thread finds them, for the kernel's probe
+ENVIRONMENT_FILE = "environment.json"
 
 
 @dataclass(frozen=True)
@@ -138,12 +143,14 @@ def _execute(
     if restore is not None:
         try:
             return execute_notebook(parsed, request.parameters, tmp / "reuse", progress,
-                                    reuse=reuse, restore=restore, stopping=stopping), ""  # fmt: skip
+                                    reuse=reuse, restore=restore, stopping=stopping,
+                                    environment_file=tmp / ENVIRONMENT_FILE), ""  # fmt: skip
         except RestoreFailed as exc:
             why_not = f"the trained state of the last run could not be restored ({exc})"
     try:
         execution = execute_notebook(parsed, request.parameters, tmp / "full", progress,
-                                     reuse=reuse, stopping=stopping)  # fmt: skip
+                                     reuse=reuse, stopping=stopping,
+                                     environment_file=tmp / ENVIRONMENT_FILE)  # fmt: skip
     except Nb2ProdError as exc:
         kept = getattr(exc, "kept_state", None)
         if reuse is not None and isinstance(kept, KeptState):  # the fix will not train again
@@ -157,6 +164,22 @@ def _execute(
         if problem:
             notes.append(f"the trained state cannot be reused next time: {problem}")
     return replace(execution, reuse="; ".join(notes)), why_not
+
+
+def _resolve_lock(
+    capture: Capture, request: PackageRequest, parsed: Parsed, pip: PipSettings
+) -> tuple[Lock, Lock | None, Callable[[], None]]:
+    """(the lock, the memoised one it is when resolved before for the same requirements, what
+    stores it in the lock memo): uv runs unless the memo has it."""
+    sources = parsed.config.lock.sources
+    links, extra = pip_sources = pip.lock_sources
+    memo = LockMemo()
+    key = LockMemo.key(capture, request.notebook.name, request.allow_drift, sources, pip_sources)
+    memoised = memo.load(key) if request.use_cache else None
+    lock = memoised or lock_environment(capture, request.notebook.name, request.allow_drift,
+                                        sources=sources, find_links=links,
+                                        extra_index_urls=extra)  # fmt: skip
+    return lock, memoised, lambda: memo.store(key, lock)
 
 
 @contextmanager
@@ -255,7 +278,7 @@ def _release_claimed(
         doing = ("reusing the cached run" if cached
                  else "restoring the trained state of the last run" if restore
                  else "papermill, top to bottom")  # fmt: skip
-        warmup.submit(lambda: prepare_packages(installed))
+        warmup.submit(lambda: prepare_packages(installed, Path(tmp) / ENVIRONMENT_FILE))
         pip_settings = warmup.submit(host_pip_settings)
         with stage(progress, "execute", doing) as s:
             if cached:
@@ -281,6 +304,11 @@ def _release_claimed(
                          execution.lineage, run_packages(execution.modules, {}, installed),
                          execution.modules)  # fmt: skip
         capture = execution.capture
+        # uv resolves the lock in the warmup thread while the leak scan, the gates and the
+        # contract run (the lock stage waits for it): it needs only what the kernel found
+        locking = None if cached else warmup.submit(
+            lambda: _resolve_lock(capture, request, parsed, pip_settings.result())
+        )  # fmt: skip
         for warning in capture.result.warnings:
             progress.note(f"warning: {warning}")
         artifacts = ((a.manifest.name, a.path) for a in capture.artifacts)
@@ -306,24 +334,22 @@ def _release_claimed(
             s.detail = f"sha256 {contract.sha256[:12]}" + (
                 f", {diff.verdict} against {baseline.version}" if baseline else ""
             )
+        # report.html's evaluation pictures: drawn here while uv resolves (it waits on the index,
+        # not the CPU), else in the warmup thread while the bento is built
+        drawn: Future[list[Picture]] | None = None
+        if locking is not None and not locking.done():
+            drawn = Future()
+            drawn.set_result(evaluation_pictures(evaluation))
         memoised = None
-        with stage(progress, "lock", "reusing the cached lock" if cached else "uv") as s:
+        with stage(progress, "lock", "reusing the cached lock" if cached else "uv, meanwhile") as s:
             if cached:
                 lock = cached.lock
                 packages = dict(cached.packages)
             else:
-                sources = parsed.config.lock.sources
-                links, extra = pip_sources = pip_settings.result().lock_sources
-                memo, lock_key = LockMemo(), LockMemo.key(capture, request.notebook.name,
-                                                          request.allow_drift, sources,
-                                                          pip_sources)  # fmt: skip
-                memoised = memo.load(lock_key) if request.use_cache else None
-                lock = memoised or lock_environment(capture, request.notebook.name,
-                                                    request.allow_drift, sources=sources,
-                                                    find_links=links,
-                                                    extra_index_urls=extra)  # fmt: skip
+                assert locking is not None
+                lock, memoised, store_lock = locking.result()
                 if memoised is None:
-                    memo.store(lock_key, lock)
+                    store_lock()
                 packages = run_packages(execution.modules, lock.pins, installed)
                 cache.store(key, capture.model.file.parent, execution.executed, lock,
                             execution.lineage, packages)  # fmt: skip
@@ -343,7 +369,8 @@ def _release_claimed(
         # the bento is built, and checks, once built, that the bento carries exactly those
         served = Path(tmp) / "served"
         staging.link_files(served, in_bento)
-        drawn = warmup.submit(lambda: evaluation_pictures(evaluation))  # report.html's, meanwhile
+        if drawn is None:
+            drawn = warmup.submit(lambda: evaluation_pictures(evaluation))
         tag: str | None = None
         try:
             # the verify server stops in the background while the last files are written; it

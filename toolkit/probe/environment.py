@@ -7,9 +7,13 @@ of distributions in a data-science environment, each with its long description),
 
 from __future__ import annotations
 
+import json
+import os
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from importlib import metadata
+from pathlib import Path
+from typing import Any
 
 # never requirements: the interpreter's own modules and the notebook's namespace
 _NOT_DISTRIBUTIONS = frozenset({"builtins", "__main__", "__mp_main__"})
@@ -43,6 +47,51 @@ def requirements(
             fields = metadata.distribution(dist).metadata
             found[fields["Name"]] = fields["Version"]
     return found, tuple(unresolved)
+
+
+def record(
+    file: Path, installed: Mapping[str, str], providers: Mapping[str, Sequence[str]]
+) -> None:
+    """Write what :func:`installed_distributions` and :func:`every_provider` found here to
+    ``file`` (atomically: the kernel may look for it meanwhile), for :func:`recorded`."""
+    data = {
+        "executable": sys.executable,
+        "path": sys.path,
+        "installed": dict(installed),
+        "providers": {module: list(names) for module, names in providers.items()},
+    }
+    partial = file.with_name(file.name + ".partial")
+    partial.write_text(json.dumps(data), encoding="utf-8")
+    os.replace(partial, file)
+
+
+def recorded(file: str | None) -> tuple[dict[str, str], Mapping[str, Sequence[str]]] | None:
+    """(installed distributions, each module's providers) as another process of this very
+    environment recorded them, or None: no such file yet, another Python, or a ``sys.path``
+    entry that only one of the two processes has holding distribution metadata (a notebook's
+    directory with a project's ``.egg-info``, say), which would make them see different ones."""
+    if file is None:
+        return None
+    try:
+        data: Any = json.loads(Path(file).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or data.get("executable") != sys.executable:
+        return None
+    theirs = data.get("path")
+    if not isinstance(theirs, list):
+        return None
+    if any(_holds_metadata(entry) for entry in set(sys.path) ^ set(theirs)):
+        return None
+    return dict(data["installed"]), {m: tuple(names) for m, names in data["providers"].items()}
+
+
+def _holds_metadata(entry: str) -> bool:
+    try:
+        names = os.listdir(entry or ".")
+    except OSError:
+        return False  # a missing directory or a zip: no distribution metadata found there either
+    return any(name.endswith((".dist-info", ".egg-info")) for name in names)
 
 
 def every_provider() -> Mapping[str, Sequence[str]]:

@@ -124,7 +124,9 @@ def probe(namespace: Mapping[str, Any], plan: ProbePlan) -> ProbeResult:
     for value in fitted.values():
         modules |= serialize.referenced_modules(value)
     modules |= {serialize.FORMAT_MODULES[a.format] for a in exported}
-    requirements, unresolved = environment.requirements(modules)
+    known = environment.recorded(plan.environment_file)  # the packager's, when it applies
+    installed, providers = known if known else (environment.installed_distributions(), None)
+    requirements, unresolved = environment.requirements(modules, providers)
     return ProbeResult(
         model=stored,
         artifacts=exported,
@@ -140,7 +142,7 @@ def probe(namespace: Mapping[str, Any], plan: ProbePlan) -> ProbeResult:
         input_fields=tuple(pipeline.Input.model_fields),
         requirements=requirements,
         unresolved_modules=unresolved,
-        installed=environment.installed_distributions(),
+        installed=installed,
         python_version=platform.python_version(),
         inferred_contract=inferred,
         inferred_from=inferred_from,

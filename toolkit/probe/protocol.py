@@ -105,6 +105,9 @@ class ProbePlan(Frozen):
     artifacts: ArtifactPlan = ArtifactPlan()
     robustness: RobustnessPlan = RobustnessPlan()
     pregenerated: PregenPlan | None = None  # the random inputs, made meanwhile (None: here)
+    # the packager's view of this environment (probe/environment.py), written while the notebook
+    # runs; the probe reads it instead of every distribution when it is there and applies
+    environment_file: str | None = None
 
 
 # ---------------------------------------------------------------- the answer (kernel -> host)
