@@ -269,10 +269,10 @@ def _release_claimed(
     # while it runs, the warmup thread does the leak scan's and the report's imports and finds
     # which distribution provides each module and the host's pip settings (pipeline/warm.py)
     with (
+        tempfile.TemporaryDirectory(prefix="nb2prod-") as tmp,  # removed once the kernel is gone
         Stopping() as exiting,
         Warmup() as warmup,
         Staging(destination) as staging,
-        tempfile.TemporaryDirectory(prefix="nb2prod-") as tmp,
     ):
         held.record(path=staging.root)
         doing = ("reusing the cached run" if cached
