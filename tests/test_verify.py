@@ -3,6 +3,7 @@ loopback HTTP server stands in for the bento; the bento itself is e2e)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
 from collections.abc import Callable, Iterator
@@ -205,7 +206,7 @@ def test_a_bento_carrying_other_files_than_the_served_ones_is_refused_naming_eac
     tmp_path: Path,
 ) -> None:
     files = {"service/service.py": b"x = 1\n", "model/model.skops": b"weights"}
-    served = _tree(tmp_path / "served", files)
+    served = {relative: hashlib.sha256(data).hexdigest() for relative, data in files.items()}
     same = _tree(tmp_path / "same", {**files, "bentofile.yaml": b"service: s\n"})
     (same / "service" / "__pycache__").mkdir()
     (same / "service" / "__pycache__" / "service.cpython-311.pyc").write_bytes(b"\0")

@@ -141,7 +141,8 @@ class Starting:
         self, proc: subprocess.Popen[bytes], url: str, log: Path, started: float, timeout_s: float
     ) -> None:
         self._proc, self._url, self._log, self._timeout_s = proc, url, log, timeout_s
-        self._outcome: list[tuple[str | None, float]] = []  # (why not ready, seconds to ready)
+        self._why: str | None = None  # why it never became ready (None: it did)
+        self._elapsed = 0.0  # seconds from its start to ready
         # ready() raised ServeError: the error names the server's log, which is then kept (a
         # server stopped before anyone asked, by an interrupt say, leaves nothing)
         self.failed = False
@@ -157,18 +158,17 @@ class Starting:
         except Exception as exc:  # raised to the caller of ready()
             self._error = exc
             return
-        self._outcome.append((why, time.monotonic() - started))
+        self._why, self._elapsed = why, time.monotonic() - started
 
     def ready(self) -> Server:
         """The server, once /readyz answered 200; raises :class:`ServeError` if it never did."""
         self._thread.join()
         if self._error is not None:
             raise self._error
-        why, elapsed = self._outcome[0]
-        if why is not None:
+        if self._why is not None:
             self.failed = True
-            _raise_not_ready(why, self._log, self._timeout_s)
-        return Server(self._url, self._proc.pid, elapsed, self._log)
+            _raise_not_ready(self._why, self._log, self._timeout_s)
+        return Server(self._url, self._proc.pid, self._elapsed, self._log)
 
 
 @contextmanager
@@ -292,12 +292,6 @@ def run_foreground(target: str, *, port: int, env: Mapping[str, str] | None = No
     if received:
         return 128 + received[0]
     return proc.returncode if proc.returncode >= 0 else 128 - proc.returncode
-
-
-def _wait_ready(
-    proc: subprocess.Popen[bytes], url: str, log: Path, started: float, timeout_s: float
-) -> None:
-    _raise_not_ready(_await_ready(proc, url, started, timeout_s), log, timeout_s)
 
 
 def _await_ready(

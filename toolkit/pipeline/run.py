@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -168,18 +168,20 @@ def _execute(
 
 def _resolve_lock(
     capture: Capture, request: PackageRequest, parsed: Parsed, pip: PipSettings
-) -> tuple[Lock, Lock | None, Callable[[], None]]:
-    """(the lock, the memoised one it is when resolved before for the same requirements, what
-    stores it in the lock memo): uv runs unless the memo has it."""
+) -> tuple[Lock, bool]:
+    """(the lock, whether the lock memo had it: resolved before for the same requirements); uv
+    runs, and the memo keeps its lock, unless the memo had it."""
     sources = parsed.config.lock.sources
     links, extra = pip_sources = pip.lock_sources
     memo = LockMemo()
     key = LockMemo.key(capture, request.notebook.name, request.allow_drift, sources, pip_sources)
     memoised = memo.load(key) if request.use_cache else None
-    lock = memoised or lock_environment(capture, request.notebook.name, request.allow_drift,
-                                        sources=sources, find_links=links,
-                                        extra_index_urls=extra)  # fmt: skip
-    return lock, memoised, lambda: memo.store(key, lock)
+    if memoised is not None:
+        return memoised, True
+    lock = lock_environment(capture, request.notebook.name, request.allow_drift, sources=sources,
+                            find_links=links, extra_index_urls=extra)  # fmt: skip
+    memo.store(key, lock)
+    return lock, False
 
 
 @contextmanager
@@ -340,16 +342,14 @@ def _release_claimed(
         if locking is not None and not locking.done():
             drawn = Future()
             drawn.set_result(evaluation_pictures(evaluation))
-        memoised = None
+        memoised = False
         with stage(progress, "lock", "reusing the cached lock" if cached else "uv, meanwhile") as s:
             if cached:
                 lock = cached.lock
                 packages = dict(cached.packages)
             else:
                 assert locking is not None
-                lock, memoised, store_lock = locking.result()
-                if memoised is None:
-                    store_lock()
+                lock, memoised = locking.result()
                 packages = run_packages(execution.modules, lock.pins, installed)
                 cache.store(key, capture.model.file.parent, execution.executed, lock,
                             execution.lineage, packages)  # fmt: skip

@@ -28,7 +28,7 @@ from ..image.containerize import check_built_from
 from ..probe.explain import PARITY_REL_TOL, single_batch_fix
 from ..probe.protocol import ProbeExample
 from ..release.manifest import ColdStart
-from ..release.reader import Release
+from ..release.reader import METADATA_JSON, Release
 from ..runtime import startup
 from ..runtime.model import sha256_file
 
@@ -208,7 +208,11 @@ def serving_staged(
     ) as server:
 
         def check(release: Release) -> VerifyReport:
-            raise_for_other_files(bento.path_of(release.bento_tag) / "src", served)
+            # what the served tree's metadata.json records, which the server checks every file
+            # of it against before it is ready: the bento's copies must match it
+            recorded = {**release.metadata.carried(),
+                        METADATA_JSON: sha256_file(served / METADATA_JSON)}  # fmt: skip
+            raise_for_other_files(bento.path_of(release.bento_tag) / "src", recorded)
             return _checked(release, server.ready(), token)
 
         yield check
@@ -218,16 +222,15 @@ def serving_staged(
 BENTO_OWN_SRC = frozenset({"bentofile.yaml"})
 
 
-def raise_for_other_files(bento_src: Path, served: Path) -> None:
-    """Refuse a bento whose src/ is not the served tree: the same relative paths (BentoML's own
-    bentofile.yaml aside) and, for each, the same size and sha256."""
+def raise_for_other_files(bento_src: Path, served: Mapping[str, str]) -> None:
+    """Refuse a bento whose src/ is not the served tree, given as each served file's sha256
+    (relative path -> sha256): the same relative paths (BentoML's own bentofile.yaml aside) and,
+    for each, the same sha256."""
     carried = _tree(bento_src) - BENTO_OWN_SRC
-    answered = _tree(served)
-    problems = [f"{p}: in the bento, not served" for p in sorted(carried - answered)]
-    problems += [f"{p}: served, not in the bento" for p in sorted(answered - carried)]
-    for relative in sorted(carried & answered):
-        ours, theirs = served / relative, bento_src / relative
-        if ours.stat().st_size != theirs.stat().st_size or sha256_file(ours) != sha256_file(theirs):
+    problems = [f"{p}: in the bento, not served" for p in sorted(carried - served.keys())]
+    problems += [f"{p}: served, not in the bento" for p in sorted(served.keys() - carried)]
+    for relative in sorted(carried & served.keys()):
+        if sha256_file(bento_src / relative) != served[relative]:
             problems.append(f"{relative}: the bento's copy differs from the served file")
     if problems:
         raise ParityError(

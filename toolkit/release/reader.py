@@ -256,8 +256,7 @@ class Release:
         src = self if self.source == "bento" else Release.of_bento(self.bento_tag)
         carried: dict[str, str | None] = {
             METADATA_JSON: None,  # what records the others: release.json records it
-            **src.metadata.files,
-            **{f"{RUNTIME_DIR}/{k}": v for k, v in src.metadata.runtime.files.items()},
+            **src.metadata.carried(),
         }
         records = RELEASE_JSON if self.source == "directory" else METADATA_JSON
         for relative, own in sorted(carried.items()):

@@ -124,8 +124,7 @@ class Release:
         contract, examples) still has its sha256: a bento edited after packaging does not start."""
         # the model and its fitted state were hashed just before, against model.json
         checked = {f"model/{self.model.file}", *(f"model/{a.file}" for a in self.model.artifacts)}
-        recorded = {k: v for k, v in self.metadata.files.items() if k not in checked}
-        recorded.update({f"service/runtime/{k}": v for k, v in self.metadata.runtime.files.items()})
+        recorded = {k: v for k, v in self.metadata.carried().items() if k not in checked}
         for relative, sha256 in sorted(recorded.items()):
             path = self.root / relative
             if not path.is_file():

@@ -277,3 +277,8 @@ class ServiceMetadata(Frozen):
     # examples, evaluation), relative to the release directory; the runtime's are in `runtime`.
     # Checked before any worker starts, and by `nb2prod verify`/`serve` against release.json.
     files: dict[str, str] = {}
+
+    def carried(self) -> dict[str, str]:
+        """sha256 of every file the bento carries but metadata.json itself, relative to the
+        release root: ``files`` and the runtime copy."""
+        return {**self.files, **{f"service/runtime/{k}": v for k, v in self.runtime.files.items()}}

@@ -38,7 +38,6 @@ PAYLOAD_TYPE = "application/vnd.in-toto+json"
 PREDICATE_TYPE = "https://model_signing/signature/v1.0"
 BUNDLE_MEDIA_TYPE = "application/vnd.dev.sigstore.bundle"
 METADATA_JSON = "service/metadata.json"
-RUNTIME_DIR = "service/runtime"
 
 
 class SignatureError(RuntimeError):
@@ -66,13 +65,7 @@ def configured_public_key() -> tuple[bytes, str] | None:
 def carried_files(metadata: ServiceMetadata) -> list[str]:
     """What a bento carries of its release and the service reads: service/metadata.json, every
     file it records, the runtime copy (relative to the release root)."""
-    return sorted(
-        {
-            METADATA_JSON,
-            *metadata.files,
-            *(f"{RUNTIME_DIR}/{name}" for name in metadata.runtime.files),
-        }
-    )
+    return sorted({METADATA_JSON, *metadata.carried()})
 
 
 def check_release(root: Path, metadata: ServiceMetadata) -> None:
