@@ -13,6 +13,9 @@ thread: on 2 cores it is not the bottleneck): `/predict` at concurrency 1 and 16
 second through `/predict_batch` with 100 rows at concurrency 1. Each figure is measured for
 `--seconds` after a warm-up; services are measured `--rounds` times in alternating order and
 the best round counts (on a shared machine the noise is one-sided: something else took the CPU).
+Last, benchmarks/serve_floor.py times what no service around this model avoids (the notebook's
+model path, the Output validation, the time budget's hand-off to a thread), and the time per
+request each target leaves is printed next to it.
 
 Targets (issue #24): generated/hand-written requests/s >= 3 at concurrency 1 and 16; batch rows/s
 >= 2x the hand-written; p99 no worse than the hand-written.
@@ -203,6 +206,12 @@ def main() -> None:
                 print(f"round {round_ + 1}: {target.label} ...", flush=True)
                 with served(target.label, tag, release) as url:
                     results[target.label].append(measure(url, target, args.seconds))
+        floor = json.loads(
+            subprocess.run(
+                [sys.executable, str(ROOT / "benchmarks" / "serve_floor.py"), str(release)],
+                capture_output=True, text=True, check=True,
+            ).stdout
+        )  # fmt: skip
     gen, hand, bare = (best(results[t.label]) for t in TARGETS)
     print(f"\n{tag}: best of {args.rounds} rounds, {args.seconds:g} s per figure, wrk, cpus: {os.cpu_count()}\n")  # fmt: skip
     print(f"{'':30}{'generated':>11}{'hand-written':>14}{'ratio':>7}{'bare Starlette':>16}{'ratio':>7}")  # fmt: skip
@@ -224,6 +233,18 @@ def main() -> None:
     gain = gen.batch_rows_per_s / hand.batch_rows_per_s
     print(f"  batch rows/s: {gain:.2f}x (target >= 2): {'met' if gain >= 2 else 'MISSED'}")
     print(f"  against the bare Starlette app (the limit): {gen.rps[1] / bare.rps[1]:.2f}x at concurrency 1, {gen.rps[16] / bare.rps[16]:.2f}x at 16")  # fmt: skip
+    print_floor(floor, hand, bare, gen)
+
+
+def print_floor(floor: dict[str, float], hand: Figures, bare: Figures, gen: Figures) -> None:
+    """What a target leaves per request, next to what the bare app takes and what the notebook's
+    model path and the time budget's thread hand-off take alone (benchmarks/serve_floor.py)."""
+    rows = BATCH_ROWS
+    print("\nwhat the targets leave, microseconds per request (serve_floor.py, same run):")
+    print(f"  concurrency 1 at 3x: {1e6 / (3 * hand.rps[1]):.0f} us; the bare app takes {1e6 / bare.rps[1]:.0f}, the generated {1e6 / gen.rps[1]:.0f}")  # fmt: skip
+    print(f"  batch at 2x: {1e6 * rows / (2 * hand.batch_rows_per_s):.0f} us; the bare app takes {1e6 * rows / bare.batch_rows_per_s:.0f}, the generated {1e6 * rows / gen.batch_rows_per_s:.0f}")  # fmt: skip
+    print(f"  the notebook's model path alone: {floor['model_path_1_us']:.0f} us for 1 row, {floor['model_path_100_us']:.0f} for {rows} (of which the Output validation {floor['output_validation_100_us']:.0f})")  # fmt: skip
+    print(f"  the time budget's hand-off to the model's thread and back (a no-op call): {floor['hand_off_us']:.0f} us")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -206,6 +206,19 @@ def test_the_circuit_breaker_opens_when_serving_and_never_in_a_batch_job(release
     assert scoring.answer_now([good])[0][1] is None
 
 
+def test_in_a_batch_only_the_rows_below_min_confidence_get_the_fallback(release: Path) -> None:
+    pipeline = load_scorer(release).pipeline
+    floor = Answerer(
+        pipeline, {"factor": 2.0}, service_metadata(min_confidence=0.5), monitoring_plan(),
+        scoring=True,
+    )  # fmt: skip
+    xs = [1.0, 99.0, 2.0, 99.0]  # y = 198 from 99: its confidence is below 0.5
+    answers = floor.answer_now([pipeline.Input(x=x) for x in xs])
+    assert [(out.y, reason) for out, reason, _ in answers] == [
+        (2.0, None), (-1.0, "low_confidence"), (4.0, None), (-1.0, "low_confidence"),
+    ]  # fmt: skip
+
+
 def test_a_call_over_the_time_budget_gets_the_fallback_and_counts_as_a_failure(
     release: Path,
 ) -> None:

@@ -7,12 +7,15 @@ behaviour is tested end to end in tests/e2e.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import json
 import logging
 from types import SimpleNamespace
 from typing import Any, Literal
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from nb2prod.runtime import auth, guard, openapi, telemetry, v2
 from nb2prod.runtime.schema import MonitoringPlan
 from prometheus_client import CollectorRegistry, Histogram
@@ -103,6 +106,41 @@ def test_drift_window_slides_and_scores_skew() -> None:
     assert psi.values["x"] > 2.0
     assert monitor.specs["c"]["counts"] == [0, 0, 100]  # an unseen category counts as "other"
     assert psi.values["c"] > 2.0
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    window=st.integers(min_value=1, max_value=12),
+    batches=st.lists(
+        st.lists(st.one_of(st.none(), st.floats(0, 4), st.sampled_from(["de", "fr", "it"]))),
+        max_size=8,
+    ),
+)
+def test_the_drift_window_holds_the_last_values_and_counts_them(
+    window: int, batches: list[list[Any]]
+) -> None:
+    plan = MONITORING.drift.model_copy(update={"window": window})
+    metrics = SimpleNamespace(drift=FakeGauge(), drift_observations=FakeGauge())
+    monitor = telemetry.Drift(plan, metrics, every=10**9)
+    seen: dict[str, list[int]] = {"x": [], "c": []}
+    for batch in batches:
+        rows = [
+            SimpleNamespace(
+                x=v if isinstance(v, float) else None, c=v if isinstance(v, str) else None
+            )
+            for v in batch
+        ]
+        monitor.observe(rows)
+        sampled = rows[:: -(-len(rows) // telemetry.DRIFT_ROWS_PER_CALL)] if rows else rows
+        for row in sampled:  # what a one-value-at-a-time window would hold
+            if row.x is not None:
+                seen["x"].append(bisect.bisect_left([1.0, 2.0, 3.0], row.x))
+            if row.c is not None:
+                seen["c"].append({"de": 0, "fr": 1}.get(row.c, 2))
+    for name, spec in monitor.specs.items():
+        last = seen[name][-window:]
+        assert list(spec["window"]) == last
+        assert spec["counts"] == [last.count(i) for i in range(len(spec["counts"]))]
 
 
 def test_drift_samples_large_batches_and_waits_for_enough_values() -> None:
@@ -416,3 +454,26 @@ def test_a_400_names_the_contract_class_not_bentomls_descriptor(input_types: str
             f"1 validation error for {title}"
         )
         assert err.value.errors()[0]["loc"] == loc
+
+
+def test_answers_are_counted_per_known_value_and_the_rest_as_other() -> None:
+    from prometheus_client import REGISTRY
+
+    metrics = telemetry.metrics(MONITORING)
+
+    def count(value: str) -> float:
+        found = REGISTRY.get_sample_value(
+            "nb2prod_predictions_total", {"field": "label", "value": value}
+        )
+        return found or 0.0
+
+    before = {v: count(v) for v in ("a", "b", "other")}
+    labels = ["a", "b", "a", "zz", None, ["not", "hashable"], "a"]
+    metrics.observe_outputs([SimpleNamespace(label=v, score=0.3) for v in labels])
+    assert {v: count(v) - before[v] for v in before} == {"a": 3, "b": 1, "other": 3}
+
+
+def test_true_and_1_are_two_labels_though_one_dict_key() -> None:
+    tally = telemetry._tally([True, 1, 1, "1"])
+    assert sorted(tally.values()) == [1, 1, 2]
+    assert tally[(bool, True)] == 1 and tally[(int, 1)] == 2

@@ -146,11 +146,12 @@ class Answerer:
             guard.record(ok=False)
             return [self.fallback(inputs[0], "error", exc)]
         guard.record(ok=True)
-        if guard.min_confidence is None:  # low_confidence is always False then
+        low = guard.low_confidence(outputs)
+        if not low:
             return [(out, None, None) for out in outputs]
         return [
-            self.fallback(inp, "low_confidence") if guard.low_confidence(out) else (out, None, None)
-            for inp, out in zip(inputs, outputs, strict=True)
+            self.fallback(inp, "low_confidence") if i in low else (out, None, None)
+            for i, (inp, out) in enumerate(zip(inputs, outputs, strict=True))
         ]
 
     def answer_now(self, inputs: list[Any]) -> list[Answer]:

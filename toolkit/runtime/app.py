@@ -197,6 +197,9 @@ class Handlers:
             return self.release.BatchResult(results=[])
         self.drift.observe(inputs)
         raw = await self.answer(inputs)
+        if not any(isinstance(r, guard.NoAnswer) or r.degraded for r in raw):
+            # the model answered every input: nothing to count, log or report
+            return self.release.BatchResult.model_construct(results=raw)
         results = [self.deliver(r) for r in raw]
         failed = next((r for r in raw if isinstance(r, guard.NoAnswer)), None)
         if failed is not None:  # one item neither the model nor the fallback could answer: 503
@@ -264,6 +267,14 @@ class Handlers:
         Counted where it is delivered (deliver), so an answer computed but not sent is not counted.
         """
         prediction, version = self.release.predicted, self.release.version
+        if all(reason is None and failure is None for _, reason, failure in answers):
+            return [  # the model answered each: the common case, one Prediction per row
+                prediction(
+                    {"output": output, "model_version": version, "degraded": False,
+                     "reason": None}
+                )
+                for output, _, _ in answers
+            ]  # fmt: skip
         results: list[Any] = []
         for inp, (output, reason, failure) in zip(inputs, answers, strict=True):
             if failure is not None:

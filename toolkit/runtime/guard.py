@@ -164,13 +164,16 @@ class Guard:
             if self._consecutive >= self.failures:
                 self._opened_at = time.monotonic()
 
-    def low_confidence(self, output: Any) -> bool:
-        confidence = getattr(output, "confidence", None)
-        return (
-            self.min_confidence is not None
-            and isinstance(confidence, (int, float))
-            and confidence < self.min_confidence
-        )
+    def low_confidence(self, outputs: list[Any]) -> set[int]:
+        """The positions of the outputs whose ``confidence`` is below ``min_confidence``."""
+        floor = self.min_confidence
+        if floor is None:
+            return set()
+        return {
+            i
+            for i, out in enumerate(outputs)
+            if isinstance(c := getattr(out, "confidence", None), (int, float)) and c < floor
+        }
 
 
 TIMEOUT_ERRORS = (asyncio.TimeoutError, FutureTimeout)

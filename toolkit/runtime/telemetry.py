@@ -10,8 +10,10 @@ redacted from every log line, error messages included, and never become metric l
 from __future__ import annotations
 
 import bisect
+import collections
 import contextvars
 import enum
+import itertools
 import json
 import logging
 import math
@@ -258,7 +260,18 @@ class Metrics:
             for name, spec in self.outputs.items()
             if spec.kind == "categorical"
         }
+        self._children: dict[tuple[Any, tuple[str, ...]], Any] = {}
         self.start_at_zero()
+
+    def child(self, metric: Any, *values: str) -> Any:
+        """``metric.labels(*values)``, looked up once per label set (prometheus_client takes a
+        lock and builds a key for every call). Only for label sets known to be bounded: routes,
+        statuses, outcomes, fallback reasons, stages, an Output field's known values."""
+        key = (metric, values)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = metric.labels(*values)
+        return found
 
     def start_at_zero(self) -> None:
         """Create every series whose labels are known in advance, at 0: fallback reasons,
@@ -298,18 +311,18 @@ class Metrics:
         """One model call: its size, and the seconds of each stage."""
         self.batch_size.observe(size)
         for stage, seconds in timings.items():
-            self.stages.labels(stage=stage).observe(seconds)
+            self.child(self.stages, stage).observe(seconds)
 
     def observe_outputs(self, outputs: list[Any]) -> None:
         """Count a batch's answers: one metric update per distinct value and bucket, not per row."""
         for name, known in self.known.items():
             counts: dict[str, int] = {}
-            for out in outputs:
-                value = _label(getattr(out, name, None))
-                value = value if value in known else "other"
-                counts[value] = counts.get(value, 0) + 1
-            for value, count in counts.items():
-                self.classes.labels(field=name, value=value).inc(count)
+            for (_, value), count in _tally([getattr(out, name, None) for out in outputs]).items():
+                label = _label(value)
+                label = label if label in known else "other"
+                counts[label] = counts.get(label, 0) + count
+            for label, count in counts.items():
+                self.child(self.classes, name, label).inc(count)
         for name, histogram in self.values.items():
             values = [getattr(out, name, None) for out in outputs]
             observe_many(
@@ -338,6 +351,16 @@ def observe_many(histogram: Any, values: list[float]) -> None:
         if count:
             buckets[index].inc(count)
     total.inc(sum(values))
+
+
+def _tally(values: list[Any]) -> dict[tuple[type, Any], int]:
+    """How often each (type, value) occurs, counted in C by collections.Counter; by type too, as
+    ``True`` and ``1`` are one dict key but two labels. Values that cannot be dict keys (a list
+    in a field declared categorical) are counted by their label instead."""
+    try:
+        return collections.Counter(zip(map(type, values), values, strict=True))
+    except TypeError:
+        return collections.Counter((str, _label(v)) for v in values)
 
 
 def _label(value: Any) -> str:
@@ -384,18 +407,19 @@ class Drift:
             inputs = inputs[:: -(-len(inputs) // DRIFT_ROWS_PER_CALL)]
         for name, spec in self.specs.items():
             window, counts = spec["window"], spec["counts"]
-            for inp in inputs:
-                value = getattr(inp, name, None)
-                if value is None:
-                    continue
-                if spec["kind"] == "numeric":
-                    index = bisect.bisect_left(spec["edges"], float(value))
-                else:
-                    index = spec["index"].get(model.category_key(value), len(counts) - 1)
-                if len(window) == window.maxlen:
-                    counts[window[0]] -= 1  # the oldest value leaves the window
-                window.append(index)
-                counts[index] += 1
+            values = [v for v in (getattr(inp, name, None) for inp in inputs) if v is not None]
+            if spec["kind"] == "numeric":
+                edges, left = spec["edges"], bisect.bisect_left
+                indexes = [left(edges, float(v)) for v in values]
+            else:
+                index, other = spec["index"], len(counts) - 1
+                indexes = [index.get(model.category_key(v), other) for v in values]
+            leaving = len(window) + len(indexes) - (window.maxlen or 0)
+            for i in itertools.islice(window, max(0, min(leaving, len(window)))):
+                counts[i] -= 1  # the oldest values leave the window
+            window.extend(indexes)
+            for i in indexes[-(window.maxlen or 0) :]:  # those the window kept
+                counts[i] += 1
         self.pending += len(inputs)
         if self.pending >= self.every:
             self.publish()
@@ -516,10 +540,8 @@ class Observe:
         outcome = state["outcome"] or _outcome(status)
         m = metrics(self.monitoring)
         reason = state["reason"] if outcome in ("degraded", "unavailable") else None
-        m.requests.labels(
-            route=route, status=str(status), outcome=outcome, reason=reason or ""
-        ).inc()
-        m.latency.labels(route=route).observe(seconds)
+        m.child(m.requests, route, str(status), outcome, reason or "").inc()
+        m.child(m.latency, route).observe(seconds)
         fields: dict[str, Any] = {
             "method": scope.get("method"),
             "route": route,
