@@ -90,3 +90,43 @@ def test_a_batch_of_outputs_is_validated_as_each_alone() -> None:
 def test_the_batch_size_check_counts_every_batch_right(items: list[object], rows: int) -> None:
     body = json.dumps({"inputs": items}, separators=(",", ":")).encode()
     assert limits.batch_exceeds(body, rows) is (len(items) > rows)
+
+
+class Inner(BaseModel):
+    score: float = Field(ge=0, le=1)
+
+
+class Nested(BaseModel):
+    label: str
+    detail: Inner
+
+
+class Open(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    label: str
+
+
+@pytest.mark.parametrize("batch", [False, True])
+def test_every_kind_of_output_is_checked_again_as_it_leaves(batch: bool) -> None:
+    """A flat Output is validated from its field values, a nested one from its dump, so a value
+    broken after construction is caught at any depth and extra fields are kept."""
+    assert model._is_flat(Output) and not model._is_flat(Nested) and not model._is_flat(Open)
+
+    def check(cls: type[BaseModel], values: list[object]) -> list[object]:
+        pipeline = types.ModuleType("pipeline")
+        pipeline.Output = cls  # type: ignore[attr-defined]
+        if batch:
+            return model.validate_outputs(pipeline, [*values, values[-1]])[:-1]
+        return [model.validate_output(pipeline, values[0])]
+
+    with pytest.raises(ValidationError):  # built without validation, flat
+        check(Output, [Output.model_construct(species=3, confidence=0.5)])
+    broken = Nested(label="a", detail=Inner(score=0.5))
+    broken.detail.score = 3.0  # nested and mutated
+    with pytest.raises(ValidationError) as err:
+        check(Nested, [broken])
+    assert err.value.errors()[0]["loc"][-2:] == ("detail", "score")
+    (kept,) = check(Open, [Open(label="a", colour="red")])
+    assert kept.model_extra == {"colour": "red"}  # type: ignore[attr-defined]
+    (fine,) = check(Output, [Output(species="a", confidence=0.5)])
+    assert fine == Output(species="a", confidence=0.5)

@@ -80,9 +80,18 @@ class FakeGauge:
         return SimpleNamespace(set=lambda value: self.values.__setitem__(field, value))
 
 
+def fake_metrics(psi: FakeGauge, observations: FakeGauge) -> Any:
+    """What Drift uses of Metrics: the two gauges, their children by label."""
+    return SimpleNamespace(
+        drift=psi,
+        drift_observations=observations,
+        child=lambda metric, *values: metric.labels(*values),
+    )
+
+
 def drift() -> tuple[Any, FakeGauge, FakeGauge]:
     psi, observations = FakeGauge(), FakeGauge()
-    metrics = SimpleNamespace(drift=psi, drift_observations=observations)
+    metrics = fake_metrics(psi, observations)
     return telemetry.Drift(MONITORING.drift, metrics, every=10), psi, observations
 
 
@@ -120,7 +129,7 @@ def test_the_drift_window_holds_the_last_values_and_counts_them(
     window: int, batches: list[list[Any]]
 ) -> None:
     plan = MONITORING.drift.model_copy(update={"window": window})
-    metrics = SimpleNamespace(drift=FakeGauge(), drift_observations=FakeGauge())
+    metrics = fake_metrics(FakeGauge(), FakeGauge())
     monitor = telemetry.Drift(plan, metrics, every=10**9)
     seen: dict[str, list[int]] = {"x": [], "c": []}
     for batch in batches:

@@ -10,7 +10,6 @@ server's own concerns around it (time budget, adaptive batching, metrics, logs).
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 from collections.abc import Callable
@@ -183,12 +182,9 @@ class Handlers:
         if self.batcher is None:
             return self.deliver((await self.answer([inp]))[0])
         future = self.batcher.enqueue(inp)
-        if self.guard.timeout_s is None:
-            return self.deliver(await future)
         try:  # the budget counts from arrival: time waiting for a batch is part of it
-            result = await asyncio.wait_for(asyncio.shield(future), self.guard.timeout_s)
-        except guard.TIMEOUT_ERRORS:
-            future.cancel()
+            result = await guard.within(future, self.guard.timeout_s)
+        except guard.OverBudget:
             result = self.settle([inp], [self.answerer.fallback(inp, "timeout")])[0]
         return self.deliver(result)
 

@@ -4,13 +4,13 @@ confidence floor (SPEC section 6 reasons), and adaptive batching of single reque
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import logging
 import os
+import queue
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
 from typing import Any
 
@@ -95,8 +95,8 @@ class Guard:
         self._consecutive = 0
         self._opened_at: float | None = None
         self._trial = False
-        # a stuck model call keeps its thread; the pool bounds how many can pile up
-        self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="nb2prod-model")
+        # a stuck model call keeps its thread; at most MODEL_THREADS can pile up
+        self._threads = ModelThreads(MODEL_THREADS)
 
     def switched_off(self) -> bool:
         """The kill switch: NB2PROD_MODEL_DISABLED at start, or the file now (one stat()).
@@ -138,17 +138,15 @@ class Guard:
             return None
 
     async def call(self, fn: Any, *args: Any) -> Any:
-        """Run the model path in the pool, within the time budget when one is set.
+        """Run the model path in the guard's threads, within the time budget when one is set.
 
-        The event loop only awaits, so a stuck call holds one pool thread, never the server.
+        The event loop only awaits, so a stuck call holds one model thread, never the server.
         A TimeoutError, the budget's or one the model path raised, is :class:`OverBudget`.
         """
-        future = asyncio.wrap_future(self._pool.submit(fn, *args))
+        future = self._threads.submit(fn, *args)
         try:
-            if self.timeout_s is None:
-                return await future
-            return await asyncio.wait_for(future, self.timeout_s)
-        except TIMEOUT_ERRORS:
+            return await within(future, self.timeout_s)
+        except TimeoutError:  # the model path's own; past the budget is OverBudget already
             raise OverBudget from None
 
     def record(self, ok: bool) -> None:
@@ -176,7 +174,86 @@ class Guard:
         }
 
 
-TIMEOUT_ERRORS = (asyncio.TimeoutError, FutureTimeout)
+MODEL_THREADS = 8
+
+
+async def within(future: asyncio.Future[Any], seconds: float | None) -> Any:
+    """``await future``; past ``seconds`` (None: no limit) :class:`OverBudget`, and the future
+    is failed with it, so whoever would answer it later finds it done.
+
+    One timer on the loop, where ``asyncio.wait_for`` adds a task, a waiter and callbacks.
+    """
+    if seconds is None:
+        return await future
+    handle = asyncio.get_running_loop().call_later(seconds, _settle, future, None, OverBudget())
+    try:
+        return await future
+    finally:
+        handle.cancel()
+
+
+def _settle(future: asyncio.Future[Any], result: Any, exc: BaseException | None) -> None:
+    """In the loop: ``future``'s result or exception, unless it is done (past its deadline, or
+    the request that waited for it went away)."""
+    if future.done():
+        return
+    if exc is None:
+        future.set_result(result)
+    else:
+        future.set_exception(exc)
+
+
+class ModelThreads:
+    """Where the model path runs off the event loop: up to ``size`` threads, started as calls
+    need them and kept.
+
+    A call is one item on a queue, and its answer one callback on the caller's loop
+    (``call_soon_threadsafe``); concurrent.futures' pool with ``asyncio.wrap_future`` and
+    ``wait_for`` adds a second future, its lock and condition, chained callbacks, a task and a
+    waiter (30 to 40 us more per model call on 2 cores, benchmarks/serve_floor.py). A call still
+    queued when its future is done (past its budget) is not started. The threads are daemons: a
+    model call that never returns holds its thread, not the process's exit.
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._queue: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._idle = 0  # threads waiting for a call
+        self._started = 0
+
+    def submit(self, fn: Any, *args: Any) -> asyncio.Future[Any]:
+        """The future of ``fn(*args)`` run in a model thread, answered in this thread's loop."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        with self._lock:
+            if self._idle:
+                self._idle -= 1
+                start = False
+            else:
+                start = self._started < self.size
+                self._started += start
+        self._queue.put((loop, future, fn, args))
+        if start:
+            name = f"nb2prod-model_{self._started - 1}"
+            threading.Thread(target=self._work, name=name, daemon=True).start()
+        return future
+
+    def _work(self) -> None:
+        while True:
+            loop, future, fn, args = self._queue.get()
+            answer: tuple[Any, BaseException | None] | None = None
+            if not future.done():  # else past its budget before it started: not run
+                try:
+                    answer = (fn(*args), None)
+                except BaseException as exc:  # noqa: BLE001 - the caller's to handle
+                    answer = (None, exc)
+            with self._lock:  # idle before the answer: the caller's next call finds this thread
+                self._idle += 1
+            if answer is not None:  # a closed loop (RuntimeError): nobody waits for it any more
+                with contextlib.suppress(RuntimeError):
+                    loop.call_soon_threadsafe(_settle, future, *answer)
+            del loop, future, fn, args, answer  # an idle thread holds no call's objects
 
 
 class Batcher:

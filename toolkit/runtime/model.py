@@ -167,8 +167,8 @@ def run(
 
 def validate_output(pipeline: ModuleType, value: Any) -> Any:
     """Re-validate so an Output mutated or built with model_construct cannot break the contract."""
-    data = value.model_dump() if isinstance(value, pipeline.Output) else value
-    return pipeline.Output.model_validate(data)
+    output = pipeline.Output
+    return output.model_validate(_as_data(output)(value))
 
 
 def validate_outputs(pipeline: ModuleType, values: list[Any]) -> list[Any]:
@@ -180,9 +180,9 @@ def validate_outputs(pipeline: ModuleType, values: list[Any]) -> list[Any]:
     adapter = _OUTPUTS.get(output)
     if adapter is None:
         adapter = _OUTPUTS[output] = TypeAdapter(list[output])  # type: ignore[valid-type]
-    data = [v.model_dump() if isinstance(v, output) else v for v in values]
+    as_data = _as_data(output)
     try:
-        validated: list[Any] = adapter.validate_python(data)
+        validated: list[Any] = adapter.validate_python([as_data(v) for v in values])
     except ValidationError:
         return [validate_output(pipeline, v) for v in values]
     return validated
@@ -190,6 +190,48 @@ def validate_outputs(pipeline: ModuleType, values: list[Any]) -> list[Any]:
 
 # list[Output] per Output class, gone with the class (a process may load many releases)
 _OUTPUTS: weakref.WeakKeyDictionary[type, TypeAdapter[Any]] = weakref.WeakKeyDictionary()
+_AS_DATA: weakref.WeakKeyDictionary[type, Any] = weakref.WeakKeyDictionary()
+
+
+def _as_data(output: Any) -> Any:
+    """How an Output instance is handed to its validation (anything else as it is): its field
+    values as they stand (``__dict__``) when the class is flat, else ``model_dump()``.
+
+    Flat: no nested model or dataclass (pydantic takes an instance of one as it is, so only a
+    dump checks a nested value again) and no extra fields (kept outside ``__dict__``). For iris,
+    a dump is 60% of the validation of a batch."""
+    found = _AS_DATA.get(output)
+    if found is None:
+        flat = _is_flat(output)
+
+        def found(value: Any) -> Any:
+            if not isinstance(value, output):
+                return value
+            return value.__dict__ if flat else value.model_dump()
+
+        _AS_DATA[output] = found
+    return found
+
+
+def _is_flat(output: Any) -> bool:
+    if getattr(output, "model_config", {}).get("extra") == "allow":
+        return False
+    try:
+        pending: list[Any] = [output.__pydantic_core_schema__]
+    except AttributeError:
+        return False
+    models = 0
+    while pending:
+        node = pending.pop()
+        if isinstance(node, dict):
+            kind = node.get("type")
+            if kind in ("dataclass", "definitions", "definition-ref"):
+                return False
+            models += kind == "model"
+            pending.extend(node.values())
+        elif isinstance(node, (list, tuple)):
+            pending.extend(node)
+    return models == 1
 
 
 def fallback(pipeline: ModuleType, inp: Any) -> Any:

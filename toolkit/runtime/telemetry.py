@@ -428,9 +428,10 @@ class Drift:
         self.pending = 0
         for name, spec in self.specs.items():
             n = len(spec["window"])
-            self.metrics.drift_observations.labels(field=name).set(n)
+            metrics = self.metrics
+            metrics.child(metrics.drift_observations, name).set(n)
             if n >= min(MIN_DRIFT_OBSERVATIONS, spec["window"].maxlen):
-                self.metrics.drift.labels(field=name).set(psi(spec["expected"], spec["counts"], n))
+                metrics.child(metrics.drift, name).set(psi(spec["expected"], spec["counts"], n))
 
 
 def psi(expected: list[float], counts: list[int], n: int) -> float:
