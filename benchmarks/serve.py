@@ -5,7 +5,9 @@ Baselines (the same model file, the release's, and the same answer: benchmarks/i
 - hand-written: benchmarks/handwritten_service.py, the minimal BentoML service (`@bentoml.api`,
   no auth, metrics, logs, drift, fallback or batching), under `bentoml serve`;
 - bare Starlette: benchmarks/starlette_app.py under uvicorn, no BentoML at all: the limit we
-  measure ourselves against.
+  measure ourselves against;
+- transport alone: benchmarks/transport_app.py, a raw ASGI app under uvicorn that validates each
+  body and answers a fixed one without a model: what the server itself costs per request.
 The generated service is served with `bentoml serve` and its bearer token, as in production.
 
 Each service is started alone on loopback and driven by Debian's `wrk` (a C load generator, one
@@ -14,8 +16,10 @@ second through `/predict_batch` with 100 rows at concurrency 1. Each figure is m
 `--seconds` after a warm-up; services are measured `--rounds` times in alternating order and
 the best round counts (on a shared machine the noise is one-sided: something else took the CPU).
 Last, benchmarks/serve_floor.py times what no service around this model avoids (the notebook's
-model path, the Output validation, the time budget's hand-off to a thread), and the time per
-request each target leaves is printed next to it.
+model path, the Output validation, the model path through the time budget's thread hand-off),
+and the time per request each target leaves is printed next to the floor: the transport alone
+plus the model path through the hand-off, and what is left of the target for everything else
+(auth, access log, metrics, drift, guard, the answer's envelope).
 
 Targets (issue #24): generated/hand-written requests/s >= 3 at concurrency 1 and 16; batch rows/s
 >= 2x the hand-written; p99 no worse than the hand-written.
@@ -135,8 +139,9 @@ def served(label: str, tag: str, release: Path) -> Iterator[str]:
             yield server.url
     else:
         port = free_port()
+        module = "starlette_app:app" if label == "bare Starlette" else "transport_app:app"
         proc = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "starlette_app:app", "--host", "127.0.0.1",
+            [sys.executable, "-m", "uvicorn", module, "--host", "127.0.0.1",
              "--port", str(port), "--log-level", "warning", "--no-access-log"],
             cwd=ROOT / "benchmarks", env={**os.environ, **env},
         )  # fmt: skip
@@ -156,6 +161,7 @@ TARGETS = (
     Target("generated", "/v1/predict", "/v1/predict_batch", TOKEN),
     Target("hand-written", "/predict", "/predict_batch", None),
     Target("bare Starlette", "/predict", "/predict_batch", None),
+    Target("transport alone", "/predict", "/predict_batch", None),
 )
 
 
@@ -212,7 +218,7 @@ def main() -> None:
                 capture_output=True, text=True, check=True,
             ).stdout
         )  # fmt: skip
-    gen, hand, bare = (best(results[t.label]) for t in TARGETS)
+    gen, hand, bare, transport = (best(results[t.label]) for t in TARGETS)
     print(f"\n{tag}: best of {args.rounds} rounds, {args.seconds:g} s per figure, wrk, cpus: {os.cpu_count()}\n")  # fmt: skip
     print(f"{'':30}{'generated':>11}{'hand-written':>14}{'ratio':>7}{'bare Starlette':>16}{'ratio':>7}")  # fmt: skip
 
@@ -224,6 +230,7 @@ def main() -> None:
         row(f"p50 ms, concurrency {c}", gen.p50_ms[c], hand.p50_ms[c], bare.p50_ms[c], ".2f")
         row(f"p99 ms, concurrency {c}", gen.p99_ms[c], hand.p99_ms[c], bare.p99_ms[c], ".2f")
     row(f"batch rows/s ({BATCH_ROWS} rows)", gen.batch_rows_per_s, hand.batch_rows_per_s, bare.batch_rows_per_s, ".0f")  # fmt: skip
+    print(f"transport alone: {transport.rps[1]:.0f} requests/s at concurrency 1, {transport.rps[16]:.0f} at 16, {transport.batch_rows_per_s:.0f} batch rows/s")  # fmt: skip
     print("\ntargets (generated against hand-written):")
     for c in CONCURRENCY:
         ratio = gen.rps[c] / hand.rps[c]
@@ -233,18 +240,28 @@ def main() -> None:
     gain = gen.batch_rows_per_s / hand.batch_rows_per_s
     print(f"  batch rows/s: {gain:.2f}x (target >= 2): {'met' if gain >= 2 else 'MISSED'}")
     print(f"  against the bare Starlette app (the limit): {gen.rps[1] / bare.rps[1]:.2f}x at concurrency 1, {gen.rps[16] / bare.rps[16]:.2f}x at 16")  # fmt: skip
-    print_floor(floor, hand, bare, gen)
+    print_floor(floor, hand, bare, gen, transport)
 
 
-def print_floor(floor: dict[str, float], hand: Figures, bare: Figures, gen: Figures) -> None:
-    """What a target leaves per request, next to what the bare app takes and what the notebook's
-    model path and the time budget's thread hand-off take alone (benchmarks/serve_floor.py)."""
+def print_floor(
+    floor: dict[str, float], hand: Figures, bare: Figures, gen: Figures, transport: Figures
+) -> None:
+    """What a target leaves per request, next to the floor no service here avoids: the transport
+    alone plus the notebook's model path through the time budget's hand-off (serve_floor.py)."""
     rows = BATCH_ROWS
     print("\nwhat the targets leave, microseconds per request (serve_floor.py, same run):")
-    print(f"  concurrency 1 at 3x: {1e6 / (3 * hand.rps[1]):.0f} us; the bare app takes {1e6 / bare.rps[1]:.0f}, the generated {1e6 / gen.rps[1]:.0f}")  # fmt: skip
-    print(f"  batch at 2x: {1e6 * rows / (2 * hand.batch_rows_per_s):.0f} us; the bare app takes {1e6 * rows / bare.batch_rows_per_s:.0f}, the generated {1e6 * rows / gen.batch_rows_per_s:.0f}")  # fmt: skip
     print(f"  the notebook's model path alone: {floor['model_path_1_us']:.0f} us for 1 row, {floor['model_path_100_us']:.0f} for {rows} (of which the Output validation {floor['output_validation_100_us']:.0f})")  # fmt: skip
-    print(f"  the time budget's hand-off to the model's thread and back (a no-op call): {floor['hand_off_us']:.0f} us")  # fmt: skip
+    print(f"  through the time budget's hand-off, as served: {floor['handed_off_1_us']:.0f} us for 1 row, {floor['handed_off_100_us']:.0f} for {rows} (the hand-off of a no-op: {floor['hand_off_us']:.0f})")  # fmt: skip
+    cases = (
+        ("concurrency 1 at 3x", 1e6 / (3 * hand.rps[1]), 1e6 / transport.rps[1],
+         floor["handed_off_1_us"], 1e6 / bare.rps[1], 1e6 / gen.rps[1]),
+        ("batch at 2x", 1e6 * rows / (2 * hand.batch_rows_per_s),
+         1e6 * rows / transport.batch_rows_per_s, floor["handed_off_100_us"],
+         1e6 * rows / bare.batch_rows_per_s, 1e6 * rows / gen.batch_rows_per_s),
+    )  # fmt: skip
+    for name, leaves, wire, model_path, bare_us, gen_us in cases:
+        least = wire + model_path
+        print(f"  {name}: the target leaves {leaves:.0f} us; the floor is {least:.0f} (transport alone {wire:.0f} + model path handed off {model_path:.0f}), which leaves {leaves - least:.0f} for auth, access log, metrics, drift, guard and envelope; the generated spends {gen_us - least:.0f} on them (takes {gen_us:.0f}; the bare app {bare_us:.0f})")  # fmt: skip
 
 
 if __name__ == "__main__":
