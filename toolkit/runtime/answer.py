@@ -2,7 +2,7 @@
 postprocess -> fallback -> Output validation.
 
 :class:`Answerer` answers a list of inputs for the served release (``runtime.app.Handlers``:
-``/v1/predict``, ``/v1/predict_batch``, in the event loop, the model in the guard's thread pool
+``/v1/predict``, ``/v1/predict_batch``, in the event loop, the model on the guard's threads
 within the time budget) and for batch scoring (``nb2prod score`` and ``nb2prod.score``, locally
 and on Spark: :meth:`Answerer.answer_now`, the model called directly). So a row gets what a
 request gets:

@@ -145,7 +145,7 @@ class Handlers:
     """The served release (its BentoML class inherits this): routes to the answer path.
 
     Answers come from :class:`~.answer.Answerer`, as batch scoring's do; what is the
-    server's is here: the model called in the guard's thread pool within the time budget,
+    server's is here: the model called on the guard's threads within the time budget,
     adaptive batching, metrics, logs and the HTTP envelope.
     """
 
@@ -249,7 +249,7 @@ class Handlers:
         return self.settle(inputs, answers)
 
     async def call_model(self, inputs: list[Any]) -> list[Any]:
-        """The model path in the guard's thread pool, within the time budget (this coroutine
+        """The model path on the guard's threads, within the time budget (this coroutine
         only waits for it); each stage timed for the histograms."""
         timings: dict[str, float] = {}
         outputs: list[Any] = await self.guard.call(self.answerer.run, inputs, timings)
