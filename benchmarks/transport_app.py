@@ -2,7 +2,8 @@
 event loop `bentoml serve` runs, no framework) that reads each body, validates it against the
 iris Input with pydantic-core from its bytes, and answers a fixed body of the generated service's
 shape and size, without calling a model. What no service on this server avoids per request:
-HTTP parsing, the loop, the body's validation, the answer's bytes on the socket.
+HTTP parsing, the loop, the body's validation, the answer's bytes on the socket. The body is read
+and the answer sent by the /v1 lane's own helpers (nb2prod.runtime.asgi).
 
 Run: uvicorn transport_app:app (from benchmarks/)
 """
@@ -11,6 +12,7 @@ import json
 from typing import Any
 
 from iris_model import Flower
+from nb2prod.runtime.asgi import read_body, send_json
 from pydantic import TypeAdapter
 
 BATCH_ROWS = 100
@@ -25,11 +27,7 @@ READY = b'{"ready":true}'
 async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     if scope["type"] != "http":
         return
-    message = await receive()
-    body = message.get("body", b"")
-    while message.get("more_body", False):
-        message = await receive()
-        body += message.get("body", b"")
+    body = await read_body(receive)
     path = scope["path"]
     if path == "/predict_batch":
         BATCH.validate_json(body)
@@ -39,10 +37,4 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         answer = ONE
     else:
         answer = READY
-    await send({
-        "type": "http.response.start",
-        "status": 200,
-        "headers": [(b"content-type", b"application/json"),
-                    (b"content-length", str(len(answer)).encode())],
-    })  # fmt: skip
-    await send({"type": "http.response.body", "body": answer})
+    await send_json(send, 200, answer)
